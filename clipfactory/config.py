@@ -57,7 +57,7 @@ class ShotConfig(_Section):
     """Hard-cut detection on the analysis frames."""
 
     detector: Literal["content"] = "content"
-    threshold: float = 0.35  # absolute floor of the cut score (0..1)
+    threshold: float = 0.3  # absolute floor of the cut score (0..1)
     adaptive_ratio: float = 3.0  # cut score must exceed this multiple of recent activity
     window: int = 8  # frames of context on each side for the adaptive test
     flash_lookahead: int = 4  # frames checked for a return to the old shot (flash)

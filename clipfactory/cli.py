@@ -1,0 +1,130 @@
+"""Command line: parse, load the config, call the library. Nothing else lives here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from clipfactory import __version__
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="clipfactory", description=__doc__)
+    p.add_argument("--version", action="version", version=f"clipfactory {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="curate a folder or manifest into WebDataset shards")
+    r.add_argument("--input", required=True, help="folder of videos or .jsonl/.csv/.parquet")
+    r.add_argument("--output", required=True, help="output folder (rerun to resume)")
+    r.add_argument("--workers", type=int, default=None, help="worker processes (default 1)")
+    r.add_argument("--config", default=None, help="YAML config file")
+    r.add_argument("--skip", action="append", choices=["filters", "dedup"], default=None,
+                   help="turn a stage off (repeatable)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    s = sub.add_parser("status", help="what a run has done so far")
+    s.add_argument("output")
+    s.add_argument("--json", action="store_true", help="print the counts as JSON")
+
+    b = sub.add_parser("bench", help="measure throughput against decode-only on a generated corpus")
+    b.add_argument("--minutes", type=float, default=10.0, help="minutes of video to generate")
+    b.add_argument("--width", type=int, default=640)
+    b.add_argument("--height", type=int, default=360)
+    b.add_argument("--workdir", default="bench-out", help="where the corpus and outputs go")
+    b.add_argument("--workers", type=int, default=1)
+
+    d = sub.add_parser("demo", help="generate a small sample corpus and curate it")
+    d.add_argument("--workdir", default="demo-out")
+    d.add_argument("--workers", type=int, default=2)
+
+    c = sub.add_parser("config", help="print the default config as YAML")
+    c.add_argument("--config", default=None, help="show this file merged with the defaults")
+    return p
+
+
+def _cmd_run(a: argparse.Namespace) -> int:
+    from clipfactory.config import load_config
+    from clipfactory.pipeline import run
+
+    cfg = load_config(a.config, workers=a.workers)
+    if a.skip:
+        cfg.skip = sorted(set(cfg.skip) | set(a.skip))
+    if not Path(a.input).exists():
+        print(f"clipfactory: input not found: {a.input}", file=sys.stderr)
+        return 2
+    summary = run(a.input, a.output, cfg, quiet=a.quiet)
+    _print_counts(summary["counts"], Path(a.output))
+    t = summary.get("throughput") or {}
+    if t:
+        print(f"throughput: {t['x_realtime']}x realtime on {t['workers']} workers, "
+              f"{t['x_realtime_per_core']}x realtime per core-second")
+    return 0
+
+
+def _print_counts(counts: dict, out: Path) -> None:
+    v, c = counts["videos"], counts["clips"]
+    print(f"{out}: videos {v['done']} done, {v['failed']} failed, {v['pending']} pending "
+          f"(of {v['total']})")
+    print(f"clips: {c['kept']} kept, {c['dropped']} dropped, {c['staged']} staged")
+    for reason, n in counts["dropped_by_reason"].items():
+        print(f"  dropped {reason}: {n}")
+    for reason, n in counts["failed_by_reason"].items():
+        print(f"  failed  {reason}: {n}")
+    print(f"hours: {counts['hours_in']:.4f} in, {counts['hours_out']:.4f} out")
+
+
+def _cmd_status(a: argparse.Namespace) -> int:
+    from clipfactory.ledger import Ledger
+
+    path = Path(a.output) / "ledger.sqlite"
+    if not path.is_file():
+        print(f"clipfactory: no run found in {a.output}", file=sys.stderr)
+        return 2
+    ledger = Ledger(path)
+    try:
+        counts = ledger.counts()
+    finally:
+        ledger.close()
+    if a.json:
+        print(json.dumps(counts, indent=2))
+    else:
+        _print_counts(counts, Path(a.output))
+    return 0
+
+
+def _cmd_bench(a: argparse.Namespace) -> int:
+    from clipfactory.bench.run import run_bench
+
+    run_bench(minutes=a.minutes, width=a.width, height=a.height, workdir=a.workdir,
+              workers=a.workers)
+    return 0
+
+
+def _cmd_demo(a: argparse.Namespace) -> int:
+    from clipfactory.bench.demo import run_demo
+
+    run_demo(Path(a.workdir), workers=a.workers)
+    return 0
+
+
+def _cmd_config(a: argparse.Namespace) -> int:
+    from clipfactory.config import load_config
+
+    print(load_config(a.config).to_yaml(), end="")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``clipfactory`` command."""
+    a = _parser().parse_args(argv)
+    handlers = {"run": _cmd_run, "status": _cmd_status, "bench": _cmd_bench, "demo": _cmd_demo,
+                "config": _cmd_config}
+    return handlers[a.command](a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

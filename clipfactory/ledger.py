@@ -1,0 +1,276 @@
+"""The ledger: one SQLite file holding each input's and each clip's state and provenance.
+
+Only the driver process writes it. A video's outcome (its row and all its clip rows) is written
+in one transaction, so a run killed at any moment leaves each video either wholly recorded or
+still pending; a rerun redoes the pending ones and nothing is doubled. Shards and the Parquet
+files are derived from the ledger and can always be rebuilt from it plus the clip files.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from clipfactory.records import ClipRecord, Rejection, SourceItem, VideoResult
+
+__all__ = ["Ledger"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS videos (
+    item_key TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    manifest_id TEXT,
+    video_id TEXT,
+    source_url TEXT,
+    license TEXT,
+    attribution TEXT,
+    start_s REAL,
+    end_s REAL,
+    extra TEXT,
+    state TEXT NOT NULL DEFAULT 'pending',
+    stage TEXT,
+    reason TEXT,
+    detail TEXT,
+    source_sha256 TEXT,
+    info TEXT,
+    duration_s REAL DEFAULT 0,
+    analysed_s REAL DEFAULT 0,
+    frames INTEGER DEFAULT 0,
+    warnings TEXT,
+    wall_s REAL DEFAULT 0,
+    cpu_s REAL DEFAULT 0,
+    attempts INTEGER DEFAULT 0,
+    updated_at REAL
+);
+CREATE INDEX IF NOT EXISTS videos_state ON videos(state, seq);
+CREATE TABLE IF NOT EXISTS clips (
+    clip_id TEXT PRIMARY KEY,
+    item_key TEXT NOT NULL,
+    state TEXT NOT NULL,
+    stage TEXT,
+    reason TEXT,
+    shard TEXT,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS clips_state ON clips(state);
+CREATE INDEX IF NOT EXISTS clips_item ON clips(item_key);
+CREATE TABLE IF NOT EXISTS shards (
+    name TEXT PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+"""
+
+_ITEM_COLUMNS = ("source", "manifest_id", "source_url", "license", "attribution", "start_s",
+                 "end_s", "extra")
+
+
+class Ledger:
+    """SQLite-backed state of one output folder."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- inputs -------------------------------------------------------------------------------
+    def register(self, rows: Iterable[SourceItem | Rejection], batch: int = 2000) -> int:
+        """Add inputs not seen before (pending, or failed for rejected rows); return how many."""
+        added = 0
+        seq = self.db.execute("SELECT COALESCE(MAX(seq), -1) FROM videos").fetchone()[0]
+        chunk: list[SourceItem | Rejection] = []
+        for row in rows:
+            chunk.append(row)
+            if len(chunk) >= batch:
+                added, seq = self._register_chunk(chunk, added, seq)
+                chunk = []
+        if chunk:
+            added, seq = self._register_chunk(chunk, added, seq)
+        return added
+
+    def _register_chunk(self, chunk: list[SourceItem | Rejection], added: int,
+                        seq: int) -> tuple[int, int]:
+        now = time.time()
+        with self.transaction() as db:
+            for row in chunk:
+                seq += 1
+                if isinstance(row, Rejection):
+                    cur = db.execute(
+                        "INSERT OR IGNORE INTO videos (item_key, seq, source, video_id, state,"
+                        " stage, reason, detail, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                        (row.item_key, seq, row.source, row.video_id, "failed", row.stage,
+                         row.reason, row.detail, now))
+                else:
+                    cur = db.execute(
+                        "INSERT OR IGNORE INTO videos (item_key, seq, source, manifest_id,"
+                        " source_url, license, attribution, start_s, end_s, extra, updated_at)"
+                        " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                        (row.item_key, seq, row.source, row.id, row.source_url, row.license,
+                         row.attribution, row.start_s, row.end_s, json.dumps(row.extra), now))
+                added += cur.rowcount
+        return added, seq
+
+    def pending(self) -> list[SourceItem]:
+        """Inputs still to process, in input order."""
+        rows = self.db.execute(
+            "SELECT item_key, " + ", ".join(_ITEM_COLUMNS) +
+            " FROM videos WHERE state = 'pending' ORDER BY seq").fetchall()
+        return [SourceItem(item_key=r["item_key"], source=r["source"], id=r["manifest_id"],
+                           source_url=r["source_url"], license=r["license"],
+                           attribution=r["attribution"], start_s=r["start_s"], end_s=r["end_s"],
+                           extra=json.loads(r["extra"] or "{}")) for r in rows]
+
+    def find_duplicate_source(self, result: VideoResult) -> str | None:
+        """The source of an already-done input with the same content and span, if any."""
+        if result.item.id is not None or result.source_sha256 is None:
+            return None
+        row = self.db.execute(
+            "SELECT source FROM videos WHERE state = 'done' AND source_sha256 = ?"
+            " AND manifest_id IS NULL AND start_s IS ? AND end_s IS ? AND item_key != ?",
+            (result.source_sha256, result.item.start_s, result.item.end_s,
+             result.item.item_key)).fetchone()
+        return row["source"] if row else None
+
+    def record(self, result: VideoResult) -> None:
+        """Write one video's outcome and all its clips atomically."""
+        rej = result.rejection
+        info = result.info
+        with self.transaction() as db:
+            db.execute("DELETE FROM clips WHERE item_key = ?", (result.item.item_key,))
+            db.execute(
+                "UPDATE videos SET state=?, stage=?, reason=?, detail=?, video_id=?,"
+                " source_sha256=?, info=?, duration_s=?, analysed_s=?, frames=?, warnings=?,"
+                " wall_s=?, cpu_s=?, attempts=attempts+1, updated_at=? WHERE item_key=?",
+                ("failed" if rej else "done", rej.stage if rej else None,
+                 rej.reason if rej else None, rej.detail if rej else None,
+                 result.video_id or (rej.video_id if rej else None), result.source_sha256,
+                 json.dumps(asdict(info)) if info else None,
+                 info.duration_s if info else 0.0, result.analysed_s, result.decoded_frames,
+                 json.dumps(result.warnings), result.wall_s, result.cpu_s, time.time(),
+                 result.item.item_key))
+            db.executemany(
+                "INSERT OR REPLACE INTO clips (clip_id, item_key, state, stage, reason, shard,"
+                " record) VALUES (?,?,?,?,?,?,?)",
+                [(c.clip_id, c.item_key, c.state, c.stage, c.reason, c.shard,
+                  json.dumps(c.to_dict())) for c in result.clips])
+
+    # -- clips --------------------------------------------------------------------------------
+    def clips(self, *states: str) -> list[ClipRecord]:
+        """Clip records in the given states (all when none given), ordered by clip id."""
+        q = "SELECT record, state, stage, reason, shard FROM clips"
+        args: tuple[Any, ...] = ()
+        if states:
+            q += " WHERE state IN (" + ",".join("?" * len(states)) + ")"
+            args = states
+        out = []
+        for r in self.db.execute(q + " ORDER BY clip_id", args):
+            d = json.loads(r["record"])
+            d.pop("num_frames", None)
+            d.update(state=r["state"], stage=r["stage"], reason=r["reason"], shard=r["shard"])
+            out.append(ClipRecord(**d))
+        return out
+
+    def update_clips(self, clips: Iterable[ClipRecord]) -> None:
+        """Persist state changes of existing clips (one transaction)."""
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE clips SET state=?, stage=?, reason=?, shard=?, record=? WHERE clip_id=?",
+                [(c.state, c.stage, c.reason, c.shard, json.dumps(c.to_dict()), c.clip_id)
+                 for c in clips])
+
+    def add_shards(self, shards: Iterable[tuple[str, str, int, int]],
+                   clips: Iterable[ClipRecord]) -> None:
+        """Register finished shards (name, sha256, bytes, count) and their clips together."""
+        now = time.time()
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO shards (name, sha256, bytes, count, created_at)"
+                " VALUES (?,?,?,?,?)", [(*s, now) for s in shards])
+            db.executemany(
+                "UPDATE clips SET state=?, stage=?, reason=?, shard=?, record=? WHERE clip_id=?",
+                [(c.state, c.stage, c.reason, c.shard, json.dumps(c.to_dict()), c.clip_id)
+                 for c in clips])
+
+    def shards(self) -> list[sqlite3.Row]:
+        return self.db.execute("SELECT * FROM shards ORDER BY name").fetchall()
+
+    def remove_shard(self, name: str) -> None:
+        self.db.execute("DELETE FROM shards WHERE name = ?", (name,))
+
+    # -- reporting ----------------------------------------------------------------------------
+    def videos(self, *states: str) -> list[sqlite3.Row]:
+        q = "SELECT * FROM videos"
+        if states:
+            q += " WHERE state IN (" + ",".join("?" * len(states)) + ")"
+        return self.db.execute(q + " ORDER BY seq", states).fetchall()
+
+    def counts(self) -> dict[str, Any]:
+        """Videos by state, clips by state and reason, hours in and out."""
+        v = dict(self.db.execute("SELECT state, COUNT(*) FROM videos GROUP BY state").fetchall())
+        c = dict(self.db.execute("SELECT state, COUNT(*) FROM clips GROUP BY state").fetchall())
+        reasons = self.db.execute(
+            "SELECT COALESCE(stage, '?') || '/' || COALESCE(reason, '?'), COUNT(*) FROM clips"
+            " WHERE state = 'dropped' GROUP BY 1 ORDER BY 2 DESC").fetchall()
+        failures = self.db.execute(
+            "SELECT COALESCE(stage, '?') || '/' || COALESCE(reason, '?'), COUNT(*) FROM videos"
+            " WHERE state = 'failed' GROUP BY 1 ORDER BY 2 DESC").fetchall()
+        hours_in = self.db.execute(
+            "SELECT COALESCE(SUM(analysed_s), 0) FROM videos WHERE state = 'done'").fetchone()[0]
+        hours_out = sum(json.loads(r[0])["end_s"] - json.loads(r[0])["start_s"] for r in
+                        self.db.execute("SELECT record FROM clips WHERE state = 'sharded'"))
+        return {
+            "videos": {"total": sum(v.values()), "done": v.get("done", 0),
+                       "failed": v.get("failed", 0), "pending": v.get("pending", 0)},
+            "clips": {"kept": c.get("sharded", 0), "staged": c.get("staged", 0),
+                      "dropped": c.get("dropped", 0)},
+            "dropped_by_reason": dict(reasons),
+            "failed_by_reason": dict(failures),
+            "hours_in": hours_in / 3600.0,
+            "hours_out": hours_out / 3600.0,
+        }
+
+    def event(self, kind: str, detail: dict[str, Any]) -> None:
+        self.db.execute("INSERT INTO events (at, kind, detail) VALUES (?,?,?)",
+                        (time.time(), kind, json.dumps(detail)))
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                        (key, json.dumps(value)))
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default

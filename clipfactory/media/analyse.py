@@ -1,0 +1,201 @@
+"""The ONE decode pass: every per-frame signal and the shot boundaries from a single decode.
+
+Each decoded frame is (1) hashed at full resolution for exact dedup, then (2) scaled once to a
+small RGB analysis frame from which everything else comes: brightness, sharpness (variance of
+the Laplacian), motion (mean absolute luma change), a 64-bit perceptual hash, and the shot
+detector's features. Only scalars per frame are kept; pixels are dropped as soon as they are
+used, so memory stays small for any video length.
+
+Frames the decoder reports as corrupt, and frames after a packet that failed to decode until the
+next keyframe (the decoder conceals errors by guessing), are flagged as damaged; clip planning
+treats them like a transition, so no clip contains them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from array import array
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import av
+import numpy as np
+from av.video.reformatter import Interpolation, VideoReformatter
+
+from clipfactory.config import AnalysisConfig
+from clipfactory.dedup.perceptual import phash64
+from clipfactory.errors import MediaError
+from clipfactory.media.probe import open_video
+from clipfactory.records import Transition, VideoInfo
+from clipfactory.shots.base import ShotDetector
+
+__all__ = ["Signals", "analyse", "analysis_size"]
+
+_LUMA = np.array([77, 150, 29], dtype=np.uint16)  # BT.601 weights * 256
+
+
+@dataclass
+class Signals:
+    """Per-frame signals of one video (index = decoded frame number, presentation order)."""
+
+    fps: float
+    time_base: Fraction
+    pts: np.ndarray | None  # int64 per frame, None when the stream has no usable pts
+    times: np.ndarray  # float64 seconds from the stream start
+    keyframe: np.ndarray  # bool
+    damaged: np.ndarray  # bool
+    analysed: np.ndarray  # bool: inside the requested span (signals valid)
+    brightness: np.ndarray  # float32 mean luma 0-255
+    sharpness: np.ndarray  # float32 variance of the Laplacian of the luma
+    motion: np.ndarray  # float32 mean |luma(t) - luma(t-1)|, 0 for the first frame
+    phash: np.ndarray  # uint64
+    digest: np.ndarray  # uint64: first 8 bytes of blake2b over the full-res planes
+    transitions: list[Transition] = field(default_factory=list)
+    decode_errors: int = 0
+
+    @property
+    def frames(self) -> int:
+        return len(self.times)
+
+
+def analysis_size(width: int, height: int, cfg: AnalysisConfig) -> tuple[int, int]:
+    """Analysis frame size: ``cfg.width`` wide (capped by ``cfg.max_height``), even, >= 16."""
+    w = min(cfg.width, max(width, 16))
+    h = max(16, round(height * w / max(width, 1)))
+    if h > cfg.max_height:
+        h, w = cfg.max_height, max(16, round(width * cfg.max_height / max(height, 1)))
+    return w - (w % 2), h - (h % 2)
+
+
+_PACKED = ("yuyv", "uyvy", "yvyu", "nv", "p010", "p016", "rgb", "bgr", "argb", "abgr", "0rgb")
+
+
+def _plane_digest(frame: av.VideoFrame) -> int:
+    """Hash the visible bytes of every plane (line padding excluded): identical decoded content
+    gives identical digests whatever the container or the decoder's buffer alignment."""
+    h = hashlib.blake2b(digest_size=8)
+    name = frame.format.name
+    if name.startswith(_PACKED) or not name.startswith(("yuv", "gray", "gbrp")):
+        h.update(frame.to_ndarray(format="rgb24").data)  # rare layouts: hash a canonical form
+        return int.from_bytes(h.digest(), "little")
+    bytes_per_sample = 2 if max(c.bits for c in frame.format.components) > 8 else 1
+    for plane in frame.planes:
+        row = plane.width * bytes_per_sample
+        if plane.line_size == row:
+            h.update(memoryview(plane)[: row * plane.height])
+        else:
+            data = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[: plane.height, :row]
+            h.update(np.ascontiguousarray(data).data)
+    return int.from_bytes(h.digest(), "little")
+
+
+def _laplacian_var(gray: np.ndarray) -> float:
+    c = gray[1:-1, 1:-1]
+    lap = 4 * c - gray[:-2, 1:-1] - gray[2:, 1:-1] - gray[1:-1, :-2] - gray[1:-1, 2:]
+    return float(lap.var())
+
+
+def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None = None, *,
+            start_s: float | None = None, end_s: float | None = None,
+            threads: int = 1) -> Signals:
+    """Decode ``info.path`` once and return its :class:`Signals`.
+
+    ``start_s``/``end_s`` restrict the analysed span: earlier frames are decoded (to keep frame
+    numbers absolute) but not analysed, and decoding stops at ``end_s``.
+    """
+    try:
+        container, stream = open_video(info.path, threads=threads)
+    except av.FFmpegError as e:
+        raise MediaError("analyse", "open_failed", str(e)) from e
+    tb = stream.time_base or Fraction(1, 1)
+    t0 = stream.start_time
+    aw, ah = analysis_size(info.width, info.height, cfg)
+    scaler = VideoReformatter()
+    pts, times = array("q"), array("d")
+    key, damaged, inspan = array("b"), array("b"), array("b")
+    bright, sharp, motion = array("f"), array("f"), array("f")
+    phashes, digests = array("Q"), array("Q")
+    prev_gray: np.ndarray | None = None
+    pts_ok, errors, conceal = True, 0, False
+    fps = info.fps or 0.0
+    n = 0
+    try:
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.FFmpegError:
+                errors += 1
+                conceal = True  # frames until the next keyframe are guesses of the decoder
+                continue
+            for frame in frames:
+                if frame.pts is None:
+                    pts_ok = False
+                if t0 is None and frame.pts is not None:
+                    t0 = frame.pts
+                t = (float((frame.pts - (t0 or 0)) * tb) if frame.pts is not None and pts_ok
+                     else n / (fps or 30.0))
+                if end_s is not None and t >= end_s - 1e-6:
+                    raise StopIteration
+                if frame.key_frame:
+                    conceal = False
+                pts.append(frame.pts if frame.pts is not None else -1)
+                times.append(t)
+                key.append(1 if frame.key_frame else 0)
+                damaged.append(1 if (conceal or frame.is_corrupt) else 0)
+                inside = start_s is None or t >= start_s - 1e-6
+                inspan.append(1 if inside else 0)
+                if not inside:
+                    for arr in (bright, sharp, motion):
+                        arr.append(0.0)
+                    phashes.append(0)
+                    digests.append(0)
+                    n += 1
+                    continue
+                digests.append(_plane_digest(frame) if cfg.exact_hash else 0)
+                small = scaler.reformat(frame, width=aw, height=ah, format="rgb24",
+                                        interpolation=Interpolation.AREA).to_ndarray()
+                gray16 = (small.astype(np.uint16) @ _LUMA) >> 8
+                gray = gray16.astype(np.float32)
+                bright.append(float(gray.mean()))
+                sharp.append(_laplacian_var(gray))
+                motion.append(float(np.abs(gray - prev_gray).mean()) if prev_gray is not None
+                              and prev_gray.shape == gray.shape else 0.0)
+                prev_gray = gray
+                phashes.append(phash64(np.rot90(gray, -(info.rotation // 90))
+                                       if info.rotation else gray))
+                if detector is not None:
+                    detector.process(n, small)
+                n += 1
+    except StopIteration:
+        pass
+    except av.FFmpegError as e:
+        errors += 1
+        if n == 0:
+            raise MediaError("analyse", "undecodable", f"decoding failed: {e}") from e
+    finally:
+        container.close()
+    if n == 0:
+        raise MediaError("analyse", "undecodable", "no frame could be decoded")
+    transitions = detector.finish() if detector is not None else []
+    times_np = np.frombuffer(times, dtype=np.float64).copy()
+    pts_np = np.frombuffer(pts, dtype=np.int64).copy() if pts_ok else None
+    if pts_np is not None and len(np.unique(pts_np)) != len(pts_np):
+        pts_np = None  # duplicate pts cannot identify frames; the cutter counts instead
+    if not fps and n > 1 and times_np[-1] > times_np[0]:
+        fps = (n - 1) / (times_np[-1] - times_np[0])
+    return Signals(
+        fps=fps or 30.0,
+        time_base=tb,
+        pts=pts_np,
+        times=times_np,
+        keyframe=np.frombuffer(key, dtype=np.int8).astype(bool),
+        damaged=np.frombuffer(damaged, dtype=np.int8).astype(bool),
+        analysed=np.frombuffer(inspan, dtype=np.int8).astype(bool),
+        brightness=np.frombuffer(bright, dtype=np.float32).copy(),
+        sharpness=np.frombuffer(sharp, dtype=np.float32).copy(),
+        motion=np.frombuffer(motion, dtype=np.float32).copy(),
+        phash=np.frombuffer(phashes, dtype=np.uint64).copy(),
+        digest=np.frombuffer(digests, dtype=np.uint64).copy(),
+        transitions=transitions,
+        decode_errors=errors,
+    )

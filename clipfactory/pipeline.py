@@ -1,0 +1,260 @@
+"""The one place that chains the steps: register inputs, process videos, finalize the dataset.
+
+Per-video work (probe -> analyse -> plan -> filter -> cut) runs in the executor's workers; the
+global steps (dedup, shards, index, card, summary) run here on records only. Every output file
+is derived from the ledger and written atomically, so ``finalize`` can run again at any time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from clipfactory import __version__
+from clipfactory.config import Config
+from clipfactory.dedup import DedupItem, find_duplicates
+from clipfactory.ledger import Ledger
+from clipfactory.progress import Progress
+from clipfactory.records import ClipRecord, Rejection, SourceItem, VideoResult
+from clipfactory.sinks.card import write_card
+from clipfactory.sinks.index import clip_row, write_index, write_rejected
+from clipfactory.sinks.shards import ShardWriter, rewrite_shard_without
+from clipfactory.sources import read_input
+
+__all__ = ["Executor", "finalize", "run"]
+
+log = logging.getLogger("clipfactory")
+
+
+class Executor(Protocol):
+    """Anything that maps the per-video task over items (local pool, Ray, ...)."""
+
+    def map(self, items: Iterable[SourceItem], cfg: Config,
+            staging: str | Path) -> Iterator[VideoResult]: ...
+
+
+def _setup_logging(out: Path) -> logging.Handler:
+    handler = logging.FileHandler(out / "run.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return handler
+
+
+def run(input_path: str | Path, output: str | Path, cfg: Config | None = None, *,
+        quiet: bool = True, executor: Executor | None = None) -> dict[str, Any]:
+    """Curate ``input_path`` (folder or manifest) into ``output``; resume what is there."""
+    cfg = cfg or Config()
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    handler = _setup_logging(out)
+    ledger = Ledger(out / "ledger.sqlite")
+    try:
+        previous = ledger.get_meta("config")
+        if previous is not None and previous != cfg.model_dump(mode="json"):
+            log.warning("config differs from the one this output was started with; finished "
+                        "videos keep the old settings")
+        ledger.set_meta("config", cfg.model_dump(mode="json"))
+        added = ledger.register(read_input(input_path, cfg.ingest))
+        pending = ledger.pending()
+        log.info("run started: %d new inputs, %d pending, %d workers", added, len(pending),
+                 cfg.workers)
+        if executor is None:
+            from clipfactory.exec.local import LocalExecutor
+
+            executor = LocalExecutor(cfg.workers)
+        stats = _process(pending, ledger, cfg, out, executor, quiet)
+        summary = finalize(out, cfg, ledger, stats)
+        log.info("run finished: %s", json.dumps(summary["counts"]))
+        return summary
+    finally:
+        ledger.close()
+        log.removeHandler(handler)
+        handler.close()
+
+
+def _process(pending: list[SourceItem], ledger: Ledger, cfg: Config, out: Path,
+             executor: Executor, quiet: bool) -> dict[str, Any]:
+    wall0 = time.perf_counter()
+    media_s = cpu_s = 0.0
+    done = 0
+    with Progress(len(pending), quiet=quiet) as bar:
+        for result in executor.map(pending, cfg, out / "staging"):
+            dup = ledger.find_duplicate_source(result) if result.rejection is None else None
+            if dup is not None:
+                _discard_clips(result)
+                result.rejection = Rejection(result.item.item_key, result.item.source, "ingest",
+                                             "duplicate_source", f"same bytes as {dup}",
+                                             video_id=result.video_id)
+            ledger.record(result)
+            media_s += result.analysed_s
+            cpu_s += result.cpu_s
+            done += 1
+            _log_result(result)
+            bar.update(result.analysed_s, failed=result.rejection is not None)
+    wall = time.perf_counter() - wall0
+    return {"videos": done, "wall_s": round(wall, 3), "media_s": round(media_s, 3),
+            "cpu_s": round(cpu_s, 3), "workers": cfg.workers,
+            "x_realtime": round(media_s / wall, 3) if wall > 0 else 0.0,
+            "x_realtime_per_core": round(media_s / cpu_s, 3) if cpu_s > 0 else 0.0}
+
+
+def _discard_clips(result: VideoResult) -> None:
+    for c in result.clips:
+        if c.staged_path:
+            Path(c.staged_path).unlink(missing_ok=True)
+    result.clips = []
+
+
+def _log_result(r: VideoResult) -> None:
+    if r.rejection is not None:
+        log.info("failed %s: %s/%s %s", r.item.source, r.rejection.stage, r.rejection.reason,
+                 r.rejection.detail)
+        return
+    kept = sum(c.state == "staged" for c in r.clips)
+    log.info("done %s: %d frames, %d clips staged, %d dropped, %.2fs wall %s", r.item.source,
+             r.decoded_frames, kept, len(r.clips) - kept, r.wall_s,
+             " ".join(f"{k}={v:.2f}s" for k, v in r.timings.items()))
+    for w in r.warnings:
+        log.warning("%s: %s", r.item.source, w)
+
+
+# -- global steps ---------------------------------------------------------------------------
+
+def finalize(out: str | Path, cfg: Config, ledger: Ledger,
+             stats: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Dedup, shard the new clips, and rewrite index, rejected, summary and card."""
+    out = Path(out)
+    shard_dir = out / "shards"
+    shard_dir.mkdir(exist_ok=True)
+    _remove_orphan_shards(shard_dir, ledger)
+    staged = _check_staged(ledger)
+    if cfg.dedup_on:
+        _dedup(staged + ledger.clips("sharded"), ledger, cfg, shard_dir)
+        staged = ledger.clips("staged")
+    _write_shards(staged, ledger, cfg, shard_dir)
+    kept = ledger.clips("sharded")
+    write_index(kept, out / "index.parquet")
+    write_rejected(ledger.clips("dropped"), ledger.videos("failed"), out / "rejected.parquet")
+    if stats and stats["videos"]:
+        ledger.set_meta("throughput", stats)
+    summary = {
+        "version": __version__,
+        "counts": ledger.counts(),
+        "shards": [dict(s) for s in ledger.shards()],
+        "throughput": ledger.get_meta("throughput", {}),
+        "unknown_license_clips": sum(1 for c in kept if not c.license),
+    }
+    tmp = out / ".summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    os.replace(tmp, out / "summary.json")
+    write_card(out / "README.md", summary, kept, cfg.to_yaml())
+    return summary
+
+
+def _remove_orphan_shards(shard_dir: Path, ledger: Ledger) -> None:
+    """Shard files the ledger does not know (a crash between rename and commit) are rebuilt."""
+    known = {s["name"] for s in ledger.shards()}
+    for f in shard_dir.iterdir():
+        if f.name.startswith(".") or (f.suffix == ".tar" and f.name not in known):
+            f.unlink()
+
+
+def _check_staged(ledger: Ledger) -> list[ClipRecord]:
+    staged, lost = [], []
+    for c in ledger.clips("staged"):
+        if c.staged_path and Path(c.staged_path).is_file():
+            staged.append(c)
+        else:
+            c.drop("finalize", "staged_file_missing")
+            lost.append(c)
+    if lost:
+        ledger.update_clips(lost)
+    return staged
+
+
+def _dedup(clips: list[ClipRecord], ledger: Ledger, cfg: Config, shard_dir: Path) -> None:
+    by_id = {c.clip_id: c for c in clips}
+    items = [DedupItem(c.clip_id, c.exact_hash, tuple(c.phash), c.width, c.height, c.num_frames)
+             for c in clips]
+    dups = find_duplicates(items, cfg.dedup)
+    if not dups:
+        return
+    removed_from: dict[str, list[ClipRecord]] = {}
+    changed = []
+    for d in dups:
+        c = by_id[d.clip_id]
+        if c.state == "sharded" and c.shard:
+            removed_from.setdefault(c.shard, []).append(c)
+        elif c.staged_path:
+            Path(c.staged_path).unlink(missing_ok=True)
+        c.drop("dedup", d.reason)
+        c.duplicate_of = d.kept
+        c.scores["dedup.distance"] = float(d.distance)
+        c.shard, c.staged_path = None, None
+        changed.append(c)
+    for shard, gone in removed_from.items():
+        info = rewrite_shard_without(shard_dir / shard, {c.key for c in gone})
+        ledger.remove_shard(shard)
+        if info is not None:
+            ledger.add_shards([(info.name, info.sha256, info.bytes, info.count)], [])
+    ledger.update_clips(changed)
+    log.info("dedup removed %d clips", len(dups))
+
+
+def _shard_groups(clips: list[ClipRecord], max_count: int, max_bytes: int
+                  ) -> list[list[ClipRecord]]:
+    groups: list[list[ClipRecord]] = []
+    size = 0
+    for c in clips:
+        if not groups or len(groups[-1]) >= max_count or (groups[-1] and size + c.bytes > max_bytes):
+            groups.append([])
+            size = 0
+        groups[-1].append(c)
+        size += c.bytes
+    return groups
+
+
+def _next_shard_index(ledger: Ledger) -> int:
+    names = [s["name"] for s in ledger.shards()]
+    return max((int(n.split("-")[1].split(".")[0]) for n in names), default=-1) + 1
+
+
+def _write_shards(staged: list[ClipRecord], ledger: Ledger, cfg: Config, shard_dir: Path) -> None:
+    """Pack staged clips into new shards; each shard is registered with its clips at once."""
+    index = _next_shard_index(ledger)
+    order = sorted(staged, key=lambda c: c.clip_id)
+    for group in _shard_groups(order, cfg.shards.max_count, cfg.shards.max_bytes):
+        name = f"shard-{index:06d}.tar"
+        paths = [c.staged_path for c in group]
+        with ShardWriter(shard_dir, start_index=index, max_count=len(group) + 1,
+                         max_bytes=1 << 62) as writer:
+            for c, path in zip(group, paths, strict=True):
+                c.state, c.stage, c.reason, c.shard = "sharded", None, None, name
+                if not cfg.shards.keep_staging:
+                    c.staged_path = None
+                meta = json.dumps(clip_row(c), sort_keys=True).encode("utf-8")
+                writer.add(c.key, {"mp4": path, "json": meta})
+            infos = writer.close()
+        if len(infos) != 1 or infos[0].name != name:
+            raise RuntimeError(f"shard writer produced {[i.name for i in infos]}, wanted {name}")
+        ledger.add_shards([(infos[0].name, infos[0].sha256, infos[0].bytes, infos[0].count)],
+                          group)
+        if not cfg.shards.keep_staging:
+            for path in paths:
+                Path(path).unlink(missing_ok=True)  # type: ignore[arg-type]
+            _prune_empty_dirs(shard_dir.parent / "staging")
+        index += 1
+
+
+def _prune_empty_dirs(root: Path) -> None:
+    if not root.is_dir():
+        return
+    for d in sorted((p for p in root.iterdir() if p.is_dir()), reverse=True):
+        if not any(d.iterdir()):
+            d.rmdir()

@@ -1,0 +1,78 @@
+"""Plan clips from shots: no clip crosses a transition or damaged frames; too-short shots are
+dropped, over-long shots are split into equal parts."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from clipfactory.config import ClipConfig
+from clipfactory.records import Span, Transition
+
+__all__ = ["damage_transitions", "plan_spans", "shots_from_transitions", "span_seconds"]
+
+
+def damage_transitions(damaged: np.ndarray) -> list[Transition]:
+    """One ``damage`` transition per run of damaged frames (the run itself is excluded)."""
+    out: list[Transition] = []
+    idx = np.flatnonzero(damaged)
+    if idx.size == 0:
+        return out
+    run_start = prev = int(idx[0])
+    for i in idx[1:].tolist() + [None]:
+        if i is not None and i == prev + 1:
+            prev = i
+            continue
+        out.append(Transition("damage", run_start - 1, prev + 1))
+        if i is not None:
+            run_start = prev = i
+    return out
+
+
+def shots_from_transitions(first: int, end: int, transitions: Sequence[Transition]) -> list[Span]:
+    """Split frames ``[first, end)`` into shots; transition frames belong to no shot."""
+    shots: list[Span] = []
+    cursor = first
+    for tr in sorted(transitions, key=lambda t: (t.start_frame, t.end_frame)):
+        stop = min(tr.start_frame + 1, end)
+        if stop > cursor:
+            shots.append(Span(cursor, stop))
+        cursor = max(cursor, tr.end_frame)
+        if cursor >= end:
+            break
+    if cursor < end:
+        shots.append(Span(cursor, end))
+    return shots
+
+
+def span_seconds(times: np.ndarray, fps: float, span: Span) -> tuple[float, float]:
+    """(start_s, end_s) of a span; end_s is the start time of the frame after the span."""
+    start = float(times[span.start_frame])
+    if span.end_frame < len(times):
+        end = float(times[span.end_frame])
+    else:
+        end = float(times[span.end_frame - 1]) + 1.0 / fps
+    return start, end
+
+
+def plan_spans(shots: Sequence[Span], times: np.ndarray, fps: float,
+               cfg: ClipConfig) -> tuple[list[Span], list[Span]]:
+    """Return (clip spans, too-short shots) from the shots."""
+    clips: list[Span] = []
+    short: list[Span] = []
+    for shot in shots:
+        s = Span(shot.start_frame + cfg.trim_frames, shot.end_frame - cfg.trim_frames)
+        if s.num_frames <= 0:
+            short.append(shot)
+            continue
+        start_s, end_s = span_seconds(times, fps, s)
+        duration = end_s - start_s
+        if duration < cfg.min_s - 1e-9:
+            short.append(s)
+            continue
+        parts = max(1, math.ceil(duration / cfg.max_s - 1e-9))
+        bounds = np.linspace(s.start_frame, s.end_frame, parts + 1).round().astype(int)
+        clips.extend(Span(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True))
+    return clips, short

@@ -1,0 +1,91 @@
+"""Parquet outputs: ``index.parquet`` (one row per kept clip) and ``rejected.parquet`` (one row
+per dropped clip or failed input). Both are written to a temporary name and renamed."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from clipfactory.records import ClipRecord
+
+__all__ = ["INDEX_SCHEMA", "REJECTED_SCHEMA", "clip_row", "write_index", "write_rejected"]
+
+INDEX_SCHEMA = pa.schema([
+    ("clip_id", pa.string()), ("video_id", pa.string()), ("source", pa.string()),
+    ("source_url", pa.string()), ("source_sha256", pa.string()),
+    ("start_frame", pa.int64()), ("end_frame", pa.int64()),
+    ("start_s", pa.float64()), ("end_s", pa.float64()), ("duration_s", pa.float64()),
+    ("num_frames", pa.int64()), ("fps", pa.float64()), ("width", pa.int32()),
+    ("height", pa.int32()), ("license", pa.string()), ("attribution", pa.string()),
+    ("shard", pa.string()), ("key", pa.string()), ("bytes", pa.int64()),
+    ("file_sha256", pa.string()), ("exact_hash", pa.string()),
+    ("scores", pa.map_(pa.string(), pa.float64())), ("extra", pa.string()),
+])
+
+REJECTED_SCHEMA = pa.schema([
+    ("kind", pa.string()), ("source", pa.string()), ("video_id", pa.string()),
+    ("item_key", pa.string()), ("clip_id", pa.string()), ("stage", pa.string()),
+    ("reason", pa.string()), ("detail", pa.string()), ("duplicate_of", pa.string()),
+    ("start_frame", pa.int64()), ("end_frame", pa.int64()),
+    ("start_s", pa.float64()), ("end_s", pa.float64()),
+    ("scores", pa.map_(pa.string(), pa.float64())),
+])
+
+
+def clip_row(c: ClipRecord) -> dict[str, Any]:
+    """The index row of a kept clip; also the content of its ``KEY.json`` in the shard."""
+    return {
+        "clip_id": c.clip_id, "video_id": c.video_id, "source": c.source,
+        "source_url": c.source_url, "source_sha256": c.source_sha256,
+        "start_frame": c.start_frame, "end_frame": c.end_frame,
+        "start_s": c.start_s, "end_s": c.end_s, "duration_s": round(c.duration_s, 6),
+        "num_frames": c.num_frames, "fps": c.fps, "width": c.width, "height": c.height,
+        "license": c.license, "attribution": c.attribution, "shard": c.shard, "key": c.key,
+        "bytes": c.bytes, "file_sha256": c.file_sha256, "exact_hash": c.exact_hash,
+        "scores": dict(c.scores), "extra": json.dumps(c.extra, sort_keys=True, default=str),
+    }
+
+
+def _write(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
+
+
+def _table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    for r in rows:
+        r["scores"] = list((r.get("scores") or {}).items())
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def write_index(clips: Iterable[ClipRecord], path: str | Path) -> int:
+    """Write ``index.parquet`` from the kept clips (sorted by shard, then key)."""
+    rows = sorted((clip_row(c) for c in clips), key=lambda r: (r["shard"] or "", r["key"]))
+    _write(_table(rows, INDEX_SCHEMA), Path(path))
+    return len(rows)
+
+
+def write_rejected(dropped: Iterable[ClipRecord], failed: Iterable[sqlite3.Row],
+                   path: str | Path) -> int:
+    """Write ``rejected.parquet``: failed inputs first (input order), then dropped clips."""
+    rows: list[dict[str, Any]] = [
+        {"kind": "video", "source": v["source"], "video_id": v["video_id"],
+         "item_key": v["item_key"], "clip_id": None, "stage": v["stage"],
+         "reason": v["reason"], "detail": v["detail"], "duplicate_of": None,
+         "start_frame": None, "end_frame": None, "start_s": v["start_s"], "end_s": v["end_s"],
+         "scores": {}} for v in failed]
+    rows += [
+        {"kind": "clip", "source": c.source, "video_id": c.video_id, "item_key": c.item_key,
+         "clip_id": c.clip_id, "stage": c.stage, "reason": c.reason,
+         "detail": c.extra.get("cut_error"), "duplicate_of": c.duplicate_of,
+         "start_frame": c.start_frame, "end_frame": c.end_frame, "start_s": c.start_s,
+         "end_s": c.end_s, "scores": dict(c.scores)} for c in dropped]
+    _write(_table(rows, REJECTED_SCHEMA), Path(path))
+    return len(rows)

@@ -1,0 +1,191 @@
+"""The unit of work: one input, from probe to staged clip files, in one process.
+
+``process_video`` never raises for bad input: a :class:`MediaError` (or any unexpected error)
+becomes the result's ``rejection`` with the stage and reason, and the caller records it. Clip
+files are written under ``staging/`` with deterministic names, so redoing a video after a crash
+overwrites its own files and nothing is doubled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from clipfactory.config import Config
+from clipfactory.errors import MediaError
+from clipfactory.filters import ClipSignals, build_filters, clip_scores, first_rejection
+from clipfactory.ids import clip_key, safe_key, short_hash
+from clipfactory.media.analyse import Signals, analyse
+from clipfactory.media.cut import cut_clips
+from clipfactory.media.probe import probe
+from clipfactory.plan import damage_transitions, plan_spans, shots_from_transitions, span_seconds
+from clipfactory.records import ClipRecord, Rejection, SourceItem, Span, VideoInfo, VideoResult
+from clipfactory.shots import make_detector
+
+__all__ = ["clip_exact_hash", "clip_phashes", "file_sha256", "process_video"]
+
+log = logging.getLogger("clipfactory.worker")
+_REMOTE = ("http://", "https://", "s3://", "gs://", "hf://", "ftp://")
+
+
+def file_sha256(path: str, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes, streamed."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def clip_exact_hash(sig: Signals, span: Span) -> str:
+    """Hash of the clip's decoded content: the per-frame full-resolution digests in order."""
+    return hashlib.blake2b(sig.digest[span.start_frame:span.end_frame].tobytes(),
+                           digest_size=16).hexdigest()
+
+
+def clip_phashes(sig: Signals, span: Span, k: int) -> list[int]:
+    """Perceptual hashes of ``k`` frames at fixed relative positions inside the span."""
+    if k <= 0 or span.num_frames <= 0:
+        return []
+    pos = np.linspace(0, span.num_frames - 1, k + 2)[1:-1] if span.num_frames > 2 else [0] * k
+    return [int(sig.phash[span.start_frame + round(float(p))]) for p in pos]
+
+
+def _threads(cfg_threads: int, workers: int) -> int:
+    if cfg_threads > 0:
+        return cfg_threads
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+def process_video(item: SourceItem, cfg: Config, staging: str | Path) -> VideoResult:
+    """Process one input end to end (see the module docstring)."""
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    result = VideoResult(item=item)
+    try:
+        _process(item, cfg, Path(staging), result)
+    except MediaError as e:
+        result.rejection = Rejection(item.item_key, item.source, e.stage, e.reason, e.detail,
+                                     video_id=result.video_id or item.id)
+    except Exception as e:  # a bug or an input nobody foresaw: record it, never kill the run
+        log.error("unexpected error on %s:\n%s", item.source, traceback.format_exc())
+        result.rejection = Rejection(item.item_key, item.source, "internal", "unexpected_error",
+                                     f"{type(e).__name__}: {e}", video_id=result.video_id)
+    if result.rejection is not None:
+        for clip in result.clips:
+            if clip.staged_path:
+                Path(clip.staged_path).unlink(missing_ok=True)
+        result.clips = []
+    result.wall_s = time.perf_counter() - wall0
+    result.cpu_s = time.process_time() - cpu0
+    return result
+
+
+def _process(item: SourceItem, cfg: Config, staging: Path, result: VideoResult) -> None:
+    if item.source.lower().startswith(_REMOTE):
+        raise MediaError("ingest", "remote_source_unsupported",
+                         "remote URLs are not fetched yet; download them or use a local path")
+    t = time.perf_counter()
+    info = probe(item.source, cfg.ingest)
+    result.info = info
+    result.source_sha256 = file_sha256(item.source)
+    result.video_id = item.id if item.id is not None else result.source_sha256[:16]
+    result.timings["probe"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    threads = _threads(cfg.analysis.decode_threads, cfg.workers)
+    sig = analyse(info, cfg.analysis, make_detector(cfg.shots), start_s=item.start_s,
+                  end_s=item.end_s, threads=threads)
+    result.timings["analyse"] = time.perf_counter() - t
+    result.decoded_frames = sig.frames
+    first = int(np.argmax(sig.analysed)) if sig.analysed.any() else sig.frames
+    if first >= sig.frames:
+        raise MediaError("plan", "span_outside_video",
+                         f"requested start {item.start_s}s is past the last decodable frame "
+                         f"({sig.times[-1]:.2f}s)")
+    result.analysed_s = _analysed_seconds(sig, first)
+    if sig.decode_errors:
+        result.warnings.append(f"{sig.decode_errors} packets failed to decode; damaged frames "
+                               "are excluded from clips")
+    if info.frames and sig.frames < 0.9 * info.frames and item.end_s is None:
+        result.warnings.append(f"truncated: decoded {sig.frames} of {info.frames} frames the "
+                               "container announces")
+
+    transitions = sig.transitions + damage_transitions(sig.damaged)
+    shots = shots_from_transitions(first, sig.frames, transitions)
+    spans, short = plan_spans(shots, sig.times, sig.fps, cfg.clips)
+    clips = [_clip(item, info, sig, s, result) for s in spans]
+    for s in short:
+        clip = _clip(item, info, sig, s, result)
+        clip.drop("plan", "too_short")
+        clips.append(clip)
+    if cfg.filters_on:
+        filters = build_filters(cfg.filters)
+        for clip in clips:
+            if clip.state == "candidate":
+                sig_c = _clip_signals(sig, clip, cfg.filters.black_level)
+                reason = first_rejection(filters, sig_c)
+                if reason:
+                    clip.drop("filter", reason)
+    result.clips = sorted(clips, key=lambda c: c.start_frame)
+    t = time.perf_counter()
+    _cut(info, sig, result.clips, staging, cfg, threads)
+    result.timings["cut"] = time.perf_counter() - t
+
+
+def _analysed_seconds(sig: Signals, first: int) -> float:
+    return float(sig.times[-1] - sig.times[first]) + 1.0 / sig.fps
+
+
+def _clip_signals(sig: Signals, clip: ClipRecord, black_level: float) -> ClipSignals:
+    sl = slice(clip.start_frame, clip.end_frame)
+    return ClipSignals(sig.brightness[sl], sig.sharpness[sl], sig.motion[sl], clip.width,
+                       clip.height, black_level)
+
+
+def _clip(item: SourceItem, info: VideoInfo, sig: Signals, span: Span,
+          result: VideoResult) -> ClipRecord:
+    video_id = result.video_id or ""
+    vkey = safe_key(video_id)
+    if item.id is None and (item.start_s is not None or item.end_s is not None):
+        vkey = f"{vkey}_{short_hash(item.item_key, 6)}"  # several spans of one file, no ids
+    start_s, end_s = span_seconds(sig.times, sig.fps, span)
+    key = clip_key(vkey, span.start_frame, span.end_frame)
+    clip = ClipRecord(
+        clip_id=key, key=key, item_key=item.item_key, video_id=video_id, source=item.source,
+        start_frame=span.start_frame, end_frame=span.end_frame, start_s=round(start_s, 6),
+        end_s=round(end_s, 6), fps=round(sig.fps, 6),
+        width=info.display_width - info.display_width % 2,
+        height=info.display_height - info.display_height % 2,
+        source_url=item.source_url, source_sha256=result.source_sha256, license=item.license,
+        attribution=item.attribution, extra=dict(item.extra))
+    clip.scores = clip_scores(_clip_signals(sig, clip, 16.0))
+    return clip
+
+
+def _cut(info: VideoInfo, sig: Signals, clips: list[ClipRecord], staging: Path, cfg: Config,
+         threads: int) -> None:
+    keep = [c for c in clips if c.state == "candidate"]
+    if not keep:
+        return
+    for c in keep:
+        c.exact_hash = clip_exact_hash(sig, Span(c.start_frame, c.end_frame))
+        c.phash = clip_phashes(sig, Span(c.start_frame, c.end_frame), cfg.dedup.phash_frames)
+    folder = staging / keep[0].key.rsplit("_", 2)[0]
+    paths = [str(folder / f"{c.key}.mp4") for c in keep]
+    results = cut_clips(info.path, [Span(c.start_frame, c.end_frame) for c in keep], paths,
+                        frame_pts=sig.pts, rotation=info.rotation, cfg=cfg.cut, threads=threads)
+    for clip, res in zip(keep, results, strict=True):
+        if res.error:
+            clip.drop("cut", res.error.split(":")[0])
+            clip.extra["cut_error"] = res.error
+            continue
+        clip.state = "staged"
+        clip.staged_path = res.path
+        clip.width, clip.height, clip.bytes = res.width, res.height, res.bytes
+        clip.file_sha256 = file_sha256(res.path)

@@ -1,0 +1,69 @@
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from clipfactory.records import Rejection, SourceItem
+from clipfactory.sources import read_input
+
+
+def _items(rows):
+    return [r for r in rows if isinstance(r, SourceItem)], [r for r in rows if isinstance(r, Rejection)]
+
+
+def test_folder_is_searched_recursively_for_videos(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ["x.mp4", "a/y.MKV", "a/b/z z.webm", "notes.txt", "a/.hidden.mp4"]:
+        (tmp_path / name).write_bytes(b"0")
+    items, rej = _items(list(read_input(tmp_path)))
+    assert not rej
+    assert sorted(i.item_key for i in items) == ["file:a/b/z z.webm", "file:a/y.MKV", "file:x.mp4"]
+    assert all(i.id is None for i in items)
+
+
+def test_jsonl_manifest_fields_and_bad_rows(tmp_path):
+    rows = [
+        {"path": "v1.mp4", "id": "one", "license": "CC-BY-4.0", "url": "https://e.org/1",
+         "author": "Ann", "start": 1.5, "end": 4, "caption": "a dog"},
+        {"path": "v2.mp4", "id": "../x"},
+        {"path": "v3.mp4", "id": "one"},
+        {"path": "v4.mp4", "start": 5, "end": 2},
+        {"id": "nopath"},
+        {"path": "/abs/v5.mp4", "attribution": "Bob"},
+    ]
+    m = tmp_path / "m.jsonl"
+    m.write_text("\n".join(json.dumps(r) for r in rows) + "\n{broken json\n", encoding="utf-8")
+    items, rej = _items(list(read_input(m)))
+    assert [i.id for i in items] == ["one", None]
+    first = items[0]
+    assert first.source == str(tmp_path / "v1.mp4")
+    assert (first.license, first.source_url, first.attribution) == ("CC-BY-4.0", "https://e.org/1", "Ann")
+    assert (first.start_s, first.end_s) == (1.5, 4.0)
+    assert first.extra == {"caption": "a dog"}
+    assert items[1].source == "/abs/v5.mp4" and items[1].attribution == "Bob"
+    reasons = sorted(r.reason for r in rej)
+    assert reasons == ["duplicate_id", "invalid_id", "invalid_manifest_row", "invalid_manifest_row",
+                       "invalid_manifest_row"]
+    hostile = next(r for r in rej if r.reason == "invalid_id")
+    assert hostile.video_id == "../x" and "separator" in hostile.detail
+
+
+def test_csv_and_parquet_manifests(tmp_path):
+    c = tmp_path / "m.csv"
+    c.write_text("path,id,license\nsub/a.mp4,A,CC0-1.0\nb.mp4,,\n", encoding="utf-8")
+    items, rej = _items(list(read_input(c)))
+    assert not rej
+    assert [(i.id, i.license) for i in items] == [("A", "CC0-1.0"), (None, None)]
+    assert items[0].source == str(tmp_path / "sub" / "a.mp4")
+    p = tmp_path / "m.parquet"
+    pq.write_table(pa.table({"path": ["a.mp4", "a.mp4"], "start": [0.0, 10.0],
+                             "end": [5.0, 20.0]}), p)
+    items, rej = _items(list(read_input(p)))
+    assert len(items) == 2 and items[0].item_key != items[1].item_key
+    assert [(i.start_s, i.end_s) for i in items] == [(0.0, 5.0), (10.0, 20.0)]
+
+
+def test_missing_input_raises(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        list(read_input(tmp_path / "nope"))
