@@ -36,7 +36,7 @@ class IngestConfig(_Section):
     extensions: list[str] = Field(
         default_factory=lambda: [
             ".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv",
-            ".wmv", ".3gp", ".ogv", ".mxf",
+            ".wmv", ".3gp", ".ogv", ".mxf", ".m4a",
         ]
     )
     max_pixels: int = 8192 * 4352  # above 8K DCI is treated as absurd

@@ -161,7 +161,7 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
                 motion.append(float(np.abs(gray - prev_gray).mean()) if prev_gray is not None
                               and prev_gray.shape == gray.shape else 0.0)
                 prev_gray = gray
-                phashes.append(phash64(np.rot90(gray, -(info.rotation // 90))
+                phashes.append(phash64(np.rot90(gray, info.rotation // 90)
                                        if info.rotation else gray))
                 if detector is not None:
                     detector.process(n, small)
