@@ -80,7 +80,7 @@ class FilterConfig(_Section):
     max_dark_fraction: float = 0.5  # drop when more than this share of frames is black
     black_level: float = 16.0  # a frame whose mean luma is below this counts as black
     min_motion: float = 0.5  # mean abs luma change per frame (0-255 scale) below this is static
-    min_sharpness: float = 15.0  # median variance of the Laplacian below this is blurry
+    min_sharpness: float = 80.0  # median variance of the Laplacian (pooled luma) below: blurry
     min_side: int = 64  # clips whose smaller display side is below this are too small
 
 

@@ -176,7 +176,9 @@ def _cut(info: VideoInfo, sig: Signals, clips: list[ClipRecord], staging: Path, 
     for c in keep:
         c.exact_hash = clip_exact_hash(sig, Span(c.start_frame, c.end_frame))
         c.phash = clip_phashes(sig, Span(c.start_frame, c.end_frame), cfg.dedup.phash_frames)
-    folder = staging / keep[0].key.rsplit("_", 2)[0]
+    # one folder per input: two inputs with the same content (and so the same clip keys) must
+    # never share staged files
+    folder = staging / f"{safe_key(keep[0].video_id, 24)}_{short_hash(keep[0].item_key, 10)}"
     paths = [str(folder / f"{c.key}.mp4") for c in keep]
     results = cut_clips(info.path, [Span(c.start_frame, c.end_frame) for c in keep], paths,
                         frame_pts=sig.pts, rotation=info.rotation, cfg=cfg.cut, threads=threads)

@@ -13,7 +13,7 @@ __all__ = ["BlurFilter"]
 
 @dataclass(frozen=True)
 class BlurFilter:
-    min_sharpness: float = 15.0
+    min_sharpness: float = 80.0
     name: str = "blur"
 
     def check(self, sig: ClipSignals) -> str | None:

@@ -46,7 +46,7 @@ class Signals:
     damaged: np.ndarray  # bool
     analysed: np.ndarray  # bool: inside the requested span (signals valid)
     brightness: np.ndarray  # float32 mean luma 0-255
-    sharpness: np.ndarray  # float32 variance of the Laplacian of the luma
+    sharpness: np.ndarray  # float32 variance of the Laplacian of the pooled luma
     motion: np.ndarray  # float32 mean |luma(t) - luma(t-1)|, 0 for the first frame
     phash: np.ndarray  # uint64
     digest: np.ndarray  # uint64: first 8 bytes of blake2b over the full-res planes
@@ -90,6 +90,12 @@ def _plane_digest(frame: av.VideoFrame) -> int:
 
 
 def _laplacian_var(gray: np.ndarray) -> float:
+    """Variance of the Laplacian of the 2x2-pooled luma. Pooling first makes the measure
+    about the picture rather than the codec: block edges and mosquito noise of a low-quality
+    encode (which a Laplacian at full analysis resolution mistakes for detail) average out."""
+    h, w = gray.shape[0] & ~1, gray.shape[1] & ~1
+    if h >= 6 and w >= 6:
+        gray = gray[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
     c = gray[1:-1, 1:-1]
     lap = 4 * c - gray[:-2, 1:-1] - gray[2:, 1:-1] - gray[1:-1, :-2] - gray[1:-1, 2:]
     return float(lap.var())
