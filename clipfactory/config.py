@@ -116,6 +116,7 @@ class Config(_Section):
     """The whole run."""
 
     workers: int = 1
+    video_timeout_s: float = 3600.0  # a video still running after this is failed (0 = never)
     skip: list[Literal["filters", "dedup"]] = Field(default_factory=list)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)

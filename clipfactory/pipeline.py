@@ -60,6 +60,7 @@ def run(input_path: str | Path, output: str | Path, cfg: Config | None = None, *
             log.warning("config differs from the one this output was started with; finished "
                         "videos keep the old settings")
         ledger.set_meta("config", cfg.model_dump(mode="json"))
+        _sweep_temp_files(out / "staging")
         added = ledger.register(read_input(input_path, cfg.ingest))
         pending = ledger.pending()
         log.info("run started: %d new inputs, %d pending, %d workers", added, len(pending),
@@ -67,7 +68,7 @@ def run(input_path: str | Path, output: str | Path, cfg: Config | None = None, *
         if executor is None:
             from clipfactory.exec.local import LocalExecutor
 
-            executor = LocalExecutor(cfg.workers)
+            executor = LocalExecutor(cfg.workers, timeout_s=cfg.video_timeout_s)
         stats = _process(pending, ledger, cfg, out, executor, quiet)
         summary = finalize(out, cfg, ledger, stats)
         log.info("run finished: %s", json.dumps(summary["counts"]))
@@ -250,6 +251,14 @@ def _write_shards(staged: list[ClipRecord], ledger: Ledger, cfg: Config, shard_d
                 Path(path).unlink(missing_ok=True)  # type: ignore[arg-type]
             _prune_empty_dirs(shard_dir.parent / "staging")
         index += 1
+
+
+def _sweep_temp_files(staging: Path) -> None:
+    """Remove half-written clips of a killed run (no worker is alive at this point)."""
+    if staging.is_dir():
+        for f in staging.rglob(".*"):
+            if f.is_file():
+                f.unlink()
 
 
 def _prune_empty_dirs(root: Path) -> None:

@@ -3,6 +3,7 @@ dropped, over-long shots are split into equal parts."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -21,7 +22,7 @@ def damage_transitions(damaged: np.ndarray) -> list[Transition]:
     if idx.size == 0:
         return out
     run_start = prev = int(idx[0])
-    for i in idx[1:].tolist() + [None]:
+    for i in [*idx[1:].tolist(), None]:
         if i is not None and i == prev + 1:
             prev = i
             continue
@@ -74,5 +75,5 @@ def plan_spans(shots: Sequence[Span], times: np.ndarray, fps: float,
             continue
         parts = max(1, math.ceil(duration / cfg.max_s - 1e-9))
         bounds = np.linspace(s.start_frame, s.end_frame, parts + 1).round().astype(int)
-        clips.extend(Span(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True))
+        clips.extend(Span(int(a), int(b)) for a, b in itertools.pairwise(bounds))
     return clips, short

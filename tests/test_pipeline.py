@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import shutil
 import sqlite3
@@ -186,7 +187,7 @@ def test_shards_load_with_webdataset_and_hold_exact_frames(curated):
         with av.open(io.BytesIO(s["mp4"])) as c:
             frames = list(c.decode(video=0))
         assert len(frames) == row["num_frames"]
-        assert frames[0].pts == 0 and all(b.pts > a.pts for a, b in zip(frames, frames[1:]))
+        assert frames[0].pts == 0 and all(b.pts > a.pts for a, b in itertools.pairwise(frames))
         first = frames[0].to_ndarray(format="rgb24")
         last = frames[-1].to_ndarray(format="rgb24")
         assert psnr(first, render_frame(SHOTS, row["start_frame"], W, H)) >= 35

@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 
@@ -32,7 +34,7 @@ def test_min_and_max_duration():
     long_parts = clips[1:]
     assert len(long_parts) == 7  # 31 s split into parts of at most 5 s
     assert long_parts[0].start_frame == 119 and long_parts[-1].end_frame == 119 + 930
-    assert all(b.start_frame == a.end_frame for a, b in zip(long_parts, long_parts[1:]))
+    assert all(b.start_frame == a.end_frame for a, b in itertools.pairwise(long_parts))
     assert all(p.num_frames <= 150 for p in long_parts)
 
 

@@ -3,14 +3,17 @@
 Workers are separate processes (spawned, not forked: FFmpeg and thread pools do not survive a
 fork well), so a decoder that crashes on a hostile file takes down one worker, not the run.
 When the pool breaks, the videos that were in flight are retried one at a time; the one that
-crashes again on its own is recorded as failed with ``worker_crashed``.
+crashes again on its own is recorded as failed with ``worker_crashed``. A video that runs past
+``timeout_s`` (a decoder stuck on a hostile file) is recorded as failed with ``timeout``; the
+pool is killed and restarted and the other videos in flight are queued again.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -22,21 +25,31 @@ from clipfactory.worker import process_video
 __all__ = ["LocalExecutor"]
 
 
+def _failed(item: SourceItem, reason: str, detail: str) -> VideoResult:
+    return VideoResult(item=item, rejection=Rejection(item.item_key, item.source, "internal",
+                                                      reason, detail, video_id=item.id))
+
+
 def _crashed(item: SourceItem, err: BaseException) -> VideoResult:
-    return VideoResult(item=item, rejection=Rejection(
-        item.item_key, item.source, "internal", "worker_crashed",
-        f"the worker process died while processing this input ({type(err).__name__})",
-        video_id=item.id))
+    return _failed(item, "worker_crashed",
+                   f"the worker process died while processing this input ({type(err).__name__})")
+
+
+def _kill(pool: ProcessPoolExecutor) -> None:
+    # no public API kills a running task; the processes are ours to end
+    for proc in list(getattr(pool, "_processes", {}).values()):
+        proc.kill()
 
 
 class LocalExecutor:
     """Run :func:`process_video` over items with ``workers`` processes."""
 
-    def __init__(self, workers: int = 1, max_in_flight: int | None = None,
+    def __init__(self, workers: int = 1, timeout_s: float | None = None,
                  task: Callable[[SourceItem, Config, str | Path], VideoResult] = process_video
                  ) -> None:
         self.workers = max(1, workers)
-        self.max_in_flight = max_in_flight or 2 * self.workers
+        self.max_in_flight = self.workers  # no queue in the pool: submitted means started
+        self.timeout_s = timeout_s if timeout_s and timeout_s > 0 else None
         self.task = task
 
     def _pool(self) -> ProcessPoolExecutor:
@@ -49,41 +62,64 @@ class LocalExecutor:
         suspects: deque[SourceItem] = deque()
         while todo or suspects:
             pool = self._pool()
+            killed = False
             try:
-                yield from self._drain(pool, todo, suspects, cfg, staging)
+                killed = yield from self._drain(pool, todo, suspects, cfg, staging)
             finally:
+                if killed:
+                    _kill(pool)
                 pool.shutdown(wait=True, cancel_futures=True)
 
     def _drain(self, pool: ProcessPoolExecutor, todo: deque[SourceItem],
                suspects: deque[SourceItem], cfg: Config,
-               staging: str | Path) -> Iterator[VideoResult]:
-        running: dict[Future[VideoResult], SourceItem] = {}
+               staging: str | Path) -> Generator[VideoResult, None, bool]:
+        """Run until all is done (return False) or the pool must be killed (return True)."""
+        running: dict[Future[VideoResult], tuple[SourceItem, float]] = {}
+
+        def submit(item: SourceItem) -> None:
+            running[pool.submit(self.task, item, cfg, str(staging))] = (item, time.monotonic())
+
         while todo or suspects or running:
             # suspects of an earlier crash run alone, so a second crash names its culprit
-            if suspects:
-                if not running:
-                    item = suspects.popleft()
-                    running[pool.submit(self.task, item, cfg, str(staging))] = item
-                    running_alone = True
-                else:
-                    running_alone = False
-            else:
-                running_alone = False
+            alone = bool(suspects) and not running
+            if alone:
+                submit(suspects.popleft())
+            elif not suspects:
                 while todo and len(running) < self.max_in_flight:
-                    item = todo.popleft()
-                    running[pool.submit(self.task, item, cfg, str(staging))] = item
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    submit(todo.popleft())
+            done, _ = wait(running, timeout=self._wait_s(running), return_when=FIRST_COMPLETED)
+            late = self._late(running) if not done else []
+            if late:
+                for fut in late:
+                    yield _failed(running.pop(fut)[0], "timeout",
+                                  f"no result after {self.timeout_s:.0f} s; the worker was stopped")
+                todo.extendleft(reversed([item for item, _ in running.values()]))
+                return True
             for fut in done:
-                item = running.pop(fut)
+                item, _ = running.pop(fut)
                 try:
                     yield fut.result()
                 except BrokenProcessPool as e:
-                    if running_alone:
+                    if alone:
                         yield _crashed(item, e)
                     else:
                         suspects.append(item)
-                        suspects.extend(running.values())
-                        running.clear()
-                    return
+                        suspects.extend(item for item, _ in running.values())
+                    return False
                 except Exception as e:  # pickling trouble and the like: that input alone fails
                     yield _crashed(item, e)
+        return False
+
+    def _wait_s(self, running: dict[Future[VideoResult], tuple[SourceItem, float]]
+                ) -> float | None:
+        if self.timeout_s is None or not running:
+            return None
+        oldest = min(t for _, t in running.values())
+        return max(0.05, oldest + self.timeout_s - time.monotonic())
+
+    def _late(self, running: dict[Future[VideoResult], tuple[SourceItem, float]]
+              ) -> list[Future[VideoResult]]:
+        if self.timeout_s is None:
+            return []
+        now = time.monotonic()
+        return [f for f, (_, t) in running.items() if now - t >= self.timeout_s]

@@ -21,6 +21,7 @@ def _md(text: object) -> str:
 def render_card(summary: dict[str, Any], kept: Sequence[ClipRecord], config_yaml: str) -> str:
     """The card as Markdown."""
     counts = summary["counts"]
+    last_shard = max(0, len(summary.get("shards", [])) - 1)
     by_license: dict[str, list[ClipRecord]] = defaultdict(list)
     for c in kept:
         by_license[c.license or "unknown"].append(c)
@@ -41,8 +42,8 @@ def render_card(summary: dict[str, Any], kept: Sequence[ClipRecord], config_yaml
         "",
         "```python",
         "import webdataset as wds",
-        "ds = wds.WebDataset(\"shards/shard-{000000..%06d}.tar\").to_tuple(\"mp4\", \"json\")"
-        % max(0, len(summary.get("shards", [])) - 1),
+        f'ds = wds.WebDataset("shards/shard-{{000000..{last_shard:06d}}}.tar")'
+        '.to_tuple("mp4", "json")',
         "```",
         "",
         "## Licenses",

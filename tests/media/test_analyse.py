@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -37,7 +39,7 @@ def test_signals_separate_the_shot_kinds(kinds_video):
     tex = shot["texture"]
     assert sig.brightness[shot["dark"]].mean() < 16 < 40 < sig.brightness[tex].mean()
     assert sig.motion[shot["static"]].mean() < 0.3 < 1.0 < sig.motion[tex].mean()
-    assert np.median(sig.sharpness[shot["blurry"]]) < 10 < 40 < np.median(sig.sharpness[tex])
+    assert np.median(sig.sharpness[shot["blurry"]]) < 80 < 200 < np.median(sig.sharpness[tex])
     # perceptual hashes: stable inside a shot, far apart across a cut
     assert hamming(int(sig.phash[10]), int(sig.phash[12])) <= 8
     assert hamming(int(sig.phash[10]), int(sig.phash[260])) >= 16
@@ -55,7 +57,7 @@ def test_exact_digest_is_content_not_container(tmp_path, kinds_video):
                 pkt.stream = s_out
                 dst.mux(pkt)
     a, b = _run(kinds_video.path), _run(remux)
-    assert remux.read_bytes() != open(kinds_video.path, "rb").read()
+    assert remux.read_bytes() != Path(kinds_video.path).read_bytes()
     assert np.array_equal(a.digest, b.digest)
     assert len(np.unique(a.digest)) > 200  # distinct frames hash differently (static shot repeats)
 

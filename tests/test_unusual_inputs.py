@@ -1,0 +1,553 @@
+"""End to end over one folder of unusual-but-valid and broken inputs (and a manifest of some).
+
+Every input gets an exact expected outcome: clips with the right frames (decoded from the shards
+and compared with the frames the synthetic source was rendered from), a filter or planning
+reason, or a specific video-level rejection. The run must never crash, never write outside its
+output folder, and its summary must agree with its Parquet files and its shards.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import os
+import re
+import tarfile
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from clipfactory.config import Config
+from clipfactory.media.probe import mp4_top_level_boxes
+from clipfactory.pipeline import run
+from clipfactory.testing.synth import (
+    ShotSpec,
+    frame_times,
+    render_frame,
+    write_broken,
+    write_video,
+)
+
+FPS = 30
+MIN_PSNR = 30.0  # two generations of crf-18 coding stay far above this; a wrong frame is < 25
+
+
+@dataclass(frozen=True)
+class Valid:
+    """A valid synthetic input: how it was written and the clips it must give."""
+
+    shots: tuple[ShotSpec, ...]
+    width: int
+    height: int
+    kw: dict[str, Any] = field(default_factory=dict)
+    spans: tuple[tuple[int, int], ...] = ()  # expected kept clips (frame spans)
+    out_size: tuple[int, int] = (0, 0)  # expected (width, height) of the kept clips
+
+    @property
+    def rotation(self) -> int:
+        return int(self.kw.get("rotation", 0))
+
+    def reference(self, index: int) -> np.ndarray:
+        """Source frame ``index`` as the clip must show it (upright, cropped to even)."""
+        img = render_frame(self.shots, index, self.width, self.height)
+        img = np.rot90(img, self.rotation // 90) if self.rotation else img
+        w, h = self.out_size
+        return img[:h, :w]
+
+
+def _two(seed: int, a: int = 45, b: int = 50) -> tuple[ShotSpec, ...]:
+    return (ShotSpec(a, seed=seed), ShotSpec(b, seed=seed + 1))
+
+
+def _valid(shots: tuple[ShotSpec, ...], width: int, height: int, **kw: Any) -> Valid:
+    cuts = np.cumsum([0] + [s.frames for s in shots]).tolist()
+    rot = kw.get("rotation", 0) in (90, 270)
+    w, h = (height, width) if rot else (width, height)
+    return Valid(shots, width, height, kw, tuple(itertools.pairwise(cuts)),
+                 (w & ~1, h & ~1))
+
+
+# name (relative to the media folder) -> what it is; all must be processed into clips
+VALID: dict[str, Valid] = {
+    "rot90.mp4": _valid(_two(100), 192, 108, rotation=90),
+    "rot270.mp4": _valid(_two(110), 192, 108, rotation=270),
+    "vfr.mp4": _valid(_two(120, 46, 50), 160, 90, vfr=True),
+    "tenbit.mkv": _valid(_two(130), 160, 90, pix_fmt="yuv420p10le"),
+    "yuv444.mp4": _valid(_two(140), 160, 90, pix_fmt="yuv444p"),
+    "odd 444.mp4": _valid((ShotSpec(45, seed=150),), 321, 181, pix_fmt="yuv444p"),
+    "strip.mp4": _valid((ShotSpec(45, seed=160),), 1024, 64),  # 16:1, smaller side = min_side
+    "av1.mp4": _valid(_two(170), 160, 90, codec="libsvtav1"),
+    "vp9.webm": _valid(_two(180), 160, 90, codec="libvpx-vp9"),
+    "mpeg4.avi": _valid(_two(190), 160, 90, codec="mpeg4"),
+    "mpegts.ts": _valid(_two(200), 160, 90),
+    "with audio.mp4": _valid(_two(210), 160, 90, audio=True),
+    "vidéo à tester 01.mp4": _valid(_two(220), 160, 90),
+    "日本語.mkv": _valid(_two(230), 160, 90),
+    "sub dir/ünïcode ✓.webm": _valid(_two(240), 160, 90, codec="libvpx-vp9"),
+}
+
+# name -> (shots, width, height, expected (stage, reason) of its only clip)
+DROPPED: dict[str, tuple[tuple[ShotSpec, ...], int, int, tuple[str, str]]] = {
+    "one_frame.mp4": ((ShotSpec(1, seed=300),), 160, 90, ("plan", "too_short")),
+    "tiny16.mp4": ((ShotSpec(45, seed=310),), 16, 16, ("filter", "too_small")),
+    "wide.mp4": ((ShotSpec(45, seed=320),), 1280, 32, ("filter", "too_small")),
+    "tall.mp4": ((ShotSpec(45, seed=330),), 32, 720, ("filter", "too_small")),
+}
+
+# name -> (stage, reason) of the video-level rejection
+FAILED: dict[str, tuple[str, str]] = {
+    "broken/zero_byte.mp4": ("probe", "empty_file"),
+    "broken/text.mp4": ("probe", "not_a_media_file"),
+    "broken/no_moov.mp4": ("probe", "truncated_no_index"),
+    "broken/audio_only.m4a": ("probe", "no_video_stream"),
+    "fake.mp4": ("probe", "not_a_file"),  # a directory named like a video
+    "dangling.mp4": ("probe", "missing_file"),  # a symlink to nothing
+}
+
+# Partially decodable: processed, but only with frames that really decode.
+CUT_PAYLOAD = "broken/cut_payload.mp4"  # write_broken: shots 11, 12, 13 (30 frames), 320x180
+CUT_PAYLOAD_SHOTS = (ShotSpec(30, seed=11), ShotSpec(30, seed=12), ShotSpec(30, seed=13))
+GARBAGE = "broken/garbage_middle.mp4"  # replaced by our own (distinct content, gop 30)
+GARBAGE_SHOTS = (ShotSpec(45, seed=400), ShotSpec(45, seed=401), ShotSpec(45, seed=402))
+
+SAFE_MEMBER = re.compile(r"^[A-Za-z0-9_-]+\.(mp4|json)$")
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    assert a.shape == b.shape, (a.shape, b.shape)
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def _write_garbage_middle(path: Path) -> None:
+    """Like ``write_broken``'s garbage_middle (4 KiB of noise mid-mdat), but with keyframes
+    every 30 frames so that decoding recovers and later frames can be kept."""
+    write_video(path, GARBAGE_SHOTS, width=320, height=180, gop=30)
+    data = bytearray(path.read_bytes())
+    pos = 0
+    for kind, size in mp4_top_level_boxes(path) or []:
+        if kind == b"mdat":
+            lo, hi = pos + 8, pos + size
+            break
+        pos += size
+    else:
+        raise AssertionError("no mdat")
+    mid, n = (lo + hi) // 2, min(4096, (hi - lo) // 4)
+    data[mid : mid + n] = np.random.default_rng(99).integers(0, 256, n, np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+
+
+def _decoded_pts(path: str | Path) -> tuple[list[int], float]:
+    """pts of every frame a plain decode yields (failed packets skipped, like the analysis
+    pass), and the stream's time base."""
+    pts: list[int] = []
+    with av.open(str(path)) as c:
+        vs = c.streams.video[0]
+        try:
+            for packet in c.demux(vs):
+                try:
+                    frames = packet.decode()
+                except av.FFmpegError:
+                    continue
+                pts.extend(f.pts for f in frames)
+        except av.FFmpegError:
+            pass
+        return pts, float(vs.time_base)
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            st = p.lstat()
+            out[p.relative_to(root).as_posix()] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+@dataclass
+class Result:
+    out: Path
+    summary: dict[str, Any]
+    index: list[dict[str, Any]]
+    rejected: list[dict[str, Any]]
+    members: dict[str, dict[str, bytes]]  # key -> {ext: bytes} over all shards
+
+    def rows(self, source: Path) -> list[dict[str, Any]]:
+        return sorted((r for r in self.index if r["source"] == str(source)),
+                      key=lambda r: r["start_frame"])
+
+    def rejections(self, source: Path, kind: str) -> list[dict[str, Any]]:
+        return [r for r in self.rejected if r["source"] == str(source) and r["kind"] == kind]
+
+    def clip_frames(self, row: dict[str, Any]) -> tuple[list[np.ndarray], list[float], int]:
+        """RGB frames, times (s) and audio stream count of a clip, read from its shard."""
+        with av.open(io.BytesIO(self.members[row["key"]]["mp4"])) as c:
+            vs = c.streams.video[0]
+            frames = list(c.decode(vs))
+            return ([f.to_ndarray(format="rgb24") for f in frames],
+                    [float(f.pts * vs.time_base) for f in frames], len(c.streams.audio))
+
+
+def _load(out: Path, summary: dict[str, Any]) -> Result:
+    members: dict[str, dict[str, bytes]] = {}
+    for shard in sorted((out / "shards").iterdir()):
+        with tarfile.open(shard) as tar:
+            for m in tar.getmembers():
+                assert m.isfile(), m.name
+                key, ext = m.name.split(".", 1)
+                members.setdefault(key, {})[ext] = tar.extractfile(m).read()
+    return Result(out, summary, pq.read_table(out / "index.parquet").to_pylist(),
+                  pq.read_table(out / "rejected.parquet").to_pylist(), members)
+
+
+def _cfg() -> Config:
+    cfg = Config(workers=1)
+    cfg.clips.min_s = 1.0
+    return cfg
+
+
+# -- fixtures -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("unusual")
+
+
+@pytest.fixture(scope="module")
+def media(sandbox: Path) -> Path:
+    d = sandbox / "media"
+    (d / "sub dir").mkdir(parents=True)
+    for name, v in VALID.items():
+        write_video(d / name, v.shots, fps=FPS, width=v.width, height=v.height, **v.kw)
+    for name, (shots, w, h, _) in DROPPED.items():
+        write_video(d / name, shots, fps=FPS, width=w, height=h)
+    write_broken(d / "broken")
+    _write_garbage_middle(d / GARBAGE)
+    (d / "fake.mp4").mkdir()
+    os.symlink(d / "no_such_video.mp4", d / "dangling.mp4")
+    return d
+
+
+@pytest.fixture(scope="module")
+def manifest(sandbox: Path, media: Path) -> Path:
+    rows = [
+        {"path": "../media/rot90.mp4", "id": "rot 90 ok",
+         "license": "CC-BY-4.0", "author": "Ann"},
+        {"path": "../media/av1.mp4", "id": "../x"},
+        {"path": "../media/mpeg4.avi", "id": "rot 90 ok"},  # the first row's id again
+        {"path": "../media/not_there.mp4", "id": "gone"},
+        {"path": str(media / "vidéo à tester 01.mp4"), "id": "vidéo à tester"},
+        {"path": "../media/日本語.mkv", "id": "日本語"},
+        {"path": "../media/vfr.mp4", "id": "span", "start": 0.8, "end": 2.9},
+    ]
+    d = sandbox / "manifests"
+    d.mkdir()
+    m = d / "list.jsonl"
+    m.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                 encoding="utf-8")
+    return m
+
+
+@pytest.fixture(scope="module")
+def runs(sandbox: Path, media: Path, manifest: Path) -> dict[str, Any]:
+    """Both runs, from an empty working directory and an empty TMPDIR that must stay empty."""
+    cwd, tmp = sandbox / "cwd", sandbox / "tmp"
+    cwd.mkdir()
+    tmp.mkdir()
+    before = {"media": _snapshot(media), "manifests": _snapshot(manifest.parent)}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(cwd)
+        mp.setenv("TMPDIR", str(tmp))  # spawned workers pick it up
+        mp.setattr(tempfile, "tempdir", str(tmp))
+        folder = run(media, sandbox / "out", _cfg())
+        listed = run(manifest, sandbox / "out_manifest", _cfg())
+    after = {"media": _snapshot(media), "manifests": _snapshot(manifest.parent)}
+    return {
+        "folder": _load(sandbox / "out", folder),
+        "manifest": _load(sandbox / "out_manifest", listed),
+        "before": before, "after": after, "cwd": cwd, "tmp": tmp, "sandbox": sandbox,
+    }
+
+
+@pytest.fixture(scope="module")
+def folder(runs: dict[str, Any]) -> Result:
+    return runs["folder"]
+
+
+@pytest.fixture(scope="module")
+def listed(runs: dict[str, Any]) -> Result:
+    return runs["manifest"]
+
+
+def _check_clip_content(res: Result, row: dict[str, Any], v: Valid,
+                        source_index: list[int] | None = None) -> list[float]:
+    """Frame count, size, and every frame = its source frame (and unlike its neighbours)."""
+    frames, times, _ = res.clip_frames(row)
+    assert len(frames) == row["num_frames"] == row["end_frame"] - row["start_frame"]
+    w, h = v.out_size
+    assert frames[0].shape == (h, w, 3)
+    total = sum(s.frames for s in v.shots)
+    for k, img in enumerate(frames):
+        i = row["start_frame"] + k
+        src = source_index[i] if source_index is not None else i
+        own = psnr(img, v.reference(src))
+        assert own >= MIN_PSNR, (row["key"], k, own)
+        for n in (src - 1, src + 1):
+            if 0 <= n < total:
+                assert psnr(img, v.reference(n)) < own - 1.0, (row["key"], k, n)
+    assert times[0] == 0 and all(b > a for a, b in itertools.pairwise(times))
+    return times
+
+
+# -- valid inputs ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(VALID))
+def test_valid_input_is_cut_frame_exact(folder: Result, media: Path, name: str) -> None:
+    v = VALID[name]
+    rows = folder.rows(media / name)
+    assert [(r["start_frame"], r["end_frame"]) for r in rows] == list(v.spans)
+    assert not folder.rejections(media / name, "video")
+    assert not folder.rejections(media / name, "clip")
+    for r in rows:
+        assert (r["width"], r["height"]) == v.out_size
+        assert r["num_frames"] == r["end_frame"] - r["start_frame"]
+        assert r["fps"] == pytest.approx(FPS, rel=0.02)
+        _check_clip_content(folder, r, v)
+
+
+@pytest.mark.parametrize("name", ["rot90.mp4", "rot270.mp4"])
+def test_rotated_source_gives_upright_clips(folder: Result, media: Path, name: str) -> None:
+    v = VALID[name]
+    rows = folder.rows(media / name)
+    assert rows and all((r["width"], r["height"]) == (v.height, v.width) for r in rows)
+    frames, _, _ = folder.clip_frames(rows[0])
+    upright = np.rot90(render_frame(v.shots, 0, v.width, v.height), v.rotation // 90)
+    turned_wrong_way = np.rot90(upright, 2)
+    assert psnr(frames[0], upright) >= MIN_PSNR
+    assert psnr(frames[0], turned_wrong_way) < psnr(frames[0], upright) - 10
+
+
+def test_vfr_clip_times_follow_real_timestamps(folder: Result, media: Path) -> None:
+    v = VALID["vfr.mp4"]
+    total = sum(s.frames for s in v.shots)
+    times = frame_times(total, FPS, vfr=True)
+    rows = folder.rows(media / "vfr.mp4")
+    assert rows[0]["end_frame"] == rows[1]["start_frame"] == 46
+    assert times[46] != pytest.approx(46 / FPS, abs=1e-3)  # the test means something
+    for r in rows:
+        assert r["start_s"] == pytest.approx(times[r["start_frame"]], abs=1e-4)
+        if r["end_frame"] < total:
+            assert r["end_s"] == pytest.approx(times[r["end_frame"]], abs=1e-4)
+        else:
+            assert r["end_s"] == pytest.approx(times[-1] + 1 / r["fps"], abs=1e-4)
+        assert r["duration_s"] == pytest.approx(r["end_s"] - r["start_s"], abs=1e-5)
+        clip_times = _check_clip_content(folder, r, v)
+        want = np.array(times[r["start_frame"] : r["end_frame"]]) - times[r["start_frame"]]
+        assert np.allclose(clip_times, want, atol=2e-3)  # VFR stays VFR in the clip
+
+
+def test_audio_track_is_not_carried_into_clips(folder: Result, media: Path) -> None:
+    rows = folder.rows(media / "with audio.mp4")
+    assert len(rows) == 2
+    assert all(folder.clip_frames(r)[2] == 0 for r in rows)
+
+
+def test_unicode_file_names_keep_their_source_path(folder: Result, media: Path) -> None:
+    for name in ("vidéo à tester 01.mp4", "日本語.mkv", "sub dir/ünïcode ✓.webm"):
+        rows = folder.rows(media / name)
+        assert rows, name
+        assert all(Path(r["source"]).is_file() for r in rows)
+        assert all(re.fullmatch(r"[A-Za-z0-9_-]+", r["key"]) for r in rows)
+
+
+# -- inputs whose clips are dropped ---------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(DROPPED))
+def test_unusable_clip_is_dropped_with_its_reason(folder: Result, media: Path,
+                                                  name: str) -> None:
+    shots, _, _, (stage, reason) = DROPPED[name]
+    assert folder.rows(media / name) == []
+    assert folder.rejections(media / name, "video") == []
+    clips = folder.rejections(media / name, "clip")
+    assert [(c["stage"], c["reason"]) for c in clips] == [(stage, reason)]
+    assert (clips[0]["start_frame"], clips[0]["end_frame"]) == (0, shots[0].frames)
+
+
+# -- broken inputs --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(FAILED))
+def test_broken_input_is_rejected_with_a_specific_reason(folder: Result, media: Path,
+                                                         name: str) -> None:
+    stage, reason = FAILED[name]
+    mine = [r for r in folder.rejected if r["kind"] == "video"
+            and r["item_key"] == f"file:{name}"]
+    assert [(r["stage"], r["reason"]) for r in mine] == [(stage, reason)], mine
+    assert mine[0]["detail"]
+    assert not [r for r in folder.index if r["source"] == mine[0]["source"]]
+
+
+def test_truncated_payload_keeps_only_decodable_frames(folder: Result, media: Path) -> None:
+    path = media / CUT_PAYLOAD
+    decodable = len(_decoded_pts(path)[0])
+    assert 0 < decodable < 90
+    rows = folder.rows(path)
+    assert rows, "the decodable first shot should give a clip"
+    assert not folder.rejections(path, "video")
+    for r in rows + folder.rejections(path, "clip"):
+        assert r["end_frame"] <= decodable, r
+    v = Valid(CUT_PAYLOAD_SHOTS, 320, 180, out_size=(320, 180))
+    for r in rows:
+        _check_clip_content(folder, r, v)
+
+
+def test_garbage_frames_are_never_inside_a_kept_clip(folder: Result, media: Path) -> None:
+    path = media / GARBAGE
+    pts, tb = _decoded_pts(path)
+    source_index = [round((p - pts[0]) * tb * FPS) for p in pts]
+    total = sum(s.frames for s in GARBAGE_SHOTS)
+    assert len(source_index) < total  # the damage really lost packets
+    rows = folder.rows(path)
+    assert not folder.rejections(path, "video")
+    v = Valid(GARBAGE_SHOTS, 320, 180, out_size=(320, 180))
+    for r in rows:
+        # no frame missing inside a clip, and every frame is the undamaged source frame
+        got = source_index[r["start_frame"] : r["end_frame"]]
+        assert got == list(range(got[0], got[0] + len(got))), r["key"]
+        _check_clip_content(folder, r, v, source_index)
+    lost = next(i for i, s in enumerate(source_index) if s != i)
+    assert any(r["end_frame"] <= lost for r in rows), "frames before the damage are usable"
+    assert any(r["start_frame"] > lost for r in rows), "decoding recovers at a keyframe"
+
+
+# -- the run as a whole ---------------------------------------------------------------------
+
+def _expected_inputs() -> int:
+    return len(VALID) + len(DROPPED) + len(FAILED) + 2  # + cut_payload + garbage_middle
+
+
+def test_every_input_has_exactly_one_outcome(folder: Result) -> None:
+    counts = folder.summary["counts"]
+    assert counts["videos"] == {"total": _expected_inputs(),
+                                "done": len(VALID) + len(DROPPED) + 2,
+                                "failed": len(FAILED), "pending": 0}
+    assert not [r for r in folder.rejected if r["stage"] in ("internal", "cut", "finalize")]
+    assert counts["clips"]["staged"] == 0
+
+
+@pytest.mark.parametrize("which", ["folder", "manifest"])
+def test_summary_shards_and_parquet_agree(runs: dict[str, Any], which: str) -> None:
+    res: Result = runs[which]
+    out, counts = res.out, res.summary["counts"]
+    assert json.loads((out / "summary.json").read_text(encoding="utf-8")) == res.summary
+    videos = [r for r in res.rejected if r["kind"] == "video"]
+    clips = [r for r in res.rejected if r["kind"] == "clip"]
+    assert counts["clips"]["kept"] == len(res.index)
+    assert counts["clips"]["dropped"] == len(clips)
+    assert counts["videos"]["failed"] == len(videos)
+    assert counts["dropped_by_reason"] == dict(Counter(f"{r['stage']}/{r['reason']}"
+                                                       for r in clips))
+    assert counts["failed_by_reason"] == dict(Counter(f"{r['stage']}/{r['reason']}"
+                                                      for r in videos))
+    assert sum(s["count"] for s in res.summary["shards"]) == len(res.index)
+    on_disk = sorted(p.name for p in (out / "shards").iterdir())
+    assert on_disk == sorted(s["name"] for s in res.summary["shards"])
+    for s in res.summary["shards"]:
+        assert (out / "shards" / s["name"]).stat().st_size == s["bytes"]
+    assert counts["hours_out"] == pytest.approx(
+        sum(r["end_s"] - r["start_s"] for r in res.index) / 3600, rel=1e-6)
+    # one sample per index row, with exactly its mp4 and json, named only [A-Za-z0-9_-]
+    assert sorted(res.members) == sorted(r["key"] for r in res.index)
+    for row in res.index:
+        files = res.members[row["key"]]
+        assert sorted(files) == ["json", "mp4"]
+        assert all(SAFE_MEMBER.match(f"{row['key']}.{ext}") for ext in files)
+        meta = json.loads(files["json"])
+        assert {k: meta[k] for k in ("clip_id", "start_frame", "end_frame", "source")} == \
+               {k: row[k] for k in ("clip_id", "start_frame", "end_frame", "source")}
+    for name in ("index.parquet", "rejected.parquet", "summary.json", "ledger.sqlite",
+                 "README.md"):
+        assert (out / name).is_file(), name
+    leftovers = [p for p in out.rglob("*") if p.is_file() and (
+        p.name.startswith(".") or "staging" in p.relative_to(out).parts)]
+    assert leftovers == []
+
+
+def test_nothing_is_written_outside_the_output_folders(runs: dict[str, Any]) -> None:
+    assert runs["after"] == runs["before"]
+    assert list(runs["cwd"].iterdir()) == []
+    assert list(runs["tmp"].iterdir()) == []
+    top = sorted(p.name for p in runs["sandbox"].iterdir())
+    assert top == ["cwd", "manifests", "media", "out", "out_manifest", "tmp"]
+
+
+# -- manifest -------------------------------------------------------------------------------
+
+def _video_rejection(res: Result, n: int) -> dict[str, Any]:
+    rows = [r for r in res.rejected if r["kind"] == "video" and r["item_key"].endswith(f":{n}")]
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def test_manifest_rejects_hostile_and_duplicate_ids_and_missing_paths(listed: Result,
+                                                                      media: Path) -> None:
+    hostile = _video_rejection(listed, 2)
+    assert (hostile["stage"], hostile["reason"], hostile["video_id"]) == (
+        "ingest", "invalid_id", "../x")
+    dup = _video_rejection(listed, 3)
+    assert (dup["stage"], dup["reason"]) == ("ingest", "duplicate_id")
+    gone = [r for r in listed.rejected if r["kind"] == "video" and r["video_id"] == "gone"]
+    assert [(r["stage"], r["reason"], r["source"]) for r in gone] == [
+        ("probe", "missing_file", str(media / "not_there.mp4"))]
+    # the rejected rows gave no clips; the first row with that id did
+    assert not [r for r in listed.index if r["source"] in (str(media / "av1.mp4"),
+                                                           str(media / "mpeg4.avi"))]
+    assert listed.summary["counts"]["videos"] == {"total": 7, "done": 4, "failed": 3,
+                                                  "pending": 0}
+
+
+def test_manifest_ids_metadata_and_keys(listed: Result, media: Path) -> None:
+    rot = listed.rows(media / "rot90.mp4")
+    assert len(rot) == 2
+    assert {(r["video_id"], r["license"], r["attribution"]) for r in rot} == {
+        ("rot 90 ok", "CC-BY-4.0", "Ann")}
+    for _name, vid in (("vidéo à tester 01.mp4", "vidéo à tester"), ("日本語.mkv", "日本語")):
+        rows = listed.rows(media / _name)
+        assert len(rows) == 2 and {r["video_id"] for r in rows} == {vid}
+    keys = [r["key"] for r in listed.index]
+    assert len(set(keys)) == len(keys)
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]+", k) for k in keys)
+    v = VALID["rot90.mp4"]
+    for r in rot:
+        _check_clip_content(listed, r, v)
+
+
+def test_manifest_span_row_clips_lie_within_the_span(listed: Result, media: Path) -> None:
+    v = VALID["vfr.mp4"]
+    times = frame_times(sum(s.frames for s in v.shots), FPS, vfr=True)
+    start, end = 0.8, 2.9
+    rows = listed.rows(media / "vfr.mp4")
+    dropped = listed.rejections(media / "vfr.mp4", "clip")
+    assert rows, "the second shot (1.52 s .. 2.9 s) is long enough to keep"
+    for r in rows + dropped:
+        assert r["video_id"] == "span"
+        assert r["start_s"] >= start - 1e-6 and r["end_s"] <= end + 1e-6, r
+        frame_t = times[r["start_frame"] : r["end_frame"]]
+        assert min(frame_t) >= start - 1e-6 and max(frame_t) < end, r
+    first_in = next(i for i, t in enumerate(times) if t >= start - 1e-6)
+    last_in = max(i for i, t in enumerate(times) if t < end - 1e-6)
+    assert [(r["start_frame"], r["end_frame"]) for r in rows] == [(46, last_in + 1)]
+    assert [(r["stage"], r["reason"], r["start_frame"], r["end_frame"]) for r in dropped] == [
+        ("plan", "too_short", first_in, 46)]
+    for r in rows:
+        _check_clip_content(listed, r, v)
