@@ -125,8 +125,11 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
     pts_ok, errors, conceal = True, 0, False
     fps = info.fps or 0.0
     n = 0
+    past_end = False
     try:
         for packet in container.demux(stream):
+            if past_end:
+                break
             try:
                 frames = packet.decode()
             except av.FFmpegError:
@@ -141,7 +144,8 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
                 t = (float((frame.pts - (t0 or 0)) * tb) if frame.pts is not None and pts_ok
                      else n / (fps or 30.0))
                 if end_s is not None and t >= end_s - 1e-6:
-                    raise StopIteration
+                    past_end = True  # the rest of the file is outside the requested span
+                    break
                 if frame.key_frame:
                     conceal = False
                 pts.append(frame.pts if frame.pts is not None else -1)
@@ -172,8 +176,6 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
                 if detector is not None:
                     detector.process(n, small)
                 n += 1
-    except StopIteration:
-        pass
     except av.FFmpegError as e:
         errors += 1
         if n == 0:

@@ -1,0 +1,82 @@
+"""The command line: run, status, config, progress bar and log."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from clipfactory.cli import main
+from clipfactory.config import load_config
+from clipfactory.testing.synth import ShotSpec, write_video
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli_in")
+    write_video(d / "a.mp4", [ShotSpec(66, "texture", 1), ShotSpec(66, "static", 2)])
+    (d / "bad.mp4").write_bytes(b"")
+    return d
+
+
+def test_run_prints_counts_progress_and_writes_a_log(folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", "--input", str(folder), "--output", str(out), "--workers", "1"]) == 0
+    cap = capsys.readouterr()
+    assert "videos 1 done, 1 failed, 0 pending (of 2)" in cap.out
+    assert "clips: 1 kept, 1 dropped" in cap.out and "dropped filter/static: 1" in cap.out
+    assert "failed  probe/empty_file: 1" in cap.out
+    assert "curating" in cap.err and "x realtime" in cap.err  # the progress bar
+    log = (out / "run.log").read_text()
+    assert "run started: 2 new inputs" in log and "probe/empty_file" in log
+
+
+def test_quiet_silences_the_bar_and_skip_turns_filters_off(folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", "--input", str(folder), "--output", str(out), "--quiet",
+                 "--skip", "filters"]) == 0
+    cap = capsys.readouterr()
+    assert "curating" not in cap.err
+    assert len(pq.read_table(out / "index.parquet")) == 2  # the static shot is kept now
+
+
+def test_config_file_switches_match_the_flags(folder, tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"skip": ["filters"], "clips": {"min_s": 1.0}}))
+    out = tmp_path / "out"
+    assert main(["run", "--input", str(folder), "--output", str(out), "--quiet",
+                 "--config", str(cfg)]) == 0
+    assert len(pq.read_table(out / "index.parquet")) == 2
+
+
+def test_status_reports_a_run(folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    main(["run", "--input", str(folder), "--output", str(out), "--quiet"])
+    capsys.readouterr()
+    assert main(["status", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "videos 1 done, 1 failed, 0 pending" in text and "hours:" in text
+    assert main(["status", str(out), "--json"]) == 0
+    counts = json.loads(capsys.readouterr().out)
+    assert counts["clips"] == {"kept": 1, "staged": 0, "dropped": 1}
+    assert counts["hours_out"] == pytest.approx(66 / 30 / 3600)
+
+
+def test_status_and_run_fail_clearly_on_missing_paths(tmp_path, capsys):
+    assert main(["status", str(tmp_path / "nothing")]) == 2
+    assert "no run found" in capsys.readouterr().err
+    assert main(["run", "--input", str(tmp_path / "nope"), "--output", str(tmp_path / "o")]) == 2
+    assert "input not found" in capsys.readouterr().err
+
+
+def test_config_prints_yaml_that_loads_back(tmp_path, capsys):
+    assert main(["config"]) == 0
+    text = capsys.readouterr().out
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    assert load_config(f) == load_config(None)
+    with pytest.raises(ValueError):
+        f.write_text("clips: {min_s: 1, bogus: 2}\n")
+        load_config(f)
