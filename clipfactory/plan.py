@@ -48,18 +48,23 @@ def shots_from_transitions(first: int, end: int, transitions: Sequence[Transitio
     return shots
 
 
-def span_seconds(times: np.ndarray, fps: float, span: Span) -> tuple[float, float]:
-    """(start_s, end_s) of a span; end_s is the start time of the frame after the span."""
+def span_seconds(times: np.ndarray, fps: float, span: Span,
+                 end_time: float | None = None) -> tuple[float, float]:
+    """(start_s, end_s) of a span; end_s is the start time of the frame after the span:
+    ``end_time`` (the first frame after ``times``, when known) or one nominal frame late."""
     start = float(times[span.start_frame])
     if span.end_frame < len(times):
         end = float(times[span.end_frame])
+    elif end_time is not None:
+        end = float(end_time)
     else:
         end = float(times[span.end_frame - 1]) + 1.0 / fps
     return start, end
 
 
 def plan_spans(shots: Sequence[Span], times: np.ndarray, fps: float,
-               cfg: ClipConfig) -> tuple[list[Span], list[Span]]:
+               cfg: ClipConfig, end_time: float | None = None
+               ) -> tuple[list[Span], list[Span]]:
     """Return (clip spans, too-short shots) from the shots."""
     clips: list[Span] = []
     short: list[Span] = []
@@ -68,7 +73,7 @@ def plan_spans(shots: Sequence[Span], times: np.ndarray, fps: float,
         if s.num_frames <= 0:
             short.append(shot)
             continue
-        start_s, end_s = span_seconds(times, fps, s)
+        start_s, end_s = span_seconds(times, fps, s, end_time)
         duration = end_s - start_s
         if duration < cfg.min_s - 1e-9:
             short.append(s)

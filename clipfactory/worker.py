@@ -118,7 +118,7 @@ def _process(item: SourceItem, cfg: Config, staging: Path, result: VideoResult) 
 
     transitions = sig.transitions + damage_transitions(sig.damaged)
     shots = shots_from_transitions(first, sig.frames, transitions)
-    spans, short = plan_spans(shots, sig.times, sig.fps, cfg.clips)
+    spans, short = plan_spans(shots, sig.times, sig.fps, cfg.clips, sig.end_time)
     clips = [_clip(item, info, sig, s, result) for s in spans]
     for s in short:
         clip = _clip(item, info, sig, s, result)
@@ -154,7 +154,7 @@ def _clip(item: SourceItem, info: VideoInfo, sig: Signals, span: Span,
     vkey = safe_key(video_id)
     if item.id is None and (item.start_s is not None or item.end_s is not None):
         vkey = f"{vkey}_{short_hash(item.item_key, 6)}"  # several spans of one file, no ids
-    start_s, end_s = span_seconds(sig.times, sig.fps, span)
+    start_s, end_s = span_seconds(sig.times, sig.fps, span, sig.end_time)
     key = clip_key(vkey, span.start_frame, span.end_frame)
     clip = ClipRecord(
         clip_id=key, key=key, item_key=item.item_key, video_id=video_id, source=item.source,

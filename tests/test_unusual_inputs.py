@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import re
+import sqlite3
 import tarfile
 import tempfile
 from collections import Counter
@@ -50,35 +51,48 @@ class Valid:
     kw: dict[str, Any] = field(default_factory=dict)
     spans: tuple[tuple[int, int], ...] = ()  # expected kept clips (frame spans)
     out_size: tuple[int, int] = (0, 0)  # expected (width, height) of the kept clips
+    dropped: tuple[tuple[int, int, str, str], ...] = ()  # (start, end, stage, reason)
 
     @property
     def rotation(self) -> int:
         return int(self.kw.get("rotation", 0))
 
     def reference(self, index: int) -> np.ndarray:
-        """Source frame ``index`` as the clip must show it (upright, cropped to even)."""
+        """Source frame ``index`` as the clip must show it: an odd last row/column of the
+        coded frame cropped off, then turned upright."""
         img = render_frame(self.shots, index, self.width, self.height)
-        img = np.rot90(img, self.rotation // 90) if self.rotation else img
-        w, h = self.out_size
-        return img[:h, :w]
+        img = img[: self.height & ~1, : self.width & ~1]
+        return np.rot90(img, self.rotation // 90) if self.rotation else img
 
 
 def _two(seed: int, a: int = 45, b: int = 50) -> tuple[ShotSpec, ...]:
     return (ShotSpec(a, seed=seed), ShotSpec(b, seed=seed + 1))
 
 
+def _dark_middle(seed: int) -> tuple[ShotSpec, ...]:
+    """1.5 s, 3 s dark (dropped), 1.7 s: cutting the last clip seeks over the dark shot."""
+    return (ShotSpec(45, seed=seed), ShotSpec(90, "dark", seed + 1), ShotSpec(50, seed=seed + 2))
+
+
 def _valid(shots: tuple[ShotSpec, ...], width: int, height: int, **kw: Any) -> Valid:
+    """Every texture shot is one clip; a dark shot is dropped as too dark."""
     cuts = np.cumsum([0] + [s.frames for s in shots]).tolist()
+    spans = list(itertools.pairwise(cuts))
     rot = kw.get("rotation", 0) in (90, 270)
     w, h = (height, width) if rot else (width, height)
-    return Valid(shots, width, height, kw, tuple(itertools.pairwise(cuts)),
-                 (w & ~1, h & ~1))
+    return Valid(shots, width, height, kw,
+                 tuple(sp for sp, s in zip(spans, shots, strict=True) if s.kind == "texture"),
+                 (w & ~1, h & ~1),
+                 tuple((*sp, "filter", "too_dark") for sp, s in zip(spans, shots, strict=True)
+                       if s.kind == "dark"))
 
 
 # name (relative to the media folder) -> what it is; all must be processed into clips
 VALID: dict[str, Valid] = {
     "rot90.mp4": _valid(_two(100), 192, 108, rotation=90),
     "rot270.mp4": _valid(_two(110), 192, 108, rotation=270),
+    "rot180.mp4": _valid(_two(115), 192, 108, rotation=180),
+    "odd rot90.mkv": _valid((ShotSpec(45, seed=155),), 161, 91, pix_fmt="yuv444p", rotation=90),
     "vfr.mp4": _valid(_two(120, 46, 50), 160, 90, vfr=True),
     "tenbit.mkv": _valid(_two(130), 160, 90, pix_fmt="yuv420p10le"),
     "yuv444.mp4": _valid(_two(140), 160, 90, pix_fmt="yuv444p"),
@@ -88,10 +102,14 @@ VALID: dict[str, Valid] = {
     "vp9.webm": _valid(_two(180), 160, 90, codec="libvpx-vp9"),
     "mpeg4.avi": _valid(_two(190), 160, 90, codec="mpeg4"),
     "mpegts.ts": _valid(_two(200), 160, 90),
+    "mpegts bframes.ts": _valid(_dark_middle(270), 160, 90, bframes=2, gop=30),
+    "mpeg4 bframes.avi": _valid(_dark_middle(280), 160, 90, codec="mpeg4", bframes=2),
     "with audio.mp4": _valid(_two(210), 160, 90, audio=True),
     "vidéo à tester 01.mp4": _valid(_two(220), 160, 90),
     "日本語.mkv": _valid(_two(230), 160, 90),
     "sub dir/ünïcode ✓.webm": _valid(_two(240), 160, 90, codec="libvpx-vp9"),
+    "SHOUTING.MOV": _valid(_two(250), 160, 90),
+    "-rf 'quoted' #1.mp4": _valid(_two(260), 160, 90),
 }
 
 # name -> (shots, width, height, expected (stage, reason) of its only clip)
@@ -110,7 +128,9 @@ FAILED: dict[str, tuple[str, str]] = {
     "broken/audio_only.m4a": ("probe", "no_video_stream"),
     "fake.mp4": ("probe", "not_a_file"),  # a directory named like a video
     "dangling.mp4": ("probe", "missing_file"),  # a symlink to nothing
+    "zz link to av1.mp4": ("ingest", "duplicate_source"),  # a symlink to another input
 }
+
 
 # Partially decodable: processed, but only with frames that really decode.
 CUT_PAYLOAD = "broken/cut_payload.mp4"  # write_broken: shots 11, 12, 13 (30 frames), 320x180
@@ -176,6 +196,15 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
 
 
 @dataclass
+class Clip:
+    frames: list[np.ndarray]  # RGB
+    times: list[float]  # seconds
+    pix_fmts: set[str]
+    rotations: set[int]  # display rotation metadata left on the frames
+    audio_streams: int
+
+
+@dataclass
 class Result:
     out: Path
     summary: dict[str, Any]
@@ -187,16 +216,21 @@ class Result:
         return sorted((r for r in self.index if r["source"] == str(source)),
                       key=lambda r: r["start_frame"])
 
+    def item_rejections(self, item_key: str) -> list[dict[str, Any]]:
+        return [r for r in self.rejected if r["item_key"] == item_key]
+
     def rejections(self, source: Path, kind: str) -> list[dict[str, Any]]:
         return [r for r in self.rejected if r["source"] == str(source) and r["kind"] == kind]
 
-    def clip_frames(self, row: dict[str, Any]) -> tuple[list[np.ndarray], list[float], int]:
-        """RGB frames, times (s) and audio stream count of a clip, read from its shard."""
+    def clip(self, row: dict[str, Any]) -> Clip:
+        """A clip as read back from its shard."""
         with av.open(io.BytesIO(self.members[row["key"]]["mp4"])) as c:
             vs = c.streams.video[0]
             frames = list(c.decode(vs))
-            return ([f.to_ndarray(format="rgb24") for f in frames],
-                    [float(f.pts * vs.time_base) for f in frames], len(c.streams.audio))
+            return Clip([f.to_ndarray(format="rgb24") for f in frames],
+                        [float(f.pts * vs.time_base) for f in frames],
+                        {f.format.name for f in frames}, {f.rotation for f in frames},
+                        len(c.streams.audio))
 
 
 def _load(out: Path, summary: dict[str, Any]) -> Result:
@@ -236,6 +270,7 @@ def media(sandbox: Path) -> Path:
     _write_garbage_middle(d / GARBAGE)
     (d / "fake.mp4").mkdir()
     os.symlink(d / "no_such_video.mp4", d / "dangling.mp4")
+    os.symlink("av1.mp4", d / "zz link to av1.mp4")
     return d
 
 
@@ -249,7 +284,9 @@ def manifest(sandbox: Path, media: Path) -> Path:
         {"path": "../media/not_there.mp4", "id": "gone"},
         {"path": str(media / "vidéo à tester 01.mp4"), "id": "vidéo à tester"},
         {"path": "../media/日本語.mkv", "id": "日本語"},
-        {"path": "../media/vfr.mp4", "id": "span", "start": 0.8, "end": 2.9},
+        {"path": "../media/vfr.mp4", "id": "span", "start": 0.82, "end": 2.92},
+        {"path": f"file://{media / 'mpegts.ts'}", "id": "ts"},
+        {"path": "../media/yuv444.mp4", "id": "late", "start": 100},
     ]
     d = sandbox / "manifests"
     d.mkdir()
@@ -293,10 +330,12 @@ def listed(runs: dict[str, Any]) -> Result:
 def _check_clip_content(res: Result, row: dict[str, Any], v: Valid,
                         source_index: list[int] | None = None) -> list[float]:
     """Frame count, size, and every frame = its source frame (and unlike its neighbours)."""
-    frames, times, _ = res.clip_frames(row)
+    clip = res.clip(row)
+    frames, times = clip.frames, clip.times
     assert len(frames) == row["num_frames"] == row["end_frame"] - row["start_frame"]
     w, h = v.out_size
     assert frames[0].shape == (h, w, 3)
+    assert clip.pix_fmts == {"yuv420p"} and clip.rotations == {0}  # upright 8-bit 4:2:0
     total = sum(s.frames for s in v.shots)
     for k, img in enumerate(frames):
         i = row["start_frame"] + k
@@ -305,7 +344,7 @@ def _check_clip_content(res: Result, row: dict[str, Any], v: Valid,
         assert own >= MIN_PSNR, (row["key"], k, own)
         for n in (src - 1, src + 1):
             if 0 <= n < total:
-                assert psnr(img, v.reference(n)) < own - 1.0, (row["key"], k, n)
+                assert psnr(img, v.reference(n)) < own - 4.0, (row["key"], k, n)
     assert times[0] == 0 and all(b > a for a, b in itertools.pairwise(times))
     return times
 
@@ -317,8 +356,9 @@ def test_valid_input_is_cut_frame_exact(folder: Result, media: Path, name: str) 
     v = VALID[name]
     rows = folder.rows(media / name)
     assert [(r["start_frame"], r["end_frame"]) for r in rows] == list(v.spans)
-    assert not folder.rejections(media / name, "video")
-    assert not folder.rejections(media / name, "clip")
+    assert [(r["kind"], r["start_frame"], r["end_frame"], r["stage"], r["reason"])
+            for r in folder.item_rejections(f"file:{name}")] == [
+        ("clip", *d) for d in v.dropped]
     for r in rows:
         assert (r["width"], r["height"]) == v.out_size
         assert r["num_frames"] == r["end_frame"] - r["start_frame"]
@@ -331,7 +371,7 @@ def test_rotated_source_gives_upright_clips(folder: Result, media: Path, name: s
     v = VALID[name]
     rows = folder.rows(media / name)
     assert rows and all((r["width"], r["height"]) == (v.height, v.width) for r in rows)
-    frames, _, _ = folder.clip_frames(rows[0])
+    frames = folder.clip(rows[0]).frames
     upright = np.rot90(render_frame(v.shots, 0, v.width, v.height), v.rotation // 90)
     turned_wrong_way = np.rot90(upright, 2)
     assert psnr(frames[0], upright) >= MIN_PSNR
@@ -360,7 +400,7 @@ def test_vfr_clip_times_follow_real_timestamps(folder: Result, media: Path) -> N
 def test_audio_track_is_not_carried_into_clips(folder: Result, media: Path) -> None:
     rows = folder.rows(media / "with audio.mp4")
     assert len(rows) == 2
-    assert all(folder.clip_frames(r)[2] == 0 for r in rows)
+    assert all(folder.clip(r).audio_streams == 0 for r in rows)
 
 
 def test_unicode_file_names_keep_their_source_path(folder: Result, media: Path) -> None:
@@ -378,8 +418,8 @@ def test_unusable_clip_is_dropped_with_its_reason(folder: Result, media: Path,
                                                   name: str) -> None:
     shots, _, _, (stage, reason) = DROPPED[name]
     assert folder.rows(media / name) == []
-    assert folder.rejections(media / name, "video") == []
-    clips = folder.rejections(media / name, "clip")
+    clips = folder.item_rejections(f"file:{name}")
+    assert all(c["kind"] == "clip" for c in clips)
     assert [(c["stage"], c["reason"]) for c in clips] == [(stage, reason)]
     assert (clips[0]["start_frame"], clips[0]["end_frame"]) == (0, shots[0].frames)
 
@@ -390,11 +430,9 @@ def test_unusable_clip_is_dropped_with_its_reason(folder: Result, media: Path,
 def test_broken_input_is_rejected_with_a_specific_reason(folder: Result, media: Path,
                                                          name: str) -> None:
     stage, reason = FAILED[name]
-    mine = [r for r in folder.rejected if r["kind"] == "video"
-            and r["item_key"] == f"file:{name}"]
-    assert [(r["stage"], r["reason"]) for r in mine] == [(stage, reason)], mine
+    mine = folder.item_rejections(f"file:{name}")
+    assert [(r["kind"], r["stage"], r["reason"]) for r in mine] == [("video", stage, reason)]
     assert mine[0]["detail"]
-    assert not [r for r in folder.index if r["source"] == mine[0]["source"]]
 
 
 def test_truncated_payload_keeps_only_decodable_frames(folder: Result, media: Path) -> None:
@@ -432,15 +470,20 @@ def test_garbage_frames_are_never_inside_a_kept_clip(folder: Result, media: Path
 
 # -- the run as a whole ---------------------------------------------------------------------
 
-def _expected_inputs() -> int:
-    return len(VALID) + len(DROPPED) + len(FAILED) + 2  # + cut_payload + garbage_middle
-
-
 def test_every_input_has_exactly_one_outcome(folder: Result) -> None:
+    db = sqlite3.connect(f"file:{folder.out / 'ledger.sqlite'}?mode=ro", uri=True)
+    try:
+        states = dict(db.execute("SELECT item_key, state FROM videos").fetchall())
+    finally:
+        db.close()
+    want = {f"file:{n}": "done" for n in [*VALID, *DROPPED, CUT_PAYLOAD, GARBAGE]}
+    want.update({f"file:{n}": "failed" for n in FAILED})
+    assert states == want
     counts = folder.summary["counts"]
-    assert counts["videos"] == {"total": _expected_inputs(),
-                                "done": len(VALID) + len(DROPPED) + 2,
-                                "failed": len(FAILED), "pending": 0}
+    failed = sum(v == "failed" for v in states.values())
+    assert counts["videos"]["pending"] == 0
+    assert counts["videos"]["failed"] == failed
+    assert counts["videos"]["done"] == len(states) - failed
     assert not [r for r in folder.rejected if r["stage"] in ("internal", "cut", "finalize")]
     assert counts["clips"]["staged"] == 0
 
@@ -512,8 +555,12 @@ def test_manifest_rejects_hostile_and_duplicate_ids_and_missing_paths(listed: Re
     # the rejected rows gave no clips; the first row with that id did
     assert not [r for r in listed.index if r["source"] in (str(media / "av1.mp4"),
                                                            str(media / "mpeg4.avi"))]
-    assert listed.summary["counts"]["videos"] == {"total": 7, "done": 4, "failed": 3,
-                                                  "pending": 0}
+    late = [r for r in listed.rejected if r["kind"] == "video" and r["video_id"] == "late"]
+    assert [(r["stage"], r["reason"]) for r in late] == [("plan", "span_outside_video")]
+    assert [r["video_id"] for r in listed.rows(media / "mpegts.ts")] == ["ts", "ts"]
+    videos = listed.summary["counts"]["videos"]
+    assert {k: videos[k] for k in ("total", "done", "failed", "pending")} == {
+        "total": 9, "done": 5, "failed": 4, "pending": 0}
 
 
 def test_manifest_ids_metadata_and_keys(listed: Result, media: Path) -> None:
@@ -535,15 +582,17 @@ def test_manifest_ids_metadata_and_keys(listed: Result, media: Path) -> None:
 def test_manifest_span_row_clips_lie_within_the_span(listed: Result, media: Path) -> None:
     v = VALID["vfr.mp4"]
     times = frame_times(sum(s.frames for s in v.shots), FPS, vfr=True)
-    start, end = 0.8, 2.9
+    start, end = 0.82, 2.92
     rows = listed.rows(media / "vfr.mp4")
     dropped = listed.rejections(media / "vfr.mp4", "clip")
-    assert rows, "the second shot (1.52 s .. 2.9 s) is long enough to keep"
+    assert rows, "the second shot (1.52 s .. 2.92 s) is long enough to keep"
     for r in rows + dropped:
         assert r["video_id"] == "span"
-        assert r["start_s"] >= start - 1e-6 and r["end_s"] <= end + 1e-6, r
+        # every frame starts inside [start, end); only the last one may show past ``end``
         frame_t = times[r["start_frame"] : r["end_frame"]]
         assert min(frame_t) >= start - 1e-6 and max(frame_t) < end, r
+        assert r["start_s"] == pytest.approx(frame_t[0], abs=1e-4)
+        assert frame_t[-1] < r["end_s"] <= times[r["end_frame"]] + 1e-4, r
     first_in = next(i for i, t in enumerate(times) if t >= start - 1e-6)
     last_in = max(i for i, t in enumerate(times) if t < end - 1e-6)
     assert [(r["start_frame"], r["end_frame"]) for r in rows] == [(46, last_in + 1)]
@@ -551,3 +600,14 @@ def test_manifest_span_row_clips_lie_within_the_span(listed: Result, media: Path
         ("plan", "too_short", first_in, 46)]
     for r in rows:
         _check_clip_content(listed, r, v)
+
+
+def test_manifest_span_last_clip_ends_at_the_next_frames_time(listed: Result,
+                                                              media: Path) -> None:
+    """The same frames get the same times with or without a span: end_s is the real start
+    time of the next source frame (VFR here), as in the folder run."""
+    times = frame_times(sum(s.frames for s in VALID["vfr.mp4"].shots), FPS, vfr=True)
+    rows = listed.rows(media / "vfr.mp4")
+    assert rows
+    for r in rows:
+        assert r["end_s"] == pytest.approx(times[r["end_frame"]], abs=1e-4), r

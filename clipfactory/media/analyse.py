@@ -13,13 +13,13 @@ treats them like a transition, so no clip contains them.
 
 from __future__ import annotations
 
-import hashlib
 from array import array
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 import av
 import numpy as np
+import xxhash
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from clipfactory.config import AnalysisConfig
@@ -49,9 +49,10 @@ class Signals:
     sharpness: np.ndarray  # float32 variance of the Laplacian of the pooled luma
     motion: np.ndarray  # float32 mean |luma(t) - luma(t-1)|, 0 for the first frame
     phash: np.ndarray  # uint64
-    digest: np.ndarray  # uint64: first 8 bytes of blake2b over the full-res planes
+    digest: np.ndarray  # uint64: xxh3-64 of the full-resolution decoded planes
     transitions: list[Transition] = field(default_factory=list)
     decode_errors: int = 0
+    end_time: float | None = None  # time of the first frame past a requested end, if any
 
     @property
     def frames(self) -> int:
@@ -71,13 +72,15 @@ _PACKED = ("yuyv", "uyvy", "yvyu", "nv", "p010", "p016", "rgb", "bgr", "argb", "
 
 
 def _plane_digest(frame: av.VideoFrame) -> int:
-    """Hash the visible bytes of every plane (line padding excluded): identical decoded content
-    gives identical digests whatever the container or the decoder's buffer alignment."""
-    h = hashlib.blake2b(digest_size=8)
+    """64-bit xxh3 of the visible bytes of every plane (line padding excluded): identical decoded
+    content gives identical digests whatever the container or the decoder's buffer alignment.
+    xxh3 runs at memory speed (~0.03 ms for a 640x360 frame, 15x less than blake2b); this is
+    a content fingerprint for dedup, not a security boundary."""
+    h = xxhash.xxh3_64()
     name = frame.format.name
     if name.startswith(_PACKED) or not name.startswith(("yuv", "gray", "gbrp")):
         h.update(frame.to_ndarray(format="rgb24").data)  # rare layouts: hash a canonical form
-        return int.from_bytes(h.digest(), "little")
+        return h.intdigest()
     bytes_per_sample = 2 if max(c.bits for c in frame.format.components) > 8 else 1
     for plane in frame.planes:
         row = plane.width * bytes_per_sample
@@ -86,7 +89,7 @@ def _plane_digest(frame: av.VideoFrame) -> int:
         else:
             data = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[: plane.height, :row]
             h.update(np.ascontiguousarray(data).data)
-    return int.from_bytes(h.digest(), "little")
+    return h.intdigest()
 
 
 def _laplacian_var(gray: np.ndarray) -> float:
@@ -125,7 +128,7 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
     pts_ok, errors, conceal = True, 0, False
     fps = info.fps or 0.0
     n = 0
-    past_end = False
+    past_end, end_time = False, None
     try:
         for packet in container.demux(stream):
             if past_end:
@@ -145,6 +148,7 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
                      else n / (fps or 30.0))
                 if end_s is not None and t >= end_s - 1e-6:
                     past_end = True  # the rest of the file is outside the requested span
+                    end_time = t  # ...and this frame's time is where the last kept one ends
                     break
                 if frame.key_frame:
                     conceal = False
@@ -206,4 +210,5 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
         digest=np.frombuffer(digests, dtype=np.uint64).copy(),
         transitions=transitions,
         decode_errors=errors,
+        end_time=end_time,
     )

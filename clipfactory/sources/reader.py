@@ -45,9 +45,11 @@ def _read_folder(root: Path, cfg: IngestConfig) -> Iterator[SourceItem]:
     exts = {e.lower() for e in cfg.extensions}
     files = (f for f in root.rglob("*") if f.suffix.lower() in exts and not f.name.startswith("."))
     for f in sorted(files):
-        if f.is_file() or f.is_symlink():
-            rel = f.relative_to(root).as_posix()
-            yield SourceItem(item_key=f"file:{rel}", source=str(f.resolve()))
+        # Everything named like a video is an input: a directory, a FIFO or a dangling link
+        # then gets its specific rejection from the probe (not_a_file, missing_file) instead
+        # of vanishing from the run without a trace.
+        rel = f.relative_to(root).as_posix()
+        yield SourceItem(item_key=f"file:{rel}", source=str(f.resolve()))
 
 
 def _rows(manifest: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
