@@ -11,13 +11,13 @@ import tarfile
 from fractions import Fraction
 
 import av
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 
 from clipfactory.config import Config
 from clipfactory.pipeline import run
+from clipfactory.testing.compare import psnr, remux
 from clipfactory.testing.synth import ShotSpec, render_frame, write_video
 
 W, H = 320, 180
@@ -40,21 +40,6 @@ SPANS = {
 }
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 99.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
-
-
-def _remux(src: str, dst: str) -> None:
-    with av.open(src) as i, av.open(dst, "w") as o:
-        s_in = i.streams.video[0]
-        s_out = o.add_stream_from_template(s_in)
-        for pkt in i.demux(s_in):
-            if pkt.dts is not None:
-                pkt.stream = s_out
-                o.mux(pkt)
-
-
 def _half(src: str, dst: str) -> None:
     with av.open(src) as i, av.open(dst, "w") as o:
         s = o.add_stream("libx264", rate=30)
@@ -71,7 +56,7 @@ def _half(src: str, dst: str) -> None:
 def corpus(tmp_path_factory):
     d = tmp_path_factory.mktemp("corpus")
     main = write_video(d / "main.mp4", SHOTS, width=W, height=H, gop=50)
-    _remux(main.path, str(d / "remuxed.mkv"))  # same decoded frames, other bytes
+    remux(main.path, str(d / "remuxed.mkv"))  # same decoded frames, other bytes
     _half(main.path, str(d / "small copy.mp4"))  # a re-encoded, lower-resolution duplicate
     shutil.copy(main.path, d / "zz_byte_copy.mp4")  # the very same bytes
     (d / "broken.mp4").write_text("not a video")

@@ -29,6 +29,7 @@ import pytest
 from clipfactory.config import Config
 from clipfactory.media.probe import mp4_top_level_boxes
 from clipfactory.pipeline import run
+from clipfactory.testing.compare import psnr
 from clipfactory.testing.synth import (
     ShotSpec,
     frame_times,
@@ -142,12 +143,6 @@ SAFE_MEMBER = re.compile(r"^[A-Za-z0-9_-]+\.(mp4|json)$")
 
 
 # -- helpers --------------------------------------------------------------------------------
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
-
 
 def _write_garbage_middle(path: Path) -> None:
     """Like ``write_broken``'s garbage_middle (4 KiB of noise mid-mdat), but with keyframes

@@ -15,6 +15,7 @@ from clipfactory.errors import MediaError
 from clipfactory.media import cut as cut_mod
 from clipfactory.media.cut import CutResult, cut_clips
 from clipfactory.records import Span
+from clipfactory.testing.compare import psnr
 from clipfactory.testing.synth import ShotSpec, render_frame, write_broken, write_video
 
 SHOTS = [ShotSpec(150, "texture", 1), ShotSpec(150, "texture", 2)]
@@ -64,11 +65,6 @@ def bframes_src(srcdir: Path) -> Source:  # x264 scene-cut keyframes and 3 B-fra
 def long_gop_src(srcdir: Path, request: pytest.FixtureRequest) -> Source:
     """Keyframes at 0, 250, 500 only. MPEG-TS seeks land late (after the target): retried."""
     return _source(srcdir, f"longgop.{request.param}", LONG, gop=250, bframes=3)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 def _read(path: str) -> tuple[list[np.ndarray], list[float], list[int], list[str]]:

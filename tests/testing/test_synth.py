@@ -9,6 +9,7 @@ import av
 import numpy as np
 import pytest
 
+from clipfactory.testing.compare import psnr
 from clipfactory.testing.synth import (
     ShotSpec,
     SynthVideo,
@@ -23,11 +24,6 @@ from clipfactory.testing.synth import (
 W, H = 320, 180
 TWO = (ShotSpec(10, "texture", 1), ShotSpec(10, "texture", 2))
 _BROKEN = [ShotSpec(30, seed=11), ShotSpec(30, seed=12), ShotSpec(30, seed=13)]  # write_broken's
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * np.log10(255**2 / max(mse, 1e-10))
 
 
 def luma(img: np.ndarray) -> np.ndarray:
