@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 from clipfactory import __version__
+from clipfactory.fetch import cli as fetch_cli
+from clipfactory.provenance import cli as provenance_cli
 
 __all__ = ["main"]
 
@@ -22,9 +24,15 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--output", required=True, help="output folder (rerun to resume)")
     r.add_argument("--workers", type=int, default=None, help="worker processes (default 1)")
     r.add_argument("--config", default=None, help="YAML config file")
+    r.add_argument("--executor", choices=["local", "ray"], default=None,
+                   help="local process pool (default) or a Ray cluster (docs/ray.md)")
+    r.add_argument("--ray-address", default=None,
+                   help="Ray cluster to join (default: RAY_ADDRESS, else a private one)")
     r.add_argument("--skip", action="append", choices=["filters", "dedup"], default=None,
                    help="turn a stage off (repeatable)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    provenance_cli.add_run_flags(r)
+    fetch_cli.add_run_flags(r)
 
     s = sub.add_parser("status", help="what a run has done so far")
     s.add_argument("output")
@@ -43,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("config", help="print the default config as YAML")
     c.add_argument("--config", default=None, help="show this file merged with the defaults")
+    provenance_cli.add_commands(sub)
+    fetch_cli.add_commands(sub)
     return p
 
 
@@ -50,9 +60,17 @@ def _cmd_run(a: argparse.Namespace) -> int:
     from clipfactory.config import load_config
     from clipfactory.pipeline import run
 
-    cfg = load_config(a.config, workers=a.workers)
+    executor = a.executor or ("ray" if a.ray_address else None)  # an address implies ray
+    cfg = load_config(a.config, workers=a.workers, executor=executor,
+                      ray_address=a.ray_address)
     if a.skip:
         cfg.skip = sorted(set(cfg.skip) | set(a.skip))
+    try:
+        cfg = provenance_cli.apply_run_flags(cfg, a)
+        cfg = fetch_cli.apply_run_flags(cfg, a)
+    except ValueError as e:
+        print(f"clipfactory: {e}", file=sys.stderr)
+        return 2
     if not Path(a.input).exists():
         print(f"clipfactory: input not found: {a.input}", file=sys.stderr)
         return 2
@@ -74,6 +92,8 @@ def _print_counts(counts: dict, out: Path) -> None:
         print(f"  dropped {reason}: {n}")
     for reason, n in counts["failed_by_reason"].items():
         print(f"  failed  {reason}: {n}")
+    for reason, n in counts.get("removed_by_reason", {}).items():
+        print(f"  removed {reason}: {n}")
     print(f"hours: {counts['hours_in']:.4f} in, {counts['hours_out']:.4f} out")
 
 
@@ -122,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``clipfactory`` command."""
     a = _parser().parse_args(argv)
     handlers = {"run": _cmd_run, "status": _cmd_status, "bench": _cmd_bench, "demo": _cmd_demo,
-                "config": _cmd_config}
+                "config": _cmd_config, **provenance_cli.COMMANDS, **fetch_cli.COMMANDS}
     return handlers[a.command](a)
 
 

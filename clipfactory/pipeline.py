@@ -18,8 +18,12 @@ from typing import Any, Protocol
 from clipfactory import __version__
 from clipfactory.config import Config
 from clipfactory.dedup import DedupItem, find_duplicates
+from clipfactory.fetch.stage import FetchStage
 from clipfactory.ledger import Ledger
+from clipfactory.policy.gate import Gate
+from clipfactory.policy.report import is_unknown, license_counts, policy_summary
 from clipfactory.progress import Progress
+from clipfactory.provenance.ingest import gate_inputs, inherit_policy
 from clipfactory.records import ClipRecord, Rejection, SourceItem, VideoResult
 from clipfactory.sinks.card import write_card
 from clipfactory.sinks.index import clip_row, write_index, write_rejected
@@ -46,9 +50,10 @@ def _setup_logging(out: Path) -> logging.Handler:
     return handler
 
 
-def run(input_path: str | Path, output: str | Path, cfg: Config | None = None, *,
+def run(input_path: str | Path | None, output: str | Path, cfg: Config | None = None, *,
         quiet: bool = True, executor: Executor | None = None) -> dict[str, Any]:
-    """Curate ``input_path`` (folder or manifest) into ``output``; resume what is there."""
+    """Curate ``input_path`` (folder or manifest) into ``output``; resume what is there.
+    ``input_path`` None adds nothing and runs what is pending (``clipfactory retry``)."""
     cfg = cfg or Config()
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
@@ -56,20 +61,22 @@ def run(input_path: str | Path, output: str | Path, cfg: Config | None = None, *
     ledger = Ledger(out / "ledger.sqlite")
     try:
         previous = ledger.get_meta("config")
+        cfg = inherit_policy(cfg, previous)  # an output keeps its license policy
         if previous is not None and previous != cfg.model_dump(mode="json"):
             log.warning("config differs from the one this output was started with; finished "
                         "videos keep the old settings")
         ledger.set_meta("config", cfg.model_dump(mode="json"))
         _sweep_temp_files(out / "staging")
-        added = ledger.register(read_input(input_path, cfg.ingest))
+        added = ledger.register(read_input(input_path, cfg.ingest)) if input_path else 0
+        gate = gate_inputs(ledger, cfg, out)  # quarantine and opt-outs cost no decoding
         pending = ledger.pending()
         log.info("run started: %d new inputs, %d pending, %d workers", added, len(pending),
                  cfg.workers)
         if executor is None:
-            from clipfactory.exec.local import LocalExecutor
+            from clipfactory.exec import make_executor
 
-            executor = LocalExecutor(cfg.workers, timeout_s=cfg.video_timeout_s)
-        stats = _process(pending, ledger, cfg, out, executor, quiet)
+            executor = make_executor(cfg)
+        stats = _process(pending, ledger, cfg, out, executor, quiet, gate)
         summary = finalize(out, cfg, ledger, stats)
         log.info("run finished: %s", json.dumps(summary["counts"]))
         return summary
@@ -80,29 +87,50 @@ def run(input_path: str | Path, output: str | Path, cfg: Config | None = None, *
 
 
 def _process(pending: list[SourceItem], ledger: Ledger, cfg: Config, out: Path,
-             executor: Executor, quiet: bool) -> dict[str, Any]:
+             executor: Executor, quiet: bool, gate: Gate | None = None) -> dict[str, Any]:
     wall0 = time.perf_counter()
     media_s = cpu_s = 0.0
     done = 0
     with Progress(len(pending), quiet=quiet) as bar:
-        for result in executor.map(pending, cfg, out / "staging"):
-            dup = ledger.find_duplicate_source(result) if result.rejection is None else None
-            if dup is not None:
-                _discard_clips(result)
-                result.rejection = Rejection(result.item.item_key, result.item.source, "ingest",
-                                             "duplicate_source", f"same bytes as {dup}",
-                                             video_id=result.video_id)
-            ledger.record(result)
-            media_s += result.analysed_s
-            cpu_s += result.cpu_s
-            done += 1
-            _log_result(result)
-            bar.update(result.analysed_s, failed=result.rejection is not None)
+        def fetch_failed(r: VideoResult) -> None:
+            _log_result(r)
+            bar.update(0.0, failed=True)
+
+        fetch = FetchStage(cfg, out, ledger, on_failure=fetch_failed)  # URLs -> local files
+        try:
+            for result in executor.map(fetch.wrap(pending), cfg, out / "staging"):
+                _record(result, ledger, gate)
+                fetch.done(result)  # the fetched source goes once its outcome is recorded
+                media_s += result.analysed_s
+                cpu_s += result.cpu_s
+                done += 1
+                _log_result(result)
+                bar.update(result.analysed_s, failed=result.rejection is not None)
+        finally:
+            fetch_stats = fetch.close()
     wall = time.perf_counter() - wall0
-    return {"videos": done, "wall_s": round(wall, 3), "media_s": round(media_s, 3),
-            "cpu_s": round(cpu_s, 3), "workers": cfg.workers,
-            "x_realtime": round(media_s / wall, 3) if wall > 0 else 0.0,
-            "x_realtime_per_core": round(media_s / cpu_s, 3) if cpu_s > 0 else 0.0}
+    stats = {"videos": done, "wall_s": round(wall, 3), "media_s": round(media_s, 3),
+             "cpu_s": round(cpu_s, 3), "workers": getattr(executor, "workers", cfg.workers),
+             "x_realtime": round(media_s / wall, 3) if wall > 0 else 0.0,
+             "x_realtime_per_core": round(media_s / cpu_s, 3) if cpu_s > 0 else 0.0}
+    if fetch_stats is not None:
+        stats["fetch"] = fetch_stats
+    return stats
+
+
+def _record(result: VideoResult, ledger: Ledger, gate: Gate | None) -> None:
+    """Gate and record one video's outcome."""
+    blocked = gate.check(result) if gate and result.rejection is None else None
+    if blocked is not None:  # taken-down content under another name, or an opt-out
+        _discard_clips(result)  # rule only the file could match (hash, derived id)
+        result.rejection = blocked
+    dup = ledger.find_duplicate_source(result) if result.rejection is None else None
+    if dup is not None:
+        _discard_clips(result)
+        result.rejection = Rejection(result.item.item_key, result.item.source, "ingest",
+                                     "duplicate_source", f"same bytes as {dup}",
+                                     video_id=result.video_id)
+    ledger.record(result)
 
 
 def _discard_clips(result: VideoResult) -> None:
@@ -141,7 +169,8 @@ def finalize(out: str | Path, cfg: Config, ledger: Ledger,
     _write_shards(staged, ledger, cfg, shard_dir)
     kept = ledger.clips("sharded")
     write_index(kept, out / "index.parquet")
-    write_rejected(ledger.clips("dropped"), ledger.videos("failed"), out / "rejected.parquet")
+    write_rejected(ledger.clips("dropped"), ledger.videos("failed", "removed"),
+                   out / "rejected.parquet")
     if stats and stats["videos"]:
         ledger.set_meta("throughput", stats)
     summary = {
@@ -149,7 +178,9 @@ def finalize(out: str | Path, cfg: Config, ledger: Ledger,
         "counts": ledger.counts(),
         "shards": [dict(s) for s in ledger.shards()],
         "throughput": ledger.get_meta("throughput", {}),
-        "unknown_license_clips": sum(1 for c in kept if not c.license),
+        "unknown_license_clips": sum(1 for c in kept if is_unknown(c.license)),
+        "licenses": license_counts(kept),
+        "policy": policy_summary(cfg.policy),
     }
     tmp = out / ".summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=2), encoding="utf-8")

@@ -12,7 +12,8 @@ import numpy as np
 from clipfactory.config import ClipConfig
 from clipfactory.records import Span, Transition
 
-__all__ = ["damage_transitions", "plan_spans", "shots_from_transitions", "span_seconds"]
+__all__ = ["damage_transitions", "plan_spans", "plan_windows", "shots_from_transitions",
+           "span_seconds", "window_frames"]
 
 
 def damage_transitions(damaged: np.ndarray) -> list[Transition]:
@@ -81,4 +82,37 @@ def plan_spans(shots: Sequence[Span], times: np.ndarray, fps: float,
         parts = max(1, math.ceil(duration / cfg.max_s - 1e-9))
         bounds = np.linspace(s.start_frame, s.end_frame, parts + 1).round().astype(int)
         clips.extend(Span(int(a), int(b)) for a, b in itertools.pairwise(bounds))
+    return clips, short
+
+
+def window_frames(times: np.ndarray, windows: Sequence[tuple[float, float]]
+                  ) -> list[Span]:
+    """The frames of each time window ``[start_s, end_s)``: those whose time lies inside."""
+    out = []
+    for start_s, end_s in windows:
+        a = int(np.searchsorted(times, start_s - 1e-6, side="left"))
+        b = int(np.searchsorted(times, end_s - 1e-6, side="left"))
+        out.append(Span(a, max(a, b)))
+    return out
+
+
+def plan_windows(shots: Sequence[Span], times: np.ndarray, fps: float, cfg: ClipConfig,
+                 windows: Sequence[tuple[float, float]], end_time: float | None = None
+                 ) -> tuple[list[tuple[Span, int]], list[tuple[Span, int]]]:
+    """Plan clips only inside the given time windows (a manifest's spans): each shot is cut to
+    each window and planned as usual. Returns (clip spans, too-short pieces), each with the index
+    of its window; a clip two overlapping windows both produce is kept once, for the first."""
+    clips: list[tuple[Span, int]] = []
+    short: list[tuple[Span, int]] = []
+    seen: set[tuple[int, int]] = set()
+    for i, w in enumerate(window_frames(times, windows)):
+        pieces = [Span(max(s.start_frame, w.start_frame), min(s.end_frame, w.end_frame))
+                  for s in shots]
+        pieces = [p for p in pieces if p.num_frames > 0]
+        got, too_short = plan_spans(pieces, times, fps, cfg, end_time)
+        for sp in got:
+            if (sp.start_frame, sp.end_frame) not in seen:
+                seen.add((sp.start_frame, sp.end_frame))
+                clips.append((sp, i))
+        short.extend((sp, i) for sp in too_short)
     return clips, short

@@ -40,6 +40,14 @@ class SourceItem:
     start_s: float | None = None
     end_s: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Several spans of one video (Panda-70M, HD-VILA-100M): (start_s, end_s, caption or None).
+    # The video is fetched and decoded once; clips are cut only inside these spans, and
+    # ``start_s``/``end_s`` then hold their hull.
+    spans: tuple[tuple[float, float, str | None], ...] = ()
+    # Where a fetched remote ``source`` lies on this machine (``source`` keeps the URL).
+    local_path: str | None = None
+    # What the fetcher learned (HTTP headers, yt-dlp's info: license, uploader, channel, ...).
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -125,8 +133,11 @@ class ClipRecord:
     height: int
     source_url: str | None = None
     source_sha256: str | None = None
-    license: str | None = None
+    license: str | None = None  # normalised id (clipfactory.policy.licenses)
     attribution: str | None = None
+    license_raw: str | None = None  # the license text as the source gave it
+    policy_decision: str | None = None  # "allowed" or "ungated" (no policy chosen)
+    policy_reason: str | None = None  # e.g. "allowed:CC-BY-4.0" (see policy.Decision)
     state: str = "candidate"
     stage: str | None = None
     reason: str | None = None

@@ -24,7 +24,13 @@ from clipfactory.ids import clip_key, safe_key, short_hash
 from clipfactory.media.analyse import Signals, analyse
 from clipfactory.media.cut import cut_clips
 from clipfactory.media.probe import probe
-from clipfactory.plan import damage_transitions, plan_spans, shots_from_transitions, span_seconds
+from clipfactory.plan import (
+    damage_transitions,
+    plan_spans,
+    plan_windows,
+    shots_from_transitions,
+    span_seconds,
+)
 from clipfactory.records import ClipRecord, Rejection, SourceItem, Span, VideoInfo, VideoResult
 from clipfactory.shots import make_detector
 
@@ -87,13 +93,15 @@ def process_video(item: SourceItem, cfg: Config, staging: str | Path) -> VideoRe
 
 
 def _process(item: SourceItem, cfg: Config, staging: Path, result: VideoResult) -> None:
-    if item.source.lower().startswith(_REMOTE):
+    path = item.local_path or item.source  # a fetched URL is read from its local copy
+    if path.lower().startswith(_REMOTE):
         raise MediaError("ingest", "remote_source_unsupported",
-                         "remote URLs are not fetched yet; download them or use a local path")
+                         "remote URLs are fetched by the pipeline (clipfactory.fetch); this "
+                         "item reached the worker without a local copy")
     t = time.perf_counter()
-    info = probe(item.source, cfg.ingest)
+    info = probe(path, cfg.ingest)
     result.info = info
-    result.source_sha256 = file_sha256(item.source)
+    result.source_sha256 = file_sha256(path)
     result.video_id = item.id if item.id is not None else result.source_sha256[:16]
     result.timings["probe"] = time.perf_counter() - t
 
@@ -118,12 +126,24 @@ def _process(item: SourceItem, cfg: Config, staging: Path, result: VideoResult) 
 
     transitions = sig.transitions + damage_transitions(sig.damaged)
     shots = shots_from_transitions(first, sig.frames, transitions)
-    spans, short = plan_spans(shots, sig.times, sig.fps, cfg.clips, sig.end_time)
-    clips = [_clip(item, info, sig, s, result) for s in spans]
-    for s in short:
-        clip = _clip(item, info, sig, s, result)
-        clip.drop("plan", "too_short")
-        clips.append(clip)
+    if item.spans:  # a manifest's spans are the only regions cut; one decode for them all
+        planned, short_w = plan_windows(shots, sig.times, sig.fps, cfg.clips,
+                                        [(a, b) for a, b, _ in item.spans], sig.end_time)
+        clips = [_clip(item, info, sig, s, result, w) for s, w in planned]
+        keys = {c.clip_id for c in clips}
+        for s, w in short_w:
+            clip = _clip(item, info, sig, s, result, w)
+            if clip.clip_id not in keys:
+                keys.add(clip.clip_id)
+                clip.drop("plan", "too_short")
+                clips.append(clip)
+    else:
+        spans, short = plan_spans(shots, sig.times, sig.fps, cfg.clips, sig.end_time)
+        clips = [_clip(item, info, sig, s, result) for s in spans]
+        for s in short:
+            clip = _clip(item, info, sig, s, result)
+            clip.drop("plan", "too_short")
+            clips.append(clip)
     if cfg.filters_on:
         filters = build_filters(cfg.filters)
         for clip in clips:
@@ -149,7 +169,7 @@ def _clip_signals(sig: Signals, clip: ClipRecord, black_level: float) -> ClipSig
 
 
 def _clip(item: SourceItem, info: VideoInfo, sig: Signals, span: Span,
-          result: VideoResult) -> ClipRecord:
+          result: VideoResult, window: int | None = None) -> ClipRecord:
     video_id = result.video_id or ""
     vkey = safe_key(video_id)
     if item.id is None and (item.start_s is not None or item.end_s is not None):
@@ -164,6 +184,13 @@ def _clip(item: SourceItem, info: VideoInfo, sig: Signals, span: Span,
         height=info.display_height - info.display_height % 2,
         source_url=item.source_url, source_sha256=result.source_sha256, license=item.license,
         attribution=item.attribution, extra=dict(item.extra))
+    if window is not None:  # the manifest span this clip lies in, and its caption
+        w_start, w_end, caption = item.spans[window]
+        clip.extra.update(span_index=window, span=[w_start, w_end])
+        if caption is not None:
+            clip.extra["caption"] = caption
+    if item.provenance:  # what the fetch learned; yt-dlp's whole info dict stays in the ledger
+        clip.extra["fetch"] = {k: v for k, v in item.provenance.items() if k != "info"}
     clip.scores = clip_scores(_clip_signals(sig, clip, 16.0))
     return clip
 

@@ -188,7 +188,7 @@ def test_summary_and_card_agree_with_the_tables(curated):
     assert c["clips"]["kept"] == len(_index(out)) == 2
     rej = _rejected(out)
     assert c["clips"]["dropped"] == sum(r["kind"] == "clip" for r in rej)
-    assert c["videos"] == {"total": 5, "done": 3, "failed": 2, "pending": 0}
+    assert c["videos"] == {"total": 5, "done": 3, "failed": 2, "pending": 0, "removed": 0}
     assert c["hours_out"] == pytest.approx(165 / 30 / 3600)
     assert summary["shards"][0]["count"] == 2
     card = (out / "README.md").read_text()

@@ -35,6 +35,36 @@ def _crashed(item: SourceItem, err: BaseException) -> VideoResult:
                    f"the worker process died while processing this input ({type(err).__name__})")
 
 
+class _Feed:
+    """The items still to run: the caller's iterator, pulled lazily, plus items put back."""
+
+    def __init__(self, items: Iterable[SourceItem]) -> None:
+        self._it: Iterator[SourceItem] | None = iter(items)
+        self._back: deque[SourceItem] = deque()
+
+    def next(self) -> SourceItem | None:
+        if self._back:
+            return self._back.popleft()
+        if self._it is not None:
+            item = next(self._it, None)
+            if item is not None:
+                return item
+            self._it = None
+        return None
+
+    def extendleft(self, items: Iterable[SourceItem]) -> None:
+        self._back.extendleft(items)
+
+    def __bool__(self) -> bool:
+        if self._back:
+            return True
+        item = self.next()  # pulls one to know (an iterator cannot say without it)
+        if item is None:
+            return False
+        self._back.appendleft(item)
+        return True
+
+
 def _kill(pool: ProcessPoolExecutor) -> None:
     # no public API kills a running task; the processes are ours to end
     for proc in list(getattr(pool, "_processes", {}).values()):
@@ -57,8 +87,9 @@ class LocalExecutor:
 
     def map(self, items: Iterable[SourceItem], cfg: Config,
             staging: str | Path) -> Iterator[VideoResult]:
-        """Yield one result per item, in completion order."""
-        todo: deque[SourceItem] = deque(items)
+        """Yield one result per item, in completion order. ``items`` is pulled one at a time
+        when a worker is free, so it may be a lazy iterator that blocks (the prefetcher)."""
+        todo = _Feed(items)
         suspects: deque[SourceItem] = deque()
         while todo or suspects:
             pool = self._pool()
@@ -70,7 +101,7 @@ class LocalExecutor:
                     _kill(pool)
                 pool.shutdown(wait=True, cancel_futures=True)
 
-    def _drain(self, pool: ProcessPoolExecutor, todo: deque[SourceItem],
+    def _drain(self, pool: ProcessPoolExecutor, todo: _Feed,
                suspects: deque[SourceItem], cfg: Config,
                staging: str | Path) -> Generator[VideoResult, None, bool]:
         """Run until all is done (return False) or the pool must be killed (return True)."""
@@ -79,14 +110,16 @@ class LocalExecutor:
         def submit(item: SourceItem) -> None:
             running[pool.submit(self.task, item, cfg, str(staging))] = (item, time.monotonic())
 
-        while todo or suspects or running:
+        while running or suspects or todo:  # `todo` last: asking it may block on a download
             # suspects of an earlier crash run alone, so a second crash names its culprit
             alone = bool(suspects) and not running
             if alone:
                 submit(suspects.popleft())
             elif not suspects:
-                while todo and len(running) < self.max_in_flight:
-                    submit(todo.popleft())
+                while len(running) < self.max_in_flight and (item := todo.next()) is not None:
+                    submit(item)
+            if not running:
+                break
             done, _ = wait(running, timeout=self._wait_s(running), return_when=FIRST_COMPLETED)
             late = self._late(running) if not done else []
             if late:

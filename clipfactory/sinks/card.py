@@ -4,11 +4,11 @@ licenses and the attribution list."""
 from __future__ import annotations
 
 import os
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from clipfactory.policy.report import license_sections
 from clipfactory.records import ClipRecord
 
 __all__ = ["render_card", "write_card"]
@@ -22,9 +22,6 @@ def render_card(summary: dict[str, Any], kept: Sequence[ClipRecord], config_yaml
     """The card as Markdown."""
     counts = summary["counts"]
     last_shard = max(0, len(summary.get("shards", [])) - 1)
-    by_license: dict[str, list[ClipRecord]] = defaultdict(list)
-    for c in kept:
-        by_license[c.license or "unknown"].append(c)
     lines = [
         "# Dataset card",
         "",
@@ -46,34 +43,18 @@ def render_card(summary: dict[str, Any], kept: Sequence[ClipRecord], config_yaml
         '.to_tuple("mp4", "json")',
         "```",
         "",
-        "## Licenses",
-        "",
     ]
-    unknown = len(by_license.get("unknown", []))
-    if unknown:
-        lines += [f"> **Warning:** {unknown} clips have no known license. Check their terms "
-                  "before any use beyond private research.", ""]
-    lines += ["| license | clips | hours |", "|---|---|---|"]
-    for lic, clips in sorted(by_license.items()):
-        lines.append(f"| {_md(lic)} | {len(clips)} | {sum(c.duration_s for c in clips) / 3600:.3f} |")
-    lines += ["", "## Attribution", ""]
-    for lic, clips in sorted(by_license.items()):
-        lines.append(f"### {_md(lic)}")
-        lines.append("")
-        seen: dict[str, ClipRecord] = {}
-        for c in clips:
-            seen.setdefault(c.video_id, c)
-        for c in seen.values():
-            credit = c.attribution or "uncredited"
-            where = c.source_url or os.path.basename(c.source)
-            lines.append(f"- {_md(credit)}: {_md(where)} (video `{_md(c.video_id)}`)")
-        lines.append("")
+    lines += license_sections(summary, kept)  # policy, license table, attribution by license
     lines += ["## What was removed", "", "| stage/reason | clips |", "|---|---|"]
     for reason, n in counts["dropped_by_reason"].items():
         lines.append(f"| {_md(reason)} | {n} |")
     lines += ["", "| failed inputs: stage/reason | inputs |", "|---|---|"]
     for reason, n in counts["failed_by_reason"].items():
         lines.append(f"| {_md(reason)} | {n} |")
+    if counts.get("removed_by_reason"):
+        lines += ["", "| removed sources (takedown, opt-out, gone upstream) | inputs |",
+                  "|---|---|"]
+        lines += [f"| {_md(r)} | {n} |" for r, n in counts["removed_by_reason"].items()]
     lines += ["", "## Configuration", "", "```yaml", config_yaml.rstrip(), "```", ""]
     return "\n".join(lines)
 

@@ -24,7 +24,9 @@ INDEX_SCHEMA = pa.schema([
     ("start_s", pa.float64()), ("end_s", pa.float64()), ("duration_s", pa.float64()),
     ("num_frames", pa.int64()), ("fps", pa.float64()), ("width", pa.int32()),
     ("height", pa.int32()), ("license", pa.string()), ("attribution", pa.string()),
-    ("shard", pa.string()), ("key", pa.string()), ("bytes", pa.int64()),
+    ("license_raw", pa.string()), ("policy_decision", pa.string()),
+    ("policy_reason", pa.string()), ("shard", pa.string()), ("key", pa.string()),
+    ("bytes", pa.int64()),
     ("file_sha256", pa.string()), ("exact_hash", pa.string()),
     ("scores", pa.map_(pa.string(), pa.float64())), ("extra", pa.string()),
 ])
@@ -47,7 +49,9 @@ def clip_row(c: ClipRecord) -> dict[str, Any]:
         "start_frame": c.start_frame, "end_frame": c.end_frame,
         "start_s": c.start_s, "end_s": c.end_s, "duration_s": round(c.duration_s, 6),
         "num_frames": c.num_frames, "fps": c.fps, "width": c.width, "height": c.height,
-        "license": c.license, "attribution": c.attribution, "shard": c.shard, "key": c.key,
+        "license": c.license, "attribution": c.attribution, "license_raw": c.license_raw,
+        "policy_decision": c.policy_decision, "policy_reason": c.policy_reason,
+        "shard": c.shard, "key": c.key,
         "bytes": c.bytes, "file_sha256": c.file_sha256, "exact_hash": c.exact_hash,
         "scores": dict(c.scores), "extra": json.dumps(c.extra, sort_keys=True, default=str),
     }

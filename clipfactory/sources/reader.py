@@ -1,23 +1,35 @@
 """Turn a folder or a manifest into :class:`SourceItem` rows (or rejections for bad rows).
 
-A manifest is ``.jsonl``, ``.csv`` or ``.parquet`` with at least a ``path`` column; optional
-``id``, ``license``, ``source_url`` (or ``url``), ``author``/``attribution`` and
-``start``/``end`` (seconds, to restrict a row to a span). Relative paths are resolved against
-the manifest's folder. Rows are streamed: a manifest of millions of rows is never loaded whole.
+A manifest is ``.jsonl``, ``.csv`` or ``.parquet``. A row names its media by ``path`` or by
+``url``; optional ``id``, ``license``, ``source_url`` (or ``url`` beside a ``path``),
+``author``/``attribution``, ``start``/``end`` (to restrict a row to a span), ``spans`` and
+``sha256``. Published dataset layouts (HD-VILA-100M, Panda-70M, InternVid, WebVid) are detected
+from their columns, and ``ingest.columns`` maps other column names (see
+:mod:`clipfactory.sources.layouts`). Relative paths are resolved against the manifest's
+folder. Rows are streamed: a manifest of millions of rows is never loaded whole.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 from clipfactory.config import IngestConfig
 from clipfactory.ids import InvalidId, short_hash, validate_id
 from clipfactory.records import Rejection, SourceItem
+from clipfactory.sources.layouts import (
+    PER_CLIP_ROWS,
+    columns_for,
+    detect_layout,
+    parse_seconds,
+    parse_spans,
+)
 
 __all__ = ["MANIFEST_SUFFIXES", "InputRow", "read_input"]
 
@@ -34,7 +46,7 @@ def read_input(path: str | Path, cfg: IngestConfig | None = None) -> Iterator[In
     if p.is_dir():
         yield from _read_folder(p, cfg)
     elif p.suffix.lower() in MANIFEST_SUFFIXES:
-        yield from _read_manifest(p)
+        yield from _read_manifest(p, cfg)
     elif p.is_file():
         yield SourceItem(item_key=f"file:{p.resolve()}", source=str(p.resolve()))
     else:
@@ -87,44 +99,69 @@ def _opt_str(value: Any) -> str | None:
     return text or None
 
 
-def _opt_seconds(value: Any, name: str) -> float | None:
-    text = _opt_str(value)
-    if text is None:
-        return None
-    seconds = float(text)  # ValueError is reported by the caller
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {text!r}")
-    return seconds
+def _cell(row: dict[str, Any], cols: dict[str, str], field: str) -> Any:
+    column = cols.get(field)
+    return row.get(column) if column is not None else None
 
 
-def _item_from_row(row: dict[str, Any], n: int, base: Path) -> SourceItem:
+def _item_from_row(row: dict[str, Any], n: int, base: Path, cols: dict[str, str],
+                   layout: str = "generic") -> SourceItem:
     """Build an item or raise ValueError/InvalidId with the reason."""
-    raw_path = _opt_str(row.get("path"))
-    if raw_path is None:
-        raise ValueError("row has no 'path'")
-    if raw_path.startswith("file://"):
-        raw_path = raw_path[len("file://"):]
-    if raw_path.lower().startswith(_REMOTE):
-        source = raw_path
+    raw_id = _cell(row, cols, "id")
+    vid = validate_id(raw_id) if _opt_str(raw_id) is not None else None
+    raw_path = _opt_str(_cell(row, cols, "path"))
+    url = _opt_str(_cell(row, cols, "url"))
+    if url is None and vid is not None and "url_template" in cols:
+        url = cols["url_template"].format(id=quote(vid, safe=""))
+    media = raw_path or url
+    if media is None:
+        raise ValueError("row has no 'path' or 'url'")
+    if media.startswith("file://"):
+        media = unquote(media[len("file://"):])
+    if media.lower().startswith(_REMOTE):
+        source = media
     else:
-        p = Path(raw_path)
+        p = Path(media)
         source = str((p if p.is_absolute() else base / p).resolve())
-    vid = validate_id(row["id"]) if _opt_str(row.get("id")) is not None else None
-    start = _opt_seconds(row.get("start"), "start")
-    end = _opt_seconds(row.get("end"), "end")
+    start = parse_seconds(_cell(row, cols, "start"), "start")
+    end = parse_seconds(_cell(row, cols, "end"), "end")
     if start is not None and end is not None and end <= start:
         raise ValueError(f"span end {end} is not after start {start}")
-    key = f"id:{vid}" if vid is not None else f"row:{short_hash(f'{source}|{start}|{end}', 16)}"
+    caption = _opt_str(_cell(row, cols, "caption"))
+    spans: tuple[tuple[float, float, str | None], ...] = ()
+    raw_spans = _cell(row, cols, "spans")
+    if raw_spans is not None and not (isinstance(raw_spans, float) and math.isnan(raw_spans)):
+        spans = parse_spans(raw_spans, _cell(row, cols, "captions"))
+    elif caption is not None and (start is not None or end is not None):
+        if start is None or end is None:
+            raise ValueError("a captioned span needs both start and end")
+        spans = ((start, end, caption),)
+        caption = None
+    if spans:
+        start, end = min(sp[0] for sp in spans), max(sp[1] for sp in spans)
+    used = _KNOWN | set(cols.values())
+    extra = {k: v for k, v in row.items() if k not in used and _is_plain(v)}
+    if caption is not None:  # a caption of the whole video
+        extra["caption"] = caption
+    sha = _opt_str(_cell(row, cols, "sha256"))
+    if sha is not None:
+        extra["sha256"] = sha
+    if layout != "generic":
+        extra["layout"] = layout
+    span_text = f"|{spans}" if spans and not (len(spans) == 1 and spans[0][2] is None) else ""
+    key = (f"id:{vid}" if vid is not None
+           else f"row:{short_hash(f'{source}|{start}|{end}{span_text}', 16)}")
     return SourceItem(
         item_key=key,
         source=source,
         id=vid,
-        source_url=_opt_str(row.get("source_url")) or _opt_str(row.get("url")),
-        license=_opt_str(row.get("license")),
-        attribution=_opt_str(row.get("attribution")) or _opt_str(row.get("author")),
+        source_url=_opt_str(_cell(row, cols, "source_url")) or url,
+        license=_opt_str(_cell(row, cols, "license")),
+        attribution=_opt_str(_cell(row, cols, "attribution")) or _opt_str(row.get("author")),
         start_s=start,
         end_s=end,
-        extra={k: v for k, v in row.items() if k not in _KNOWN and _is_plain(v)},
+        extra=extra,
+        spans=spans,
     )
 
 
@@ -132,24 +169,15 @@ def _is_plain(value: Any) -> bool:
     return isinstance(value, (str, int, float, bool)) or value is None
 
 
-def _read_manifest(manifest: Path) -> Iterator[InputRow]:
-    base = manifest.resolve().parent
+def _read_manifest(manifest: Path, cfg: IngestConfig) -> Iterator[InputRow]:
+    rows = _manifest_items(manifest, cfg)
+    if cfg.layout in PER_CLIP_ROWS or cfg.layout == "auto":
+        rows = _group_clip_rows(rows)
     seen: set[str] = set()
-    for n, row in _rows(manifest):
+    for n, item in rows:
         where = f"{manifest.name} row {n}"
-        if isinstance(row, str):
-            yield Rejection(f"row:{manifest.name}:{n}", where, "ingest", "invalid_manifest_row", row)
-            continue
-        try:
-            item = _item_from_row(row, n, base)
-        except InvalidId as e:
-            raw = str(row.get("id"))[:200]
-            yield Rejection(f"row:{manifest.name}:{n}", str(row.get("path") or where), "ingest",
-                            "invalid_id", str(e), video_id=raw)
-            continue
-        except ValueError as e:
-            yield Rejection(f"row:{manifest.name}:{n}", str(row.get("path") or where), "ingest",
-                            "invalid_manifest_row", f"{where}: {e}")
+        if isinstance(item, Rejection):
+            yield item
             continue
         if item.item_key in seen:
             what = "id" if item.id is not None else "row (same path and span)"
@@ -159,6 +187,74 @@ def _read_manifest(manifest: Path) -> Iterator[InputRow]:
             continue
         seen.add(item.item_key)
         yield item
+
+
+def _manifest_items(manifest: Path, cfg: IngestConfig
+                    ) -> Iterator[tuple[int, InputRow]]:
+    """(row number, item or rejection) per row; the layout is chosen at the first row."""
+    base = manifest.resolve().parent
+    cols: dict[str, str] | None = None
+    layout = cfg.layout
+    for n, row in _rows(manifest):
+        where = f"{manifest.name} row {n}"
+        if isinstance(row, str):
+            yield n, Rejection(f"row:{manifest.name}:{n}", where, "ingest",
+                               "invalid_manifest_row", row)
+            continue
+        if cols is None:
+            layout = detect_layout(row.keys()) if layout == "auto" else layout
+            cols = columns_for(layout, cfg.columns)
+        try:
+            yield n, _item_from_row(row, n, base, cols, layout)
+        except InvalidId as e:
+            raw = str(_cell(row, cols, "id"))[:200]
+            yield n, Rejection(f"row:{manifest.name}:{n}", str(row.get("path") or where),
+                               "ingest", "invalid_id", str(e), video_id=raw)
+        except (ValueError, KeyError, IndexError) as e:
+            yield n, Rejection(f"row:{manifest.name}:{n}", str(row.get("path") or where),
+                               "ingest", "invalid_manifest_row", f"{where}: {e}")
+
+
+def _group_clip_rows(rows: Iterator[tuple[int, InputRow]]
+                     ) -> Iterator[tuple[int, InputRow]]:
+    """Merge adjacent rows that are clips of one video (layouts with one row per clip) into
+    one item with all their spans, so the video is fetched and decoded once. A video whose
+    rows come back later in the manifest becomes a second item (``id:X#2``)."""
+    groups: dict[str, int] = {}
+    current: tuple[int, SourceItem] | None = None
+
+    def flush() -> tuple[int, SourceItem]:
+        assert current is not None
+        n, item = current
+        count = groups[item.item_key] = groups.get(item.item_key, 0) + 1
+        if count > 1:
+            item = dataclasses.replace(item, item_key=f"{item.item_key}#{count}")
+        return n, item
+
+    for n, row in rows:
+        per_clip = (isinstance(row, SourceItem) and row.extra.get("layout") in PER_CLIP_ROWS
+                    and row.id is not None and len(row.spans) == 1)
+        if not per_clip:
+            if current is not None:
+                yield flush()
+                current = None
+            yield n, row
+            continue
+        assert isinstance(row, SourceItem)
+        if current is not None and current[1].item_key == row.item_key \
+                and current[1].source == row.source:
+            prev = current[1]
+            spans = prev.spans + row.spans
+            extra = {k: v for k, v in prev.extra.items() if row.extra.get(k) == v}
+            current = (current[0], dataclasses.replace(
+                prev, spans=spans, extra=extra, start_s=min(sp[0] for sp in spans),
+                end_s=max(sp[1] for sp in spans)))
+            continue
+        if current is not None:
+            yield flush()
+        current = (n, row)
+    if current is not None:
+        yield flush()
 
 
 def count_rows(rows: Iterable[InputRow]) -> int:

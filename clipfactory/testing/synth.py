@@ -8,7 +8,17 @@ fixed encoder thread counts used here, the same file bytes from the same FFmpeg 
 
 Shot kinds: ``texture`` (colourful, sharp, panning, with a moving disc), ``dark`` (the same, at a
 mean luma of about 8), ``static`` (one still image), ``blurry`` (a panning, heavily blurred
-texture) and ``flash`` (a texture shot with two pure-white frames in the middle).
+texture) and ``flash`` (a texture shot with two pure-white frames in the middle). The hard
+negatives of shot detection: ``noisy`` (a still image under fresh sensor noise every frame),
+``fastpan`` (a pan of 4-12 % of the width per frame), ``shake`` (a hand-held camera shaking by up
+to ~10 % of the width), ``strobe`` (a texture shot lit by a strobe every 3-7 frames),
+``photoflash`` (camera flashes that decay over four frames) and ``object`` (a large foreground
+object crossing the frame in a few frames).
+
+Shots are joined by hard cuts unless a shot says how it ``enter``s: ``dissolve`` (a cross-fade of
+``enter_frames`` frames) or ``fade`` (the previous shot fades out to black over ``enter_frames``,
+``black_frames`` of black, then this one fades in over ``fade_in_frames``). Both shots keep moving
+through a transition. :attr:`SynthVideo.transitions` is the ground truth.
 """
 
 from __future__ import annotations
@@ -26,12 +36,16 @@ from pathlib import Path
 import av
 import numpy as np
 
+from clipfactory.records import Transition
+
 __all__ = [
-    "KINDS", "ShotSpec", "SynthVideo", "frame_times", "make_corpus", "render_frame",
+    "JOINS", "KINDS", "ShotSpec", "SynthVideo", "frame_times", "make_corpus", "render_frame",
     "write_audio_only", "write_broken", "write_video",
 ]
 
-KINDS = ("texture", "dark", "static", "blurry", "flash")
+KINDS = ("texture", "dark", "static", "blurry", "flash",  # new kinds go last: ids seed the rng
+         "noisy", "fastpan", "shake", "strobe", "photoflash", "object")
+JOINS = ("cut", "dissolve", "fade")
 VFR_TIME_BASE = Fraction(1, 90000)
 _VFR_PATTERN = (0.5, 1.5, 1.0)  # frame durations in units of 1/fps, cycled (mean 1.0)
 _DARK_LUMA = 8.0
@@ -40,17 +54,42 @@ _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 @dataclass(frozen=True)
 class ShotSpec:
-    """One shot: ``frames`` frames of ``kind`` content drawn from ``seed``."""
+    """One shot: ``frames`` frames of ``kind`` content drawn from ``seed``, entered from the
+    previous shot by ``enter`` (see the module docstring; ignored on the first shot). The
+    transition's frames come on top of ``frames``, which count only frames wholly in the shot."""
 
     frames: int
     kind: str = "texture"
     seed: int = 0
+    enter: str = "cut"
+    enter_frames: int = 0  # dissolve length, or the fade-out length of a fade
+    black_frames: int = 0  # fade: frames of black between fade-out and fade-in
+    fade_in_frames: int | None = None  # fade: None = enter_frames; 0 = cut in from black
 
     def __post_init__(self) -> None:
         if self.frames < 1:
             raise ValueError(f"a shot needs at least one frame, got {self.frames}")
         if self.kind not in KINDS:
             raise ValueError(f"unknown shot kind {self.kind!r}; expected one of {KINDS}")
+        if self.enter not in JOINS:
+            raise ValueError(f"unknown join {self.enter!r}; expected one of {JOINS}")
+        if self.enter != "cut" and self.transition_frames < 1:
+            raise ValueError(f"a {self.enter} needs frames")
+        if min(self.enter_frames, self.black_frames, self.fade_in_frames or 0) < 0:
+            raise ValueError("transition lengths cannot be negative")
+
+    @property
+    def fade_in(self) -> int:
+        return self.enter_frames if self.fade_in_frames is None else self.fade_in_frames
+
+    @property
+    def transition_frames(self) -> int:
+        """Frames between the previous shot's last whole frame and this shot's first."""
+        if self.enter == "dissolve":
+            return self.enter_frames
+        if self.enter == "fade":
+            return self.enter_frames + self.black_frames + self.fade_in
+        return 0
 
 
 @dataclass(frozen=True)
@@ -64,6 +103,7 @@ class SynthVideo:
     width: int
     height: int
     shots: tuple[ShotSpec, ...]
+    transitions: tuple[Transition, ...] = ()  # ground truth, hard cuts included
 
 
 @dataclass(frozen=True)
@@ -71,6 +111,8 @@ class _Assets:
     texture: np.ndarray  # (H2, W2, 3) uint8, already dark-scaled / blurred
     velocity: tuple[int, int, int, int]  # x0, y0, vx, vy of the pan (pixels, pixels/frame)
     disc: tuple[np.ndarray, int, int, int, int] | None  # mask, x0, y0, vx, vy of a shadow disc
+    params: tuple[float, ...] = ()  # what the hard-negative kinds draw (see _effects)
+    patch: np.ndarray | None = None  # the foreground object of ``object``
 
 
 def _tri(pos: int, span: int) -> int:
@@ -147,16 +189,37 @@ def _assets(kind: str, seed: int, width: int, height: int) -> _Assets:
         tex *= _DARK_LUMA / max(float((np.clip(tex, 0, 255) @ _LUMA).mean()), 1.0)
     texture = np.clip(np.round(tex), 0, 255).astype(np.uint8)
     step = max(1, round(width * 0.008))
+    if kind == "fastpan":
+        step = max(2, round(width * float(rng.uniform(0.04, 0.12))))
     pan = (int(rng.integers(0, tw - width + 1)), int(rng.integers(0, th - height + 1)),
            step * int(rng.choice([-1, 1])), max(1, step // 2) * int(rng.choice([-1, 1])))
     disc = None
-    if kind in ("texture", "dark", "flash"):
+    if kind in ("texture", "dark", "flash", "fastpan", "shake", "strobe", "photoflash"):
         r = max(2, min(width, height) // 10)
         yy, xx = np.ogrid[: 2 * r, : 2 * r]
         mask = ((yy - r + 0.5) ** 2 + (xx - r + 0.5) ** 2 < r * r).astype(np.uint8)[..., None]
         disc = (mask, int(rng.integers(0, width - 2 * r + 1)),
                 int(rng.integers(0, height - 2 * r + 1)), step, step)
-    return _Assets(texture, pan, disc)
+    params: tuple[float, ...] = ()
+    patch = None
+    if kind == "noisy":
+        params = (float(rng.uniform(4, 10)),)  # noise sigma
+    elif kind == "shake":  # three sinusoids per axis: (amplitude px, cycles/frame, phase)
+        params = tuple(float(v) for _ in range(6) for v in (
+            rng.uniform(0.01, 0.04) * width, rng.uniform(0.03, 0.25), rng.uniform(0, 2 * np.pi)))
+    elif kind == "strobe":
+        params = (float(rng.integers(3, 8)), float(rng.integers(1, 3)), float(rng.integers(0, 7)))
+    elif kind == "photoflash":
+        params = (float(rng.integers(12, 40)), float(rng.integers(0, 12)))  # period, offset
+    elif kind == "object":
+        oh, ow = int(height * rng.uniform(0.4, 0.7)), int(width * rng.uniform(0.25, 0.45))
+        y, x = int(rng.integers(0, th - oh)), int(rng.integers(0, tw - ow))
+        yy, xx = np.ogrid[:oh, :ow]
+        mask = (((yy - oh / 2) / (oh / 2)) ** 2 + ((xx - ow / 2) / (ow / 2)) ** 2 < 1)
+        patch = np.where(mask[..., None], 255 - texture[y : y + oh, x : x + ow], 0).astype(np.uint8)
+        params = (float(rng.uniform(0.06, 0.15) * width), float(rng.integers(0, height - oh)),
+                  float(rng.integers(0, 40)), float(rng.choice([-1, 1])))
+    return _Assets(texture, pan, disc, params, patch)
 
 
 def _flash_frames(frames: int) -> range:
@@ -164,13 +227,71 @@ def _flash_frames(frames: int) -> range:
     return range(frames // 2 - n // 2, frames // 2 - n // 2 + n)
 
 
-def _locate(shots: Sequence[ShotSpec], index: int) -> tuple[ShotSpec, int]:
+@dataclass(frozen=True)
+class _Mix:
+    """Frame ``i`` of the transition from ``out`` into ``into``."""
+
+    out: ShotSpec
+    into: ShotSpec
+    i: int
+
+
+def _locate(shots: Sequence[ShotSpec], index: int) -> tuple[ShotSpec, int] | _Mix:
+    """(shot, frame in shot) of a frame wholly in one shot, or the :class:`_Mix` of a transition
+    frame; IndexError outside the video."""
     if index >= 0:
+        prev: ShotSpec | None = None
         for shot in shots:
+            n = shot.transition_frames if prev is not None else 0
+            if index < n and prev is not None:
+                return _Mix(prev, shot, index)
+            index -= n
             if index < shot.frames:
                 return shot, index
             index -= shot.frames
+            prev = shot
     raise IndexError("frame index outside the shots")
+
+
+def _shot_frame(shot: ShotSpec, j: int, width: int, height: int) -> np.ndarray:
+    frame = _view(shot, j, width, height).copy()
+    _draw_disc(frame, shot, j)
+    _effects(frame, shot, j)
+    return frame
+
+
+def _transition_frame(t: _Mix, width: int, height: int) -> np.ndarray:
+    """Frame ``t.i`` of the transition into ``t.into``: both shots keep moving (the outgoing one
+    past its last whole frame, the incoming one up to its first)."""
+    out, into, i = t.out, t.into, t.i
+    n = into.transition_frames
+    a = _shot_frame(out, out.frames + i, width, height).astype(np.float32)
+    b = _shot_frame(into, i - n, width, height).astype(np.float32)
+    if into.enter == "dissolve":
+        alpha = (i + 1) / (n + 1)
+        mix = a * (1 - alpha) + b * alpha
+    elif i < into.enter_frames:  # fade out
+        mix = a * (1 - (i + 1) / (into.enter_frames + 1))
+    elif i < into.enter_frames + into.black_frames:
+        mix = np.zeros_like(a)
+    else:  # fade in
+        k = i - into.enter_frames - into.black_frames
+        mix = b * ((k + 1) / (into.fade_in + 1))
+    return np.clip(np.round(mix), 0, 255).astype(np.uint8)
+
+
+def _ground_truth(shots: Sequence[ShotSpec]) -> tuple[tuple[int, ...], tuple[Transition, ...]]:
+    """(hard-cut frames, every transition) of a shot list."""
+    cuts, out, pos = [], [], 0
+    for k, shot in enumerate(shots):
+        if k:
+            n = shot.transition_frames
+            if n == 0:
+                cuts.append(pos)
+            out.append(Transition(shot.enter, pos - 1, pos + n))
+            pos += n
+        pos += shot.frames
+    return tuple(cuts), tuple(out)
 
 
 def _view(shot: ShotSpec, j: int, width: int, height: int) -> np.ndarray:
@@ -180,9 +301,42 @@ def _view(shot: ShotSpec, j: int, width: int, height: int) -> np.ndarray:
     a = _assets(shot.kind, shot.seed, width, height)
     th, tw = a.texture.shape[:2]
     x0, y0, vx, vy = a.velocity
-    t = 0 if shot.kind == "static" else j
-    x, y = _tri(x0 + vx * t, tw - width), _tri(y0 + vy * t, th - height)
+    t = 0 if shot.kind in ("static", "noisy") else j
+    x, y = x0 + vx * t, y0 + vy * t
+    if shot.kind == "shake":
+        p = a.params
+        x += round(sum(p[k] * np.sin(2 * np.pi * p[k + 1] * j + p[k + 2]) for k in (0, 3, 6)))
+        y += round(sum(p[k] * np.sin(2 * np.pi * p[k + 1] * j + p[k + 2]) for k in (9, 12, 15)))
+    x, y = _tri(x, tw - width), _tri(y, th - height)
     return a.texture[y : y + height, x : x + width]
+
+
+def _effects(frame: np.ndarray, shot: ShotSpec, j: int) -> None:
+    """The per-frame effects of the hard-negative kinds, in place."""
+    kind = shot.kind
+    if kind not in ("noisy", "strobe", "photoflash", "object"):
+        return
+    height, width = frame.shape[:2]
+    a = _assets(kind, shot.seed, width, height)
+    p = a.params
+    if kind == "noisy":
+        rng = np.random.default_rng([shot.seed & 0xFFFFFFFF, j & 0xFFFFFFFF, 5])
+        noise = rng.standard_normal(frame.shape, np.float32) * p[0]
+        frame[:] = np.clip(frame + noise, 0, 255).astype(np.uint8)
+    elif kind == "strobe" and (j + int(p[2])) % int(p[0]) < int(p[1]):
+        frame[:] = np.clip(frame * np.float32(1.4) + 90, 0, 255).astype(np.uint8)
+    elif kind == "photoflash" and (k := (j - int(p[1])) % int(p[0])) < 4:
+        frame[:] = np.clip(frame + np.float32(170 * 0.5**k), 0, 255).astype(np.uint8)
+    elif kind == "object" and a.patch is not None:  # enters, crosses, leaves, comes back later
+        oh, ow = a.patch.shape[:2]
+        period = int((width + ow) / p[0]) + 1 + int(p[2])
+        x = int(-ow + p[0] * ((j % period) + 1))
+        if p[3] < 0:
+            x = width - ow - x
+        y, lo, hi = int(p[1]), max(0, x), min(width, x + ow)
+        if hi > lo:
+            sub, obj = frame[y : y + oh, lo:hi], a.patch[:, lo - x : hi - x]
+            np.copyto(sub, obj, where=obj.any(axis=2, keepdims=True))
 
 
 def _draw_disc(frame: np.ndarray, shot: ShotSpec, j: int) -> None:
@@ -201,10 +355,10 @@ def _draw_disc(frame: np.ndarray, shot: ShotSpec, j: int) -> None:
 def render_frame(shots: Sequence[ShotSpec], index: int, width: int, height: int) -> np.ndarray:
     """Return frame ``index`` of ``shots`` as RGB uint8 ``(height, width, 3)``: exactly the
     image :func:`write_video` feeds to the encoder."""
-    shot, j = _locate(shots, index)
-    frame = _view(shot, j, width, height).copy()
-    _draw_disc(frame, shot, j)
-    return frame
+    where = _locate(shots, index)
+    if isinstance(where, _Mix):
+        return _transition_frame(where, width, height)
+    return _shot_frame(*where, width, height)
 
 
 def frame_times(frames: int, fps: float, vfr: bool = False) -> list[float]:
@@ -313,7 +467,7 @@ def write_video(path: str | os.PathLike[str], shots: Sequence[ShotSpec], *, fps:
     path = os.fspath(path)
     if vfr and path.lower().endswith(".avi"):
         raise ValueError("AVI cannot carry variable frame rate")
-    total = sum(s.frames for s in shots)
+    total = sum(s.frames for s in shots) + sum(s.transition_frames for s in shots[1:])
     times = frame_times(total, fps, vfr)
     with av.open(path, "w", options=_muxer_options or {}) as out:
         stream = _add_video_stream(out, codec, fps, width, height, pix_fmt, gop, bframes, crf,
@@ -323,11 +477,17 @@ def write_video(path: str | os.PathLike[str], shots: Sequence[ShotSpec], *, fps:
         sine = _Sine(out) if audio else None
         tb = VFR_TIME_BASE if vfr else 1 / _rate(fps)
         for i in range(total):
-            shot, j = _locate(shots, i)  # = render_frame, drawn straight into the AVFrame
-            frame = av.VideoFrame.from_ndarray(_view(shot, j, width, height), "rgb24")
-            plane = frame.planes[0]
-            rows = np.frombuffer(plane, np.uint8).reshape(height, plane.line_size)
-            _draw_disc(rows[:, : width * 3].reshape(height, width, 3), shot, j)
+            where = _locate(shots, i)  # = render_frame, drawn straight into the AVFrame
+            if isinstance(where, _Mix):
+                frame = av.VideoFrame.from_ndarray(_transition_frame(where, width, height), "rgb24")
+            else:
+                shot, j = where
+                frame = av.VideoFrame.from_ndarray(_view(shot, j, width, height), "rgb24")
+                plane = frame.planes[0]
+                rows = np.frombuffer(plane, np.uint8).reshape(height, plane.line_size)
+                img = rows[:, : width * 3].reshape(height, width, 3)
+                _draw_disc(img, shot, j)
+                _effects(img, shot, j)
             frame.pts = round(times[i] / tb) if vfr else i
             frame.time_base = tb
             out.mux(stream.encode(frame))
@@ -336,8 +496,8 @@ def write_video(path: str | os.PathLike[str], shots: Sequence[ShotSpec], *, fps:
         out.mux(stream.encode(None))
         if sine:
             sine.close(out)
-    cuts = tuple(np.cumsum([s.frames for s in shots[:-1]], dtype=int).tolist())
-    return SynthVideo(path, float(fps), total, cuts, width, height, shots)
+    cuts, transitions = _ground_truth(shots)
+    return SynthVideo(path, float(fps), total, cuts, width, height, shots, transitions)
 
 
 def write_audio_only(path: str | os.PathLike[str], seconds: float = 2.0) -> str:

@@ -1,0 +1,66 @@
+"""The fetcher contract: one URL in, one local file (or a specific, classified error) out.
+
+A fetcher makes ONE attempt; retries, backoff and per-host politeness live in
+:mod:`clipfactory.fetch.polite` so that every fetcher gets them the same way. A fetcher writes
+only under ``dest_dir`` (partial transfers under ``dest_dir/.partial``, kept so that the next
+attempt resumes them) and never leaves a file at its final name unless it is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+__all__ = ["FetchError", "FetchResult", "Fetcher", "url_key"]
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """A complete local copy of a source.
+
+    ``owned`` is False when ``path`` is the user's own file (a local path or ``file://`` URL):
+    it is then never deleted after processing.
+    """
+
+    path: str
+    bytes: int
+    sha256: str
+    content_type: str | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    owned: bool = True
+
+
+class FetchError(Exception):
+    """A failed attempt: ``reason`` is a short code (``http_404``, ``too_large``,
+    ``html_instead_of_video``, ...). ``retryable`` says whether trying again later can help;
+    ``retry_after`` is the server's Retry-After in seconds, when it sent one; ``status`` the
+    HTTP status, when there was one; ``progress`` the bytes this attempt added to a resumable
+    partial file (an attempt that made progress is not counted against the item)."""
+
+    def __init__(self, reason: str, detail: str = "", *, retryable: bool = False,
+                 retry_after: float | None = None, status: int | None = None,
+                 progress: int = 0) -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.status = status
+        self.progress = progress
+        self.attempts = 1  # set by the retry loop to the attempts made
+
+
+class Fetcher(Protocol):
+    """Anything that can fetch a URL into a folder (one attempt)."""
+
+    def fetch(self, url: str, dest_dir: Path, max_bytes: int,
+              expected_sha256: str | None = None) -> FetchResult:
+        """Fetch ``url`` into ``dest_dir``; raise :class:`FetchError` on failure."""
+        ...
+
+
+def url_key(url: str) -> str:
+    """A stable, file-name-safe key for a URL (names its partial and final files)."""
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()[:24]

@@ -1,0 +1,237 @@
+"""Downloads run ahead of processing, in a bounded thread pool, under a disk budget.
+
+:meth:`Prefetcher.items` turns the pending items into items the executor can process: local
+ones as they are, remote ones once fetched (``local_path`` set, ``source`` still the URL).
+Failed fetches are not yielded: the driver takes them with :meth:`Prefetcher.failures` and
+records them (no clip rows, no files). After a video is recorded the driver calls
+:meth:`Prefetcher.release`, which deletes the fetched file unless ``keep_sources``.
+
+The disk budget bounds the fetched files that are waiting or being processed: no new download
+starts while they hold ``disk_budget_bytes`` or more, except one when the workers are waiting
+and nothing else is downloading (so a budget smaller than one file never stalls the run). Disk
+use therefore stays below the budget plus the files in flight (``concurrency`` downloads of at
+most ``max_bytes`` each).
+
+A complete download leaves a marker next to its file, so a run killed between fetching and
+recording (or a run with ``keep_sources``) does not download it again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clipfactory.config import FetchConfig
+from clipfactory.fetch.base import FetchError, FetchResult, url_key
+from clipfactory.fetch.polite import HostPause, Politeness
+from clipfactory.fetch.router import Router, needs_fetch
+from clipfactory.records import Rejection, SourceItem, VideoResult
+
+__all__ = ["FetchFailure", "Prefetcher"]
+
+log = logging.getLogger("clipfactory.fetch")
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+@dataclass(frozen=True)
+class FetchFailure:
+    """An item whose fetch failed for good in this run."""
+
+    item: SourceItem
+    error: FetchError
+
+    def result(self) -> VideoResult:
+        """The ledger's view: a rejection at stage ``fetch`` and nothing else."""
+        e = self.error
+        detail = f"{e.detail} (after {e.attempts} attempt{'s' if e.attempts != 1 else ''})"
+        return VideoResult(item=self.item, rejection=Rejection(
+            self.item.item_key, self.item.source, "fetch", e.reason, detail.strip(),
+            video_id=self.item.id))
+
+
+def fetched_item(item: SourceItem, res: FetchResult) -> SourceItem:
+    """``item`` pointing at its local copy; the URL stays its ``source``. A license or author
+    the fetch learned (yt-dlp's ``license``, ``uploader``) fills what the manifest left empty."""
+    prov = dict(res.provenance)
+    if res.sha256:
+        prov.setdefault("sha256", res.sha256)
+    return dataclasses.replace(
+        item, local_path=res.path, source_url=item.source_url or item.source,
+        license=item.license or prov.get("license"),
+        attribution=item.attribution or prov.get("uploader") or prov.get("channel"),
+        provenance=prov)
+
+
+class Prefetcher:
+    """See the module docstring."""
+
+    def __init__(self, cfg: FetchConfig, sources_dir: str | Path, *,
+                 router: Router | None = None, politeness: Politeness | None = None) -> None:
+        self.cfg = cfg
+        self.dir = Path(sources_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.router = router or Router(cfg)
+        self._stop = threading.Event()
+        self.polite = politeness or Politeness(cfg, stop=self._stop, on_pause=self._on_pause)
+        self._pool = ThreadPoolExecutor(max(1, cfg.concurrency), thread_name_prefix="fetch")
+        self._cv = threading.Condition()
+        self._todo: deque[SourceItem] = deque()
+        self._running = 0
+        self._ready: deque[SourceItem] = deque()
+        self._failed: deque[FetchFailure] = deque()
+        self._held: dict[str, FetchResult] = {}
+        self._on_disk = 0
+        self._starving = False
+        self.peak_on_disk = 0
+        self.counts = {"fetched": 0, "reused": 0, "failed": 0, "bytes": 0}
+        self.fetch_s = 0.0
+
+    @staticmethod
+    def _on_pause(p: HostPause) -> None:
+        log.warning("pausing %s until %s: %d consecutive HTTP %d answers", p.host,
+                    time.strftime("%H:%M:%S", time.localtime(p.until)), p.refusals, p.status)
+
+    # -- the driver's side ----------------------------------------------------------------
+    def items(self, pending: Iterable[SourceItem],
+              on_failure: Callable[[FetchFailure], None] | None = None
+              ) -> Iterator[SourceItem]:
+        """Local items at once, remote items as their downloads complete (module docstring).
+
+        ``on_failure`` is called with each failed fetch in the thread that iterates (the
+        driver's, which owns the ledger); without it, take them with :meth:`failures`."""
+        local = []
+        with self._cv:
+            for item in pending:
+                (self._todo if needs_fetch(item.source) else local).append(item)
+            self._fill()
+        for item in local:
+            yield item
+        while True:
+            with self._cv:
+                while not self._ready and (self._todo or self._running) \
+                        and not (on_failure and self._failed):
+                    self._starving = True
+                    self._fill()
+                    self._cv.wait(0.5)
+                self._starving = False
+                item = self._ready.popleft() if self._ready else None
+                idle = item is None and not (self._todo or self._running)
+            if on_failure is not None:
+                for failure in self.failures():
+                    on_failure(failure)
+            if item is not None:
+                yield item
+            elif idle:
+                return
+
+    def failures(self) -> list[FetchFailure]:
+        """Failures since the last call (the driver records them)."""
+        with self._cv:
+            out = list(self._failed)
+            self._failed.clear()
+            return out
+
+    def release(self, item: SourceItem) -> None:
+        """The item is recorded: delete its fetched file (unless ``keep_sources``)."""
+        with self._cv:
+            res = self._held.pop(item.item_key, None)
+            if res is None:
+                return
+            self._on_disk -= res.bytes if res.owned else 0
+            self._fill()
+            self._cv.notify_all()
+        if res.owned and not self.cfg.keep_sources:
+            Path(res.path).unlink(missing_ok=True)
+            _marker(Path(res.path)).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Stop downloading; unfinished items stay pending, partial files stay for resume."""
+        self._stop.set()
+        with self._cv:
+            self._todo.clear()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def stats(self) -> dict[str, Any]:
+        """Counts, bytes, the peak of fetched bytes on disk, and per-host politeness figures."""
+        return {**self.counts, "fetch_s": round(self.fetch_s, 3),
+                "peak_on_disk_bytes": self.peak_on_disk, "hosts": self.polite.stats(),
+                "paused_hosts": [dataclasses.asdict(p) for p in self.polite.pauses()]}
+
+    # -- the download threads ---------------------------------------------------------------
+    def _fill(self) -> None:
+        """Start downloads while the limits allow (called with the condition held)."""
+        while self._todo and self._running < max(1, self.cfg.concurrency) \
+                and not self._stop.is_set():
+            over = self._on_disk >= self.cfg.disk_budget_bytes
+            if over and not (self._starving and self._running == 0 and not self._ready):
+                return
+            self._running += 1
+            self._pool.submit(self._fetch_one, self._todo.popleft())
+
+    def _fetch_one(self, item: SourceItem) -> None:
+        t0 = time.perf_counter()
+        res: FetchResult | None = None
+        failure: FetchFailure | None = None
+        reused = False
+        try:
+            res = self._reuse(item.source)
+            reused = res is not None
+            if res is None:
+                res = self._download(item)
+        except FetchError as e:
+            if e.reason != "interrupted":
+                failure = FetchFailure(item, e)
+        except Exception as e:  # a bug or a library surprise: this item fails, not the run
+            log.exception("fetching %s failed unexpectedly", item.source)
+            failure = FetchFailure(item, FetchError("fetch_error", f"{type(e).__name__}: {e}"))
+        with self._cv:
+            self._running -= 1
+            self.fetch_s += time.perf_counter() - t0
+            if res is not None:
+                self._held[item.item_key] = res
+                self._on_disk += res.bytes if res.owned else 0
+                self.peak_on_disk = max(self.peak_on_disk, self._on_disk)
+                self.counts["reused" if reused else "fetched"] += 1
+                self.counts["bytes"] += 0 if reused else res.bytes
+                self._ready.append(fetched_item(item, res))
+            elif failure is not None:
+                self.counts["failed"] += 1
+                self._failed.append(failure)
+            self._fill()
+            self._cv.notify_all()
+
+    def _download(self, item: SourceItem) -> FetchResult:
+        sha = item.extra.get("sha256")
+        expected = sha if isinstance(sha, str) and _SHA256.match(sha) else None
+        fetcher = self.router.for_url(item.source)
+        res, _ = self.polite.fetch(fetcher, item.source, self.dir, self.cfg.max_bytes, expected)
+        if res.owned:
+            _marker(Path(res.path)).write_text(json.dumps(dataclasses.asdict(res), default=str),
+                                               encoding="utf-8")
+        return res
+
+    def _reuse(self, url: str) -> FetchResult | None:
+        """A complete earlier download of ``url`` in the sources folder, if there is one."""
+        for marker in self.dir.glob(f"{url_key(url)}.*.fetch.json"):
+            try:
+                res = FetchResult(**json.loads(marker.read_text(encoding="utf-8")))
+            except (OSError, ValueError, TypeError):
+                continue
+            p = Path(res.path)
+            if p.is_file() and p.stat().st_size == res.bytes:
+                return res
+        return None
+
+
+def _marker(path: Path) -> Path:
+    return path.with_name(path.name + ".fetch.json")

@@ -1,0 +1,49 @@
+"""Which fetcher handles a URL."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from clipfactory.config import FetchConfig
+from clipfactory.fetch.base import Fetcher
+from clipfactory.fetch.fsspec_fetch import FsspecFetcher
+from clipfactory.fetch.http import HttpFetcher
+from clipfactory.fetch.local import LocalFetcher
+from clipfactory.fetch.ytdlp import YtDlpFetcher
+
+__all__ = ["Router", "needs_fetch"]
+
+
+def needs_fetch(source: str) -> bool:
+    """True for URLs that must be downloaded (anything with a scheme but ``file://``)."""
+    scheme = urlsplit(source).scheme
+    return len(scheme) > 1 and scheme.lower() != "file"  # "C:" is a drive, not a scheme
+
+
+class Router:
+    """Picks the fetcher of a URL: yt-dlp for the configured video-site hosts, plain http(s)
+    for other web URLs, fsspec for object stores, the file itself for local paths."""
+
+    def __init__(self, cfg: FetchConfig | None = None) -> None:
+        self.cfg = cfg or FetchConfig()
+        self.local = LocalFetcher()
+        self.http = HttpFetcher(self.cfg)
+        self.ytdlp = YtDlpFetcher(self.cfg)
+        self.fsspec = FsspecFetcher(self.cfg)
+
+    def uses_ytdlp(self, url: str) -> bool:
+        host = (urlsplit(url).hostname or "").lower()
+        for h in self.cfg.ytdlp_hosts:
+            h = h.lower()
+            if h == "*" or host == h or host.endswith("." + h):
+                return True
+        return False
+
+    def for_url(self, url: str) -> Fetcher:
+        """The fetcher for ``url``."""
+        scheme = urlsplit(url).scheme.lower()
+        if not needs_fetch(url):
+            return self.local
+        if scheme in ("http", "https"):
+            return self.ytdlp if self.uses_ytdlp(url) else self.http
+        return self.fsspec

@@ -1,0 +1,112 @@
+"""What a run does about licenses and opt-outs before and after each video is processed.
+
+- :func:`inherit_policy`: an output keeps its policy. A run that does not name a policy uses
+  the one the output was made with (so forgetting ``--policy`` never lets quarantined videos
+  in); dataset terms, the declared license and the opt-out file are kept unless given again.
+- :func:`gate_inputs`: decide every input that is pending or was quarantined before (a looser
+  policy requeues it; nothing is decoded for a quarantined input), and apply opt-outs and a
+  changed policy retroactively to inputs already in the dataset, removing their clips.
+- :meth:`Gate.check` (called per result) stamps each clip with its license and decision.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+from clipfactory.config import Config, PolicyConfig
+from clipfactory.ledger import Ledger
+from clipfactory.policy.gate import Gate
+from clipfactory.policy.optout import OptOutList
+from clipfactory.policy.policy import Decision
+from clipfactory.provenance.removal import remove_inputs
+
+__all__ = ["TAKEDOWN_RULES", "build_gate", "gate_inputs", "inherit_policy"]
+
+log = logging.getLogger("clipfactory")
+TAKEDOWN_RULES = "takedown_rules"  # ledger meta key: rule texts of every takedown so far
+_GATING = ("name", "allow", "deny", "allow_unknown")
+_INPUT = ("dataset_terms", "declared_license", "opt_out_file")
+
+
+def inherit_policy(cfg: Config, previous: dict | None) -> Config:
+    """``cfg`` with the policy fields it leaves unset taken from the previous run's config."""
+    given = cfg.policy.model_fields_set
+    data = cfg.policy.model_dump()
+    prev = (previous or {}).get("policy") or {}
+    names = [*_INPUT] + ([] if "name" in given else [*_GATING])
+    for k in names:
+        if k not in given and k in prev:
+            data[k] = prev[k]
+    if data.get("opt_out_file"):
+        data["opt_out_file"] = str(Path(data["opt_out_file"]).expanduser().resolve())
+    return cfg.model_copy(update={"policy": PolicyConfig.model_validate(data)})
+
+
+def build_gate(ledger: Ledger, cfg: PolicyConfig) -> Gate:
+    """The gate of an output: the config's policy plus the takedowns recorded in its ledger."""
+    rules = OptOutList.parse(ledger.get_meta(TAKEDOWN_RULES, []), "takedown rules")
+    removed = frozenset(r["source_sha256"] for r in ledger.videos("removed")
+                        if r["source_sha256"])
+    return Gate.build(cfg, rules, removed)
+
+
+def _group(rows: Iterable[tuple[str, Decision]]) -> dict[tuple[str, str], list[str]]:
+    out: dict[tuple[str, str], list[str]] = {}
+    for key, d in rows:
+        out.setdefault((d.reason, d.detail), []).append(key)
+    return out
+
+
+def gate_inputs(ledger: Ledger, cfg: Config, out: str | Path) -> Gate:
+    """Decide pending and quarantined inputs, and re-check the dataset (module docstring)."""
+    gate = build_gate(ledger, cfg.policy)
+    rows = ledger.videos("pending") + [r for r in ledger.videos("failed")
+                                       if r["stage"] == "policy"]
+    decided = [(r, gate.decide_row(r)) for r in rows]
+    blocked = [(r["item_key"], d) for r, d in decided if not d.allowed
+               and (r["state"] != "failed" or r["reason"] != d.reason)]
+    for (reason, detail), keys in _group(blocked).items():
+        ledger.set_video_state(keys, "failed", "policy", reason, detail)
+    requeue = [r["item_key"] for r, d in decided if d.allowed and r["state"] == "failed"]
+    if requeue:
+        ledger.set_video_state(requeue, "pending")
+        log.info("policy: %d quarantined inputs are allowed now and requeued", len(requeue))
+    ledger.record_decisions(gate.decision_row(r["item_key"], d, r["license"])
+                            for r, d in decided)
+    if gate.gating:
+        _recheck_done(ledger, gate, Path(out))
+    return gate
+
+
+def _recheck_done(ledger: Ledger, gate: Gate, out: Path) -> None:
+    """Remove inputs already in the dataset that the current opt-outs or policy exclude."""
+    hits: list[tuple[sqlite3.Row, Decision]] = []
+    for r in ledger.videos("done"):
+        d = gate.decide_row(r)
+        if not d.allowed:
+            hits.append((r, d))
+    if not hits:
+        return
+    ledger.record_decisions(gate.decision_row(r["item_key"], d, r["license"]) for r, d in hits)
+    for kind in ("opt_out", "policy"):
+        group = [(r, d) for r, d in hits
+                 if (d.reason in ("opted_out", "taken_down")) == (kind == "opt_out")]
+        if not group:
+            continue
+        rows = [r for r, _ in group]
+        why = {r["item_key"]: f"{d.reason}: {d.detail}" for r, d in group}
+        codes = {r["item_key"]: d.reason for r, d in group}
+        if kind == "opt_out":
+            text = f"opt-out list {gate.cfg.opt_out_file or ''} applied to the dataset".strip()
+            removal = remove_inputs(out, ledger, rows, why, kind=kind, reason=text,
+                                    state="removed", stage="takedown", codes=codes,
+                                    rules=[r.text for r in gate.optout.rules])
+        else:
+            text = f"policy {gate.policy.name if gate.policy else 'none'} applied to the dataset"
+            removal = remove_inputs(out, ledger, rows, why, kind=kind, reason=text,
+                                    state="failed", stage="policy", codes=codes)
+        log.warning("%s: removed %d inputs (%d clips) already in the dataset", text, len(rows),
+                    len(removal.clips))

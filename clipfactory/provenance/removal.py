@@ -1,0 +1,131 @@
+"""Removing inputs from a dataset: every clip out of every shard, ledger updated, audit record.
+
+This is the one code path behind ``clipfactory takedown``, ``revalidate --purge`` and the
+retroactive opt-out and policy checks of a run. Affected shards are rewritten atomically
+(temp file, fsync, rename) without the removed samples, so not one byte of a removed clip is
+left in any shard; staged clip files are deleted too. The order of the steps makes a crash at
+any point safe to repeat: shards first, then clip records, then the audit record, and the
+input's state last (an input not yet marked is matched and finished again next time).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clipfactory.ledger import Ledger
+from clipfactory.records import ClipRecord
+from clipfactory.sinks.shards import rewrite_shard_without, shard_info
+
+__all__ = ["AUDIT_LOG", "Removal", "ShardChange", "append_audit", "remove_inputs"]
+
+AUDIT_LOG = "audit.jsonl"
+
+
+@dataclass(frozen=True)
+class ShardChange:
+    """One shard rewritten by a removal: hashes and sizes before and after (``None`` after
+    when nothing was left and the shard was deleted)."""
+
+    name: str
+    sha256_before: str | None
+    bytes_before: int | None
+    sha256_after: str | None
+    bytes_after: int | None
+    removed: int
+
+
+@dataclass
+class Removal:
+    """The audit record of one removal."""
+
+    kind: str  # takedown | opt_out | policy | revalidate
+    reason: str
+    at: float
+    videos: list[dict[str, Any]] = field(default_factory=list)
+    clips: list[str] = field(default_factory=list)
+    shards: list[ShardChange] = field(default_factory=list)
+    rules: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["at_iso"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.at))
+        return d
+
+
+def append_audit(out: str | Path, ledger: Ledger, kind: str, record: dict[str, Any]) -> None:
+    """Append one record to the ledger's events and to ``OUT/audit.jsonl`` (fsynced)."""
+    ledger.event(kind, record)
+    with open(Path(out) / AUDIT_LOG, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"kind": kind, **record}, sort_keys=True) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _rewrite(shard_dir: Path, shard: str, keys: set[str], ledger: Ledger) -> ShardChange:
+    path = shard_dir / shard
+    if not path.is_file():  # emptied and deleted by an interrupted earlier removal
+        ledger.remove_shard(shard)
+        return ShardChange(shard, None, None, None, None, len(keys))
+    before = shard_info(path)
+    info = rewrite_shard_without(path, keys)
+    ledger.remove_shard(shard)
+    if info is not None:
+        ledger.add_shards([(info.name, info.sha256, info.bytes, info.count)], [])
+    return ShardChange(shard, before.sha256, before.bytes, info.sha256 if info else None,
+                       info.bytes if info else None, len(set(before.keys) & keys))
+
+
+def _video_entry(row: Mapping[str, Any], why: str) -> dict[str, Any]:
+    return {"item_key": row["item_key"], "source": row["source"],
+            "source_url": row["source_url"], "video_id": row["video_id"],
+            "source_sha256": row["source_sha256"], "matched": why}
+
+
+def remove_inputs(out: str | Path, ledger: Ledger, rows: Sequence[sqlite3.Row],
+                  matched: Mapping[str, str], *, kind: str, reason: str, state: str,
+                  stage: str, codes: Mapping[str, str], rules: Sequence[str] = ()) -> Removal:
+    """Remove the inputs of ``rows`` and everything derived from them.
+
+    ``matched`` maps item keys to why each matched (a rule or a status); ``codes`` to the
+    machine-readable reason recorded on the input and its clips (``opted_out:...``). Inputs go
+    to ``state`` (``removed`` for takedowns, ``failed`` for a policy quarantine) with ``stage``.
+    Returns the audit record, which has been appended already.
+    """
+    out = Path(out)
+    removal = Removal(kind, reason, time.time(), rules=list(rules))
+    keys = [r["item_key"] for r in rows]
+    clips = ledger.clips_of(keys)
+    by_shard: dict[str, set[str]] = {}
+    for c in clips:
+        if c.state == "sharded" and c.shard:
+            by_shard.setdefault(c.shard, set()).add(c.key)
+    for shard, shard_keys in sorted(by_shard.items()):
+        removal.shards.append(_rewrite(out / "shards", shard, shard_keys, ledger))
+    changed: list[ClipRecord] = []
+    for c in clips:
+        if c.staged_path:
+            Path(c.staged_path).unlink(missing_ok=True)
+        if c.state in ("sharded", "staged", "candidate"):
+            removal.clips.append(c.clip_id)
+            c.drop(stage, codes[c.item_key])
+            c.shard = c.staged_path = None
+            changed.append(c)
+        elif c.staged_path:
+            c.staged_path = None
+            changed.append(c)
+    ledger.update_clips(changed)
+    removal.videos = [_video_entry(r, matched[r["item_key"]]) for r in rows]
+    append_audit(out, ledger, kind, removal.to_dict())
+    by_code: dict[str, list[str]] = {}
+    for k in keys:
+        by_code.setdefault(codes[k], []).append(k)
+    for code, ks in by_code.items():
+        ledger.set_video_state(ks, state, stage, code, reason)
+    return removal

@@ -1,0 +1,141 @@
+"""The http fetcher against a real server on 127.0.0.1, one fault at a time."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import pytest
+
+from clipfactory.config import FetchConfig
+from clipfactory.fetch.base import FetchError
+from clipfactory.fetch.http import HttpFetcher, parse_retry_after
+from clipfactory.fetch.polite import Politeness
+
+FAST = dict(backoff_base_s=0.05, backoff_max_s=0.2, rate_per_host=0, timeout_s=5)
+
+
+def _fetch(url, tmp_path, max_bytes=10**9, expected=None, **cfg):
+    c = FetchConfig(**{**FAST, **cfg})
+    return Politeness(c).fetch(HttpFetcher(c), url, tmp_path, max_bytes, expected)
+
+
+def _leftovers(tmp_path):
+    return sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
+
+
+def test_a_dropped_connection_resumes_where_it_stopped(server, video_bytes, tmp_path):
+    half = len(video_bytes) // 2
+    url = server.add("/v.mp4", video_bytes, fault="drop", drop_at=half)
+    res, attempts = _fetch(url, tmp_path)
+    server.wait_idle()
+    route = server.routes["/v.mp4"]
+    assert attempts == 2
+    assert route.ranges == [None, f"bytes={half}-"]  # the second request continues ...
+    assert route.bytes_sent == len(video_bytes)  # ... and nothing is sent twice
+    assert res.sha256 == hashlib.sha256(video_bytes).hexdigest()
+    assert open(res.path, "rb").read() == video_bytes
+    assert res.path.endswith(".mp4") and _leftovers(tmp_path) == [res.path.rsplit("/", 1)[1]]
+
+
+def test_a_changed_file_is_fetched_again_from_the_start(server, video_bytes, tmp_path):
+    url = server.add("/v.mp4", video_bytes, fault="drop", drop_at=1000)
+    with pytest.raises(FetchError) as e:
+        HttpFetcher(FetchConfig(**FAST)).fetch(url, tmp_path, 10**9)
+    assert e.value.reason == "connection_dropped" and e.value.retryable
+    assert e.value.progress == 1000
+    changed = video_bytes[:-10] + b"0123456789"
+    server.add("/v.mp4", changed)  # a new ETag: If-Range makes the server send it all
+    res = HttpFetcher(FetchConfig(**FAST)).fetch(url, tmp_path, 10**9)
+    assert open(res.path, "rb").read() == changed
+    assert server.routes["/v.mp4"].ranges == ["bytes=1000-"]
+
+
+def test_429_with_retry_after_is_honoured(server, video_bytes, tmp_path):
+    url = server.add("/v.mp4", video_bytes, fault="status", status=429, retry_after="1")
+    t0 = time.monotonic()
+    res, attempts = _fetch(url, tmp_path)
+    assert time.monotonic() - t0 >= 0.95
+    assert attempts == 2 and res.bytes == len(video_bytes)
+
+
+def test_500_then_success(server, video_bytes, tmp_path):
+    url = server.add("/v.mp4", video_bytes, fault="status", status=500, times=2)
+    res, attempts = _fetch(url, tmp_path)
+    assert attempts == 3 and res.bytes == len(video_bytes)
+
+
+def test_404_fails_at_once_and_for_good(server, tmp_path):
+    with pytest.raises(FetchError) as e:
+        _fetch(server.url("/missing.mp4"), tmp_path)
+    assert (e.value.reason, e.value.retryable, e.value.attempts) == ("http_404", False, 1)
+    assert server.requests == 1 and _leftovers(tmp_path) == []
+
+
+def test_a_slow_trickle_completes_or_is_cut_off_by_the_minimum_speed(server, video_bytes,
+                                                                     tmp_path):
+    small = video_bytes[:3000]
+    url = server.add("/slow.mp4", small, fault="trickle", trickle_bytes=500, trickle_s=0.05)
+    res, _ = _fetch(url, tmp_path / "a")  # slow but steady: completes
+    assert res.bytes == 3000
+    url = server.add("/slower.mp4", video_bytes, fault="trickle", trickle_bytes=256,
+                     trickle_s=0.05)
+    with pytest.raises(FetchError) as e:
+        _fetch(url, tmp_path / "b", min_speed_bps=20_000, min_speed_window_s=0.5,
+               max_attempts=1)
+    assert e.value.reason == "too_slow" and e.value.retryable
+    assert e.value.progress > 0  # the partial file stays for a later resume
+    assert len(list((tmp_path / "b" / ".partial").glob("*.part"))) == 1
+
+
+def test_wrong_content_type_is_rejected(server, video_bytes, tmp_path):
+    url = server.add("/v.mp4", video_bytes, content_type="text/plain")
+    with pytest.raises(FetchError) as e:
+        _fetch(url, tmp_path)
+    assert e.value.reason == "not_video_content_type" and not e.value.retryable
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("ctype", ["text/html; charset=utf-8", "video/mp4", None])
+def test_html_instead_of_video_is_rejected(server, tmp_path, ctype):
+    page = b"<!DOCTYPE html><html><body>Please log in</body></html>" * 20
+    url = server.add("/v.mp4", page, content_type=ctype)
+    with pytest.raises(FetchError) as e:
+        _fetch(url, tmp_path)
+    assert e.value.reason == "html_instead_of_video" and not e.value.retryable
+    assert _leftovers(tmp_path) == []
+
+
+def test_bytes_that_are_no_video_are_rejected(server, tmp_path):
+    url = server.add("/v.mp4", bytes(range(256)) * 8, content_type="application/octet-stream")
+    with pytest.raises(FetchError) as e:
+        _fetch(url, tmp_path)
+    assert e.value.reason == "not_video_content"
+
+
+def test_a_body_over_the_size_limit_is_refused(server, video_bytes, tmp_path):
+    url = server.add("/big.mp4", video_bytes)
+    with pytest.raises(FetchError) as e:  # announced by Content-Length: nothing is read
+        _fetch(url, tmp_path, max_bytes=10_000)
+    assert e.value.reason == "too_large" and not e.value.retryable
+    url = server.add("/big2.mp4", video_bytes, send_length=False)
+    with pytest.raises(FetchError) as e:  # not announced: stopped while streaming
+        _fetch(url, tmp_path, max_bytes=10_000)
+    assert e.value.reason == "too_large"
+    assert _leftovers(tmp_path) == []
+
+
+def test_checksum_is_verified(server, video_bytes, tmp_path):
+    url = server.add("/v.mp4", video_bytes)
+    with pytest.raises(FetchError) as e:
+        _fetch(url, tmp_path, expected="0" * 64)
+    assert e.value.reason == "checksum_mismatch"
+    good = hashlib.sha256(video_bytes).hexdigest()
+    res, _ = _fetch(url, tmp_path, expected=good.upper())
+    assert res.sha256 == good
+
+
+def test_retry_after_parsing():
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
+    assert parse_retry_after("soon") is None and parse_retry_after(None) is None

@@ -1,0 +1,104 @@
+"""Downloads run ahead of processing under a disk budget and the per-host limits."""
+
+from __future__ import annotations
+
+from clipfactory.config import FetchConfig
+from clipfactory.fetch.prefetch import Prefetcher
+from clipfactory.records import SourceItem
+from clipfactory.testing.loopback import LoopbackServer
+
+
+def _items(server, body, n, prefix="/v"):
+    return [SourceItem(item_key=f"k{i}", source=server.add(f"{prefix}{i}.mp4", body))
+            for i in range(n)]
+
+
+def _cfg(**kw):
+    return FetchConfig(**{**dict(rate_per_host=0, backoff_base_s=0.02), **kw})
+
+
+def test_the_server_never_sees_more_than_the_per_host_limit(video_bytes, tmp_path):
+    with LoopbackServer() as a, LoopbackServer() as b:
+        items = []
+        for srv in (a, b):  # trickled, so that transfers overlap
+            for i in range(6):
+                url = srv.add(f"/v{i}.mp4", video_bytes[:6000], fault="trickle",
+                              trickle_bytes=2000, trickle_s=0.03)
+                items.append(SourceItem(item_key=f"{srv.port}:{i}", source=url))
+        pre = Prefetcher(_cfg(concurrency=8, per_host=2), tmp_path)
+        got = []
+        for item in pre.items(items):
+            got.append(item)
+            pre.release(item)
+        pre.close()
+        assert len(got) == 12 and not pre.failures()
+        assert a.max_in_flight == 2 and b.max_in_flight == 2
+        assert all(s["max_in_flight"] == 2 for s in pre.stats()["hosts"].values())
+
+
+def test_disk_budget_bounds_files_fetched_ahead(server, video_bytes, tmp_path):
+    size = len(video_bytes)
+    items = _items(server, video_bytes, 6)
+    pre = Prefetcher(_cfg(concurrency=4, per_host=4, disk_budget_bytes=2 * size), tmp_path)
+    seen = []
+    for item in pre.items(items):
+        # files on disk (waiting or in processing) never pass the budget plus one in flight
+        on_disk = [p for p in tmp_path.glob("*.mp4")]
+        assert len(on_disk) <= 2 + 4
+        seen.append(item)
+        assert item.local_path and item.source.startswith("http://127.0.0.1")
+        assert item.provenance["sha256"] and item.provenance["fetcher"] == "http"
+        pre.release(item)
+        assert not __import__("os").path.exists(item.local_path)  # deleted once recorded
+    pre.close()
+    assert len(seen) == 6
+    assert pre.peak_on_disk <= 2 * size + 4 * size
+
+
+def test_a_budget_smaller_than_one_file_still_makes_progress(server, video_bytes, tmp_path):
+    items = _items(server, video_bytes, 3)
+    pre = Prefetcher(_cfg(concurrency=2, disk_budget_bytes=10), tmp_path)
+    got = []
+    for item in pre.items(items):
+        got.append(item)
+        # over budget, only the downloads already in flight (concurrency 2) are on disk
+        assert len(list(tmp_path.glob("*.mp4"))) <= 2
+        pre.release(item)
+    pre.close()
+    assert len(got) == 3 and pre.peak_on_disk <= 2 * len(video_bytes)
+
+
+def test_kept_sources_are_reused_without_a_request(server, video_bytes, tmp_path):
+    items = _items(server, video_bytes, 2)
+    pre = Prefetcher(_cfg(keep_sources=True), tmp_path)
+    first = list(pre.items(items))
+    for item in first:
+        pre.release(item)
+    pre.close()
+    assert len(list(tmp_path.glob("*.mp4"))) == 2 and server.requests == 2
+    pre = Prefetcher(_cfg(), tmp_path)
+    again = list(pre.items(items))
+    pre.close()
+    assert server.requests == 2 and pre.counts["reused"] == 2
+    assert sorted(i.local_path for i in again) == sorted(i.local_path for i in first)
+
+
+def test_failures_are_reported_not_yielded(server, video_bytes, tmp_path):
+    items = _items(server, video_bytes, 2) + [
+        SourceItem(item_key="gone", source=server.url("/gone.mp4"))]
+    failed = []
+    pre = Prefetcher(_cfg(), tmp_path)
+    got = [i.item_key for i in pre.items(items, on_failure=failed.append)]
+    pre.close()
+    assert sorted(got) == ["k0", "k1"]
+    assert [(f.item.item_key, f.error.reason) for f in failed] == [("gone", "http_404")]
+    r = failed[0].result()
+    assert (r.rejection.stage, r.rejection.reason) == ("fetch", "http_404")
+    assert r.clips == [] and "1 attempt" in r.rejection.detail
+
+
+def test_local_items_pass_through(video_file, tmp_path):
+    item = SourceItem(item_key="local", source=str(video_file))
+    pre = Prefetcher(_cfg(), tmp_path / "src")
+    assert list(pre.items([item])) == [item]
+    pre.close()

@@ -1,0 +1,89 @@
+"""yt-dlp, for real, against the loopback server: its generic extractor on a direct media URL
+and on HTML pages that embed the video."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from clipfactory.config import FetchConfig
+from clipfactory.fetch.base import FetchError
+from clipfactory.fetch.router import Router
+from clipfactory.fetch.ytdlp import YtDlpFetcher, _result, classify, ytdlp_format
+
+pytest.importorskip("yt_dlp")
+CFG = FetchConfig(ytdlp_hosts=["127.0.0.1"], timeout_s=10)
+
+
+def test_direct_media_url(server, video_bytes, tmp_path):
+    url = server.add("/media/walk.mp4", video_bytes)
+    assert isinstance(Router(CFG).for_url(url), YtDlpFetcher)
+    res = YtDlpFetcher(CFG).fetch(url, tmp_path, 10**9)
+    assert Path(res.path).read_bytes() == video_bytes
+    assert res.sha256 == hashlib.sha256(video_bytes).hexdigest()
+    p = res.provenance
+    assert p["fetcher"] == "yt-dlp" and p["extractor"] == "generic"
+    assert p["webpage_url"] == url and p["info"]["id"] == "walk"
+    assert "formats" not in p["info"] and "http_headers" not in p["info"]
+    assert not list((tmp_path / ".partial").iterdir())
+
+
+def test_html_page_embedding_a_video(server, video_bytes, tmp_path):
+    server.add("/media/walk.mp4", video_bytes)
+    page = server.add("/watch/walk.html", b"<html><head><title>A walk</title></head><body>"
+                      b'<video src="/media/walk.mp4" width="160" height="90"></video>'
+                      b"</body></html>", content_type="text/html; charset=utf-8")
+    res = YtDlpFetcher(CFG).fetch(page, tmp_path, 10**9)
+    assert Path(res.path).read_bytes() == video_bytes
+    assert res.provenance["webpage_url"] == page
+    assert res.provenance["title"].startswith("A walk")
+
+
+def test_structured_page_metadata_is_kept_for_provenance(server, video_bytes, tmp_path):
+    media = server.add("/media/walk.mp4", video_bytes)
+    ld = {"@context": "https://schema.org", "@type": "VideoObject", "name": "Loopback walk",
+          "contentUrl": media, "uploadDate": "2021-05-04",
+          "author": {"@type": "Person", "name": "Ann Example"}}
+    page = server.add("/watch/ld.html", (
+        '<html><head><script type="application/ld+json">' + json.dumps(ld) +
+        "</script></head><body>a walk</body></html>").encode(), content_type="text/html")
+    res = YtDlpFetcher(CFG).fetch(page, tmp_path, 10**9)
+    assert res.provenance["uploader"] == "Ann Example"
+    assert res.provenance["upload_date"] == "20210504"
+    assert res.provenance["title"] == "Loopback walk"
+
+
+def test_yt_dlp_errors_are_classified(server, video_bytes, tmp_path):
+    with pytest.raises(FetchError) as e:
+        YtDlpFetcher(CFG).fetch(server.url("/nothing.html"), tmp_path, 10**9)
+    assert e.value.reason == "http_404" and not e.value.retryable
+    server.add("/big.mp4", video_bytes)
+    with pytest.raises(FetchError) as e:
+        YtDlpFetcher(CFG).fetch(server.url("/big.mp4"), tmp_path, 1000)
+    assert e.value.reason == "too_large"
+    assert classify("ERROR: [youtube] x: Private video. Sign in").reason == "login_required"
+    assert classify("ERROR: This video is DRM protected").reason == "drm_protected"
+    assert classify("ERROR: HTTP Error 429: Too Many Requests").retryable
+    assert classify("ERROR: Unsupported URL: http://x").reason == "ytdlp_unsupported_url"
+
+
+def test_format_prefers_codecs_under_the_height_single_files_only():
+    f = ytdlp_format(720, ["avc1", "vp9"])
+    assert f.split("/")[:2] == ["bv*[height<=?720][vcodec^=avc1]", "bv*[height<=?720][vcodec^=vp9]"]
+    assert "+" not in f
+
+
+def test_provenance_fields_come_from_the_info_dict(video_file, tmp_path):
+    copy = tmp_path / "v.mp4"
+    copy.write_bytes(video_file.read_bytes())
+    info = {"id": "abc", "license": "Creative Commons Attribution license (reuse allowed)",
+            "uploader": "Ann", "channel": "Ann's channel", "upload_date": "20200101",
+            "formats": [{"url": "x"}], "http_headers": {"Cookie": "secret"}, "tags": ["a"]}
+    res = _result(copy, info, 10**9, None)
+    p = res.provenance
+    assert p["license"].startswith("Creative Commons") and p["channel"] == "Ann's channel"
+    assert p["upload_date"] == "20200101" and p["info"]["tags"] == ["a"]
+    assert "formats" not in p["info"] and "http_headers" not in p["info"]
