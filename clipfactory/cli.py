@@ -10,6 +10,7 @@ from pathlib import Path
 from clipfactory import __version__
 from clipfactory.fetch import cli as fetch_cli
 from clipfactory.provenance import cli as provenance_cli
+from clipfactory.shots import cli as shots_cli
 
 __all__ = ["main"]
 
@@ -45,6 +46,14 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--workdir", default="bench-out", help="where the corpus and outputs go")
     b.add_argument("--workers", type=int, default=1)
 
+    br = sub.add_parser("bench-ray", help="the Ray executor against the local one (1, 2 workers)")
+    br.add_argument("--videos", type=int, default=16)
+    br.add_argument("--seconds", type=float, default=6.0, help="seconds per video")
+    br.add_argument("--width", type=int, default=320)
+    br.add_argument("--height", type=int, default=180)
+    br.add_argument("--workdir", default="bench-out", help="where the corpus and outputs go")
+    br.add_argument("--repeats", type=int, default=2, help="runs of each, the fastest counts")
+
     d = sub.add_parser("demo", help="generate a small sample corpus and curate it")
     d.add_argument("--workdir", default="demo-out")
     d.add_argument("--workers", type=int, default=2)
@@ -53,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--config", default=None, help="show this file merged with the defaults")
     provenance_cli.add_commands(sub)
     fetch_cli.add_commands(sub)
+    shots_cli.add_commands(sub)
     return p
 
 
@@ -124,6 +134,14 @@ def _cmd_bench(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_ray(a: argparse.Namespace) -> int:
+    from clipfactory.bench.ray import run_ray_bench
+
+    run_ray_bench(videos=a.videos, seconds=a.seconds, width=a.width, height=a.height,
+                  workdir=a.workdir, repeats=a.repeats)
+    return 0
+
+
 def _cmd_demo(a: argparse.Namespace) -> int:
     from clipfactory.bench.demo import run_demo
 
@@ -141,8 +159,10 @@ def _cmd_config(a: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``clipfactory`` command."""
     a = _parser().parse_args(argv)
-    handlers = {"run": _cmd_run, "status": _cmd_status, "bench": _cmd_bench, "demo": _cmd_demo,
-                "config": _cmd_config, **provenance_cli.COMMANDS, **fetch_cli.COMMANDS}
+    handlers = {"run": _cmd_run, "status": _cmd_status, "bench": _cmd_bench,
+                "bench-ray": _cmd_bench_ray, "demo": _cmd_demo,
+                "config": _cmd_config, **provenance_cli.COMMANDS, **fetch_cli.COMMANDS,
+                **shots_cli.COMMANDS}
     return handlers[a.command](a)
 
 

@@ -183,7 +183,8 @@ class FetchConfig(_Section):
     max_height: int = 720  # yt-dlp format choice
     codecs: list[str] = Field(default_factory=lambda: ["avc1", "vp9", "av01"])
     ytdlp_format: str | None = None  # a yt-dlp format string overrides the two above
-    storage_options: dict[str, str] = Field(default_factory=dict)  # fsspec (s3://, gs://, hf://)
+    # fsspec options (s3://, gs://, hf://); may hold credentials, so never written to the output
+    storage_options: dict[str, str] = Field(default_factory=dict, exclude=True)
 
 
 class RayConfig(_Section):

@@ -109,7 +109,8 @@ def _process(pending: list[SourceItem], ledger: Ledger, cfg: Config, out: Path,
         finally:
             fetch_stats = fetch.close()
     wall = time.perf_counter() - wall0
-    stats = {"videos": done, "wall_s": round(wall, 3), "media_s": round(media_s, 3),
+    stats = {"videos": done + fetch.failed, "wall_s": round(wall, 3),
+             "media_s": round(media_s, 3),
              "cpu_s": round(cpu_s, 3), "workers": getattr(executor, "workers", cfg.workers),
              "x_realtime": round(media_s / wall, 3) if wall > 0 else 0.0,
              "x_realtime_per_core": round(media_s / cpu_s, 3) if cpu_s > 0 else 0.0}

@@ -23,6 +23,7 @@ as ``timeout``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -66,12 +67,15 @@ def needs_actors(cfg: Config) -> bool:
 def setup_worker(cfg: Config) -> None:
     """Load once per worker what every video needs (an actor's constructor calls this).
 
-    A detector that loads a model caches it per process, so building one here moves the load
-    to the actor's start and the per-video ``make_detector`` finds the model warm.
+    A detector with ``setup()`` (TransNetV2) loads its network there into a per-process cache,
+    so the load happens when the actor starts and every video's own detector finds it warm.
     """
     from clipfactory.shots import make_detector
 
-    make_detector(cfg.shots)
+    detector = make_detector(cfg.shots)
+    setup = getattr(detector, "setup", None)
+    if callable(setup):
+        setup()
 
 
 def worker_config(cfg: Config) -> Config:
@@ -88,9 +92,21 @@ def failed(item: SourceItem, reason: str, detail: str) -> VideoResult:
                                                       reason, detail, video_id=item.id))
 
 
+def portable(item: SourceItem) -> SourceItem:
+    """``item`` with its fetched copy's path absolute: other nodes do not share our cwd."""
+    if item.local_path and not os.path.isabs(item.local_path):
+        return dataclasses.replace(item, local_path=os.path.abspath(item.local_path))
+    return item
+
+
 def run_task(task: Task, item: SourceItem, cfg: Config, staging: str) -> VideoResult:
     """The body of one Ray task (a module-level function, so workers import it by name)."""
     return task(item, cfg, staging)
+
+
+def _import_failure(e: Any) -> bool:
+    cause = getattr(e, "cause", None)
+    return isinstance(cause, ImportError) or "failed to import on the worker" in str(cause)
 
 
 def _node_check(marker: str) -> tuple[str, bool]:
@@ -114,7 +130,7 @@ class RayExecutor:
             staging: str | Path) -> Iterator[VideoResult]:
         """Yield one result per item, in completion order."""
         ray = import_ray()
-        started = self._connect(ray, cfg.ray)
+        owned = self._connect(ray, cfg.ray)
         staging = Path(staging).resolve()  # workers on other nodes do not share our cwd
         try:
             check_shared_storage(ray, staging)
@@ -126,11 +142,11 @@ class RayExecutor:
             else:
                 runner = _Tasks(ray, self, wcfg, str(staging))
             try:
-                yield from runner.run(iter(items))
+                yield from runner.run(portable(item) for item in items)
             finally:
                 runner.close()
         finally:
-            if started:
+            if owned:
                 ray.shutdown()
 
     def _connect(self, ray: ModuleType, r: RayConfig) -> bool:
@@ -138,12 +154,10 @@ class RayExecutor:
         if ray.is_initialized():
             return False
         address = self.address or os.environ.get("RAY_ADDRESS")
-        quiet = {"logging_level": logging.WARNING, "configure_logging": False}
         if address:
-            ray.init(address=address, **quiet)
+            ray.init(address=address, logging_level=logging.WARNING, configure_logging=False)
         else:
-            ray.init(num_cpus=math.ceil(self.local_cpus * max(r.cpus_per_video, 1e-3)),
-                     include_dashboard=False, object_store_memory=_PRIVATE_STORE_BYTES, **quiet)
+            _init_private(ray, math.ceil(self.local_cpus * max(r.cpus_per_video, 1e-3)))
         return True
 
     def result(self, ray: ModuleType, ref: Any, item: SourceItem) -> VideoResult:
@@ -151,10 +165,10 @@ class RayExecutor:
         try:
             return ray.get(ref)
         except ray.exceptions.RayTaskError as e:  # process_video never raises: our harness did
+            if _import_failure(e):  # every video would fail alike: stop, resume once fixed
+                raise RuntimeError(f"a Ray worker cannot import clipfactory's task ({e.cause});"
+                                   " install clipfactory on every node") from e
             cause = e.cause if isinstance(e.cause, BaseException) else e
-            if isinstance(cause, ImportError):
-                raise RuntimeError(f"a Ray worker cannot import clipfactory's task ({cause}); "
-                                   "install clipfactory on every node") from e
             return failed(item, "unexpected_error", f"{type(cause).__name__}: {cause}")
         except ray.exceptions.RuntimeEnvSetupError:
             raise
@@ -169,12 +183,16 @@ class RayExecutor:
 def private_instance(num_cpus: int) -> Iterator[None]:
     """A single-machine Ray with ``num_cpus`` CPUs for the block (benchmarks, trying things)."""
     ray = import_ray()
-    ray.init(num_cpus=num_cpus, include_dashboard=False, object_store_memory=_PRIVATE_STORE_BYTES,
-             logging_level=logging.WARNING, configure_logging=False)
+    _init_private(ray, num_cpus)
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def _init_private(ray: ModuleType, num_cpus: int) -> None:
+    ray.init(num_cpus=num_cpus, include_dashboard=False, object_store_memory=_PRIVATE_STORE_BYTES,
+             logging_level=logging.WARNING, configure_logging=False)
 
 
 def check_shared_storage(ray: ModuleType, staging: Path) -> None:
@@ -193,7 +211,7 @@ def check_shared_storage(ray: ModuleType, staging: Path) -> None:
         for n, ref in zip(nodes, refs, strict=True):
             try:
                 host, seen = ray.get(ref, timeout=120)
-            except ray.exceptions.RayTaskError as e:
+            except ray.exceptions.RayTaskError as e:  # cannot even import clipfactory
                 raise RuntimeError(f"node {n.get('NodeManagerAddress')} cannot run "
                                    f"clipfactory ({e.cause}); install it on every node") from e
             except ray.exceptions.RayError:
@@ -235,6 +253,8 @@ class _Tasks:
             num_cpus=self.r.cpus_per_video, max_retries=max(0, self.r.max_retries),
             retry_exceptions=False, name="clipfactory.video")
         self.slots, self.slots_at = 0, -math.inf
+        # ref -> [item, start]: start is None while the task likely waits in Ray's queue
+        self.running: dict[Any, list[Any]] = {}
 
     def _limit(self) -> int:
         if time.monotonic() - self.slots_at > REFRESH_S:
@@ -243,8 +263,7 @@ class _Tasks:
         return self.r.max_in_flight if self.r.max_in_flight > 0 else 2 * self.slots
 
     def run(self, items: Iterator[SourceItem]) -> Iterator[VideoResult]:
-        # ref -> (item, start): start is None while the task likely waits in Ray's queue
-        running: dict[Any, list[Any]] = {}
+        running = self.running
         exhausted = False
         while True:
             while not exhausted and len(running) < self._limit():
@@ -261,8 +280,7 @@ class _Tasks:
             for ref in ready:
                 item, _ = running.pop(ref)
                 yield self.ex.result(self.ray, ref, item)
-            if not ready:
-                yield from self._expire(running)
+            yield from self._expire(running)
 
     def _mark_started(self, running: dict[Any, list[Any]]) -> None:
         """The oldest ``slots`` tasks are taken as running: a queued task cannot time out."""
@@ -291,4 +309,7 @@ class _Tasks:
                              f"no result after {self.ex.timeout_s:.0f} s; the task was cancelled")
 
     def close(self) -> None:
-        """Nothing to release: tasks end with the driver's job."""
+        """Cancel what is still in flight (the caller stopped early; a finished run has none)."""
+        for ref in self.running:
+            self.ray.cancel(ref)
+        self.running.clear()

@@ -113,8 +113,7 @@ class ActorPool:
                     self._started(ref)
                 else:
                     yield from self._finished(ref)
-            if not ready:
-                yield from self._expire()
+            yield from self._expire()
 
     def _started(self, ref: Any) -> None:
         actor = self.starting.pop(ref)

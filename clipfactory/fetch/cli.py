@@ -54,6 +54,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--throttle-mbps", type=float, default=4.0,
                    help="server bandwidth per connection, MB/s (0 = unthrottled)")
     b.add_argument("--seconds", type=float, default=10.0, help="length of the test video")
+    b.add_argument("--width", type=int, default=320)
+    b.add_argument("--height", type=int, default=180)
 
 
 def _cmd_retry(a: argparse.Namespace) -> int:
@@ -83,7 +85,8 @@ def _cmd_bench_fetch(a: argparse.Namespace) -> int:
     levels = tuple(int(x) for x in a.concurrency.split(",") if x.strip())
     run_fetch_bench(hosts=a.hosts, files_per_host=a.files, concurrency=levels,
                     per_host=a.per_host, rate_per_host=a.rate,
-                    throttle_bps=a.throttle_mbps * 1e6, seconds=a.seconds)
+                    throttle_bps=a.throttle_mbps * 1e6, seconds=a.seconds, width=a.width,
+                    height=a.height)
     return 0
 
 

@@ -67,12 +67,21 @@ class HttpFetcher:
 
     def __init__(self, cfg: FetchConfig | None = None) -> None:
         self.cfg = cfg or FetchConfig()
-        handlers: list[urllib.request.BaseHandler] = []
+        # http(s) only: a redirect to ftp:// or file:// is refused, not followed
+        handlers: list[urllib.request.BaseHandler] = [
+            urllib.request.ProxyHandler(), urllib.request.HTTPHandler(),
+            urllib.request.HTTPSHandler(), urllib.request.HTTPDefaultErrorHandler(),
+            urllib.request.HTTPRedirectHandler(), urllib.request.HTTPErrorProcessor()]
         if self.cfg.cookies_file:  # only cookies the user handed us, never a browser's
             jar = MozillaCookieJar(self.cfg.cookies_file)
             jar.load(ignore_discard=True, ignore_expires=True)
+            for cookie in jar:  # browsers export session cookies with expiry 0
+                if cookie.expires == 0:
+                    cookie.expires, cookie.discard = None, True
             handlers.append(urllib.request.HTTPCookieProcessor(jar))
-        self._opener = urllib.request.build_opener(*handlers)
+        self._opener = urllib.request.OpenerDirector()
+        for handler in handlers:
+            self._opener.add_handler(handler)
 
     def fetch(self, url: str, dest_dir: Path, max_bytes: int,
               expected_sha256: str | None = None) -> FetchResult:

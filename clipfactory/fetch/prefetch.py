@@ -152,14 +152,16 @@ class Prefetcher:
             self._cv.notify_all()
         if res.owned and not self.cfg.keep_sources:
             Path(res.path).unlink(missing_ok=True)
-            _marker(Path(res.path)).unlink(missing_ok=True)
+            self._marker(item.source).unlink(missing_ok=True)
 
     def close(self) -> None:
-        """Stop downloading; unfinished items stay pending, partial files stay for resume."""
+        """Stop downloading; unfinished items stay pending, partial files stay for resume.
+        Transfers in flight are not waited for (a file that completes later is reused by the
+        next run through its marker)."""
         self._stop.set()
         with self._cv:
             self._todo.clear()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def stats(self) -> dict[str, Any]:
         """Counts, bytes, the peak of fetched bytes on disk, and per-host politeness figures."""
@@ -216,22 +218,21 @@ class Prefetcher:
         fetcher = self.router.for_url(item.source)
         res, _ = self.polite.fetch(fetcher, item.source, self.dir, self.cfg.max_bytes, expected)
         if res.owned:
-            _marker(Path(res.path)).write_text(json.dumps(dataclasses.asdict(res), default=str),
-                                               encoding="utf-8")
+            self._marker(item.source).write_text(
+                json.dumps(dataclasses.asdict(res), default=str), encoding="utf-8")
         return res
+
+    def _marker(self, url: str) -> Path:
+        return self.dir / f"{url_key(url)}.fetch.json"
 
     def _reuse(self, url: str) -> FetchResult | None:
         """A complete earlier download of ``url`` in the sources folder, if there is one."""
-        for marker in self.dir.glob(f"{url_key(url)}.*.fetch.json"):
-            try:
-                res = FetchResult(**json.loads(marker.read_text(encoding="utf-8")))
-            except (OSError, ValueError, TypeError):
-                continue
-            p = Path(res.path)
-            if p.is_file() and p.stat().st_size == res.bytes:
-                return res
-        return None
-
-
-def _marker(path: Path) -> Path:
-    return path.with_name(path.name + ".fetch.json")
+        marker = self._marker(url)
+        if not marker.is_file():
+            return None
+        try:
+            res = FetchResult(**json.loads(marker.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):
+            return None
+        p = Path(res.path)
+        return res if p.is_file() and p.stat().st_size == res.bytes else None

@@ -98,7 +98,8 @@ def _laplacian_var(gray: np.ndarray) -> float:
     encode (which a Laplacian at full analysis resolution mistakes for detail) average out."""
     h, w = gray.shape[0] & ~1, gray.shape[1] & ~1
     if h >= 6 and w >= 6:
-        gray = gray[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+        g = gray[:h, :w]
+        gray = (g[0::2, 0::2] + g[1::2, 0::2] + g[0::2, 1::2] + g[1::2, 1::2]) * 0.25
     c = gray[1:-1, 1:-1]
     lap = 4 * c - gray[:-2, 1:-1] - gray[2:, 1:-1] - gray[1:-1, :-2] - gray[1:-1, 2:]
     return float(lap.var())
@@ -125,6 +126,7 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
     bright, sharp, motion = array("f"), array("f"), array("f")
     phashes, digests = array("Q"), array("Q")
     prev_gray: np.ndarray | None = None
+    found: list[Transition] = []
     pts_ok, errors, conceal = True, 0, False
     fps = info.fps or 0.0
     n = 0
@@ -178,7 +180,7 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
                 phashes.append(phash64(np.rot90(gray, info.rotation // 90)
                                        if info.rotation else gray))
                 if detector is not None:
-                    detector.process(n, small)
+                    found.extend(detector.process(n, small))  # decided early
                 n += 1
     except av.FFmpegError as e:
         errors += 1
@@ -188,7 +190,7 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
         container.close()
     if n == 0:
         raise MediaError("analyse", "undecodable", "no frame could be decoded")
-    transitions = detector.finish() if detector is not None else []
+    transitions = found + (detector.finish() if detector is not None else [])
     times_np = np.frombuffer(times, dtype=np.float64).copy()
     pts_np = np.frombuffer(pts, dtype=np.int64).copy() if pts_ok else None
     if pts_np is not None and len(np.unique(pts_np)) != len(pts_np):

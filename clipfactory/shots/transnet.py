@@ -139,7 +139,7 @@ class TransNetDetector:
             self._mats = (resize_matrix(h, _H), resize_matrix(w, _W).T.copy())
         rows, cols = self._mats
         out = np.einsum("ih,hwc,wj->ijc", rows, frame.astype(np.float32), cols, optimize=True)
-        return np.clip(np.round(out), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.clip(np.round(out), 0, 255), dtype=np.uint8)
 
     def _frame(self, i: int) -> np.ndarray:
         """Frame ``i`` relative to the first, the ends repeated as padding."""
@@ -154,7 +154,7 @@ class TransNetDetector:
             batch = np.stack([np.stack([self._frame(_STEP * k - _PAD + j) for j in range(_WINDOW)])
                               for k in ks])
             with torch.inference_mode():
-                x = torch.from_numpy(batch).to(self._model.device)
+                x = torch.from_numpy(np.ascontiguousarray(batch)).to(self._model.device)
                 single, extra = self._model(x)
                 single = torch.sigmoid(single[:, _PAD:_PAD + _STEP, 0]).float().cpu().numpy()
                 many = torch.sigmoid(extra["many_hot"][:, _PAD:_PAD + _STEP, 0]).float().cpu().numpy()

@@ -39,7 +39,7 @@ FIELDS = ("path", "url", "id", "license", "source_url", "attribution", "start", 
 LAYOUTS: dict[str, dict[str, str]] = {
     "generic": {"path": "path", "url": "url", "id": "id", "license": "license",
                 "source_url": "source_url", "attribution": "attribution", "start": "start",
-                "end": "end", "spans": "spans", "sha256": "sha256"},
+                "end": "end", "spans": "spans", "captions": "captions", "sha256": "sha256"},
     "hdvila": {"id": "video_id", "url": "url", "spans": "clip"},
     "panda70m": {"id": "videoID", "url": "url", "spans": "timestamp", "captions": "caption"},
     "internvid": {"id": "YoutubeID", "start": "Start_timestamp", "end": "End_timestamp",
@@ -55,6 +55,7 @@ _SIGNATURES = (
     ("internvid", {"YoutubeID", "Start_timestamp"}),
     ("webvid", {"videoid", "contentUrl"}),
 )
+_MAX_CELL = 1 << 20
 _CLOCK = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{1,2}(?:\.\d*)?)$")
 
 
@@ -108,13 +109,15 @@ def _literal(value: Any, name: str) -> Any:
     text = value.strip()
     if not text:
         return []
+    if len(text) > _MAX_CELL:
+        raise ValueError(f"{name} cell longer than {_MAX_CELL} characters")
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         pass
     try:
         return ast.literal_eval(text)  # literals only: no names, calls or attributes
-    except (ValueError, SyntaxError) as e:
+    except (ValueError, SyntaxError, RecursionError, MemoryError) as e:
         raise ValueError(f"{name} is not a list: {text[:80]!r}") from e
 
 

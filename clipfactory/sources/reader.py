@@ -223,8 +223,7 @@ def _group_clip_rows(rows: Iterator[tuple[int, InputRow]]
     groups: dict[str, int] = {}
     current: tuple[int, SourceItem] | None = None
 
-    def flush() -> tuple[int, SourceItem]:
-        assert current is not None
+    def flush(current: tuple[int, SourceItem]) -> tuple[int, SourceItem]:
         n, item = current
         count = groups[item.item_key] = groups.get(item.item_key, 0) + 1
         if count > 1:
@@ -234,13 +233,12 @@ def _group_clip_rows(rows: Iterator[tuple[int, InputRow]]
     for n, row in rows:
         per_clip = (isinstance(row, SourceItem) and row.extra.get("layout") in PER_CLIP_ROWS
                     and row.id is not None and len(row.spans) == 1)
-        if not per_clip:
+        if not per_clip or not isinstance(row, SourceItem):
             if current is not None:
-                yield flush()
+                yield flush(current)
                 current = None
             yield n, row
             continue
-        assert isinstance(row, SourceItem)
         if current is not None and current[1].item_key == row.item_key \
                 and current[1].source == row.source:
             prev = current[1]
@@ -251,10 +249,10 @@ def _group_clip_rows(rows: Iterator[tuple[int, InputRow]]
                 end_s=max(sp[1] for sp in spans)))
             continue
         if current is not None:
-            yield flush()
+            yield flush(current)
         current = (n, row)
     if current is not None:
-        yield flush()
+        yield flush(current)
 
 
 def count_rows(rows: Iterable[InputRow]) -> int:

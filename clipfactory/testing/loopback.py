@@ -22,7 +22,7 @@ __all__ = ["LoopbackServer", "Route"]
 @dataclass
 class Route:
     """What one path serves. ``fault`` is one of ``drop`` (the first full-body answer stops
-    after ``drop_at`` bytes), ``status`` (the first ``times`` answers are ``status``, with
+    after ``drop_at`` bytes), ``redirect`` (302 to ``location``), ``status`` (the first ``times`` answers are ``status``, with
     ``retry_after`` if set; ``times`` -1 = always), ``trickle`` (``trickle_bytes`` every
     ``trickle_s``), or None. ``send_length`` False sends no Content-Length (the body ends when
     the connection closes)."""
@@ -37,10 +37,13 @@ class Route:
     trickle_bytes: int = 64
     trickle_s: float = 0.05
     send_length: bool = True
+    location: str = ""  # fault "redirect": answer 302 to this URL
     served: int = 0  # answers given so far
     faults: int = 0  # faults injected so far
     bytes_sent: int = 0
     ranges: list[str | None] = field(default_factory=list)
+    cookies: list[str | None] = field(default_factory=list)
+    agents: list[str | None] = field(default_factory=list)
 
 
 class _Server(ThreadingHTTPServer):
@@ -138,12 +141,16 @@ class LoopbackServer:
         with self._lock:
             route.served += 1
             route.ranges.append(h.headers.get("Range"))
+            route.cookies.append(h.headers.get("Cookie"))
+            route.agents.append(h.headers.get("User-Agent"))
             fault_now = route.fault == "status" and (route.times < 0 or route.faults < route.times)
             if fault_now:
                 route.faults += 1
         if fault_now:
             extra = {"Retry-After": route.retry_after} if route.retry_after else {}
             return self._status(h, route.status, extra)
+        if route.fault == "redirect":
+            return self._status(h, 302, {"Location": route.location})
         body, etag = route.body, '"' + hashlib.md5(route.body).hexdigest() + '"'
         start, code = 0, 200
         rng, if_range = h.headers.get("Range"), h.headers.get("If-Range")

@@ -11,7 +11,14 @@ from clipfactory import cli
 from clipfactory.config import Config, RayConfig
 from clipfactory.exec import make_executor
 from clipfactory.exec.local import LocalExecutor
-from clipfactory.exec.ray import RayExecutor, cluster_slots, import_ray, needs_actors, worker_config
+from clipfactory.exec.ray import (
+    RayExecutor,
+    cluster_slots,
+    import_ray,
+    needs_actors,
+    setup_worker,
+    worker_config,
+)
 
 
 def test_the_config_picks_the_executor():
@@ -67,3 +74,23 @@ def test_cli_ray_address_implies_the_ray_executor(monkeypatch, tmp_path):
         cli.main(["run", "--input", str(tmp_path), "--output", str(tmp_path / "o"),
                   "--executor", "ray"])
     assert (seen["cfg"].executor, seen["cfg"].ray_address) == ("ray", None)
+
+
+def test_a_model_detector_runs_on_actors_that_load_it_once():
+    cfg = Config()
+    cfg.shots.detector = "transnet"
+    assert needs_actors(cfg)
+
+
+@pytest.mark.slow
+def test_actor_setup_loads_the_model_into_the_process_cache():
+    pytest.importorskip("torch")
+    from clipfactory.shots.transnet import load_transnet
+
+    cfg = Config()
+    cfg.shots.detector = "transnet"
+    load_transnet.cache_clear()
+    setup_worker(cfg)  # what each actor's constructor does
+    assert load_transnet.cache_info().currsize == 1
+    setup_worker(cfg)
+    assert load_transnet.cache_info().hits >= 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from pathlib import Path
 
 import pytest
 
@@ -34,7 +35,7 @@ def test_a_dropped_connection_resumes_where_it_stopped(server, video_bytes, tmp_
     assert route.ranges == [None, f"bytes={half}-"]  # the second request continues ...
     assert route.bytes_sent == len(video_bytes)  # ... and nothing is sent twice
     assert res.sha256 == hashlib.sha256(video_bytes).hexdigest()
-    assert open(res.path, "rb").read() == video_bytes
+    assert Path(res.path).read_bytes() == video_bytes
     assert res.path.endswith(".mp4") and _leftovers(tmp_path) == [res.path.rsplit("/", 1)[1]]
 
 
@@ -47,7 +48,7 @@ def test_a_changed_file_is_fetched_again_from_the_start(server, video_bytes, tmp
     changed = video_bytes[:-10] + b"0123456789"
     server.add("/v.mp4", changed)  # a new ETag: If-Range makes the server send it all
     res = HttpFetcher(FetchConfig(**FAST)).fetch(url, tmp_path, 10**9)
-    assert open(res.path, "rb").read() == changed
+    assert Path(res.path).read_bytes() == changed
     assert server.routes["/v.mp4"].ranges == ["bytes=1000-"]
 
 
@@ -133,6 +134,32 @@ def test_checksum_is_verified(server, video_bytes, tmp_path):
     good = hashlib.sha256(video_bytes).hexdigest()
     res, _ = _fetch(url, tmp_path, expected=good.upper())
     assert res.sha256 == good
+
+
+def test_redirects_are_followed_over_http_only(server, video_bytes, tmp_path):
+    target = server.add("/real.mp4", video_bytes)
+    url = server.add("/short", b"", fault="redirect", location=target)
+    res, _ = _fetch(url, tmp_path)
+    assert res.provenance["final_url"] == target and res.bytes == len(video_bytes)
+    secret = tmp_path / "secret.mp4"
+    secret.write_bytes(video_bytes)
+    url = server.add("/evil", b"", fault="redirect", location=secret.as_uri())
+    with pytest.raises(FetchError) as e:
+        _fetch(url, tmp_path / "out")
+    assert e.value.reason == "http_302"
+    assert not list((tmp_path / "out").glob("*.mp4"))
+
+
+def test_only_the_users_cookie_file_is_sent(server, video_bytes, tmp_path):
+    url = server.add("/v.mp4", video_bytes)
+    _fetch(url, tmp_path / "a")
+    jar = tmp_path / "cookies.txt"
+    jar.write_text("# Netscape HTTP Cookie File\n"
+                   "127.0.0.1\tFALSE\t/\tFALSE\t0\tsession\tmine\n", encoding="utf-8")
+    _fetch(url, tmp_path / "b", cookies_file=str(jar))
+    route = server.routes["/v.mp4"]
+    assert route.cookies == [None, "session=mine"]
+    assert all(a.startswith("clipfactory/") for a in route.agents)
 
 
 def test_retry_after_parsing():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from clipfactory.config import FetchConfig
 from clipfactory.fetch.prefetch import Prefetcher
 from clipfactory.records import SourceItem
@@ -49,7 +51,7 @@ def test_disk_budget_bounds_files_fetched_ahead(server, video_bytes, tmp_path):
         assert item.local_path and item.source.startswith("http://127.0.0.1")
         assert item.provenance["sha256"] and item.provenance["fetcher"] == "http"
         pre.release(item)
-        assert not __import__("os").path.exists(item.local_path)  # deleted once recorded
+        assert not Path(item.local_path).exists()  # deleted once recorded
     pre.close()
     assert len(seen) == 6
     assert pre.peak_on_disk <= 2 * size + 4 * size
@@ -84,8 +86,8 @@ def test_kept_sources_are_reused_without_a_request(server, video_bytes, tmp_path
 
 
 def test_failures_are_reported_not_yielded(server, video_bytes, tmp_path):
-    items = _items(server, video_bytes, 2) + [
-        SourceItem(item_key="gone", source=server.url("/gone.mp4"))]
+    items = [*_items(server, video_bytes, 2),
+             SourceItem(item_key="gone", source=server.url("/gone.mp4"))]
     failed = []
     pre = Prefetcher(_cfg(), tmp_path)
     got = [i.item_key for i in pre.items(items, on_failure=failed.append)]

@@ -52,7 +52,6 @@ def test_run_fetches_cuts_spans_records_failures_and_retries(server, video_bytes
     manifest.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
     out = tmp_path / "out"
     cfg = _cfg()
-    cfg.ingest.columns = {"captions": "captions"}
     summary = run(manifest, out, cfg)
 
     videos, clips = _videos(out)

@@ -87,3 +87,14 @@ def test_provenance_fields_come_from_the_info_dict(video_file, tmp_path):
     assert p["license"].startswith("Creative Commons") and p["channel"] == "Ann's channel"
     assert p["upload_date"] == "20200101" and p["info"]["tags"] == ["a"]
     assert "formats" not in p["info"] and "http_headers" not in p["info"]
+
+
+def test_no_evasion_and_only_the_users_cookies(tmp_path):
+    from clipfactory.fetch.ytdlp import _Log
+
+    opts = YtDlpFetcher(CFG).options(tmp_path, "k", 100, _Log())
+    assert "cookiefile" not in opts and "cookiesfrombrowser" not in opts and "proxy" not in opts
+    assert opts["geo_bypass"] is False and opts["allow_unplayable_formats"] is False
+    jar = tmp_path / "cookies.txt"
+    cfg = FetchConfig(cookies_file=str(jar))
+    assert YtDlpFetcher(cfg).options(tmp_path, "k", 100, _Log())["cookiefile"] == str(jar)

@@ -1,0 +1,89 @@
+"""``clipfactory shots`` (boundaries only) and ``clipfactory eval shots``: parse and call."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["COMMANDS", "add_commands"]
+
+
+def add_commands(sub: Any) -> None:
+    """Register the subcommands on the main parser's subparsers."""
+    s = sub.add_parser("shots", help="print the shot transitions of videos (no clips)")
+    s.add_argument("videos", nargs="+", metavar="VIDEO")
+    fmt = s.add_mutually_exclusive_group()
+    fmt.add_argument("--csv", action="store_true", help="one CSV row per transition")
+    fmt.add_argument("--json", action="store_true", help="one JSON object per line per video")
+    s.add_argument("--detector", choices=["builtin", "content", "transnet"], default=None,
+                   help="default: the config's shots.detector (builtin)")
+    s.add_argument("--config", default=None, help="YAML config (its shots and analysis parts)")
+
+    e = sub.add_parser("eval", help="evaluations on generated corpora with ground truth")
+    esub = e.add_subparsers(dest="eval_command", required=True)
+    es = esub.add_parser("shots", help="shot detectors side by side: F1 per type and speed")
+    es.add_argument("--workdir", default="bench-out/shots", help="corpus and results go here")
+    es.add_argument("--videos", type=int, default=12)
+    es.add_argument("--seconds", type=float, default=25.0, help="seconds per video")
+    es.add_argument("--width", type=int, default=640)
+    es.add_argument("--height", type=int, default=360)
+    es.add_argument("--seed", type=int, default=0)
+    es.add_argument("--tolerance", type=float, default=2.0, help="frames")
+    es.add_argument("--systems", default=None,
+                    help="comma-separated subset of: builtin, content, psd-content, "
+                         "psd-adaptive, transnet (default: all)")
+
+
+def _cmd_shots(a: argparse.Namespace) -> int:
+    from clipfactory.config import load_config
+    from clipfactory.errors import MediaError
+    from clipfactory.shots.detect import detect_shots, format_timecode
+
+    cfg = load_config(a.config)
+    if a.detector:
+        cfg.shots.detector = a.detector
+    writer = csv.writer(sys.stdout, lineterminator="\n") if a.csv else None
+    if writer:
+        writer.writerow(["video", "type", "start_frame", "end_frame", "start_time", "end_time"])
+    failed = 0
+    for path in a.videos:
+        try:
+            r = detect_shots(path, cfg.shots, cfg.analysis)
+        except (MediaError, OSError) as e:
+            print(f"clipfactory: {path}: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        if a.json:
+            print(r.to_json(), flush=True)
+        elif writer:
+            for t in r.transitions:
+                writer.writerow([path, t.kind, t.start_frame, t.end_frame,
+                                 f"{r.time_of(t.start_frame):.3f}", f"{r.time_of(t.end_frame):.3f}"])
+        else:
+            print(f"{path}: {r.frames} frames at {r.fps:.3f} fps, {len(r.transitions)} "
+                  f"transitions ({cfg.shots.detector})")
+            for t in r.transitions:
+                print(f"  {t.kind:8s} {format_timecode(r.time_of(t.start_frame))} -> "
+                      f"{format_timecode(r.time_of(t.end_frame))}   frames {t.start_frame} -> "
+                      f"{t.end_frame}")
+    return 1 if failed else 0
+
+
+def _cmd_eval(a: argparse.Namespace) -> int:
+    from clipfactory.bench.shot_eval import SYSTEMS, run_shot_eval
+
+    systems = [s.strip() for s in a.systems.split(",")] if a.systems else None
+    unknown = sorted(set(systems or []) - set(SYSTEMS))
+    if unknown:
+        print(f"clipfactory: unknown systems {unknown}; known: {sorted(SYSTEMS)}", file=sys.stderr)
+        return 2
+    run_shot_eval(a.workdir, videos=a.videos, seconds=a.seconds, width=a.width, height=a.height,
+                  tolerance=a.tolerance, systems=systems, seed=a.seed)
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"shots": _cmd_shots,
+                                                            "eval": _cmd_eval}

@@ -1,0 +1,91 @@
+"""Boundaries from encoded files: the detection pass, the analysis pass, clip planning and the
+`clipfactory shots` command."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from clipfactory.cli import main
+from clipfactory.config import AnalysisConfig, ShotConfig
+from clipfactory.media.analyse import analyse
+from clipfactory.media.probe import probe
+from clipfactory.plan import shots_from_transitions
+from clipfactory.shots import make_detector
+from clipfactory.shots.detect import detect_shots, format_timecode
+
+EDIT = None  # built in the fixture: cut, dissolve, fade out / black / fade in, fast pan
+
+
+@pytest.fixture(scope="module", params=[("libx264", "mp4"), ("libvpx-vp9", "webm"),
+                                        ("mpeg4", "avi")], ids=["h264", "vp9", "mpeg4"])
+def edited(request, tmp_path_factory):
+    from clipfactory.testing.synth import ShotSpec, write_video
+
+    codec, ext = request.param
+    shots = [ShotSpec(45, "texture", 1), ShotSpec(45, "shake", 2),
+             ShotSpec(45, "texture", 3, "dissolve", 15),
+             ShotSpec(45, "fastpan", 4, "fade", 10, 3, 10), ShotSpec(40, "strobe", 5)]
+    return write_video(tmp_path_factory.mktemp("shots") / f"edit.{ext}", shots, codec=codec,
+                       width=320, height=180)
+
+
+def _close(found, truth, tol=2):
+    return (found.kind == truth.kind and abs(found.start_frame - truth.start_frame) <= tol
+            and abs(found.end_frame - truth.end_frame) <= tol)
+
+
+def test_detect_shots_finds_every_transition_in_every_codec(edited):
+    r = detect_shots(edited.path)
+    assert r.frames == edited.frames and r.fps == 30
+    assert len(r.transitions) == len(edited.transitions)
+    assert all(_close(f, t) for f, t in zip(r.transitions, edited.transitions, strict=True)), \
+        (r.transitions, edited.transitions)
+    assert r.cpu_s > r.detector_cpu_s > 0
+
+
+def test_analysis_pass_feeds_the_same_detector_and_planning_skips_transition_frames(edited):
+    info = probe(edited.path)
+    sig = analyse(info, AnalysisConfig(), make_detector(ShotConfig()))
+    assert sig.transitions == detect_shots(edited.path).transitions  # the same frames, once
+    spans = shots_from_transitions(0, sig.frames, sig.transitions)
+    inside = set()
+    for t in edited.transitions:
+        inside.update(range(t.start_frame + 1, t.end_frame))  # true transition frames
+    kept = {f for s in spans for f in range(s.start_frame, s.end_frame)}
+    assert len(spans) == len(edited.transitions) + 1
+    assert len(kept & inside) <= 2 * len(edited.transitions)  # at most the 2-frame tolerance
+
+
+def test_shots_command_text_csv_and_json(edited, capsys, tmp_path):
+    assert main(["shots", edited.path]) == 0
+    text = capsys.readouterr().out
+    assert f"{edited.frames} frames at 30.000 fps, 4 transitions (builtin)" in text
+    assert "dissolve" in text and "fade" in text and format_timecode(1.5) == "00:00:01.500"
+
+    assert main(["shots", "--csv", edited.path]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["type"] for r in rows] == ["cut", "dissolve", "fade", "cut"]
+    assert float(rows[0]["end_time"]) == pytest.approx(int(rows[0]["end_frame"]) / 30)
+
+    missing = tmp_path / "nope.mp4"
+    assert main(["shots", "--json", edited.path, str(missing)]) == 1
+    out, err = capsys.readouterr()
+    lines = out.strip().splitlines()
+    assert len(lines) == 1 and "nope.mp4" in err
+    obj = json.loads(lines[0])
+    assert set(obj) == {"video", "fps", "frames", "transitions"}
+    assert obj["video"] == edited.path and obj["frames"] == edited.frames
+    cut = obj["transitions"][0]
+    assert cut["type"] == "cut" and cut["end_frame"] == cut["start_frame"] + 1
+
+
+def test_shots_command_v0_detector_reports_only_cuts(edited, capsys):
+    if not edited.path.endswith(".mp4"):
+        pytest.skip("one codec is enough")
+    assert main(["shots", "--json", "--detector", "content", edited.path]) == 0
+    kinds = {t["type"] for t in json.loads(capsys.readouterr().out)["transitions"]}
+    assert kinds <= {"cut"}
