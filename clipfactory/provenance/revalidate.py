@@ -12,7 +12,6 @@ skipped and reported. With ``purge`` the gone sources are taken down.
 
 from __future__ import annotations
 
-import email.utils
 import time
 import urllib.error
 import urllib.request
@@ -23,6 +22,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from clipfactory import __version__
+from clipfactory.fetch.http import parse_retry_after
 from clipfactory.provenance.ingest import TAKEDOWN_RULES
 from clipfactory.provenance.removal import Removal, remove_inputs
 from clipfactory.provenance.takedown import open_output, refresh_outputs
@@ -83,19 +83,6 @@ class _KeepMethod(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_KeepMethod)
 
 
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 def _request(url: str, method: str, timeout: float) -> tuple[int, str | None]:
     headers = {"User-Agent": f"clipfactory/{__version__} (source revalidation)"}
     if method == "GET":
@@ -129,7 +116,7 @@ def check_url(url: str, limiter: HostLimiter, *, timeout: float = 15.0, retries:
             attempt += 1
             if attempt > retries:
                 return "error", code, f"HTTP {code} after {retries} retries; try again later"
-            wait = _retry_after(retry)
+            wait = parse_retry_after(retry)
             wait = min(max_wait_s, wait if wait is not None else 2.0 ** attempt)
             limiter.defer(host, wait)
             continue

@@ -13,7 +13,7 @@ import numpy as np
 
 from clipfactory.records import Transition
 
-__all__ = ["ShotDetector"]
+__all__ = ["ShotDetector", "merge_close_cuts"]
 
 
 @runtime_checkable
@@ -29,3 +29,15 @@ class ShotDetector(Protocol):
     def finish(self) -> list[Transition]:
         """The stream ended: return every transition not yet reported."""
         ...
+
+
+def merge_close_cuts(cuts: list[tuple[int, float]], min_gap: int) -> list[tuple[int, float]]:
+    """Of cuts ``(frame, score)`` closer than ``min_gap`` frames, keep only the stronger one."""
+    kept: list[tuple[int, float]] = []
+    for t, s in cuts:
+        if kept and t - kept[-1][0] < min_gap:
+            if s > kept[-1][1]:
+                kept[-1] = (t, s)
+            continue
+        kept.append((t, s))
+    return kept

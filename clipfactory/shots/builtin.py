@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from clipfactory.records import Transition
+from clipfactory.shots.base import merge_close_cuts
 from clipfactory.shots.features import (
     Features,
     batch_features,
@@ -289,13 +290,7 @@ class BuiltinDetector:
     # -- putting it together --------------------------------------------------------------
 
     def _merge(self) -> list[Transition]:
-        kept: list[tuple[int, float]] = []
-        for t, s in self._cuts:
-            if kept and t - kept[-1][0] < self.min_shot_frames:
-                if s > kept[-1][1]:
-                    kept[-1] = (t, s)
-                continue
-            kept.append((t, s))
+        kept = merge_close_cuts(self._cuts, self.min_shot_frames)
         events = list(self._gradual)
         end = self._last - self.min_shot_frames + 1  # a "shot" shorter than that at the very
         for t, s in kept:  # end is a flash we cannot see the end of; inside a gradual

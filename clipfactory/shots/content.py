@@ -17,6 +17,7 @@ from collections import deque
 import numpy as np
 
 from clipfactory.records import Transition
+from clipfactory.shots.base import merge_close_cuts
 
 __all__ = ["ContentDetector", "frame_features"]
 
@@ -123,11 +124,5 @@ class ContentDetector:
         return False
 
     def _transitions(self) -> list[Transition]:
-        kept: list[tuple[int, float]] = []
-        for t, s in self._cuts:
-            if kept and t - kept[-1][0] < self.min_shot_frames:
-                if s > kept[-1][1]:
-                    kept[-1] = (t, s)
-                continue
-            kept.append((t, s))
+        kept = merge_close_cuts(self._cuts, self.min_shot_frames)
         return [Transition("cut", t - 1, t, round(s, 4)) for t, s in kept]

@@ -14,9 +14,10 @@ import pytest
 
 from clipfactory.cli import main
 from clipfactory.config import Config
+from clipfactory.fetch.http import parse_retry_after
 from clipfactory.pipeline import run
 from clipfactory.provenance.audit import audit
-from clipfactory.provenance.revalidate import HostLimiter, _retry_after, revalidate
+from clipfactory.provenance.revalidate import HostLimiter, revalidate
 
 from .conftest import Out, row, write_manifest
 
@@ -172,7 +173,7 @@ def test_host_limiter_spaces_requests_per_host():
 
 
 def test_retry_after_forms():
-    assert _retry_after("7") == 7.0
-    assert _retry_after(None) is None and _retry_after("soon") is None
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after(None) is None and parse_retry_after("soon") is None
     http_date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 30))
-    assert 25 < _retry_after(http_date) <= 31
+    assert 25 < parse_retry_after(http_date) <= 31
