@@ -11,7 +11,6 @@ when the manifest gives one, its checksum matches.
 from __future__ import annotations
 
 import email.utils
-import hashlib
 import http.client
 import json
 import os
@@ -26,7 +25,13 @@ from urllib.parse import urlsplit
 
 from clipfactory.config import FetchConfig
 from clipfactory.fetch.base import FetchError, FetchResult, url_key
-from clipfactory.fetch.sniff import SNIFF_BYTES, check_content_type, sniff, video_extension
+from clipfactory.fetch.sniff import (
+    SNIFF_BYTES,
+    check_content_type,
+    hash_and_head,
+    sniff,
+    video_extension,
+)
 
 __all__ = ["HttpFetcher", "parse_retry_after"]
 
@@ -201,13 +206,7 @@ class HttpFetcher:
     def _finish(self, url: str, part: Path, meta_path: Path, dest_dir: Path, key: str,
                 meta: dict[str, Any], expected_sha256: str | None,
                 ctype: str | None) -> FetchResult:
-        h = hashlib.sha256()
-        with part.open("rb") as fh:
-            head = fh.read(SNIFF_BYTES)
-            h.update(head)
-            while block := fh.read(1 << 20):
-                h.update(block)
-        digest = h.hexdigest()
+        digest, head = hash_and_head(part)
         size = part.stat().st_size
         if expected_sha256 and digest != expected_sha256.lower():
             _discard(part, meta_path)

@@ -7,7 +7,10 @@ rejected after a few hundred bytes instead of being downloaded, probed and faile
 
 from __future__ import annotations
 
-__all__ = ["SNIFF_BYTES", "check_content_type", "sniff", "video_extension"]
+import hashlib
+from pathlib import Path
+
+__all__ = ["SNIFF_BYTES", "check_content_type", "hash_and_head", "sniff", "video_extension"]
 
 SNIFF_BYTES = 512
 _ISO_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot", b"uuid")
@@ -71,3 +74,14 @@ def video_extension(kind: str | None, url_path: str = "") -> str:
                    ".mpeg", ".ogv", ".wmv", ".3gp", ".mxf"):
             return ext
     return known.get(kind or "", ".bin")
+
+
+def hash_and_head(path: str | Path) -> tuple[str, bytes]:
+    """SHA-256 of a finished download and its first :data:`SNIFF_BYTES`, in one read."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        head = fh.read(SNIFF_BYTES)
+        h.update(head)
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest(), head

@@ -10,14 +10,13 @@ proxy is set, and cookies are used only from a file the user passes (``fetch.coo
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 from typing import Any
 
 from clipfactory.config import FetchConfig
 from clipfactory.fetch.base import FetchError, FetchResult, url_key
-from clipfactory.fetch.sniff import SNIFF_BYTES, sniff
+from clipfactory.fetch.sniff import hash_and_head, sniff
 
 __all__ = ["PROVENANCE_FIELDS", "YtDlpFetcher", "ytdlp_format"]
 
@@ -168,18 +167,12 @@ def _result(path: Path, info: dict[str, Any], max_bytes: int,
     if size > max_bytes:
         path.unlink(missing_ok=True)
         raise FetchError("too_large", f"{size} bytes, limit {max_bytes}")
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        head = fh.read(SNIFF_BYTES)
-        h.update(head)
-        while block := fh.read(1 << 20):
-            h.update(block)
+    digest, head = hash_and_head(path)
     kind = sniff(head)
     if kind is None or kind == "html":
         path.unlink(missing_ok=True)
         raise FetchError("html_instead_of_video" if kind == "html" else "not_video_content",
                          f"first bytes {head[:16]!r} are not a video container")
-    digest = h.hexdigest()
     if expected_sha256 and digest != expected_sha256.lower():
         path.unlink(missing_ok=True)
         raise FetchError("checksum_mismatch", f"sha256 {digest} != {expected_sha256}")
