@@ -29,6 +29,7 @@ from clipfactory.sinks.card import write_card
 from clipfactory.sinks.index import clip_row, write_index, write_rejected
 from clipfactory.sinks.shards import ShardWriter, rewrite_shard_without
 from clipfactory.sources import read_input
+from clipfactory.worker import discard_clips
 
 __all__ = ["Executor", "finalize", "run"]
 
@@ -123,22 +124,15 @@ def _record(result: VideoResult, ledger: Ledger, gate: Gate | None) -> None:
     """Gate and record one video's outcome."""
     blocked = gate.check(result) if gate and result.rejection is None else None
     if blocked is not None:  # taken-down content under another name, or an opt-out
-        _discard_clips(result)  # rule only the file could match (hash, derived id)
+        discard_clips(result)  # rule only the file could match (hash, derived id)
         result.rejection = blocked
     dup = ledger.find_duplicate_source(result) if result.rejection is None else None
     if dup is not None:
-        _discard_clips(result)
+        discard_clips(result)
         result.rejection = Rejection(result.item.item_key, result.item.source, "ingest",
                                      "duplicate_source", f"same bytes as {dup}",
                                      video_id=result.video_id)
     ledger.record(result)
-
-
-def _discard_clips(result: VideoResult) -> None:
-    for c in result.clips:
-        if c.staged_path:
-            Path(c.staged_path).unlink(missing_ok=True)
-    result.clips = []
 
 
 def _log_result(r: VideoResult) -> None:

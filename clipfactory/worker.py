@@ -33,11 +33,11 @@ from clipfactory.plan import (
 )
 from clipfactory.records import ClipRecord, Rejection, SourceItem, Span, VideoInfo, VideoResult
 from clipfactory.shots import make_detector
+from clipfactory.sources.reader import REMOTE_PREFIXES
 
-__all__ = ["clip_exact_hash", "clip_phashes", "file_sha256", "process_video"]
+__all__ = ["clip_exact_hash", "clip_phashes", "discard_clips", "file_sha256", "process_video"]
 
 log = logging.getLogger("clipfactory.worker")
-_REMOTE = ("http://", "https://", "s3://", "gs://", "hf://", "ftp://")
 
 
 def file_sha256(path: str, chunk: int = 1 << 20) -> str:
@@ -69,6 +69,14 @@ def _threads(cfg_threads: int, workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
+def discard_clips(result: VideoResult) -> None:
+    """Drop a result's clips and delete their staged files (the input is being rejected)."""
+    for clip in result.clips:
+        if clip.staged_path:
+            Path(clip.staged_path).unlink(missing_ok=True)
+    result.clips = []
+
+
 def process_video(item: SourceItem, cfg: Config, staging: str | Path) -> VideoResult:
     """Process one input end to end (see the module docstring)."""
     wall0, cpu0 = time.perf_counter(), time.process_time()
@@ -83,10 +91,7 @@ def process_video(item: SourceItem, cfg: Config, staging: str | Path) -> VideoRe
         result.rejection = Rejection(item.item_key, item.source, "internal", "unexpected_error",
                                      f"{type(e).__name__}: {e}", video_id=result.video_id)
     if result.rejection is not None:
-        for clip in result.clips:
-            if clip.staged_path:
-                Path(clip.staged_path).unlink(missing_ok=True)
-        result.clips = []
+        discard_clips(result)
     result.wall_s = time.perf_counter() - wall0
     result.cpu_s = time.process_time() - cpu0
     return result
@@ -94,7 +99,7 @@ def process_video(item: SourceItem, cfg: Config, staging: str | Path) -> VideoRe
 
 def _process(item: SourceItem, cfg: Config, staging: Path, result: VideoResult) -> None:
     path = item.local_path or item.source  # a fetched URL is read from its local copy
-    if path.lower().startswith(_REMOTE):
+    if path.lower().startswith(REMOTE_PREFIXES):
         raise MediaError("ingest", "remote_source_unsupported",
                          "remote URLs are fetched by the pipeline (clipfactory.fetch); this "
                          "item reached the worker without a local copy")

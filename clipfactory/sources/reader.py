@@ -31,11 +31,11 @@ from clipfactory.sources.layouts import (
     parse_spans,
 )
 
-__all__ = ["MANIFEST_SUFFIXES", "InputRow", "read_input"]
+__all__ = ["MANIFEST_SUFFIXES", "REMOTE_PREFIXES", "InputRow", "read_input"]
 
 InputRow = SourceItem | Rejection
 MANIFEST_SUFFIXES = (".jsonl", ".csv", ".parquet")
-_REMOTE = ("http://", "https://", "s3://", "gs://", "hf://", "ftp://")
+REMOTE_PREFIXES = ("http://", "https://", "s3://", "gs://", "hf://", "ftp://")
 _KNOWN = {"path", "id", "license", "source_url", "url", "author", "attribution", "start", "end"}
 
 
@@ -118,7 +118,7 @@ def _item_from_row(row: dict[str, Any], n: int, base: Path, cols: dict[str, str]
         raise ValueError("row has no 'path' or 'url'")
     if media.startswith("file://"):
         media = unquote(media[len("file://"):])
-    if media.lower().startswith(_REMOTE):
+    if media.lower().startswith(REMOTE_PREFIXES):
         source = media
     else:
         p = Path(media)
