@@ -54,6 +54,15 @@ def _parser() -> argparse.ArgumentParser:
     br.add_argument("--workdir", default="bench-out", help="where the corpus and outputs go")
     br.add_argument("--repeats", type=int, default=2, help="runs of each, the fastest counts")
 
+    bc = sub.add_parser("bench-cut", help="exact (smart) cut vs full re-encode vs stream copy")
+    bc.add_argument("--videos", type=int, default=3, help="sources per GOP length")
+    bc.add_argument("--seconds", type=float, default=60.0, help="seconds per source")
+    bc.add_argument("--gops", default="2,5", help="GOP lengths in seconds, comma-separated")
+    bc.add_argument("--clip-seconds", default="4,12", help="clip lengths: min,max seconds")
+    bc.add_argument("--width", type=int, default=640)
+    bc.add_argument("--height", type=int, default=360)
+    bc.add_argument("--workdir", default="bench-out", help="where sources and clips go")
+
     d = sub.add_parser("demo", help="generate a small sample corpus and curate it")
     d.add_argument("--workdir", default="demo-out")
     d.add_argument("--workers", type=int, default=2)
@@ -142,6 +151,15 @@ def _cmd_bench_ray(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_cut(a: argparse.Namespace) -> int:
+    from clipfactory.bench.cut import run_cut_bench
+
+    run_cut_bench(a.workdir, videos=a.videos, seconds=a.seconds, width=a.width,
+                  height=a.height, gops=tuple(float(g) for g in a.gops.split(",")),
+                  clip_s=tuple(float(x) for x in a.clip_seconds.split(",")))
+    return 0
+
+
 def _cmd_demo(a: argparse.Namespace) -> int:
     from clipfactory.bench.demo import run_demo
 
@@ -160,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``clipfactory`` command."""
     a = _parser().parse_args(argv)
     handlers = {"run": _cmd_run, "status": _cmd_status, "bench": _cmd_bench,
-                "bench-ray": _cmd_bench_ray, "demo": _cmd_demo,
+                "bench-ray": _cmd_bench_ray, "bench-cut": _cmd_bench_cut, "demo": _cmd_demo,
                 "config": _cmd_config, **provenance_cli.COMMANDS, **fetch_cli.COMMANDS,
                 **shots_cli.COMMANDS}
     return handlers[a.command](a)

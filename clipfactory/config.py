@@ -102,14 +102,41 @@ class FilterConfig(_Section):
 
 
 class CutConfig(_Section):
-    """How kept clips are encoded (v0: always re-encoded, frame-exact)."""
+    """How kept clips are cut and encoded (see docs/cutting.md).
 
-    codec: str = "libx264"
-    preset: str = "veryfast"
-    crf: int = 18
-    pix_fmt: Literal["yuv420p"] = "yuv420p"
+    ``mode``:
+
+    - ``exact`` (default): frame-exact smart cut. Only the frames from a clip's first frame to
+      the next clean keyframe (and after the last whole GOP) are re-encoded, with an encoder
+      matched to the source; every whole GOP inside the clip is copied unchanged. Sources that
+      cannot be spliced safely (codec without a splice encoder, 10-bit or 4:2:2/4:4:4, odd
+      sizes, rotation metadata, open GOPs, no usable timestamps, containers that cannot be
+      remuxed) are re-encoded in full with ``codec``; the clip records why.
+    - ``keyframe``: stream copy of the whole GOPs inside the span, no decoding at all; the clip
+      shrinks to the GOP boundaries it actually has (recorded), or is dropped
+      (``no_keyframe_in_span``) when no whole GOP fits.
+    - ``transcode``: every frame re-encoded to the target below (codec, ``max_width`` /
+      ``max_height``, ``fps``, ``pix_fmt``, ``crf`` or ``bitrate``).
+
+    ``codec`` names a family (``h264``, ``hevc``, ``av1``, ``vp9``) or an encoder
+    (``libx264``, ``libsvtav1``, ``libvpx-vp9``, ``h264_nvenc``...). A family picks the NVENC
+    encoder when ``gpu`` allows and one opens on this machine, else the software encoder
+    (libx264, libx265, libsvtav1, libvpx-vp9).
+    """
+
+    mode: Literal["exact", "keyframe", "transcode"] = "exact"
+    audio: Literal["keep", "drop"] = "keep"  # keep: the source's audio packets over the span
+    codec: str = "h264"  # transcode target, and the full re-encode of unspliceable sources
+    preset: str = "veryfast"  # x264/x265 preset; SVT-AV1 preset 10, NVENC p4 when left as is
+    edge_preset: str = "ultrafast"  # x264 preset of exact mode's re-encoded edges (short runs)
+    crf: int = 18  # constant quality (x264/x265 crf, SVT-AV1/VP9 crf, NVENC cq)
+    bitrate: str | None = None  # e.g. "4M": average bitrate instead of crf
+    pix_fmt: Literal["yuv420p", "yuv420p10le"] = "yuv420p"
+    max_width: int | None = Field(default=None, ge=16)  # transcode: scale down to fit, keep
+    max_height: int | None = Field(default=None, ge=16)  # aspect, never up
+    fps: float | None = Field(default=None, gt=0, le=240)  # transcode: constant output rate
+    gpu: Literal["auto", "never", "always"] = "auto"  # NVENC for family codecs
     threads: int = 0  # 0 = pick from cores and workers
-
 
 class DedupConfig(_Section):
     """Exact (decoded content) and near-duplicate (perceptual hash) grouping."""

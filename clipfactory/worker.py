@@ -205,9 +205,6 @@ def _cut(info: VideoInfo, sig: Signals, clips: list[ClipRecord], staging: Path, 
     keep = [c for c in clips if c.state == "candidate"]
     if not keep:
         return
-    for c in keep:
-        c.exact_hash = clip_exact_hash(sig, Span(c.start_frame, c.end_frame))
-        c.phash = clip_phashes(sig, Span(c.start_frame, c.end_frame), cfg.dedup.phash_frames)
     # one folder per input: two inputs with the same content (and so the same clip keys) must
     # never share staged files
     folder = staging / f"{safe_key(keep[0].video_id, 24)}_{short_hash(keep[0].item_key, 10)}"
@@ -215,10 +212,22 @@ def _cut(info: VideoInfo, sig: Signals, clips: list[ClipRecord], staging: Path, 
     results = cut_clips(info.path, [Span(c.start_frame, c.end_frame) for c in keep], paths,
                         frame_pts=sig.pts, rotation=info.rotation, cfg=cfg.cut, threads=threads)
     for clip, res in zip(keep, results, strict=True):
+        clip.extra["cut"] = {"method": res.method, "copied_frames": res.copied_frames,
+                             "audio": res.audio, "codec": res.codec, "fallback": res.fallback,
+                             "note": res.note}
         if res.error:
             clip.drop("cut", res.error.split(":")[0])
             clip.extra["cut_error"] = res.error
             continue
+        span = res.span
+        if (span.start_frame, span.end_frame) != (clip.start_frame, clip.end_frame):
+            # keyframe mode: the clip holds the whole GOPs inside its planned span
+            clip.extra["planned_span"] = [clip.start_frame, clip.end_frame]
+            start_s, end_s = span_seconds(sig.times, sig.fps, span, sig.end_time)
+            clip.start_frame, clip.end_frame = span.start_frame, span.end_frame
+            clip.start_s, clip.end_s = round(start_s, 6), round(end_s, 6)
+        clip.exact_hash = clip_exact_hash(sig, span)
+        clip.phash = clip_phashes(sig, span, cfg.dedup.phash_frames)
         clip.state = "staged"
         clip.staged_path = res.path
         clip.width, clip.height, clip.bytes = res.width, res.height, res.bytes

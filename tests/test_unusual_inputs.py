@@ -392,10 +392,11 @@ def test_vfr_clip_times_follow_real_timestamps(folder: Result, media: Path) -> N
         assert np.allclose(clip_times, want, atol=2e-3)  # VFR stays VFR in the clip
 
 
-def test_audio_track_is_not_carried_into_clips(folder: Result, media: Path) -> None:
+def test_audio_track_is_carried_into_clips(folder: Result, media: Path) -> None:
     rows = folder.rows(media / "with audio.mp4")
-    assert len(rows) == 2
-    assert all(folder.clip(r).audio_streams == 0 for r in rows)
+    assert len(rows) == 2  # cut.audio defaults to keep: the clip has the span's audio
+    assert all(folder.clip(r).audio_streams == 1 and r["has_audio"] for r in rows)
+    assert all(r["cut_method"] == "smart" for r in rows)
 
 
 def test_unicode_file_names_keep_their_source_path(folder: Result, media: Path) -> None:

@@ -28,6 +28,7 @@ INDEX_SCHEMA = pa.schema([
     ("policy_reason", pa.string()), ("shard", pa.string()), ("key", pa.string()),
     ("bytes", pa.int64()),
     ("file_sha256", pa.string()), ("exact_hash", pa.string()),
+    ("cut_method", pa.string()), ("video_codec", pa.string()), ("has_audio", pa.bool_()),
     ("scores", pa.map_(pa.string(), pa.float64())), ("extra", pa.string()),
 ])
 
@@ -43,6 +44,7 @@ REJECTED_SCHEMA = pa.schema([
 
 def clip_row(c: ClipRecord) -> dict[str, Any]:
     """The index row of a kept clip; also the content of its ``KEY.json`` in the shard."""
+    cut = c.extra.get("cut") or {}
     return {
         "clip_id": c.clip_id, "video_id": c.video_id, "source": c.source,
         "source_url": c.source_url, "source_sha256": c.source_sha256,
@@ -53,6 +55,8 @@ def clip_row(c: ClipRecord) -> dict[str, Any]:
         "policy_decision": c.policy_decision, "policy_reason": c.policy_reason,
         "shard": c.shard, "key": c.key,
         "bytes": c.bytes, "file_sha256": c.file_sha256, "exact_hash": c.exact_hash,
+        "cut_method": cut.get("method"), "video_codec": cut.get("codec"),
+        "has_audio": cut.get("audio"),
         "scores": dict(c.scores), "extra": json.dumps(c.extra, sort_keys=True, default=str),
     }
 

@@ -1,0 +1,334 @@
+"""What it takes to splice re-encoded frames into a source's own packets, per codec.
+
+A smart cut joins runs of copied source packets and runs of packets from a fresh encoder in
+one track. The joins are only safe when every run starts at a random access point and each
+run's decoder configuration reaches the decoder before its first frame:
+
+- H.264 (AVCC in MP4/MOV/Matroska): the encoder writes its SPS/PPS under ids the source does
+  not use (x264 ``sps-id``), and the clip's ``avcC`` lists both sets, so every slice finds
+  its own parameters without in-band headers. Runs must start at IDR pictures (a keyframe
+  that is a recovery-point I picture starts an open GOP: not a splice point). The encoder
+  profile follows the source's (baseline/main/high); high-bit-depth, 4:2:2/4:4:4 and
+  interlaced (field/MBAFF) sources are not spliced.
+- VP9, AV1: keyframes reset all decoder state; the AV1 sequence header is put in-band at the
+  start of each run that lacks one. 8-bit 4:2:0 only.
+- MPEG-4 Part 2: the VOL header is put in-band at the start of each run.
+
+Anything else (HEVC, MPEG-2, Annex-B H.264 from MPEG-TS, 10-bit...) is re-encoded in full;
+:func:`splice_codec` returns the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import av
+
+__all__ = ["SpliceCodec", "rap_check", "splice_codec"]
+
+_FAMILY = {"h264": "h264", "vp9": "vp9", "libvpx-vp9": "vp9", "av1": "av1", "libdav1d": "av1",
+           "libaom-av1": "av1", "mpeg4": "mpeg4"}
+_CONTAINERS = {"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi"}
+_GLOBAL_HEADER = 1 << 22  # AV_CODEC_FLAG_GLOBAL_HEADER
+
+
+class _Bits:
+    """Exp-Golomb reader over an RBSP (emulation-prevention bytes removed)."""
+
+    def __init__(self, nal: bytes) -> None:
+        out, zeros = bytearray(), 0
+        for b in nal:
+            if zeros >= 2 and b == 3:
+                zeros = 0
+                continue
+            out.append(b)
+            zeros = zeros + 1 if b == 0 else 0
+        self.data, self.pos = bytes(out), 0
+
+    def u(self, n: int) -> int:
+        v = 0
+        for _ in range(n):
+            byte = self.data[self.pos >> 3] if self.pos >> 3 < len(self.data) else 0
+            v = (v << 1) | ((byte >> (7 - (self.pos & 7))) & 1)
+            self.pos += 1
+        return v
+
+    def ue(self) -> int:
+        zeros = 0
+        while self.u(1) == 0:
+            zeros += 1
+            if zeros > 31:
+                raise ValueError("bad exp-golomb code")
+        return (1 << zeros) - 1 + self.u(zeros)
+
+    def se(self) -> int:
+        k = self.ue()
+        return (k + 1) // 2 if k & 1 else -(k // 2)
+
+
+@dataclass(frozen=True)
+class _Sps:
+    id: int
+    profile: int
+    constraints: int
+    level: int
+    chroma_format: int
+    bit_depth: int
+    frame_mbs_only: bool
+
+
+_HIGH = {100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135}
+
+
+def _parse_sps(nal: bytes) -> _Sps:
+    """The fields of an H.264 SPS (NAL header included) that decide whether to splice."""
+    b = _Bits(nal[1:])
+    profile, constraints, level = b.u(8), b.u(8), b.u(8)
+    sps_id = b.ue()
+    chroma, depth = 1, 8
+    if profile in _HIGH:
+        chroma = b.ue()
+        if chroma == 3:
+            b.u(1)
+        depth = 8 + b.ue()
+        b.ue()  # chroma bit depth
+        b.u(1)  # qpprime_y_zero_transform_bypass
+        if b.u(1):  # scaling matrices: skip them
+            for i in range(8 if chroma != 3 else 12):
+                if b.u(1):
+                    last = nxt = 8
+                    for _ in range(16 if i < 6 else 64):
+                        if nxt:
+                            nxt = (last + b.se()) % 256
+                        last = nxt or last
+    b.ue()  # log2_max_frame_num - 4
+    poc_type = b.ue()
+    if poc_type == 0:
+        b.ue()
+    elif poc_type == 1:
+        b.u(1)
+        b.se()
+        b.se()
+        for _ in range(b.ue()):
+            b.se()
+    b.ue()  # max_num_ref_frames
+    b.u(1)  # gaps_in_frame_num_allowed
+    b.ue()  # width in MBs - 1
+    b.ue()  # height in map units - 1
+    return _Sps(sps_id, profile, constraints, level, chroma, depth, bool(b.u(1)))
+
+
+def _pps_ids(nal: bytes) -> tuple[int, int]:
+    b = _Bits(nal[1:])
+    return b.ue(), b.ue()
+
+
+def _annexb_nals(data: bytes) -> list[bytes]:
+    """NAL units of an Annex-B byte stream (3- or 4-byte start codes)."""
+    nals, i, n = [], 0, len(data)
+    starts = []
+    while True:
+        j = data.find(b"\x00\x00\x01", i)
+        if j < 0:
+            break
+        starts.append(j + 3)
+        i = j + 3
+    for k, s in enumerate(starts):
+        e = starts[k + 1] - 3 if k + 1 < len(starts) else n
+        nal = data[s:e]
+        while nal.endswith(b"\x00") and k + 1 < len(starts):
+            nal = nal[:-1]
+        if nal:
+            nals.append(nal)
+    return nals
+
+
+def _length_nals(data: bytes, size: int) -> list[bytes]:
+    """NAL units of a length-prefixed (AVCC) packet."""
+    nals, i = [], 0
+    while i + size <= len(data):
+        n = int.from_bytes(data[i:i + size], "big")
+        nals.append(data[i + size:i + size + n])
+        i += size + n
+    return nals
+
+
+@dataclass
+class SpliceCodec:
+    """How to splice one source: the matching encoder and the bitstream glue."""
+
+    family: str
+    encoder: str
+    options: dict[str, str]
+    src_extradata: bytes | None
+    length_size: int = 4  # H.264: NAL length field size of the source
+    profile_avcc: tuple[int, int, int] | None = None  # H.264: (profile, compat, level)
+    sps: list[bytes] = field(default_factory=list)  # H.264: the source's parameter sets
+    pps: list[bytes] = field(default_factory=list)
+    avcc_tail: bytes = b""  # H.264 high profile avcC extension bytes
+    enc_config: bytes | None = None  # the encoder's global header (set by the first run)
+
+    def is_rap(self, packet: av.Packet) -> bool:
+        """Whether a keyframe packet starts a closed GOP (a safe place to start copying)."""
+        if not packet.is_keyframe:
+            return False
+        if self.family != "h264":
+            return True
+        return _has_idr(bytes(packet), self.length_size)
+
+    def new_encoder(self, width: int, height: int, tb: Fraction, rate: Fraction,
+                    like: av.VideoFrame, threads: int) -> av.CodecContext:
+        """A fresh encoder for one re-encoded run (first frame ``like`` gives the colours)."""
+        if self.family == "av1":
+            os.environ.setdefault("SVT_LOG", "1")
+        enc = av.CodecContext.create(self.encoder, "w")
+        enc.width, enc.height = width, height
+        enc.pix_fmt = like.format.name if like.format.name == "yuvj420p" else "yuv420p"
+        enc.time_base, enc.framerate = tb, rate
+        enc.thread_count = threads
+        enc.gop_size = max(1, round(2 * rate))  # a long run still gets a keyframe every ~2 s
+        if self.family in ("h264", "av1"):
+            enc.flags |= _GLOBAL_HEADER  # H.264: SPS/PPS out of band; AV1: we place it
+        for attr in ("colorspace", "color_primaries", "color_trc", "color_range"):
+            with contextlib.suppress(AttributeError, ValueError, TypeError):
+                setattr(enc, attr, getattr(like, attr))
+        enc.options = dict(self.options)
+        enc.open()
+        if self.family == "h264":
+            config = bytes(enc.extradata or b"")
+            if self.enc_config is None:
+                self.enc_config = config
+            elif config != self.enc_config:
+                raise ValueError("encoder parameter sets changed between runs")
+        elif self.family == "av1" and self.enc_config is None:
+            self.enc_config = bytes(enc.extradata or b"")
+        return enc
+
+    def encoded(self, data: bytes, first: bool) -> bytes:
+        """An encoder packet in the source track's format (``first``: a run's first)."""
+        if self.family == "h264":
+            size = self.length_size
+            return b"".join(len(n).to_bytes(size, "big") + n for n in _annexb_nals(data)
+                            if n[0] & 31 not in (7, 8, 9))
+        if self.family == "av1" and first and self.enc_config and not _starts_with_seq(data):
+            return self.enc_config + data
+        return data
+
+    def copied(self, data: bytes, first: bool) -> bytes:
+        """A source packet as it goes into the clip (``first``: a copied run's first)."""
+        if first and self.family == "mpeg4" and self.src_extradata:
+            return self.src_extradata + data
+        if first and self.family == "av1" and self.src_extradata and not _starts_with_seq(data):
+            return self.src_extradata[4:] + data  # av1C: 4 header bytes, then config OBUs
+        return data
+
+    def extradata(self) -> bytes | None:
+        """The clip track's extradata (H.264: an avcC listing both parameter-set families)."""
+        if self.family != "h264" or self.enc_config is None:
+            return self.src_extradata
+        nals = _annexb_nals(self.enc_config)
+        sps = self.sps + [n for n in nals if n[0] & 31 == 7]
+        pps = self.pps + [n for n in nals if n[0] & 31 == 8]
+        profile, compat, level = self.profile_avcc
+        level = max([level] + [n[3] for n in nals if n[0] & 31 == 7])
+        return (bytes([1, profile, compat, level, 0xFC | (self.length_size - 1),
+                       0xE0 | len(sps)])
+                + b"".join(struct.pack(">H", len(n)) + n for n in sps)
+                + bytes([len(pps)]) + b"".join(struct.pack(">H", len(n)) + n for n in pps)
+                + self.avcc_tail)
+
+
+def _has_idr(data: bytes, length_size: int) -> bool:
+    """Whether an AVCC packet holds an IDR slice (a keyframe without one is a recovery-point
+    I picture: an open GOP, whose leading pictures need the previous GOP)."""
+    return any(n and n[0] & 31 == 5 for n in _length_nals(data, length_size))
+
+
+def rap_check(vstream: av.VideoStream) -> Callable[[av.Packet], bool]:
+    """A test for packets that start a closed GOP (keyframe mode, which copies any codec)."""
+    cc = vstream.codec_context
+    x = bytes(cc.extradata or b"") if cc else b""
+    if cc is not None and _FAMILY.get(cc.name) == "h264" and len(x) > 6 and x[0] == 1:
+        size = (x[4] & 3) + 1
+        return lambda p: bool(p.is_keyframe) and _has_idr(bytes(p), size)
+    return lambda p: bool(p.is_keyframe)
+
+
+def _starts_with_seq(data: bytes) -> bool:
+    return bool(data) and (data[0] >> 3) & 15 == 1  # OBU_SEQUENCE_HEADER
+
+
+def _h264(vstream: av.VideoStream, cc: av.CodecContext, crf: int, preset: str
+          ) -> SpliceCodec | str:
+    x = bytes(cc.extradata or b"")
+    if len(x) < 7 or x[0] != 1:
+        return "h264_annexb"  # no avcC (e.g. MPEG-TS): parameter sets only in band
+    size = (x[4] & 3) + 1
+    try:
+        o, sps = 6, []
+        for _ in range(x[5] & 31):
+            n = struct.unpack(">H", x[o:o + 2])[0]
+            sps.append(x[o + 2:o + 2 + n])
+            o += 2 + n
+        pps = []
+        count, o = x[o], o + 1
+        for _ in range(count):
+            n = struct.unpack(">H", x[o:o + 2])[0]
+            pps.append(x[o + 2:o + 2 + n])
+            o += 2 + n
+        tail = x[o:]
+        parsed = [_parse_sps(n) for n in sps]
+        pps_ids = [_pps_ids(n) for n in pps]
+    except (IndexError, ValueError, struct.error):
+        return "h264_bad_avcc"
+    if not parsed:
+        return "h264_no_sps"
+    for s in parsed:
+        if s.chroma_format != 1 or s.bit_depth != 8:
+            return f"h264_format_{s.chroma_format}_{s.bit_depth}bit"
+        if not s.frame_mbs_only:
+            return "h264_interlaced"
+    profiles = {s.profile for s in parsed}
+    if len(profiles) != 1 or not profiles <= {66, 77, 100}:
+        return f"h264_profile_{'_'.join(map(str, sorted(profiles)))}"
+    profile = profiles.pop()
+    new_id = max([s.id for s in parsed] + [p for ids in pps_ids for p in ids]) + 1
+    if new_id > 31:
+        return "h264_no_free_parameter_set_id"
+    name = {66: "baseline", 77: "main", 100: "high"}[profile]
+    params = f"sps-id={new_id}:bframes=0:scenecut=0"
+    opts = {"preset": preset, "crf": str(crf), "profile": name, "x264-params": params}
+    return SpliceCodec("h264", "libx264", opts, x, size, (x[1], x[2], x[3]), sps, pps, tail)
+
+
+def splice_codec(container: av.container.InputContainer, vstream: av.VideoStream, crf: int,
+                 preset: str) -> SpliceCodec | str:
+    """How to splice this source, or why it cannot be (the full re-encode's ``fallback``)."""
+    cc = vstream.codec_context
+    family = _FAMILY.get(cc.name if cc else "", "")
+    if not family:
+        return f"codec_{cc.name if cc else 'unknown'}"
+    if container.format.name not in _CONTAINERS:
+        return f"container_{container.format.name.split(',')[0]}"
+    if cc.pix_fmt not in ("yuv420p", "yuvj420p"):
+        return f"pix_fmt_{cc.pix_fmt}"
+    if cc.width % 2 or cc.height % 2:
+        return "odd_size"
+    extradata = bytes(cc.extradata) if cc.extradata else None
+    if family == "h264":
+        return _h264(vstream, cc, crf, preset)
+    if family == "vp9":
+        opts = {"crf": str(crf), "b": "0", "deadline": "realtime", "cpu-used": "8",
+                "lag-in-frames": "0", "auto-alt-ref": "0", "row-mt": "1"}
+        return SpliceCodec("vp9", "libvpx-vp9", opts, extradata)
+    if family == "av1":
+        if not extradata or len(extradata) < 5:
+            return "av1_no_config"
+        return SpliceCodec("av1", "libsvtav1", {"crf": str(max(crf, 10)), "preset": "10"},
+                           extradata)
+    return SpliceCodec("mpeg4", "mpeg4", {"qscale": "2"}, extradata)

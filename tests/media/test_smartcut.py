@@ -1,0 +1,286 @@
+"""Smart cut (``exact`` mode) and ``keyframe`` mode on sources with known GOP structures.
+
+Every clip must decode to exactly the source frames of its span: the copied GOPs bit for bit
+(and packet for packet), the re-encoded edges at PSNR >= 35 dB, with timestamps from 0 that
+keep the source's spacing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from clipfactory.config import CutConfig
+from clipfactory.media.cut import cut_clips
+from clipfactory.media.splice import _length_nals, _parse_sps, splice_codec
+from clipfactory.records import Span
+from clipfactory.testing.compare import psnr
+from clipfactory.testing.synth import ShotSpec, render_frame, write_video
+
+SHOTS = [ShotSpec(150, "texture", 11), ShotSpec(150, "texture", 12)]
+
+
+@dataclass
+class Src:
+    path: str
+    pts: list[int]
+    luma: list[np.ndarray]
+    keys: list[int]  # frame indices of keyframe packets
+    packets: dict[int, bytes]  # pts -> packet bytes
+    tb: float
+
+
+def _load(path: str) -> Src:
+    with av.open(path) as c:
+        vs = c.streams.video[0]
+        frames = list(c.decode(vs))
+        pts = [f.pts for f in frames]
+        luma = [f.to_ndarray(format="gray") for f in frames]
+        c.seek(0, stream=vs)
+        packets = [p for p in c.demux(vs) if p.size]
+        keys = sorted(pts.index(p.pts) for p in packets if p.is_keyframe)
+        return Src(path, pts, luma, keys, {p.pts: bytes(p) for p in packets},
+                   float(vs.time_base))
+
+
+def _open_gop(path: str) -> str:
+    shots = [ShotSpec(300, "texture", 13)]
+    with av.open(path, "w") as out:
+        st = out.add_stream("libx264", rate=30, options={
+            "preset": "ultrafast", "x264-params": "open-gop=1:keyint=60:scenecut=0:bframes=3"})
+        st.width, st.height, st.pix_fmt = 320, 180, "yuv420p"
+        st.codec_context.max_b_frames = 3
+        for i in range(300):
+            frame = av.VideoFrame.from_ndarray(render_frame(shots, i, 320, 180), "rgb24")
+            frame.pts = i
+            out.mux(st.encode(frame))
+        out.mux(st.encode(None))
+    return path
+
+
+SOURCES = {
+    "h264-short-gop": ("a.mp4", {"gop": 12, "bframes": 2}),
+    "h264-long-gop": ("b.mp4", {"gop": 120, "bframes": 3}),
+    "h264-scenecut-keys": ("c.mp4", {"bframes": 3}),
+    "h264-vfr-mkv": ("d.mkv", {"gop": 45, "bframes": 3, "vfr": True}),
+    "vp9-webm": ("e.webm", {"codec": "libvpx-vp9", "gop": 60}),
+    "av1": ("f.mp4", {"codec": "libsvtav1", "gop": 60}),
+    "mpeg4-part2": ("g.mp4", {"codec": "mpeg4", "gop": 50}),
+    "h264-open-gop": ("h.mp4", None),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(SOURCES))
+def src(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Src:
+    name, kw = SOURCES[request.param]
+    path = str(tmp_path_factory.mktemp("smart") / name)
+    if kw is None:
+        return _load(_open_gop(path))
+    return _load(write_video(path, SHOTS, **kw).path)
+
+
+def _spans(src: Src) -> list[Span]:
+    """Edges off keyframes, on keyframes, one whole GOP, single frames, to the very end."""
+    n, k = len(src.pts), src.keys
+    mid = k[len(k) // 2] if len(k) > 2 else n // 2
+    spans = [Span(7, n - 9), Span(0, 30), Span(mid - 1, mid + 1), Span(n - 40, n), Span(5, 6),
+             Span(mid, min(n, mid + 70))]
+    spans.append(Span(k[-1] - 3, n))  # the last GOP and the end of the stream
+    if len(k) > 2:
+        spans.append(Span(k[1], k[2]))  # exactly one GOP
+    return spans
+
+
+def _whole_gops(src: Src, span: Span) -> int:
+    """Frames of the closed GOPs that lie wholly inside the span."""
+    bounds = [*src.keys, len(src.pts)]
+    return sum(b - a for a, b in itertools.pairwise(bounds)
+               if a >= span.start_frame and b <= span.end_frame)
+
+
+def _decode(path: str) -> tuple[list[np.ndarray], list[int], float, list[bytes]]:
+    with av.open(path) as c:
+        vs = c.streams.video[0]
+        frames = list(c.decode(vs))
+        c.seek(0, stream=vs)
+        packets = [bytes(p) for p in c.demux(vs) if p.size]
+        return ([f.to_ndarray(format="gray") for f in frames], [f.pts for f in frames],
+                float(vs.time_base), packets)
+
+
+def test_exact_clips_are_the_source_frames(src: Src, tmp_path: Path) -> None:
+    spans = _spans(src)
+    outs = [str(tmp_path / f"c{i}.mp4") for i in range(len(spans))]
+    results = cut_clips(src.path, spans, outs, frame_pts=src.pts, cfg=CutConfig(audio="drop"))
+    open_gop = src.path.endswith("h.mp4")
+    any_copied = False
+    for span, res in zip(spans, results, strict=True):
+        assert res.error is None, (span, res.error)
+        assert res.method == "smart" and res.fallback is None, (span, res)
+        assert os.path.getsize(res.path) == res.bytes > 0
+        luma, pts, tb, packets = _decode(res.path)
+        assert len(luma) == res.frames == span.num_frames, span
+        # timestamps from 0, increasing, with the source's spacing (VFR stays VFR)
+        want = [(p - src.pts[span.start_frame]) * src.tb for p in
+                src.pts[span.start_frame:span.end_frame]]
+        assert pts[0] == 0
+        assert np.allclose([p * tb for p in pts], want, atol=1e-3), span
+        expect_copied = 0 if open_gop else _whole_gops(src, span)
+        assert res.copied_frames == expect_copied, (span, res.copied_frames)
+        any_copied |= expect_copied > 0
+        for j, got in enumerate(luma):
+            assert psnr(got, src.luma[span.start_frame + j]) >= 35, (span, j)
+        if expect_copied:
+            # copied GOPs: their packets are in the clip unchanged (an MPEG-4/AV1 copied run
+            # may carry a header in front of its first packet) and decode bit-identical
+            inside = set(src.pts[span.start_frame:span.end_frame])
+            out_set = set(packets)
+            same = [p for p, b in src.packets.items() if p in inside and b in out_set]
+            assert len(same) >= expect_copied - 1, span
+            identical = sum(np.array_equal(luma[j], src.luma[span.start_frame + j])
+                            for j in range(span.num_frames))
+            assert identical >= expect_copied, span
+    if not open_gop:
+        assert any_copied
+
+
+def test_keyframe_mode_copies_whole_gops_and_reports_the_span(tmp_path: Path) -> None:
+    src = _load(write_video(tmp_path / "k.mp4", SHOTS, gop=30, bframes=2, audio=True).path)
+    spans = [Span(10, 100), Span(30, 60), Span(31, 59), Span(0, 300)]
+    outs = [str(tmp_path / f"k{i}.mp4") for i in range(len(spans))]
+    results = cut_clips(src.path, spans, outs, frame_pts=src.pts, cfg=CutConfig(mode="keyframe"))
+    assert [r.span for r in results[:2]] == [Span(30, 90), Span(30, 60)]
+    assert results[3].span == Span(0, 300)
+    assert results[2].error and results[2].error.startswith("no_keyframe_in_span")
+    assert not os.path.exists(outs[2])
+    for res in (results[0], results[1], results[3]):
+        assert res.method == "copy" and res.copied_frames == res.span.num_frames
+        luma, pts, _, _ = _decode(res.path)
+        assert len(luma) == res.span.num_frames and pts[0] == 0
+        for j, got in enumerate(luma):
+            assert np.array_equal(got, src.luma[res.span.start_frame + j])
+        assert res.audio
+
+
+def _audio(path: str) -> tuple[np.ndarray, float, int]:
+    with av.open(path) as c:
+        frames = list(c.decode(audio=0))
+        rate = frames[0].sample_rate
+        samples = np.concatenate([f.to_ndarray()[0] for f in frames])
+        return samples, float(frames[0].pts * frames[0].time_base), rate
+
+
+@pytest.mark.parametrize("name", ["a.mp4", "a.webm"])
+def test_audio_is_cut_in_sync(tmp_path: Path, name: str) -> None:
+    kw = {"codec": "libvpx-vp9"} if name.endswith("webm") else {"bframes": 2}
+    src = _load(write_video(tmp_path / name, SHOTS, gop=60, audio=True, **kw).path)
+    spans = [Span(37, 250), Span(121, 122), Span(200, 300)]
+    outs = [str(tmp_path / f"a{i}.mp4") for i in range(len(spans))]
+    results = cut_clips(src.path, spans, outs, frame_pts=src.pts, cfg=CutConfig())
+    frame_s = 1024 / 48000 if name.endswith("mp4") else 960 / 48000  # AAC / Opus frame
+    for span, res in zip(spans, results, strict=True):
+        assert res.error is None and res.audio, res
+        t0 = src.pts[span.start_frame] * src.tb
+        t1 = (src.pts[span.end_frame] * src.tb if span.end_frame < len(src.pts)
+              else src.pts[-1] * src.tb + 1 / 30)
+        samples, start, rate = _audio(res.path)
+        assert -frame_s - 1e-3 <= start <= 1e-3
+        assert abs(len(samples) / rate - (t1 - t0)) <= 2 * frame_s + 1e-3, span
+        if len(samples) > rate // 20:
+            # in sync: the 440 Hz sine is where the source had it at t0, to within 1 ms (WebM
+            # stores millisecond timestamps: up to 0.5 ms off by itself). The lag search stays
+            # inside half a period (1.1 ms), so the best lag is unique.
+            n = np.arange(rate // 100, len(samples) - rate // 100)
+            lags = np.arange(-48, 49)
+            score = [np.dot(samples[n], np.sin(2 * np.pi * 440 * (t0 + start + (n + lag) / rate)))
+                     for lag in lags]
+            best = int(lags[int(np.argmax(score))])
+            assert abs(best) <= rate // 1000, (span, best)
+            assert max(score) > 0.9 * 0.3 * len(n) / 2  # and it is the sine, not noise
+    dropped = cut_clips(src.path, spans[:1], [str(tmp_path / "d.mp4")], frame_pts=src.pts,
+                        cfg=CutConfig(audio="drop"))[0]
+    with av.open(dropped.path) as c:
+        assert not c.streams.audio and not dropped.audio
+
+
+@pytest.mark.parametrize(("name", "kw", "reason"), [
+    ("r.mp4", {"rotation": 90}, "rotated_source"),
+    ("t.ts", {"gop": 60}, "container_mpegts"),
+    ("x.mp4", {"pix_fmt": "yuv420p10le"}, "pix_fmt_yuv420p10le"),
+    ("h.mp4", {"codec": "libx265"}, "codec_hevc"),
+])
+def test_unspliceable_sources_are_reencoded_and_say_why(tmp_path: Path, name: str,
+                                                         kw: dict[str, object],
+                                                         reason: str) -> None:
+    src = _load(write_video(tmp_path / name, SHOTS[:1], **kw).path)
+    res = cut_clips(src.path, [Span(10, 100)], [str(tmp_path / "o.mp4")], frame_pts=src.pts,
+                    rotation=kw.get("rotation", 0), cfg=CutConfig())[0]
+    assert res.error is None and res.method == "reencode" and res.fallback == reason
+    luma, _, _, _ = _decode(res.path)
+    assert len(luma) == 90
+    if "rotation" not in kw:
+        assert psnr(luma[0], src.luma[10]) >= 35
+
+
+def test_many_clips_one_open_few_seeks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = _load(write_video(tmp_path / "m.mp4", [ShotSpec(900, "texture", 14)], gop=60,
+                            bframes=2).path)
+    opened: list[str] = []
+    seeks: list[int] = []
+    real_open, real_seek = av.open, av.container.InputContainer.seek
+
+    def counting_open(*a: object, **k: object) -> object:
+        opened.append(str(a[0]))
+        return real_open(*a, **k)
+
+    def counting_seek(self: object, offset: int, **k: object) -> None:
+        seeks.append(offset)
+        return real_seek(self, offset, **k)
+
+    monkeypatch.setattr(av, "open", counting_open)
+    monkeypatch.setattr(av.container.InputContainer, "seek", counting_seek)
+    spans = [Span(a, a + 45) for a in range(10, 850, 50)]  # 17 clips, 5-frame gaps
+    spans += [Span(700, 760), Span(20, 40)]  # behind the reader: needs one seek back
+    outs = [str(tmp_path / f"m{i}.mp4") for i in range(len(spans))]
+    results = cut_clips(src.path, spans, outs, frame_pts=src.pts, cfg=CutConfig())
+    monkeypatch.undo()
+    assert [o for o in opened if o == src.path] == [src.path]
+    assert len(seeks) <= 2  # sorted, close together: read forward in one pass
+    for span, res in zip(spans, results, strict=True):
+        assert res.error is None and res.frames == span.num_frames
+
+
+def test_h264_parameter_sets_get_their_own_ids(tmp_path: Path) -> None:
+    src = write_video(tmp_path / "p.mp4", SHOTS[:1], gop=30, bframes=2).path
+    with av.open(src) as c:
+        vs = c.streams.video[0]
+        splice = splice_codec(c, vs, 18, "veryfast")
+        assert not isinstance(splice, str)
+        sps = _parse_sps(splice.sps[0])
+        assert (sps.id, sps.chroma_format, sps.bit_depth, sps.frame_mbs_only) == (0, 1, 8, True)
+    res = cut_clips(src, [Span(5, 65)], [str(tmp_path / "o.mp4")],
+                    frame_pts=_load(src).pts, cfg=CutConfig())[0]
+    with av.open(res.path) as c:
+        x = bytes(c.streams.video[0].codec_context.extradata)
+        packets = [bytes(p) for p in c.demux(video=0) if p.size]
+    assert x[0] == 1 and x[5] & 31 == 2  # avcC with both SPS
+    # the first (re-encoded) packet's slices use the new PPS id 1; the copied GOP's use 0
+    nal_types = [{n[0] & 31 for n in _length_nals(p, 4)} for p in packets]
+    assert 5 in nal_types[0] and 5 in nal_types[25]  # IDRs: head at 0, copied GOP at 30-5
+    assert not any({7, 8} & t for t in nal_types)  # no in-band parameter sets
+
+
+def test_bad_spans_and_no_temp_files(tmp_path: Path) -> None:
+    src = _load(write_video(tmp_path / "b.mp4", SHOTS[:1], gop=30).path)
+    spans = [Span(5, 5), Span(-1, 3), Span(100, 200), Span(0, 10)]
+    outs = [str(tmp_path / "out" / f"b{i}.mp4") for i in range(len(spans))]
+    results = cut_clips(src.path, spans, outs, frame_pts=src.pts, cfg=CutConfig())
+    assert [r.error.split(":")[0] if r.error else None for r in results] == [
+        "bad_span", "bad_span", "out_of_range", None]
+    assert sorted(os.listdir(tmp_path / "out")) == ["b3.mp4"]
