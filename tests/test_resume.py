@@ -20,7 +20,7 @@ from clipfactory.testing.synth import ShotSpec, write_video
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     d = tmp_path_factory.mktemp("resume_corpus")
-    for v in range(6):
+    for v in range(10):
         write_video(d / f"v{v}.mp4", [ShotSpec(66, "texture", 10 * v + 1),
                                       ShotSpec(72, "texture", 10 * v + 2)], gop=30)
     return d
@@ -43,7 +43,7 @@ def test_sigkill_at_any_moment_then_resume(corpus, tmp_path):
     run(corpus, reference, Config(workers=1))
     out = tmp_path / "killed"
     kills = 0
-    for delay in (1.0, 2.0, 3.0, 4.0, 2.5, 5.0):
+    for delay in (0.8, 1.4, 2.0, 2.6, 3.2, 4.0):
         proc = _cli(corpus, out)
         time.sleep(delay)
         if proc.poll() is not None:

@@ -48,6 +48,9 @@ from clipfactory.records import Span
 __all__ = ["smart_cut"]
 
 SEEK_AHEAD_S = 2.0  # seek instead of reading forward when the next clip is further than this
+# a complete clip waits for audio packets up to its end, but no longer than until the video is
+# this far past it (audio that stops early must not hold every later clip in memory)
+AUDIO_WAIT_S = 2.0
 _SEEK_BACKOFF_S: tuple[float | None, ...] = (0.0, 1.0, 5.0, None)  # None: from the start
 _FORMATS = {".mkv": "matroska", ".mov": "mov"}  # anything else is written as MP4
 
@@ -170,6 +173,7 @@ class _Cutter:
         self.results: dict[int, CutResult] = {}
         self.is_rap = splice.is_rap if splice is not None else rap_check(vstream)
         self.audio_time = float("-inf")  # latest audio packet start seen since the last seek
+        self.video_time = float("-inf")  # time of the first frame of the open GOP
 
     # -- frames and packets ------------------------------------------------------------
 
@@ -293,7 +297,8 @@ class _Cutter:
             if clip.error is None and not clip.settled:
                 continue
             if (clip.error is None and not eof and clip.audio is not None
-                    and self.audio_time < clip.audio.t1):
+                    and self.audio_time < clip.audio.t1
+                    and self.video_time < clip.audio.t1 + AUDIO_WAIT_S):
                 continue  # MP4 interleaving: audio may trail the video by ~1 s
             self.active.remove(clip)
             self.finish(clip)
@@ -374,7 +379,7 @@ class _Cutter:
                         self.finish(nxt)
                         continue
                     packets, gop, prev = sought, None, None
-                    self.audio_time = float("-inf")
+                    self.audio_time = self.video_time = float("-inf")
                     self.gop_n += 2  # the decoder's next GOP is not continuous
             for p in packets:
                 if p.stream.type != "video":
@@ -395,6 +400,7 @@ class _Cutter:
                 lo = gop.idx[0] if gop.idx[0] is not None else reached
                 gop.close(lo, i if i is not None else max([*known, lo - 1]) + 1)
                 reached = gop.hi
+                self.video_time = float(self.pts[min(reached, self.n_frames - 1)] * self.tb)
                 self.process(gop, prev)
                 self.gop_n += 1
                 prev, gop = gop, _Gop(self.gop_n, p, i, self.is_rap(p))
