@@ -1,12 +1,17 @@
-"""What cutting one span produced (shared by every cut mode)."""
+"""What cutting one span produced, and the input handling every cut mode shares."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import av
+import numpy as np
+
+from clipfactory.errors import MediaError
 from clipfactory.records import Span
 
-__all__ = ["CutResult"]
+__all__ = ["CutResult", "usable_pts", "video_stream"]
 
 
 @dataclass(frozen=True)
@@ -32,3 +37,26 @@ class CutResult:
     audio: bool = False  # the clip carries the source's audio over its span
     codec: str = ""  # the clip's video codec (FFmpeg name)
     note: str | None = None  # e.g. why audio was not kept
+
+
+def usable_pts(frame_pts: Sequence[int] | np.ndarray | None) -> np.ndarray | None:
+    """The analysis pass's frame pts as int64, or None when they cannot identify frames
+    (missing, not one-dimensional, duplicated or out of order)."""
+    if frame_pts is None or not len(frame_pts):
+        return None
+    try:
+        pts = np.asarray(frame_pts, dtype=np.int64)
+    except (TypeError, ValueError):
+        return None
+    return None if pts.ndim != 1 or np.any(np.diff(pts) <= 0) else pts
+
+
+def video_stream(container: av.container.InputContainer, source: str,
+                 threads: int) -> av.VideoStream:
+    """The first video stream, its decoder set to ``threads`` (1: slice threads only)."""
+    if not container.streams.video:
+        raise MediaError("cut", "no_video_stream", source)
+    vstream = container.streams.video[0]
+    vstream.thread_type = "AUTO" if threads != 1 else "SLICE"
+    vstream.codec_context.thread_count = max(threads, 0)
+    return vstream

@@ -47,7 +47,7 @@ from av.video.reformatter import ColorRange, Colorspace, Interpolation, VideoRef
 from clipfactory.config import CutConfig
 from clipfactory.errors import MediaError
 from clipfactory.media.audio import AudioTrack, pick_audio_stream
-from clipfactory.media.cutresult import CutResult
+from clipfactory.media.cutresult import CutResult, usable_pts, video_stream
 from clipfactory.media.encoders import (
     codec_name,
     encoder_options,
@@ -526,14 +526,7 @@ def reencode_clips(source: str, spans: Sequence[Span], out_paths: Sequence[str],
         return results
     order.sort(key=lambda i: (spans[i].start_frame, spans[i].end_frame), reverse=True)
 
-    pts: np.ndarray | None = None
-    if frame_pts is not None and n_known:
-        try:
-            pts = np.asarray(frame_pts, dtype=np.int64)
-        except (TypeError, ValueError):
-            pts = None
-        if pts is not None and (pts.ndim != 1 or np.any(np.diff(pts) <= 0)):
-            pts = None  # duplicates or disorder: count frames from the start instead
+    pts = usable_pts(frame_pts)  # None: count frames from the start instead
 
     own = container is None
     if container is None:
@@ -544,11 +537,7 @@ def reencode_clips(source: str, spans: Sequence[Span], out_paths: Sequence[str],
     active: list[tuple[int, _Writer]] = []
     draining: list[tuple[int, _Writer]] = []  # video complete, waiting for audio packets
     try:
-        if not container.streams.video:
-            raise MediaError("cut", "no_video_stream", source)
-        vstream = container.streams.video[0]
-        vstream.thread_type = "AUTO" if threads != 1 else "SLICE"
-        vstream.codec_context.thread_count = max(threads, 0)
+        vstream = video_stream(container, source, threads)
         tb = vstream.time_base or Fraction(1, 90_000)
         rate = _fps(vstream)
         step = max(1, round(1 / (rate * tb)))

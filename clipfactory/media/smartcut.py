@@ -41,7 +41,7 @@ import numpy as np
 from clipfactory.config import CutConfig
 from clipfactory.errors import MediaError
 from clipfactory.media.audio import AudioTrack, pick_audio_stream
-from clipfactory.media.cutresult import CutResult
+from clipfactory.media.cutresult import CutResult, usable_pts, video_stream
 from clipfactory.media.splice import SpliceCodec, rap_check, splice_codec
 from clipfactory.records import Span
 
@@ -538,14 +538,7 @@ def smart_cut(source: str, spans: Sequence[Span], out_paths: Sequence[str], *,
     rotation = round(rotation / 90) % 4 * 90
     copy_only = cfg.mode == "keyframe"
     results: list[CutResult | None] = [None] * len(spans)
-    pts: np.ndarray | None = None
-    if frame_pts is not None and len(frame_pts):
-        try:
-            pts = np.asarray(frame_pts, dtype=np.int64)
-        except (TypeError, ValueError):
-            pts = None
-        if pts is not None and (pts.ndim != 1 or np.any(np.diff(pts) <= 0)):
-            pts = None
+    pts = usable_pts(frame_pts)
     n = len(pts) if pts is not None else None
     todo: list[int] = []
     for i, span in enumerate(spans):
@@ -584,11 +577,7 @@ def smart_cut(source: str, spans: Sequence[Span], out_paths: Sequence[str], *,
     failed: list[tuple[int, str]] = []
     why: str | None = None
     try:
-        if not container.streams.video:
-            raise MediaError("cut", "no_video_stream", source)
-        vstream = container.streams.video[0]
-        vstream.thread_type = "AUTO" if threads != 1 else "SLICE"
-        vstream.codec_context.thread_count = max(threads, 0)
+        vstream = video_stream(container, source, threads)
         splice: SpliceCodec | None = None
         if copy_only:
             if container.format.name.split(",")[0] not in ("mov", "matroska", "avi", "flv"):
