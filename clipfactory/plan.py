@@ -33,15 +33,22 @@ def damage_transitions(damaged: np.ndarray) -> list[Transition]:
     return out
 
 
-def shots_from_transitions(first: int, end: int, transitions: Sequence[Transition]) -> list[Span]:
-    """Split frames ``[first, end)`` into shots; transition frames belong to no shot."""
+GRADUAL = ("dissolve", "fade")
+
+
+def shots_from_transitions(first: int, end: int, transitions: Sequence[Transition],
+                           gradual_margin: int = 0) -> list[Span]:
+    """Split frames ``[first, end)`` into shots; transition frames belong to no shot, nor do
+    ``gradual_margin`` frames on each side of a dissolve or fade (the faintest frames of a
+    ramp, which no detector places to the frame)."""
     shots: list[Span] = []
     cursor = first
     for tr in sorted(transitions, key=lambda t: (t.start_frame, t.end_frame)):
-        stop = min(tr.start_frame + 1, end)
+        pad = gradual_margin if tr.kind in GRADUAL else 0
+        stop = min(tr.start_frame + 1 - pad, end)
         if stop > cursor:
             shots.append(Span(cursor, stop))
-        cursor = max(cursor, tr.end_frame)
+        cursor = max(cursor, tr.end_frame + pad)
         if cursor >= end:
             break
     if cursor < end:

@@ -33,6 +33,7 @@ from clipfactory.plan import (
 )
 from clipfactory.records import ClipRecord, Rejection, SourceItem, Span, VideoInfo, VideoResult
 from clipfactory.shots import make_detector
+from clipfactory.shots.learned import ModelError
 from clipfactory.sources.reader import REMOTE_PREFIXES
 
 __all__ = ["clip_exact_hash", "clip_phashes", "discard_clips", "file_sha256", "process_video"]
@@ -112,8 +113,11 @@ def _process(item: SourceItem, cfg: Config, staging: Path, result: VideoResult) 
 
     t = time.perf_counter()
     threads = _threads(cfg.analysis.decode_threads, cfg.workers)
-    sig = analyse(info, cfg.analysis, make_detector(cfg.shots), start_s=item.start_s,
-                  end_s=item.end_s, threads=threads)
+    try:
+        sig = analyse(info, cfg.analysis, make_detector(cfg.shots), start_s=item.start_s,
+                      end_s=item.end_s, threads=threads)
+    except ModelError as e:  # the shot model failed on this video: say so, the run goes on
+        raise MediaError("analyse", "shot_model_failed", str(e)) from e
     result.timings["analyse"] = time.perf_counter() - t
     result.decoded_frames = sig.frames
     first = int(np.argmax(sig.analysed)) if sig.analysed.any() else sig.frames
@@ -130,7 +134,7 @@ def _process(item: SourceItem, cfg: Config, staging: Path, result: VideoResult) 
                                "container announces")
 
     transitions = sig.transitions + damage_transitions(sig.damaged)
-    shots = shots_from_transitions(first, sig.frames, transitions)
+    shots = shots_from_transitions(first, sig.frames, transitions, cfg.clips.gradual_margin)
     if item.spans:  # a manifest's spans are the only regions cut; one decode for them all
         planned, short_w = plan_windows(shots, sig.times, sig.fps, cfg.clips,
                                         [(a, b) for a, b, _ in item.spans], sig.end_time)

@@ -3,7 +3,9 @@
 On one generated corpus it measures, in this order and in the same process:
 
 1. decode-only: every frame decoded, nothing else (the ceiling for anything that decodes);
-2. analysis pass: probe + the one decode pass with every signal and the shot detector;
+2. analysis pass: probe + the one decode pass with every signal and the shot detector, also
+   with the built-in rules alone when the configured detector is another one (what the
+   learned part costs);
 3. full pipeline: ``clipfactory run`` end to end (cut, dedup, shards, index, card).
 
 Each is reported as x-realtime per core (seconds of video per CPU-second, decoder and encoder
@@ -25,14 +27,14 @@ from clipfactory.config import Config
 from clipfactory.media.analyse import analyse
 from clipfactory.media.probe import probe
 from clipfactory.pipeline import run
-from clipfactory.shots import make_detector
+from clipfactory.shots import check_detector, make_detector
 from clipfactory.testing.synth import make_corpus
 
 __all__ = ["decode_only", "run_bench"]
 
 
 def _videos(folder: Path) -> list[str]:
-    return sorted(str(p) for p in folder.glob("*.mp4"))
+    return sorted(str(p) for p in folder.glob("*") if p.suffix.lower() in (".mp4", ".webm", ".mkv"))
 
 
 def decode_only(path: str) -> tuple[int, float]:
@@ -71,21 +73,34 @@ def _rss_mib() -> tuple[float, float]:
 
 
 def run_bench(minutes: float = 10.0, width: int = 640, height: int = 360,
-              workdir: str | Path = "bench-out", workers: int = 1) -> dict[str, Any]:
-    """Generate the corpus (cached between runs), measure, print a table, write bench.json."""
+              workdir: str | Path = "bench-out", workers: int = 1,
+              videos: str | Path | None = None, detector: str | None = None) -> dict[str, Any]:
+    """Generate the corpus (cached between runs), measure, print a table, write bench.json.
+    ``videos``: a folder of videos to measure instead of the generated corpus; ``detector``:
+    the shot detector (default: the config's)."""
     work = Path(workdir)
-    corpus = work / f"corpus-{minutes:g}min-{width}x{height}"
-    if not corpus.is_dir() or not _videos(corpus):
+    corpus = Path(videos) if videos else work / f"corpus-{minutes:g}min-{width}x{height}"
+    if videos is None and (not corpus.is_dir() or not _videos(corpus)):
         print(f"generating {minutes:g} min of {width}x{height} H.264 with cuts in {corpus} ...")
         make_corpus(corpus, seconds=minutes * 60, videos=max(2, round(minutes)), width=width,
                     height=height)
     paths = _videos(corpus)
+    if not paths:
+        raise FileNotFoundError(f"no videos in {corpus}")
     cfg = Config(workers=workers)
+    if detector:
+        cfg.shots.detector = detector  # type: ignore[assignment]
     cfg.analysis.decode_threads = 1
     cfg.cut.threads = 1
 
+    check_detector(cfg.shots)  # the model loads once, outside the timings
     dec = _measure(lambda p: decode_only(p)[1], paths)
     ana = _measure(_analysis(cfg), paths)
+    rules = None
+    if cfg.shots.detector != "builtin":
+        plain = cfg.model_copy(deep=True)
+        plain.shots.detector = "builtin"
+        rules = _measure(_analysis(plain), paths)
     out = work / "run"
     shutil.rmtree(out, ignore_errors=True)
     wall0, cpu0 = time.perf_counter(), time.process_time()
@@ -100,7 +115,8 @@ def run_bench(minutes: float = 10.0, width: int = 640, height: int = 360,
         "corpus": {"videos": len(paths), "minutes": dec["media_s"] / 60, "size": f"{width}x{height}",
                    "codec": "h264"},
         "workers": workers,
-        "decode_only": dec, "analysis": ana, "pipeline": full,
+        "detector": cfg.shots.detector,
+        "decode_only": dec, "analysis": ana, "analysis_rules_only": rules, "pipeline": full,
         "ratio_to_decode": {"analysis": ana["x_realtime_per_core"] / dec["x_realtime_per_core"],
                             "pipeline": full["x_realtime_per_core"] / dec["x_realtime_per_core"]},
         "peak_rss_mib": {"driver": rss_self, "largest_worker": rss_children},
@@ -116,13 +132,16 @@ def _print(r: dict[str, Any]) -> None:
     c = r["corpus"]
     print(f"\nclipfactory bench: {c['videos']} videos, {c['minutes']:.1f} min of {c['size']} "
           f"{c['codec']}, {r['workers']} worker(s), decoder/encoder threads pinned to 1\n")
-    print(f"{'level':<16}{'x-realtime/core':>16}{'ratio to decode':>17}{'wall x-realtime':>17}"
+    print(f"{'level':<24}{'x-realtime/core':>16}{'ratio to decode':>17}{'wall x-realtime':>17}"
           f"{'CPU s':>9}")
-    for name, key in (("decode-only", "decode_only"), ("analysis pass", "analysis"),
-                      ("full pipeline", "pipeline")):
-        m = r[key]
+    levels = [("decode-only", "decode_only"), (f"analysis pass ({r['detector']})", "analysis"),
+              ("  rules only", "analysis_rules_only"), ("full pipeline", "pipeline")]
+    for name, key in levels:
+        m = r.get(key)
+        if not m:
+            continue
         ratio = m["x_realtime_per_core"] / r["decode_only"]["x_realtime_per_core"]
-        print(f"{name:<16}{m['x_realtime_per_core']:>16.1f}{ratio:>17.2f}{m['x_realtime']:>17.1f}"
+        print(f"{name:<24}{m['x_realtime_per_core']:>16.1f}{ratio:>17.2f}{m['x_realtime']:>17.1f}"
               f"{m['cpu_s']:>9.1f}")
     rss = r["peak_rss_mib"]
     print(f"\npeak RSS: driver {rss['driver']:.0f} MiB, largest worker {rss['largest_worker']:.0f} MiB")

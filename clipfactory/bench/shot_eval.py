@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clipfactory.bench.real_corpus import load_sources, make_real_corpus
 from clipfactory.bench.shot_corpus import make_shot_corpus
-from clipfactory.bench.shot_metrics import TYPES, Tally, tally
+from clipfactory.bench.shot_metrics import TYPES, Tally, dirty_clips, tally
 from clipfactory.config import ShotConfig
 from clipfactory.shots.detect import detect_shots
 
@@ -42,6 +43,8 @@ class _Result:
     cpu_s: float = 0.0
     detector_s: float = 0.0  # the detector's own calls (PySceneDetect: process_frame)
     decode_s: float = 0.0  # what decoding alone costs with this system's decoder
+    dirty: int = 0  # planned clips that hold a transition frame
+    clips: int = 0
     note: str = ""
 
 
@@ -77,9 +80,10 @@ def _pyscenedetect(which: str) -> Callable[[str], tuple[_Found, float, float]]:
 
 
 def _setup_transnet() -> None:
-    from clipfactory.shots.transnet import load_transnet
+    from clipfactory.shots.learned import load_model
 
-    load_transnet(ShotConfig().transnet_device)  # load once, outside the timed runs
+    cfg = ShotConfig()
+    load_model(cfg.model or None, cfg.transnet_device, cfg.model_threads)  # outside the timing
 
 
 def decode_cpu_s(path: str, decoder: str) -> float:
@@ -105,13 +109,14 @@ def decode_cpu_s(path: str, decoder: str) -> float:
 
 _Make = Callable[[], Callable[[str], tuple[_Found, float, float]]]
 SYSTEMS: dict[str, tuple[str, _Make, Callable[[], None] | None, str]] = {
+    "hybrid": ("clipfactory hybrid (default)", lambda: _ours("hybrid"), _setup_transnet, "pyav"),
     "builtin": ("clipfactory builtin", lambda: _ours("builtin"), None, "pyav"),
     "content": ("clipfactory content (v0, cuts)", lambda: _ours("content"), None, "pyav"),
     "psd-content": ("PySceneDetect ContentDetector", lambda: _pyscenedetect("ContentDetector"),
                     None, "opencv"),
     "psd-adaptive": ("PySceneDetect AdaptiveDetector",
                      lambda: _pyscenedetect("AdaptiveDetector"), None, "opencv"),
-    "transnet": ("TransNetV2 (clipfactory backend)", lambda: _ours("transnet"), _setup_transnet,
+    "transnet": ("TransNetV2 (ONNX, every frame)", lambda: _ours("transnet"), _setup_transnet,
                  "pyav"),
 }
 
@@ -129,8 +134,11 @@ def _evaluate(key: str, truth: list[dict], folder: Path, tolerance: float,
         return res
     for v in truth:
         found, cpu, det = run(str(folder / v["path"]))
-        tally(res.tally, [(t["type"], t["start_frame"], t["end_frame"]) for t in v["transitions"]],
-              found, v["shots"], tolerance)
+        true = [(t["type"], t["start_frame"], t["end_frame"]) for t in v["transitions"]]
+        tally(res.tally, true, found, v["shots"], tolerance)
+        dirty, clips = dirty_clips(true, found, v["frames"], v["fps"])
+        res.dirty += dirty
+        res.clips += clips
         res.frames += v["frames"]
         res.cpu_s += cpu
         res.detector_s += det
@@ -147,6 +155,7 @@ def _row(r: _Result) -> dict[str, Any]:
     matched_g = sum(t.tp[k] for k in gradual)
     return {
         "system": r.name, "note": r.note, "f1": f1, "gradual_f1": t.prf(gradual)[2],
+        "gradual_recall": t.prf(gradual)[1],
         "precision": p, "recall": rec, "all_f1": f,
         "fps_cpu": r.frames / r.cpu_s if r.cpu_s else 0.0,
         "detector_us_per_frame": 1e6 * r.detector_s / r.frames if r.detector_s else None,
@@ -154,6 +163,8 @@ def _row(r: _Result) -> dict[str, Any]:
         if r.frames else 0.0,
         "gradual_covered": sum(t.covered[k] for k in gradual) / matched_g if matched_g else None,
         "type_accuracy": sum(t.typed.values()) / max(1, sum(t.tp.values())),
+        "dirty_clips": r.dirty / r.clips if r.clips else 0.0, "clips": r.clips,
+        "recall_by_type": {k: t.tp[k] / max(1, t.tp[k] + t.fn[k]) for k in TYPES},
         "tp": dict(t.tp), "fp": dict(t.fp), "fn": dict(t.fn), "fp_where": dict(t.fp_where),
     }
 
@@ -161,8 +172,8 @@ def _row(r: _Result) -> dict[str, Any]:
 def _print_table(rows: list[dict[str, Any]], header: str) -> None:
     print(header)
     print(f"{'system':34s} {'cut':>5s} {'diss':>5s} {'fade':>5s} {'grad':>5s} {'all':>5s} "
-          f"{'P':>5s} {'R':>5s} {'fps/CPU':>7s} {'+us/f':>6s} {'det us':>6s} {'covers':>6s} "
-          f"{'typed':>5s}")
+          f"{'P':>5s} {'R':>5s} {'R grad':>6s} {'flash':>5s} {'dirty':>5s} {'fps/CPU':>7s} "
+          f"{'+us/f':>6s} {'det us':>6s} {'covers':>6s} {'typed':>5s}")
     for r in rows:
         if r["note"]:
             print(f"{r['system']:34s} {r['note']}")
@@ -172,7 +183,9 @@ def _print_table(rows: list[dict[str, Any]], header: str) -> None:
         cov = f"{r['gradual_covered']:.2f}" if r["gradual_covered"] is not None else "-"
         print(f"{r['system']:34s} {r['f1']['cut']:5.3f} {r['f1']['dissolve']:5.3f} "
               f"{r['f1']['fade']:5.3f} {r['gradual_f1']:5.3f} {r['all_f1']:5.3f} "
-              f"{r['precision']:5.3f} {r['recall']:5.3f} {r['fps_cpu']:7.0f} {extra:>6s} {us:>6s} "
+              f"{r['precision']:5.3f} {r['recall']:5.3f} {r['gradual_recall']:6.3f} "
+              f"{r['fp_where'].get('flash', 0):5d} {100 * r['dirty_clips']:4.1f}% "
+              f"{r['fps_cpu']:7.0f} {extra:>6s} {us:>6s} "
               f"{cov:>6s} "
               f"{r['type_accuracy']:5.2f}")
 
@@ -180,25 +193,43 @@ def _print_table(rows: list[dict[str, Any]], header: str) -> None:
 def run_shot_eval(workdir: str | Path = "bench-out/shots", *, videos: int = 12,
                   seconds: float = 25.0, width: int = 640, height: int = 360,
                   tolerance: float = 2, systems: list[str] | None = None,
-                  seed: int = 0) -> dict[str, Any]:
+                  seed: int = 0, real: str | Path | None = None,
+                  split: str = "holdout") -> dict[str, Any]:
     """Generate (or reuse) the corpus, run every system, print the table, write
-    ``shot_eval.json`` in ``workdir``; return what was written."""
+    ``shot_eval.json`` in ``workdir``; return what was written.
+
+    ``real`` (a segments JSON file or a folder of single-shot videos) edits real footage
+    instead of generating textures (:mod:`.real_corpus`), from the sources of ``split``
+    (``holdout``, ``tune`` or ``all``)."""
     work = Path(workdir)
-    folder = work / f"corpus-{videos}x{seconds:g}s-{width}x{height}-seed{seed}"
-    print(f"corpus: {folder} (generated once, then reused)")
-    truth = make_shot_corpus(folder, videos=videos, seconds=seconds, width=width, height=height,
-                             seed=seed)
+    if real is not None:
+        sources = load_sources(real, split)
+        folder = work / f"real-{split}-{videos}x{seconds:g}s-{width}x{height}-seed{seed}"
+        print(f"corpus: {folder} ({len(sources)} real segments of split {split!r}, from "
+              f"{len({s.path for s in sources})} files)")
+        truth = make_real_corpus(sources, folder, videos=videos, seconds=seconds, width=width,
+                                 height=height, seed=seed)
+        what = f"real footage ({split}), H.264/VP9"
+    else:
+        folder = work / f"corpus-{videos}x{seconds:g}s-{width}x{height}-seed{seed}"
+        print(f"corpus: {folder} (generated once, then reused)")
+        truth = make_shot_corpus(folder, videos=videos, seconds=seconds, width=width,
+                                 height=height, seed=seed)
+        what = "generated, H.264/VP9/MPEG-4"
     frames = sum(v["frames"] for v in truth)
+    fps = truth[0]["fps"] if truth else 30.0
     counts = {k: sum(1 for v in truth for t in v["transitions"] if t["type"] == k) for k in TYPES}
+    flashes = sum(len(v.get("flashes", ())) for v in truth)
     results = []
     for key in systems or list(SYSTEMS):
         print(f"running {SYSTEMS[key][0]} ...", flush=True)
         results.append(_evaluate(key, truth, folder, tolerance, lambda m: print(m, flush=True)))
     rows = [_row(r) for r in results]
     header = (f"\nshot detection: {len(truth)} videos, {frames} frames "
-              f"({frames / 30 / 60:.1f} min at 30 fps), {width}x{height}, H.264/VP9/MPEG-4; "
+              f"({frames / fps / 60:.1f} min at {fps:g} fps), {width}x{height}, {what}; "
               f"truth: {counts['cut']} cuts, {counts['dissolve']} dissolves, {counts['fade']} "
-              f"fades; F1 with a tolerance of {tolerance:g} frames\n")
+              f"fades" + (f", {flashes} flashes inside shots" if flashes else "")
+              + f"; F1 with a tolerance of {tolerance:g} frames\n")
     _print_table(rows, header)
     by_name = {r["system"]: r for r in rows}
     ours, ref = by_name.get(SYSTEMS["builtin"][0]), by_name.get(SYSTEMS["psd-content"][0])
@@ -216,12 +247,14 @@ def run_shot_eval(workdir: str | Path = "bench-out/shots", *, videos: int = 12,
             if not r["note"]:
                 print(f"{r['system']:34s} " + " ".join(f"{r['fp_where'].get(k, 0):10d}"
                                                       for k in kinds))
-    print("\nfps/CPU: frames per CPU-second, decode included; +us/f: CPU microseconds per frame "
-          "beyond decoding;\ndet us: the detector alone; covers: share of found dissolves/fades "
+    print("\nR grad: recall of dissolves and fades; flash: false positives on flashes inside "
+          "shots;\ndirty: share of the clips planned from the found transitions that hold a "
+          "transition frame;\nfps/CPU: frames per CPU-second, decode included; +us/f: CPU "
+          "microseconds per frame beyond decoding;\ndet us: the detector alone; covers: share of found dissolves/fades "
           "whose span covers the true one\nwithin the tolerance; typed: share of matches whose "
           "type is right")
-    out = {"corpus": str(folder), "frames": frames, "truth": counts, "tolerance": tolerance,
-           "systems": rows}
+    out = {"corpus": str(folder), "frames": frames, "truth": counts, "flashes": flashes,
+           "tolerance": tolerance, "systems": rows}
     work.mkdir(parents=True, exist_ok=True)
     (work / "shot_eval.json").write_text(json.dumps(out, indent=1), encoding="utf-8")
     return out

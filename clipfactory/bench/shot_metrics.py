@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["TYPES", "Tally", "match", "span_gap", "tally"]
+__all__ = ["TYPES", "Tally", "dirty_clips", "match", "span_gap", "tally"]
 
 TYPES = ("cut", "dissolve", "fade")
 
@@ -97,3 +97,28 @@ def tally(into: Tally, truth: Sequence[tuple[str, int, int]],
             into.fp[f[0] if f[0] in TYPES else "cut"] += 1
             into.fp_where[_where((f[1] + f[2]) / 2, shots)] += 1
     return into
+
+
+def dirty_clips(truth: Sequence[tuple[str, int, int]], found: Sequence[tuple[str, int, int]],
+                frames: int, fps: float) -> tuple[int, int]:
+    """(clips holding a transition frame, clips) when one video is planned into clips from the
+    ``found`` transitions with the default clip settings (``gradual_margin`` included), as
+    ``clipfactory run`` would: a clip is dirty when it holds a frame strictly inside a true
+    transition, or both sides of a true cut."""
+    import numpy as np
+
+    from clipfactory.config import ClipConfig
+    from clipfactory.plan import plan_spans, shots_from_transitions
+    from clipfactory.records import Transition
+
+    cfg = ClipConfig()
+    shots = shots_from_transitions(0, frames, [Transition(k, a, b) for k, a, b in found],
+                                   cfg.gradual_margin)
+    clips, _ = plan_spans(shots, np.arange(frames) / fps, fps, cfg)
+    dirty = 0
+    for c in clips:
+        last = c.end_frame - 1
+        if any(c.start_frame <= a and last >= b if b - a == 1
+               else c.start_frame < b and last > a for _, a, b in truth):
+            dirty += 1
+    return dirty, len(clips)

@@ -38,13 +38,12 @@ from clipfactory.config import Config, RayConfig
 from clipfactory.records import Rejection, SourceItem, VideoResult
 from clipfactory.worker import process_video
 
-__all__ = ["MODEL_DETECTORS", "RayExecutor", "import_ray", "needs_actors", "private_instance",
+__all__ = ["RayExecutor", "import_ray", "needs_actors", "private_instance",
            "setup_worker"]
 
 log = logging.getLogger("clipfactory.exec.ray")
 
 Task = Callable[[SourceItem, Config, str], VideoResult]
-MODEL_DETECTORS = frozenset({"transnet"})  # shot detectors that load a model: actors
 _PRIVATE_STORE_BYTES = 128 << 20  # records only; Ray's floor is 75 MiB
 REFRESH_S = 10.0  # how often the cluster's size is read again (autoscaling, lost nodes)
 
@@ -61,7 +60,9 @@ def import_ray() -> ModuleType:
 def needs_actors(cfg: Config) -> bool:
     """Whether videos run on an actor pool (setup once, GPUs) rather than as plain tasks."""
     r = cfg.ray
-    return r.actors or r.gpus_per_video > 0 or cfg.shots.detector in MODEL_DETECTORS
+    # the hybrid detector's network is small and loads in ~0.1 s, once per Ray worker process
+    # (lru_cache), so plain tasks serve it; TransNetV2 on every frame is a model stage
+    return r.actors or r.gpus_per_video > 0 or cfg.shots.detector == "transnet"
 
 
 def setup_worker(cfg: Config) -> None:

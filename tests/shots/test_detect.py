@@ -63,7 +63,7 @@ def test_analysis_pass_feeds_the_same_detector_and_planning_skips_transition_fra
 def test_shots_command_text_csv_and_json(edited, capsys, tmp_path):
     assert main(["shots", edited.path]) == 0
     text = capsys.readouterr().out
-    assert f"{edited.frames} frames at 30.000 fps, 4 transitions (builtin)" in text
+    assert f"{edited.frames} frames at 30.000 fps, 4 transitions (hybrid)" in text
     assert "dissolve" in text and "fade" in text and format_timecode(1.5) == "00:00:01.500"
 
     assert main(["shots", "--csv", edited.path]) == 0

