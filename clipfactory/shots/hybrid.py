@@ -272,8 +272,9 @@ class HybridDetector:
             elif t.kind == "dissolve":
                 mid = (t.start_frame + t.end_frame) // 2
                 v = self._verdict_on(mid - 2, mid + 2)
-                if v is not None and not any(overlaps(m, t) for m in model):
-                    continue
+                if v is not None and not any(overlaps(m, t) for m in model) and \
+                        v.peak(t.start_frame, t.end_frame) < self.veto:
+                    continue  # the network read it and is sure there is nothing
             out.append(t)
         out += [m for m in model if not any(overlaps(m, t) for t in out)]
         out.sort(key=lambda t: (t.start_frame, t.end_frame))

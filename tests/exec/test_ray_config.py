@@ -82,15 +82,13 @@ def test_a_model_detector_runs_on_actors_that_load_it_once():
     assert needs_actors(cfg)
 
 
-@pytest.mark.slow
 def test_actor_setup_loads_the_model_into_the_process_cache():
-    pytest.importorskip("torch")
-    from clipfactory.shots.transnet import load_transnet
+    from clipfactory.shots.learned import load_model
 
     cfg = Config()
     cfg.shots.detector = "transnet"
-    load_transnet.cache_clear()
+    load_model.cache_clear()
     setup_worker(cfg)  # what each actor's constructor does
-    assert load_transnet.cache_info().currsize == 1
+    assert load_model.cache_info().currsize == 1
     setup_worker(cfg)
-    assert load_transnet.cache_info().hits >= 1
+    assert load_model.cache_info().hits >= 1
