@@ -30,6 +30,8 @@ from typing import Any
 import av
 import numpy as np
 
+from clipfactory.bench.shot_corpus import cached_truth, save_truth
+
 __all__ = ["RealSource", "load_sources", "make_real_corpus", "split_of"]
 
 _JOINS = {"cut": 0.62, "dissolve": 0.2, "fade": 0.18}
@@ -250,11 +252,9 @@ def make_real_corpus(sources: list[RealSource], directory: str | os.PathLike[str
     params = {"version": _VERSION, "videos": videos, "seconds": seconds, "width": width,
               "height": height, "fps": fps, "seed": seed,
               "sources": hashlib.sha256("\n".join(ident).encode()).hexdigest()[:16]}
-    manifest = d / "truth.json"
-    if manifest.is_file():
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-        if data.get("params") == params and all((d / v["path"]).is_file() for v in data["videos"]):
-            return data["videos"]
+    cached = cached_truth(d, params)
+    if cached is not None:
+        return cached
     d.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([seed, 11])
     truth = []
@@ -262,6 +262,5 @@ def make_real_corpus(sources: list[RealSource], directory: str | os.PathLike[str
         codec, ext = _CODECS[v % len(_CODECS)]
         shots = _plan(rng, sources, round(seconds * fps), fps)
         truth.append(_write(d / f"real_{v:03d}.{ext}", shots, codec, fps, width, height))
-    manifest.write_text(json.dumps({"params": params, "videos": truth}, indent=1),
-                        encoding="utf-8")
+    save_truth(d, params, truth)
     return truth

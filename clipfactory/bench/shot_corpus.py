@@ -21,7 +21,8 @@ import numpy as np
 
 from clipfactory.testing.synth import ShotSpec, write_video
 
-__all__ = ["CODECS", "corpus_truth", "make_shot_corpus", "random_edit"]
+__all__ = ["CODECS", "cached_truth", "corpus_truth", "make_shot_corpus", "random_edit",
+           "save_truth"]
 
 CODECS = (("libx264", "mp4"), ("libvpx-vp9", "webm"), ("mpeg4", "avi"))
 _KINDS = {  # shot kind: weight. Half of the shots are hard negatives.
@@ -71,6 +72,24 @@ def corpus_truth(video: Any) -> dict[str, Any]:
     }
 
 
+def cached_truth(directory: Path, params: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The truth of a corpus already written under ``directory`` with these ``params`` (and
+    every video still there), else None."""
+    manifest = directory / "truth.json"
+    if manifest.is_file():
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        if data.get("params") == params and all((directory / v["path"]).is_file()
+                                                for v in data["videos"]):
+            return data["videos"]
+    return None
+
+
+def save_truth(directory: Path, params: dict[str, Any], truth: list[dict[str, Any]]) -> None:
+    """Write ``truth.json``, which :func:`cached_truth` reads back."""
+    (directory / "truth.json").write_text(json.dumps({"params": params, "videos": truth},
+                                                     indent=1), encoding="utf-8")
+
+
 def make_shot_corpus(directory: str | os.PathLike[str], *, videos: int = 12,
                      seconds: float = 25.0, width: int = 640, height: int = 360,
                      fps: float = 30.0, seed: int = 0) -> list[dict[str, Any]]:
@@ -79,11 +98,9 @@ def make_shot_corpus(directory: str | os.PathLike[str], *, videos: int = 12,
     d = Path(directory)
     params = {"version": _VERSION, "videos": videos, "seconds": seconds, "width": width,
               "height": height, "fps": fps, "seed": seed}
-    manifest = d / "truth.json"
-    if manifest.is_file():
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-        if data.get("params") == params and all((d / v["path"]).is_file() for v in data["videos"]):
-            return data["videos"]
+    cached = cached_truth(d, params)
+    if cached is not None:
+        return cached
     d.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([seed, 3])
     jobs = []
@@ -95,6 +112,5 @@ def make_shot_corpus(directory: str | os.PathLike[str], *, videos: int = 12,
         written = list(pool.map(lambda j: write_video(j[0], j[1], fps=fps, width=width,
                                                       height=height, codec=j[2]), jobs))
     truth = [corpus_truth(v) for v in written]
-    manifest.write_text(json.dumps({"params": params, "videos": truth}, indent=1),
-                        encoding="utf-8")
+    save_truth(d, params, truth)
     return truth

@@ -30,6 +30,7 @@ few numbers per region. The model loads once per process on the first region (``
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 import numpy as np
@@ -254,29 +255,38 @@ class HybridDetector:
         gap = np.abs(after[:, None, :] - before[None, :, :]).mean(axis=2).min()
         return bool(gap < 0.5 * self.min_change * 255.0)
 
-    def _verdict_on(self, a: int, b: int) -> _Verdict | None:
-        return next((v for v in self._verdicts if v.covers(a, b)), None)
-
     def _fuse(self, builtin: list[Transition]) -> list[Transition]:
-        def overlaps(x: Transition, y: Transition) -> bool:
-            return x.start_frame < y.end_frame and y.start_frame < x.end_frame
+        verdicts = sorted(self._verdicts, key=lambda v: v.lo)
+        starts = [v.lo for v in verdicts]
+        model = sorted((t for v in verdicts for t in v.found), key=lambda t: t.start_frame)
+        model_starts = [t.start_frame for t in model]
+        longest = max((t.end_frame - t.start_frame for t in (*model, *builtin)), default=1)
+
+        def verdict_on(a: int, b: int) -> _Verdict | None:
+            i = bisect_right(starts, a)  # regions overlap little: the last few that start
+            return next((v for v in reversed(verdicts[max(0, i - 4):i]) if v.covers(a, b)),
+                        None)  # before ``a``
+
+        def overlapping(t: Transition, among: list[Transition], at: list[int]) -> bool:
+            lo, hi = bisect_left(at, t.start_frame - longest), bisect_left(at, t.end_frame)
+            return any(t.start_frame < m.end_frame for m in among[lo:hi])
 
         floor = self.sure * self.builtin.threshold
-        model = [t for v in self._verdicts for t in v.found]
         out: list[Transition] = []
         for t in builtin:
             if t.kind == "cut" and t.score < floor:
-                v = self._verdict_on(t.start_frame - 2, t.end_frame + 1)
+                v = verdict_on(t.start_frame - 2, t.end_frame + 1)
                 if v is not None and v.peak(t.start_frame - 2, t.end_frame + 1) < self.veto:
                     continue  # the network is sure there is no transition there
             elif t.kind == "dissolve":
                 mid = (t.start_frame + t.end_frame) // 2
-                v = self._verdict_on(mid - 2, mid + 2)
-                if v is not None and not any(overlaps(m, t) for m in model) and \
+                v = verdict_on(mid - 2, mid + 2)
+                if v is not None and not overlapping(t, model, model_starts) and \
                         v.peak(t.start_frame, t.end_frame) < self.veto:
                     continue  # the network read it and is sure there is nothing
             out.append(t)
-        out += [m for m in model if not any(overlaps(m, t) for t in out)]
+        kept = [t.start_frame for t in out]  # sorted, as the built-in detector's list is
+        out += [m for m in model if not overlapping(m, out, kept)]
         out.sort(key=lambda t: (t.start_frame, t.end_frame))
         merged: list[Transition] = []
         for t in out:  # overlapping spans (a built-in and a network dissolve): one transition
