@@ -37,16 +37,20 @@ from clipfactory.shots.features import (
     recall_distance,
     same_picture,
 )
-from clipfactory.shots.gradual import chain_fades, fit_mix, ramp_extent
+from clipfactory.shots.gradual import (
+    BLACK_LUMA,
+    BLACK_SPREAD,
+    MAX_BLACK,
+    chain_fades,
+    fit_mix,
+    ramp_extent,
+)
 
 __all__ = ["BuiltinDetector"]
 
 _BATCH = 16  # frames whose features are computed together
 _SCALES = (3, 5, 8, 12, 16)  # half-widths of the windows tested for a gradual transition
 _STRIDE = 2  # window centres tested: every other frame (a transition has several)
-_BLACK_LUMA = 24.0  # a frame this dark on average ...
-_BLACK_SPREAD = 8.0  # ... and this flat (16x9 luma std) is black, as at the bottom of a fade
-_MAX_BLACK = 24  # frames of black that a fade-out and a fade-in (or cut) may hold between them
 
 
 @dataclass
@@ -156,7 +160,7 @@ class BuiltinDetector:
             self.scores.append(dist)
             self._luma.append(f.luma)
             self._spread.append(f.spread)
-            self._black.append(f.luma <= _BLACK_LUMA and f.spread <= _BLACK_SPREAD)
+            self._black.append(f.luma <= BLACK_LUMA and f.spread <= BLACK_SPREAD)
             self._feats[index % self._ring] = f
             self._coarse[index % self._ring] = f.coarse
             self._last = index
@@ -316,4 +320,4 @@ class BuiltinDetector:
                                     for g in self._gradual):
                 events.append(Transition("cut", t - 1, t, round(s, 4)))
         events.sort(key=lambda tr: (tr.start_frame, tr.end_frame))
-        return chain_fades(events, self._dark, _MAX_BLACK)
+        return chain_fades(events, self._dark, MAX_BLACK)

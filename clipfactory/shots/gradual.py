@@ -19,7 +19,12 @@ import numpy as np
 
 from clipfactory.records import Transition
 
-__all__ = ["MixFit", "chain_fades", "fit_mix", "ramp_extent"]
+__all__ = ["BLACK_LUMA", "BLACK_SPREAD", "MAX_BLACK", "MixFit", "chain_fades", "fit_mix",
+           "ramp_extent"]
+
+BLACK_LUMA = 24.0  # a frame this dark on average ...
+BLACK_SPREAD = 8.0  # ... and this flat (16x9 luma std) is black, as at a fade's bottom
+MAX_BLACK = 24  # frames of black a fade-out and a fade-in (or cut) may hold between them
 
 
 @dataclass(frozen=True)

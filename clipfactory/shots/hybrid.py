@@ -37,7 +37,7 @@ import numpy as np
 
 from clipfactory.records import Transition
 from clipfactory.shots.builtin import BuiltinDetector
-from clipfactory.shots.gradual import chain_fades
+from clipfactory.shots.gradual import BLACK_LUMA, BLACK_SPREAD, MAX_BLACK, chain_fades
 from clipfactory.shots.learned import (
     Taps,
     TransNetModel,
@@ -52,7 +52,6 @@ __all__ = ["HybridDetector", "mix_proposals"]
 _BATCH = 16
 _PAD = 4  # frames read on either side of a proposed mix centre, besides the context
 _SCALES = (4, 8, 12, 16, 24)  # half-widths tested for a mix
-_BLACK_LUMA, _BLACK_SPREAD, _MAX_BLACK = 24.0, 8.0, 24  # as the built-in detector's
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
@@ -71,7 +70,7 @@ def mix_proposals(coarse: np.ndarray, min_change: float, max_residual: float,
     n = len(coarse)
     luma = _luma_cells(coarse)
     bright = luma.mean(axis=1)
-    black = (bright <= _BLACK_LUMA) & (luma.std(axis=1) <= _BLACK_SPREAD)
+    black = (bright <= BLACK_LUMA) & (luma.std(axis=1) <= BLACK_SPREAD)
     power = (coarse ** 2).sum(axis=1) + 1e-6
     out: list[tuple[int, int]] = []
     for h in scales:
@@ -298,4 +297,4 @@ class HybridDetector:
                 merged[-1] = Transition(kind, lo, hi, max(prev.score, t.score))
                 continue
             merged.append(t)
-        return chain_fades(merged, self._dark, _MAX_BLACK)
+        return chain_fades(merged, self._dark, MAX_BLACK)

@@ -1,9 +1,10 @@
 """TransNetV2 (Souček & Lokoč, 2020) on every frame, as a shot detector (``transnet``).
 
 The network runs through onnxruntime from the ONNX file clipfactory ships
-(:mod:`clipfactory.shots.learned`), so it needs neither torch nor a download. The detector sees the same small frames as every other detector (one decode pass),
-shrinks each to the network's 48x27 input, and runs the network exactly as its authors do:
-windows of 100 frames every 50, the first and last frame repeated 25 times at the ends, the
+(:mod:`clipfactory.shots.learned`), so it needs neither torch nor a download. The detector
+sees the same small frames as every other detector (one decode pass), shrinks each to the
+network's 48x27 input, and runs the network exactly as its authors do: windows of 100 frames
+every 50, the first and last frame repeated 25 times at the ends, the
 middle 50 predictions of each window kept. Windows are batched; only the frames of the windows
 not yet run are held. CPU by default, CUDA when present (``device: auto``).
 
@@ -23,7 +24,7 @@ from collections.abc import Callable
 import numpy as np
 
 from clipfactory.records import Transition
-from clipfactory.shots.gradual import chain_fades
+from clipfactory.shots.gradual import BLACK_LUMA, BLACK_SPREAD, MAX_BLACK, chain_fades
 from clipfactory.shots.learned import (
     Taps,
     TransNetModel,
@@ -36,7 +37,6 @@ from clipfactory.shots.learned import (
 __all__ = ["TransNetDetector", "resize_matrix", "transitions_from_scores"]
 
 _WINDOW, _STEP, _PAD = 100, 50, 25
-_BLACK_LUMA, _BLACK_SPREAD, _MAX_BLACK = 24.0, 8.0, 24
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
@@ -131,7 +131,7 @@ class TransNetDetector:
         k = i - self._first
         if k < 0 or k >= len(self._luma):
             return True
-        return self._luma[k] <= _BLACK_LUMA and self._spread[k] <= _BLACK_SPREAD
+        return self._luma[k] <= BLACK_LUMA and self._spread[k] <= BLACK_SPREAD
 
     def _transitions(self) -> list[Transition]:
         return transitions_from_scores(np.asarray(self._single), np.asarray(self._many),
@@ -180,4 +180,4 @@ def transitions_from_scores(single: np.ndarray, many: np.ndarray, first: int, th
                                     max(prev.score, t.score))
             continue
         merged.append(t)
-    return chain_fades(merged, dark, _MAX_BLACK)
+    return chain_fades(merged, dark, MAX_BLACK)
