@@ -142,3 +142,23 @@ def test_memory_is_a_fixed_ring(dissolve):
         det.process(i, frame)
     assert det._frames.shape[0] == det._ring < 400  # a ring, whatever the length
     det.finish()
+
+
+def test_frames_may_start_late_and_change_size(dissolve):
+    """The analysis pass of a manifest span starts at a later frame number; a stream may
+    change its size mid-way. Neither loses the dissolve or breaks the ring."""
+    import av
+
+    path, truth = dissolve
+    with av.open(str(path)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    det = HybridDetector()
+    for i, f in enumerate(frames):
+        det.process(500 + i, f)
+    found = [(t.kind, t.start_frame - 500, t.end_frame - 500) for t in det.finish()]
+    true = [(t["type"], t["start_frame"], t["end_frame"]) for t in truth["transitions"]]
+    assert len(match(true, found, 2)) == 1
+    det = HybridDetector()
+    for i, f in enumerate(frames):
+        det.process(i, f if i < 40 else f[:, :-32])  # 320 -> 288 wide from frame 40
+    assert [t.kind for t in det.finish()] == ["dissolve"]
