@@ -34,7 +34,8 @@ __all__ = ["decode_only", "run_bench"]
 
 
 def _videos(folder: Path) -> list[str]:
-    return sorted(str(p) for p in folder.glob("*") if p.suffix.lower() in (".mp4", ".webm", ".mkv"))
+    return sorted(str(p) for p in folder.glob("*")
+                  if p.suffix.lower() in (".mp4", ".webm", ".mkv"))
 
 
 def decode_only(path: str) -> tuple[int, float]:

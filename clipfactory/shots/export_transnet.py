@@ -100,7 +100,7 @@ def calibration_windows(spec: str, count: int = 2, seed: int = 7) -> list[np.nda
     from clipfactory.bench.real_corpus import load_sources
     from clipfactory.config import AnalysisConfig
     from clipfactory.media.analyse import analysis_size
-    from clipfactory.shots.learned import shrink_matrices, to_model_frames
+    from clipfactory.shots.learned import to_model_frames
 
     rng = np.random.default_rng(seed)
     out = []
@@ -111,7 +111,7 @@ def calibration_windows(spec: str, count: int = 2, seed: int = 7) -> list[np.nda
                 if src.first <= i <= src.last:
                     w, h = analysis_size(f.width, f.height, AnalysisConfig())
                     frames.append(f.reformat(width=w, height=h, format="rgb24").to_ndarray())
-        small = to_model_frames(np.stack(frames), shrink_matrices(*frames[0].shape[:2]))
+        small = to_model_frames(np.stack(frames))
         for _ in range(count):
             t = int(rng.integers(40, min(100, len(small)) + 1))
             s = int(rng.integers(0, len(small) - t + 1))

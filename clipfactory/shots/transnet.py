@@ -26,11 +26,9 @@ import numpy as np
 from clipfactory.records import Transition
 from clipfactory.shots.gradual import BLACK_LUMA, BLACK_SPREAD, MAX_BLACK, chain_fades
 from clipfactory.shots.learned import (
-    Taps,
     TransNetModel,
     load_model,
     resize_matrix,
-    shrink_matrices,
     to_model_frames,
 )
 
@@ -53,8 +51,6 @@ class TransNetDetector:
         self.model_path = model_path
         self.threads = threads
         self._model: TransNetModel | None = None
-        self._mats: Taps | None = None
-        self._size = (0, 0)
         self._buf: list[np.ndarray] = []  # 48x27 frames from index self._buf_first on
         self._buf_first = 0
         self._next_window = 0  # window k covers frames 50k-25 .. 50k+74, keeps 50k .. 50k+49
@@ -98,10 +94,7 @@ class TransNetDetector:
     # -- internals ------------------------------------------------------------------------
 
     def _shrink(self, frame: np.ndarray) -> np.ndarray:
-        h, w = frame.shape[:2]
-        if self._mats is None or self._size != (h, w):
-            self._mats, self._size = shrink_matrices(h, w), (h, w)
-        return to_model_frames(frame[None], self._mats)[0]
+        return to_model_frames(frame[None])[0]
 
     def _frame(self, i: int) -> np.ndarray:
         """Frame ``i`` relative to the first, the ends repeated as padding."""

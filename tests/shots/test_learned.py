@@ -13,7 +13,6 @@ from clipfactory.shots.learned import (
     default_model_path,
     load_model,
     resize_matrix,
-    shrink_matrices,
     to_model_frames,
 )
 from clipfactory.testing.models import tiny_shot_model
@@ -25,7 +24,7 @@ def _frames(name: str, n: int) -> np.ndarray:
     with av.open(str(REAL / name)) as c:
         out = [f.to_ndarray(format="rgb24") for _, f in zip(range(n), c.decode(video=0),
                                                                 strict=False)]
-    return to_model_frames(np.stack(out), shrink_matrices(*out[0].shape[:2]))
+    return to_model_frames(np.stack(out))
 
 
 def _video(n: int) -> np.ndarray:
@@ -61,11 +60,11 @@ def test_model_frames_are_area_averages():
     frames = rng.integers(0, 256, (5, 90, 160, 3), dtype=np.uint8)
     ref = np.einsum("ih,nhwc,wj->nijc", resize_matrix(90, 27), frames.astype(np.float32),
                     resize_matrix(160, 48).T)
-    got = to_model_frames(frames, shrink_matrices(90, 160))
+    got = to_model_frames(frames)
     assert got.shape == (5, 27, 48, 3) and got.dtype == np.uint8
     assert np.abs(got.astype(float) - ref).max() <= 0.5 + 1e-3
     flat = np.full((2, 90, 160, 3), 77, np.uint8)
-    assert np.all(to_model_frames(flat, shrink_matrices(90, 160)) == 77)
+    assert np.all(to_model_frames(flat) == 77)
 
 
 def test_missing_file(tmp_path):
