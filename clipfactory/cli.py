@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from clipfactory import __version__
+from clipfactory.annotate import cli as annotate_cli
 from clipfactory.fetch import cli as fetch_cli
 from clipfactory.provenance import cli as provenance_cli
 from clipfactory.shots import cli as shots_cli
@@ -49,6 +50,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="measure on these videos instead of a generated corpus")
     b.add_argument("--detector", default=None, choices=["hybrid", "builtin", "content", "transnet"],
                    help="shot detector (default: the config's, hybrid)")
+    b.add_argument("--embed", action="store_true",
+                   help="also measure the embedding stage (clips/s, frames/s vs decode-only)")
+    b.add_argument("--embed-only", action="store_true",
+                   help="measure the embedding stage alone")
+    b.add_argument("--embed-model", default=None, metavar="PATH",
+                   help="checkpoint for --embed (default: random weights, ViT-B/32 shape)")
+    b.add_argument("--embed-clips", type=int, default=48, metavar="N",
+                   help="clips for --embed (3 s each)")
 
     br = sub.add_parser("bench-ray", help="the Ray executor against the local one (1, 2 workers)")
     br.add_argument("--videos", type=int, default=16)
@@ -76,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     provenance_cli.add_commands(sub)
     fetch_cli.add_commands(sub)
     shots_cli.add_commands(sub)
+    annotate_cli.add_commands(sub)
     return p
 
 
@@ -83,6 +93,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
     from clipfactory.config import load_config
     from clipfactory.pipeline import run
     from clipfactory.shots.learned import ModelError
+    from clipfactory.stages import StageError
 
     executor = a.executor or ("ray" if a.ray_address else None)  # an address implies ray
     cfg = load_config(a.config, workers=a.workers, executor=executor,
@@ -100,7 +111,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
         return 2
     try:
         summary = run(a.input, a.output, cfg, quiet=a.quiet)
-    except ModelError as e:
+    except (ModelError, StageError) as e:
         print(f"clipfactory: {e}", file=sys.stderr)
         return 2
     _print_counts(summary["counts"], Path(a.output))
@@ -147,8 +158,14 @@ def _cmd_status(a: argparse.Namespace) -> int:
 def _cmd_bench(a: argparse.Namespace) -> int:
     from clipfactory.bench.run import run_bench
 
-    run_bench(minutes=a.minutes, width=a.width, height=a.height, workdir=a.workdir,
-              workers=a.workers, videos=a.real, detector=a.detector)
+    if not a.embed_only:
+        run_bench(minutes=a.minutes, width=a.width, height=a.height, workdir=a.workdir,
+                  workers=a.workers, videos=a.real, detector=a.detector)
+    if a.embed or a.embed_only:
+        from clipfactory.bench.embed import run_embed_bench
+
+        run_embed_bench(a.workdir, model=a.embed_model, clips=a.embed_clips, width=a.width,
+                        height=a.height)
     return 0
 
 
@@ -189,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"run": _cmd_run, "status": _cmd_status, "bench": _cmd_bench,
                 "bench-ray": _cmd_bench_ray, "bench-cut": _cmd_bench_cut, "demo": _cmd_demo,
                 "config": _cmd_config, **provenance_cli.COMMANDS, **fetch_cli.COMMANDS,
-                **shots_cli.COMMANDS}
+                **shots_cli.COMMANDS, **annotate_cli.COMMANDS}
     return handlers[a.command](a)
 
 

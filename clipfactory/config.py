@@ -12,12 +12,17 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from clipfactory.annotate.taxonomy import DEFAULT_CATEGORIES, DEFAULT_PROMPTS, DEFAULT_TEMPLATES
+
 __all__ = [
     "AnalysisConfig",
+    "AnnotateConfig",
+    "CategoryConfig",
     "ClipConfig",
     "Config",
     "CutConfig",
     "DedupConfig",
+    "EmbeddingConfig",
     "FetchConfig",
     "FilterConfig",
     "IngestConfig",
@@ -156,6 +161,50 @@ class DedupConfig(_Section):
     perceptual: bool = True
     phash_frames: int = 5  # frames sampled per clip
     max_hamming: int = 10  # per-frame hash distance (of 64 bits) that still counts as the same
+    semantic: bool = False  # drop clips whose embeddings nearly match a kept clip's
+    # cosine similarity >= 1 - eps is a duplicate; None: drop nothing, write the distribution
+    semantic_eps: float | None = Field(default=0.05, ge=0, le=1)
+    semantic_cluster_size: int = Field(default=1000, ge=2)  # k-means: clips per cluster
+
+
+class EmbeddingConfig(_Section):
+    """Clip embeddings from a CLIP or SigLIP checkpoint (docs/annotate.md). ``model`` empty:
+    no model stage runs (no embeddings, categories or semantic dedup)."""
+
+    model: str = ""  # a save_pretrained folder, or a hub id found in the local HF cache
+    revision: str | None = None  # hub ids: a branch, tag or commit (default: main)
+    allow_download: bool = False  # hub ids not in the cache are fetched only when true
+    frames: int = Field(default=4, ge=1, le=64)  # sampled uniformly over each clip
+    batch: int = Field(default=32, ge=1)  # clips per batch
+    device: str = "auto"  # auto: cuda when torch sees one, else cpu
+    workers: int = Field(default=1, ge=1)  # local worker processes; Ray: actors
+    threads: int = 0  # torch threads per worker (0: torch's default)
+    cpus: float = Field(default=1.0, gt=0)  # Ray: CPUs per actor
+    gpus: float | None = None  # Ray: GPUs per actor (fractions share); None: 1 if any, else 0
+
+
+class CategoryConfig(_Section):
+    """Zero-shot categories, scored by the embedding model's text tower."""
+
+    enabled: bool = True  # needs annotate.embeddings.model
+    labels: list[str] = Field(default_factory=lambda: list(DEFAULT_CATEGORIES))
+    templates: list[str] = Field(default_factory=lambda: list(DEFAULT_TEMPLATES))
+    # a label's own prompts (default: the shipped ones for the default labels, else templates)
+    prompts: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_PROMPTS))
+
+    @model_validator(mode="after")
+    def _labels_unique(self) -> CategoryConfig:
+        if len(set(self.labels)) != len(self.labels) or any(not x.strip() for x in self.labels):
+            raise ValueError("annotate.categories.labels must be distinct, non-empty names")
+        return self
+
+
+class AnnotateConfig(_Section):
+    """Clip-level model stages (docs/annotate.md)."""
+
+    embeddings: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+    categories: CategoryConfig = Field(default_factory=CategoryConfig)
+    part_rows: int = Field(default=10000, ge=1)  # embeddings per Parquet part (and commit)
 
 
 class ShardConfig(_Section):
@@ -254,6 +303,14 @@ class Config(_Section):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
     fetch: FetchConfig = Field(default_factory=FetchConfig)
+    annotate: AnnotateConfig = Field(default_factory=AnnotateConfig)
+
+    @model_validator(mode="after")
+    def _semantic_needs_embeddings(self) -> Config:
+        if self.dedup.semantic and not self.annotate.embeddings.model:
+            raise ValueError("dedup.semantic needs an embedding model "
+                             "(annotate.embeddings.model)")
+        return self
 
     @property
     def filters_on(self) -> bool:

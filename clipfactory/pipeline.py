@@ -7,6 +7,7 @@ is derived from the ledger and written atomically, so ``finalize`` can run again
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -17,7 +18,7 @@ from typing import Any, Protocol
 
 from clipfactory import __version__
 from clipfactory.config import Config
-from clipfactory.dedup import DedupItem, find_duplicates
+from clipfactory.dedup import DedupItem, Duplicate, find_duplicates
 from clipfactory.fetch.stage import FetchStage
 from clipfactory.ledger import Ledger
 from clipfactory.policy.gate import Gate
@@ -30,6 +31,9 @@ from clipfactory.sinks.card import write_card
 from clipfactory.sinks.index import clip_row, write_index, write_rejected
 from clipfactory.sinks.shards import ShardWriter, rewrite_shard_without
 from clipfactory.sources import read_input
+from clipfactory.stages import ModelStage, build_stages, check_stages
+from clipfactory.stages.feeder import StageFeeder
+from clipfactory.stages.store import annotation_summary
 from clipfactory.worker import discard_clips
 
 __all__ = ["Executor", "finalize", "run"]
@@ -53,11 +57,14 @@ def _setup_logging(out: Path) -> logging.Handler:
 
 
 def run(input_path: str | Path | None, output: str | Path, cfg: Config | None = None, *,
-        quiet: bool = True, executor: Executor | None = None) -> dict[str, Any]:
+        quiet: bool = True, executor: Executor | None = None,
+        stages: list[ModelStage] | None = None) -> dict[str, Any]:
     """Curate ``input_path`` (folder or manifest) into ``output``; resume what is there.
-    ``input_path`` None adds nothing and runs what is pending (``clipfactory retry``)."""
+    ``input_path`` None adds nothing and runs what is pending (``clipfactory retry``).
+    ``stages`` replaces the model stages the config turns on (``annotate``)."""
     cfg = cfg or Config()
     check_detector(cfg.shots)  # a broken model file stops the run here, not once per video
+    stages = build_stages(cfg) if stages is None else stages
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     handler = _setup_logging(out)
@@ -68,6 +75,7 @@ def run(input_path: str | Path | None, output: str | Path, cfg: Config | None = 
         if previous is not None and previous != cfg.model_dump(mode="json"):
             log.warning("config differs from the one this output was started with; finished "
                         "videos keep the old settings")
+        check_stages(stages, ledger)  # missing weights stop the run before any work
         ledger.set_meta("config", cfg.model_dump(mode="json"))
         _sweep_temp_files(out / "staging")
         added = ledger.register(read_input(input_path, cfg.ingest)) if input_path else 0
@@ -79,7 +87,7 @@ def run(input_path: str | Path | None, output: str | Path, cfg: Config | None = 
             from clipfactory.exec import make_executor
 
             executor = make_executor(cfg)
-        stats = _process(pending, ledger, cfg, out, executor, quiet, gate)
+        stats = _process(pending, ledger, cfg, out, executor, quiet, gate, stages)
         summary = finalize(out, cfg, ledger, stats)
         log.info("run finished: %s", json.dumps(summary["counts"]))
         return summary
@@ -90,19 +98,26 @@ def run(input_path: str | Path | None, output: str | Path, cfg: Config | None = 
 
 
 def _process(pending: list[SourceItem], ledger: Ledger, cfg: Config, out: Path,
-             executor: Executor, quiet: bool, gate: Gate | None = None) -> dict[str, Any]:
+             executor: Executor, quiet: bool, gate: Gate | None = None,
+             stages: list[ModelStage] | None = None) -> dict[str, Any]:
     wall0 = time.perf_counter()
     media_s = cpu_s = 0.0
     done = 0
-    with Progress(len(pending), quiet=quiet) as bar:
+    feeder = StageFeeder(stages, out, ledger, cfg) if stages else None
+    stage_stats: dict[str, Any] = {}
+    with Progress(len(pending), quiet=quiet) as bar, _closing(feeder):
         def fetch_failed(r: VideoResult) -> None:
             _log_result(r)
             bar.update(0.0, failed=True)
 
         fetch = FetchStage(cfg, out, ledger, on_failure=fetch_failed)  # URLs -> local files
+        if feeder is not None:
+            feeder.start()  # clips earlier runs left unannotated go first
         try:
             for result in executor.map(fetch.wrap(pending), cfg, out / "staging"):
                 _record(result, ledger, gate)
+                if feeder is not None:
+                    feeder.feed(result)  # kept clips stream into the model stages
                 fetch.done(result)  # the fetched source goes once its outcome is recorded
                 media_s += result.analysed_s
                 cpu_s += result.cpu_s
@@ -111,6 +126,8 @@ def _process(pending: list[SourceItem], ledger: Ledger, cfg: Config, out: Path,
                 bar.update(result.analysed_s, failed=result.rejection is not None)
         finally:
             fetch_stats = fetch.close()
+        if feeder is not None:
+            stage_stats = feeder.finish()
     wall = time.perf_counter() - wall0
     stats = {"videos": done + fetch.failed, "wall_s": round(wall, 3),
              "media_s": round(media_s, 3),
@@ -119,7 +136,18 @@ def _process(pending: list[SourceItem], ledger: Ledger, cfg: Config, out: Path,
              "x_realtime_per_core": round(media_s / cpu_s, 3) if cpu_s > 0 else 0.0}
     if fetch_stats is not None:
         stats["fetch"] = fetch_stats
+    if stage_stats:
+        stats["stages"] = stage_stats
     return stats
+
+
+@contextlib.contextmanager
+def _closing(feeder: StageFeeder | None) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if feeder is not None:
+            feeder.close()
 
 
 def _record(result: VideoResult, ledger: Ledger, gate: Gate | None) -> None:
@@ -178,7 +206,10 @@ def finalize(out: str | Path, cfg: Config, ledger: Ledger,
         "unknown_license_clips": sum(1 for c in kept if is_unknown(c.license)),
         "licenses": license_counts(kept),
         "policy": policy_summary(cfg.policy),
+        **annotation_summary(ledger, kept, cfg),
     }
+    if ledger.get_meta("mix"):  # a dataset written by `clipfactory mix`
+        summary["mix"] = ledger.get_meta("mix")
     tmp = out / ".summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=2), encoding="utf-8")
     os.replace(tmp, out / "summary.json")
@@ -208,12 +239,22 @@ def _check_staged(ledger: Ledger) -> list[ClipRecord]:
 
 
 def _dedup(clips: list[ClipRecord], ledger: Ledger, cfg: Config, shard_dir: Path) -> None:
-    by_id = {c.clip_id: c for c in clips}
     items = [DedupItem(c.clip_id, c.exact_hash, tuple(c.phash), c.width, c.height, c.num_frames)
              for c in clips]
-    dups = find_duplicates(items, cfg.dedup)
+    _drop_duplicates(find_duplicates(items, cfg.dedup), clips, ledger, shard_dir)
+    if cfg.dedup.semantic:  # over what exact and near dedup kept, from the stored vectors
+        from clipfactory.dedup.semantic_index import semantic_duplicates
+
+        dups = semantic_duplicates(ledger, cfg.dedup)
+        if dups:
+            _drop_duplicates(dups, ledger.clips("staged", "sharded"), ledger, shard_dir)
+
+
+def _drop_duplicates(dups: list[Duplicate], clips: list[ClipRecord], ledger: Ledger,
+                     shard_dir: Path) -> None:
     if not dups:
         return
+    by_id = {c.clip_id: c for c in clips}
     removed_from: dict[str, list[ClipRecord]] = {}
     changed = []
     for d in dups:
@@ -233,7 +274,7 @@ def _dedup(clips: list[ClipRecord], ledger: Ledger, cfg: Config, shard_dir: Path
         if info is not None:
             ledger.add_shards([(info.name, info.sha256, info.bytes, info.count)], [])
     ledger.update_clips(changed)
-    log.info("dedup removed %d clips", len(dups))
+    log.info("dedup removed %d clips (%s)", len(dups), ", ".join(sorted({d.reason for d in dups})))
 
 
 def _shard_groups(clips: list[ClipRecord], max_count: int, max_bytes: int

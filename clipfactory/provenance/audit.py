@@ -12,7 +12,9 @@ Every shard is read in full. The audit fails (``AuditReport.ok`` is False) when:
   clip file lies in ``staging/`` that no staged clip owns (``orphan_file``);
 - a clip present is not allowed under the dataset's policy, comes from a removed or
   quarantined source, or from a source the opt-out list or an earlier takedown names
-  (``not_allowed``, ``removed_source``, ``quarantined_source``, ``opted_out``).
+  (``not_allowed``, ``removed_source``, ``quarantined_source``, ``opted_out``);
+- ``embeddings/`` disagrees with the ledger, or still holds a removed clip's vector
+  (:mod:`clipfactory.provenance.audit_embeddings`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import pyarrow.parquet as pq
 
 from clipfactory.config import Config
 from clipfactory.policy.optout import OptOutList
+from clipfactory.provenance.audit_embeddings import check_embeddings
 from clipfactory.provenance.ingest import build_gate
 from clipfactory.provenance.takedown import open_output
 
@@ -248,6 +251,7 @@ def audit(out: str | Path, opt_out_file: str | Path | None = None) -> AuditRepor
         _check_shards(out, report, ledger_shards, summary_shards, index)
         _check_sources(out, ledger, cfg, report, index, extra)
         _check_staging(out, ledger, report)
+        check_embeddings(out, ledger, report)
         return report
     finally:
         ledger.close()

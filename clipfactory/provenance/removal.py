@@ -3,7 +3,8 @@
 This is the one code path behind ``clipfactory takedown``, ``revalidate --purge`` and the
 retroactive opt-out and policy checks of a run. Affected shards are rewritten atomically
 (temp file, fsync, rename) without the removed samples, so not one byte of a removed clip is
-left in any shard; staged clip files are deleted too. The order of the steps makes a crash at
+left in any shard; staged clip files are deleted too, and so is every embedding of the
+removed clips (the Parquet parts holding one are rewritten). The order of the steps makes a crash at
 any point safe to repeat: shards first, then clip records, then the audit record, and the
 input's state last (an input not yet marked is matched and finished again next time).
 """
@@ -22,6 +23,7 @@ from typing import Any
 from clipfactory.ledger import Ledger
 from clipfactory.records import ClipRecord
 from clipfactory.sinks.shards import rewrite_shard_without, shard_info
+from clipfactory.stages.store import remove_embeddings
 
 __all__ = ["AUDIT_LOG", "Removal", "ShardChange", "append_audit", "remove_inputs"]
 
@@ -52,6 +54,7 @@ class Removal:
     clips: list[str] = field(default_factory=list)
     shards: list[ShardChange] = field(default_factory=list)
     rules: list[str] = field(default_factory=list)
+    embeddings: int = 0  # clip vectors purged from embeddings/ and the ledger
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -121,6 +124,8 @@ def remove_inputs(out: str | Path, ledger: Ledger, rows: Sequence[sqlite3.Row],
             c.staged_path = None
             changed.append(c)
     ledger.update_clips(changed)
+    # every derived vector goes too, kept or dropped (a semantic duplicate still has one)
+    removal.embeddings = remove_embeddings(out, ledger, [c.clip_id for c in clips])
     removal.videos = [_video_entry(r, matched[r["item_key"]]) for r in rows]
     append_audit(out, ledger, kind, removal.to_dict())
     by_code: dict[str, list[str]] = {}

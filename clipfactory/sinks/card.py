@@ -44,6 +44,7 @@ def render_card(summary: dict[str, Any], kept: Sequence[ClipRecord], config_yaml
         "```",
         "",
     ]
+    lines += _annotation_lines(summary)
     lines += license_sections(summary, kept)  # policy, license table, attribution by license
     lines += ["## What was removed", "", "| stage/reason | clips |", "|---|---|"]
     for reason, n in counts["dropped_by_reason"].items():
@@ -57,6 +58,60 @@ def render_card(summary: dict[str, Any], kept: Sequence[ClipRecord], config_yaml
         lines += [f"| {_md(r)} | {n} |" for r, n in counts["removed_by_reason"].items()]
     lines += ["", "## Configuration", "", "```yaml", config_yaml.rstrip(), "```", ""]
     return "\n".join(lines)
+
+
+def _annotation_lines(summary: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    a = summary.get("annotations")
+    if a:
+        m = a.get("embedding_model") or {}
+        lines += ["## Annotations", ""]
+        if m:
+            lines += [f"Embeddings: {a['embeddings']} clips, model `{_md(m['model'])}` at revision "
+                      f"`{_md(m['revision'])}`, {m['dim']} dimensions, in `embeddings/*.parquet`"
+                      " (`clip_id`, `embedding`, `model`, `revision`).", ""]
+        cats = a.get("categories") or {}
+        if cats:
+            total = sum(cats.values())
+            lines += ["| category | clips | share |", "|---|---|---|"]
+            lines += [f"| {_md(k)} | {n} | {100 * n / total:.1f} % |" for k, n in cats.items()]
+            lines.append("")
+        if a.get("failed_by_reason"):
+            lines += ["| annotation failed: stage/reason | clips (kept, not annotated) |",
+                      "|---|---|"]
+            lines += [f"| {_md(r)} | {n} |" for r, n in a["failed_by_reason"].items()]
+            lines.append("")
+    mix = summary.get("mix")
+    if mix:
+        lines += ["## Category mix", "",
+                  f"Written by `clipfactory mix` from `{_md(mix['source'])}` (seed {mix['seed']}"
+                  + (f", at most {mix['max_clips']} clips" if mix.get("max_clips") else "")
+                  + "): as many clips as the counts allow at the target shares.", "",
+                  "| category | target | achieved | clips | available |", "|---|---|---|---|---|"]
+        for k, share in mix["target"].items():
+            lines.append(f"| {_md(k)} | {100 * share:.1f} % | {100 * mix['achieved'].get(k, 0):.1f}"
+                         f" % | {mix['counts'].get(k, 0)} | {mix['available'].get(k, 0)} |")
+        lines.append("")
+    s = summary.get("semantic_dedup")
+    if s:
+        eps = s["eps"]
+        lines += ["## Semantic dedup", "",
+                  f"k-means with {s['clusters']} clusters (trained on {s['trained_on']} clips); "
+                  + (f"eps = {eps}: a clip whose cosine similarity to a kept clip is at least "
+                     f"{1 - eps:g} is dropped (`dedup/semantic_duplicate`)." if eps is not None
+                     else "`semantic_eps: null`: nothing dropped. Choose eps from the table."),
+                  ""]
+        q = s.get("quantiles") or {}
+        if q:
+            lines += ["Nearest-neighbour cosine similarity of kept clips (within their cluster):"
+                      f" p50 {q['p50']:.4f}, p90 {q['p90']:.4f}, p99 {q['p99']:.4f}, "
+                      f"max {q['max']:.4f}.", "",
+                      "| eps | similarity at least | kept clips with a neighbour that close |",
+                      "|---|---|---|"]
+            lines += [f"| {r['eps']:g} | {r['threshold']:.3f} | {r['clips']} "
+                      f"({100 * r['share']:.1f} %) |" for r in s["eps_table"]]
+            lines.append("")
+    return lines
 
 
 def write_card(path: str | Path, summary: dict[str, Any], kept: Sequence[ClipRecord],

@@ -29,6 +29,7 @@ INDEX_SCHEMA = pa.schema([
     ("bytes", pa.int64()),
     ("file_sha256", pa.string()), ("exact_hash", pa.string()),
     ("cut_method", pa.string()), ("video_codec", pa.string()), ("has_audio", pa.bool_()),
+    ("category", pa.string()),
     ("scores", pa.map_(pa.string(), pa.float64())), ("extra", pa.string()),
 ])
 
@@ -56,7 +57,7 @@ def clip_row(c: ClipRecord) -> dict[str, Any]:
         "shard": c.shard, "key": c.key,
         "bytes": c.bytes, "file_sha256": c.file_sha256, "exact_hash": c.exact_hash,
         "cut_method": cut.get("method"), "video_codec": cut.get("codec"),
-        "has_audio": cut.get("audio"),
+        "has_audio": cut.get("audio"), "category": c.extra.get("category"),
         "scores": dict(c.scores), "extra": json.dumps(c.extra, sort_keys=True, default=str),
     }
 

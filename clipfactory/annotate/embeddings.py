@@ -1,0 +1,108 @@
+"""The embedding stage: clip vectors from a CLIP/SigLIP image tower, and zero-shot categories
+from the same model's text tower.
+
+Thin stage over :mod:`clipfactory.annotate.clip_model` (the model maths) and
+:mod:`clipfactory.annotate.frames` (frames from the clip). Each clip: ``frames`` frames uniform
+over its span, embedded, mean-pooled and L2-normalised. With categories on, each clip gets
+``scores["category.<label>"]`` (the label's probability) and ``category`` (the top label).
+A clip whose frames cannot be read fails alone (``embed/frames_unreadable``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from clipfactory.annotate.frames import FrameError, sample_frames
+from clipfactory.config import AnnotateConfig
+from clipfactory.stages.base import ClipInput, ModelStage, Resources, StageOutput, StageStatus
+
+__all__ = ["EmbeddingStage"]
+
+
+class EmbeddingStage(ModelStage):
+    """Embeddings (+ categories) for every kept clip."""
+
+    name = "embed"
+
+    def __init__(self, cfg: AnnotateConfig) -> None:
+        e = cfg.embeddings
+        self.cfg = cfg
+        self.batch_size = e.batch
+        self.workers = e.workers
+        self.resources = Resources(cpus=e.cpus, gpus=e.gpus if e.gpus is not None else 0.0)
+        self.gpus_auto = e.gpus is None
+        self._resolved: Any = None
+        self._model: Any = None
+        self._labels: list[str] = []
+        self._label_vecs: np.ndarray | None = None
+
+    @property
+    def model_id(self) -> str:
+        return self.cfg.embeddings.model
+
+    @property
+    def revision(self) -> str:
+        return self._resolved.revision if self._resolved is not None else ""
+
+    def resolve(self) -> Any:
+        """Find the weights (no download unless allowed); cached on the stage so workers load
+        exactly the revision the driver checked."""
+        from clipfactory.annotate.clip_model import resolve_model
+
+        if self._resolved is None:
+            e = self.cfg.embeddings
+            self._resolved = resolve_model(e.model, allow_download=e.allow_download,
+                                           revision=e.revision)
+        return self._resolved
+
+    def check(self) -> StageStatus:
+        from clipfactory.annotate.clip_model import ModelLoadError, pick_device
+
+        e = self.cfg.embeddings
+        try:
+            r = self.resolve()
+        except ModelLoadError as err:
+            return StageStatus(self.name, e.model, "?", "", "", e.device, (str(err),))
+        try:
+            device = pick_device(e.device)
+            deps: tuple[str, ...] = ()
+        except Exception as err:  # cuda asked for and absent, or torch missing
+            device, deps = e.device, (str(err),)
+        return StageStatus(self.name, e.model, r.source, str(r.path), r.revision, device,
+                           tuple(r.missing) + deps)
+
+    def setup(self) -> None:
+        from clipfactory.annotate.clip_model import ClipEmbedder
+
+        e = self.cfg.embeddings
+        self._model = ClipEmbedder(self.resolve(), device=e.device, threads=e.threads)
+        c = self.cfg.categories
+        if c.enabled and c.labels:
+            self._labels = list(c.labels)
+            self._label_vecs = self._model.label_vectors(self._labels, c.templates, c.prompts)
+
+    def process_batch(self, clips: list[ClipInput]) -> list[StageOutput]:
+        outs: list[StageOutput] = []
+        groups, ok = [], []
+        for clip in clips:
+            try:
+                groups.append(sample_frames(clip, self.cfg.embeddings.frames))
+                ok.append(clip)
+            except FrameError as err:
+                outs.append(StageOutput(clip.clip_id, reason="frames_unreadable",
+                                        detail=str(err)))
+        if not ok:
+            return outs
+        vecs = self._model.embed_frames_pooled(groups)
+        probs = (self._model.zero_shot(vecs, self._label_vecs)
+                 if self._label_vecs is not None else None)
+        for i, clip in enumerate(ok):
+            o = StageOutput(clip.clip_id, vector=vecs[i].astype(np.float32))
+            if probs is not None:
+                o.scores = {f"category.{lab}": round(float(p), 6)
+                            for lab, p in zip(self._labels, probs[i], strict=True)}
+                o.fields = {"category": self._labels[int(np.argmax(probs[i]))]}
+            outs.append(o)
+        return outs

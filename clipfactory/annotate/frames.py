@@ -1,0 +1,92 @@
+"""Frames for clip-level models, read from the clip itself (a staged file or a shard member).
+
+A few frames, uniform over the clip (the middle of each of ``n`` equal parts), decoded in one
+forward pass that stops after the last one; only the chosen frames are converted to RGB, by
+FFmpeg's scaler, already shrunk so their shorter side is at most ``short_side`` (models resize
+to about 224 anyway). A clip in a shard is read from its tar member without unpacking the
+shard. Never re-fetches or re-decodes the source.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import av
+import numpy as np
+from av.video.reformatter import Interpolation
+
+from clipfactory.stages.base import ClipInput
+
+__all__ = ["FrameError", "open_clip_bytes", "sample_frames", "sample_positions"]
+
+
+class FrameError(Exception):
+    """The clip's frames cannot be read (missing, truncated or undecodable file)."""
+
+
+def sample_positions(num_frames: int, n: int) -> list[int]:
+    """Frame indices of ``n`` samples uniform over ``num_frames`` (fewer for short clips)."""
+    if num_frames <= 0 or n <= 0:
+        return []
+    n = min(n, num_frames)
+    return sorted({min(num_frames - 1, int((i + 0.5) * num_frames / n)) for i in range(n)})
+
+
+def open_clip_bytes(clip: ClipInput) -> str | io.BytesIO:
+    """What PyAV should open: the staged file's path, or the shard member's bytes."""
+    if clip.member is None:
+        return clip.path
+    try:
+        with tarfile.open(clip.path) as tar:
+            fh = tar.extractfile(clip.member)
+            if fh is None:
+                raise FrameError(f"{clip.member} in {clip.path} is not a file")
+            return io.BytesIO(fh.read())
+    except (OSError, KeyError, tarfile.TarError) as e:
+        raise FrameError(f"cannot read {clip.member} from {clip.path}: {e}") from e
+
+
+def _size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    s = min(width, height)
+    if s <= short_side:
+        return width, height
+    f = short_side / s
+    return max(2, round(width * f / 2) * 2), max(2, round(height * f / 2) * 2)
+
+
+def _rgb(frame: av.VideoFrame, w: int, h: int) -> np.ndarray:
+    return frame.reformat(width=w, height=h, format="rgb24",
+                          interpolation=Interpolation.AREA).to_ndarray()
+
+
+def sample_frames(clip: ClipInput, n: int, short_side: int = 256) -> list[np.ndarray]:
+    """``n`` RGB frames (HxWx3 uint8) uniform over the clip; raises :class:`FrameError`."""
+    src = open_clip_bytes(clip)
+    try:
+        with av.open(src) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            total = clip.num_frames or stream.frames
+            wanted = sample_positions(total, n)
+            if not wanted:
+                raise FrameError("the clip has no frames")
+            frames: list[np.ndarray] = []
+            last = None
+            for i, frame in enumerate(container.decode(stream)):
+                last = frame
+                if i == wanted[len(frames)]:
+                    w, h = _size(frame.width, frame.height, short_side)
+                    frames.append(_rgb(frame, w, h))
+                    if len(frames) == len(wanted):
+                        break
+            if not frames and last is None:
+                raise FrameError("no frame could be decoded")
+            if len(frames) < len(wanted) and last is not None:  # fewer frames than recorded
+                w, h = _size(last.width, last.height, short_side)
+                frames.append(_rgb(last, w, h))
+            return frames
+    except FrameError:
+        raise
+    except (av.FFmpegError, OSError, IndexError, ValueError) as e:
+        raise FrameError(f"cannot decode {clip.member or clip.path}: {e}") from e

@@ -1,0 +1,261 @@
+"""``clipfactory mix``: a new dataset whose category shares follow a target.
+
+:func:`plan_mix` is the arithmetic: the largest total whose exact shares the counts allow
+(``min(count / share)`` over the target's categories, capped by ``max_clips``), split by
+largest remainders so that the achieved shares are the target's to within one clip.
+:func:`write_mix` builds DST with the same contract as a run's output: shards (clips copied
+byte for byte from the source shards, ``KEY.json`` rewritten for the new shard), a ledger with
+every chosen clip's provenance (its source row, policy decision, embedding), ``index.parquet``,
+``rejected.parquet`` (the clips left out: ``mix/over_target`` or ``mix/not_in_target``), the
+card (target and achieved mix) and ``embeddings/``. The clips chosen within a category are a
+uniform sample, deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import xxhash
+
+from clipfactory.config import Config
+from clipfactory.ledger import Ledger
+from clipfactory.records import ClipRecord
+from clipfactory.sinks.index import clip_row
+from clipfactory.sinks.shards import ShardWriter
+from clipfactory.stages.store import EMBEDDINGS_DIR, PART_SCHEMA, ensure_schema
+
+__all__ = ["MixError", "parse_target", "plan_mix", "write_mix"]
+
+OTHER = "other"  # a target key covering every category the target does not name
+
+
+class MixError(ValueError):
+    """The target cannot be met or the folders are wrong; nothing was written."""
+
+
+def parse_target(text: str) -> dict[str, float]:
+    """``"driving=0.2,nature=0.3,other=0.5"`` -> shares; they must sum to 1 (within 0.001)."""
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.rpartition("=")
+        if not sep or not name.strip():
+            raise MixError(f"target entry {part!r} is not label=share")
+        try:
+            share = float(value)
+        except ValueError as e:
+            raise MixError(f"target entry {part!r}: {value!r} is not a number") from e
+        if not 0 <= share <= 1 or name.strip() in out:
+            raise MixError(f"target entry {part!r}: a share is in [0, 1], once per label")
+        out[name.strip()] = share
+    if not out or abs(sum(out.values()) - 1.0) > 1e-3:
+        raise MixError(f"target shares sum to {sum(out.values()):.3f}, not 1 (name the rest "
+                       f"'{OTHER}=...' to keep categories the target does not list)")
+    return out
+
+
+def plan_mix(counts: dict[str, int], target: dict[str, float],
+             max_clips: int | None = None) -> dict[str, int]:
+    """Clips to take per target label (see module doc). ``counts`` per target label."""
+    wanted = {k: p for k, p in target.items() if p > 0}
+    missing = [k for k in wanted if counts.get(k, 0) == 0]
+    if missing:
+        raise MixError(f"no clips in categories {missing}; the target cannot be met")
+    total = min(math.floor(counts[k] / p + 1e-9) for k, p in wanted.items())
+    if max_clips is not None:
+        total = min(total, max_clips)
+    exact = {k: total * p for k, p in wanted.items()}
+    take = {k: min(counts[k], math.floor(x)) for k, x in exact.items()}
+    for k in sorted(exact, key=lambda k: exact[k] - take[k], reverse=True):
+        if sum(take.values()) >= total:
+            break
+        if take[k] < counts[k]:
+            take[k] += 1
+    return {k: take.get(k, 0) for k in target}
+
+
+def _label(c: ClipRecord, target: dict[str, float]) -> str | None:
+    cat = c.extra.get("category")
+    if cat in target:
+        return cat
+    return OTHER if OTHER in target and cat else None
+
+
+def _order(clip_id: str, seed: int) -> int:
+    return xxhash.xxh64_intdigest(f"{seed}:{clip_id}".encode())
+
+
+def write_mix(src: str | Path, dst: str | Path, target: dict[str, float], *,
+              max_clips: int | None = None, seed: int = 0) -> dict[str, Any]:
+    """Build DST from SRC's kept clips (see module doc); returns DST's summary."""
+    src, dst = Path(src), Path(dst)
+    if not (src / "ledger.sqlite").is_file():
+        raise MixError(f"{src} is not a clipfactory output (no ledger.sqlite)")
+    if dst.exists() and any(dst.iterdir()):
+        raise MixError(f"{dst} exists and is not empty; a mix is written to a new folder")
+    sl = Ledger(src / "ledger.sqlite")
+    try:
+        kept = sl.clips("sharded")
+        by_label: dict[str, list[ClipRecord]] = {}
+        for c in kept:
+            lab = _label(c, target)
+            if lab is not None:
+                by_label.setdefault(lab, []).append(c)
+        if not any(c.extra.get("category") for c in kept):
+            raise MixError(f"{src} has no categorised clips: run it with "
+                           "annotate.embeddings.model and categories on")
+        plan = plan_mix({k: len(v) for k, v in by_label.items()}, target, max_clips)
+        chosen: list[ClipRecord] = []
+        for lab, n in plan.items():
+            chosen += sorted(by_label.get(lab, []), key=lambda c: _order(c.clip_id, seed))[:n]
+        left = [c for c in kept if c.clip_id not in {x.clip_id for x in chosen}]
+        dst.mkdir(parents=True, exist_ok=True)
+        dl = Ledger(dst / "ledger.sqlite")
+        try:
+            _copy_rows(sl, dl, chosen, left, target)
+            _copy_shards(src, dst, dl, chosen)
+            _copy_embeddings(src, sl, dl, dst, chosen)
+            achieved = dict(plan)
+            n = sum(achieved.values())
+            dl.set_meta("mix", {
+                "source": str(src.resolve()), "target": target, "max_clips": max_clips,
+                "seed": seed, "clips": n, "available": {k: len(v) for k, v in by_label.items()},
+                "achieved": {k: (v / n if n else 0.0) for k, v in achieved.items()},
+                "counts": achieved})
+            from clipfactory.pipeline import finalize
+
+            cfg = Config.model_validate(dl.get_meta("config") or {})
+            cfg.skip = sorted(set(cfg.skip) | {"dedup"})  # SRC's decisions stand
+            return finalize(dst, cfg, dl)
+        finally:
+            dl.close()
+    finally:
+        sl.close()
+
+
+def _copy_rows(sl: Ledger, dl: Ledger, chosen: list[ClipRecord], left: list[ClipRecord],
+               target: dict[str, float]) -> None:
+    keys = sorted({c.item_key for c in chosen} | {c.item_key for c in left})
+    ensure_schema(sl)
+    ensure_schema(dl)
+    dl.set_meta("config", sl.get_meta("config"))
+    dl.db.execute("ATTACH DATABASE ? AS src", (str(sl.path),))
+    try:
+        with dl.transaction() as db:
+            for table in ("videos", "decisions"):
+                cols = [r[1] for r in db.execute(f"PRAGMA src.table_info({table})")]
+                mine = {r[1] for r in db.execute(f"PRAGMA main.table_info({table})")}
+                cols = [c for c in cols if c in mine]
+                for i in range(0, len(keys), 500):
+                    chunk = keys[i:i + 500]
+                    db.execute(f"INSERT OR REPLACE INTO main.{table} ({','.join(cols)}) SELECT "
+                               f"{','.join(cols)} FROM src.{table} WHERE item_key IN ("
+                               + ",".join("?" * len(chunk)) + ")", chunk)
+            rows = []
+            for c in left:
+                c.drop("mix", "over_target" if _label(c, target) else "not_in_target")
+                c.shard = None
+                rows.append(c)
+            db.executemany(
+                "INSERT INTO clips (clip_id, item_key, state, stage, reason, shard, record)"
+                " VALUES (?,?,?,?,?,?,?)",
+                [(c.clip_id, c.item_key, c.state, c.stage, c.reason, c.shard,
+                  json.dumps(c.to_dict())) for c in rows])
+            ids = [c.clip_id for c in chosen]
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                db.execute("INSERT INTO main.annotations SELECT * FROM src.annotations WHERE"
+                           " clip_id IN (" + ",".join("?" * len(chunk)) + ")", chunk)
+    finally:
+        dl.db.execute("DETACH DATABASE src")
+
+
+def _copy_shards(src: Path, dst: Path, dl: Ledger, chosen: list[ClipRecord]) -> None:
+    """Copy the chosen clips shard by shard (each source shard read once, in order)."""
+    by_shard: dict[str, list[ClipRecord]] = {}
+    for c in chosen:
+        by_shard.setdefault(c.shard or "", []).append(c)
+    cfg = Config.model_validate(dl.get_meta("config") or {})
+    with ShardWriter(dst / "shards", max_count=cfg.shards.max_count,
+                     max_bytes=cfg.shards.max_bytes) as writer:
+        placed: list[ClipRecord] = []
+        for shard in sorted(by_shard):
+            want = {f"{c.key}.mp4": c for c in by_shard[shard]}
+            with tarfile.open(src / "shards" / shard) as tar:
+                for m in tar:
+                    c = want.get(m.name)
+                    if c is None:
+                        continue
+                    fh = tar.extractfile(m)
+                    data = fh.read() if fh is not None else b""
+                    c.state, c.stage, c.reason = "sharded", None, None
+                    name = writer.add(c.key, {"mp4": data, "json": b"{}"})
+                    c.shard = name
+                    placed.append(c)
+        infos = writer.close()
+    # KEY.json must name the clip's own shard: rewrite the json members now that it is known
+    _rewrite_json(dst / "shards", placed)
+    from clipfactory.sinks.shards import shard_info
+
+    with dl.transaction() as db:
+        db.executemany(
+            "INSERT OR REPLACE INTO clips (clip_id, item_key, state, stage, reason, shard, record)"
+            " VALUES (?,?,?,?,?,?,?)",
+            [(c.clip_id, c.item_key, c.state, c.stage, c.reason, c.shard,
+              json.dumps(c.to_dict())) for c in placed])
+    infos = [shard_info(dst / "shards" / i.name) for i in infos]
+    dl.add_shards([(i.name, i.sha256, i.bytes, i.count) for i in infos], [])
+
+
+def _rewrite_json(shard_dir: Path, clips: list[ClipRecord]) -> None:
+    by_shard: dict[str, dict[str, ClipRecord]] = {}
+    for c in clips:
+        by_shard.setdefault(c.shard or "", {})[f"{c.key}.json"] = c
+    for shard, members in by_shard.items():
+        path = shard_dir / shard
+        tmp = path.with_name(f".{path.name}.tmp")
+        with tarfile.open(path) as tin, tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tout:
+            for m in tin:
+                fh = tin.extractfile(m)
+                data = fh.read() if fh is not None else b""
+                if m.name in members:
+                    data = json.dumps(clip_row(members[m.name]), sort_keys=True).encode()
+                info = tarfile.TarInfo(m.name)
+                info.size, info.mtime, info.mode = len(data), m.mtime, m.mode
+                tout.addfile(info, io.BytesIO(data))
+        tmp.replace(path)
+
+
+def _copy_embeddings(src: Path, sl: Ledger, dl: Ledger, dst: Path,
+                     chosen: list[ClipRecord]) -> None:
+    ids = {c.clip_id for c in chosen}
+    parts = [r[0] for r in sl.db.execute("SELECT name FROM embedding_parts ORDER BY name")]
+    tables = []
+    for name in parts:
+        t = pq.read_table(src / EMBEDDINGS_DIR / name)
+        mask = pa.array([cid in ids for cid in t.column("clip_id").to_pylist()])
+        tables.append(t.filter(mask))
+    if not tables or not sum(t.num_rows for t in tables):
+        return
+    table = pa.concat_tables(tables).cast(PART_SCHEMA)
+    (dst / EMBEDDINGS_DIR).mkdir(exist_ok=True)
+    path = dst / EMBEDDINGS_DIR / "part-000000.parquet"
+    pq.write_table(table, path, compression="zstd")
+    from clipfactory.stages.store import _sha256
+
+    rows = []
+    for r in sl.db.execute("SELECT * FROM embeddings"):
+        if r["clip_id"] in ids:
+            rows.append((r["clip_id"], r["stage"], r["model"], r["revision"], r["dim"], r["vec"],
+                         path.name, r["pixels"], r["frames"]))
+    with dl.transaction() as db:
+        db.execute("INSERT INTO embedding_parts (name, rows, sha256, created_at) VALUES"
+                   " (?,?,?,strftime('%s','now'))", (path.name, table.num_rows, _sha256(path)))
+        db.executemany("INSERT INTO embeddings (clip_id, stage, model, revision, dim, vec, part,"
+                       " pixels, frames) VALUES (?,?,?,?,?,?,?,?,?)", rows)

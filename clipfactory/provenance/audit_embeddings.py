@@ -1,0 +1,64 @@
+"""The embeddings part of ``clipfactory audit``: ``embeddings/`` against the ledger.
+
+Problems: a part the ledger lists is missing or its sha256 differs
+(``embedding_part_missing``, ``embedding_part_hash_mismatch``); a part file the ledger does not
+know (``orphan_embedding_part``); a vector whose clip the ledger does not know, or that is in
+two parts (``orphan_embedding``, ``duplicate_embedding``); a vector of a clip whose source was
+taken down, opted out or quarantined (``embedding_of_removed_clip``): a takedown must purge it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from clipfactory.stages.store import EMBEDDINGS_DIR, ensure_schema
+
+__all__ = ["check_embeddings"]
+
+_REMOVAL_STAGES = ("takedown", "policy")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_embeddings(out: Path, ledger: Any, report: Any) -> None:
+    """Add the problems found to ``report`` (an :class:`~clipfactory.provenance.audit.AuditReport`)."""
+    ensure_schema(ledger)
+    parts = {r[0]: r[1] for r in ledger.db.execute("SELECT name, sha256 FROM embedding_parts")}
+    d = out / EMBEDDINGS_DIR
+    files = {p.name: p for p in d.glob("*.parquet")} if d.is_dir() else {}
+    state = {r[0]: (r[1], r[2], r[3]) for r in ledger.db.execute(
+        "SELECT c.clip_id, c.state, c.stage, v.state FROM clips c JOIN videos v"
+        " ON v.item_key = c.item_key")}
+    seen: dict[str, str] = {}
+    for name in sorted(set(parts) | set(files)):
+        if name not in files:
+            report.add("embedding_part_missing", f"embeddings/{name} is listed but not on disk")
+            continue
+        if name not in parts:
+            report.add("orphan_embedding_part", f"embeddings/{name} is unknown to the ledger")
+            continue
+        if _sha256(files[name]) != parts[name]:
+            report.add("embedding_part_hash_mismatch", f"embeddings/{name} changed on disk")
+        for cid in pq.read_table(files[name], columns=["clip_id"]).column(0).to_pylist():
+            if cid in seen:
+                report.add("duplicate_embedding", f"in {seen[cid]} and {name}", clip=cid)
+            seen[cid] = name
+            st = state.get(cid)
+            if st is None:
+                report.add("orphan_embedding", f"embeddings/{name}: clip unknown to the ledger",
+                           clip=cid)
+            elif st[2] == "removed" or (st[0] == "dropped" and st[1] in _REMOVAL_STAGES):
+                report.add("embedding_of_removed_clip",
+                           f"embeddings/{name} still holds the vector of a removed clip",
+                           clip=cid)
+    report.checked["embeddings"] = len(seen)

@@ -1,0 +1,123 @@
+"""Model stages on Ray: an actor pool per stage, each actor declaring the stage's resources.
+
+An actor runs ``setup()`` in its constructor and then one batch per call, so the model loads
+once per actor. GPUs are declared per actor (fractions share one GPU; Ray sets
+``CUDA_VISIBLE_DEVICES``); a stage left at ``gpus: None`` asks for one GPU per actor when the
+cluster has any and none on a CPU-only cluster, which still works. An actor that dies fails
+the batch it held (``<stage>_crashed``) and is replaced; the run goes on. Same interface as
+:class:`clipfactory.stages.local.StageRunner`. This module is handed the ray module; it never
+imports it.
+"""
+
+from __future__ import annotations
+
+import logging
+from types import ModuleType
+from typing import Any
+
+from clipfactory.stages.base import ClipInput, ModelStage, StageOutput
+from clipfactory.stages.local import failed_outputs, run_batch
+
+__all__ = ["RayStageRunner", "StageActor"]
+
+log = logging.getLogger("clipfactory.stages")
+
+
+class StageActor:
+    """One actor of a stage's pool."""
+
+    def __init__(self, stage: ModelStage) -> None:
+        self.stage = stage
+        self.setup_error: str | None = None
+        try:
+            stage.setup()
+        except Exception as e:  # reported per batch: the driver's clips carry the reason
+            self.setup_error = f"{type(e).__name__}: {e}"
+
+    def process(self, clips: list[ClipInput]) -> list[StageOutput]:
+        if self.setup_error is not None:
+            return failed_outputs(clips, f"{self.stage.name}_setup_failed", self.setup_error)
+        return run_batch(self.stage, clips)
+
+
+class RayStageRunner:
+    """An actor pool for one stage (see module doc)."""
+
+    def __init__(self, ray: ModuleType, stage: ModelStage, workers: int | None = None) -> None:
+        self.ray, self.stage = ray, stage
+        gpus = stage.resources.gpus
+        if getattr(stage, "gpus_auto", False):
+            gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+        self.gpus = gpus
+        self._cls = ray.remote(StageActor).options(num_cpus=stage.resources.cpus, num_gpus=gpus,
+                                                   max_restarts=0, max_task_retries=0)
+        self.workers = max(1, workers or stage.workers)
+        self._actors: list[Any] = [self._cls.remote(stage) for _ in range(self.workers)]
+        self._load: list[int] = [0] * self.workers
+        self._refs: dict[Any, tuple[int, list[ClipInput]]] = {}
+        self._buffer: list[ClipInput] = []
+        self._ready: list[StageOutput] = []
+        self.per_worker = 2
+        self.batches = self.crashes = 0
+
+    def submit(self, clips: list[ClipInput]) -> None:
+        self._buffer.extend(clips)
+        size = max(1, self.stage.batch_size)
+        while len(self._buffer) >= size:
+            batch = self._buffer[:size]
+            del self._buffer[:size]
+            self._dispatch(batch)
+
+    def _dispatch(self, batch: list[ClipInput]) -> None:
+        while min(self._load) >= self.per_worker:
+            self._collect(timeout=1.0)
+        i = self._load.index(min(self._load))
+        self._refs[self._actors[i].process.remote(batch)] = (i, batch)
+        self._load[i] += 1
+        self.batches += 1
+
+    def poll(self) -> list[StageOutput]:
+        if self._refs:
+            self._collect(timeout=0.0)
+        out, self._ready = self._ready, []
+        return out
+
+    def drain(self) -> list[StageOutput]:
+        if self._buffer:
+            batch, self._buffer = self._buffer, []
+            self._dispatch(batch)
+        while self._refs:
+            self._collect(timeout=1.0)
+        return self.poll()
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer) + sum(len(b) for _, b in self._refs.values())
+
+    def _collect(self, timeout: float) -> None:
+        ready, _ = self.ray.wait(list(self._refs), num_returns=len(self._refs), timeout=timeout)
+        for ref in ready:
+            i, batch = self._refs.pop(ref)
+            self._load[i] -= 1
+            try:
+                self._ready.extend(self.ray.get(ref))
+            except self.ray.exceptions.RayActorError as e:
+                self.crashes += 1
+                self._ready.extend(failed_outputs(
+                    batch, f"{self.stage.name}_crashed",
+                    f"the {self.stage.name} actor died while processing this batch: "
+                    f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"))
+                self._replace(i)
+            except self.ray.exceptions.RayError as e:
+                self._ready.extend(failed_outputs(batch, f"{self.stage.name}_failed",
+                                                  f"{type(e).__name__}: {e}"))
+
+    def _replace(self, i: int) -> None:
+        log.warning("%s actor %d died; starting another", self.stage.name, i)
+        self._actors[i] = self._cls.remote(self.stage)
+
+    def close(self) -> None:
+        for a in self._actors:
+            self.ray.kill(a)
+        self._actors = []
+        self._refs.clear()

@@ -1,0 +1,302 @@
+"""Where stage outputs land: the ledger (status, scores, vectors) and ``OUT/embeddings/``.
+
+Outputs are buffered in the driver and committed together: the Parquet part with the vectors
+is written first (temporary name, renamed), then one ledger transaction records the part, the
+vectors, each clip's status and its merged scores. A run killed before the commit leaves an
+unregistered part, which the next run deletes, and clips without a status, which it redoes:
+nothing is lost or doubled. Vectors are also kept in the ledger (float16) so the global steps
+(semantic dedup) can read a cluster's members without scanning the parts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from clipfactory.ledger import Ledger
+from clipfactory.stages.base import ClipInput, StageOutput
+
+__all__ = ["EMBEDDINGS_DIR", "AnnotationStore", "annotation_summary", "clip_input", "ensure_schema",
+           "remove_embeddings"]
+
+EMBEDDINGS_DIR = "embeddings"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS annotations (
+    clip_id TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    detail TEXT,
+    model TEXT,
+    revision TEXT,
+    at REAL NOT NULL,
+    PRIMARY KEY (clip_id, stage)
+);
+CREATE TABLE IF NOT EXISTS embeddings (
+    clip_id TEXT PRIMARY KEY,
+    stage TEXT NOT NULL,
+    model TEXT,
+    revision TEXT,
+    dim INTEGER NOT NULL,
+    vec BLOB NOT NULL,
+    part TEXT NOT NULL,
+    pixels INTEGER NOT NULL DEFAULT 0,
+    frames INTEGER NOT NULL DEFAULT 0,
+    cluster INTEGER,
+    nn_sim REAL
+);
+CREATE INDEX IF NOT EXISTS embeddings_cluster ON embeddings(cluster);
+CREATE INDEX IF NOT EXISTS embeddings_part ON embeddings(part);
+CREATE TABLE IF NOT EXISTS embedding_parts (
+    name TEXT PRIMARY KEY,
+    rows INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+"""
+
+PART_SCHEMA = pa.schema([("clip_id", pa.string()), ("embedding", pa.list_(pa.float32())),
+                         ("model", pa.string()), ("revision", pa.string())])
+
+
+def ensure_schema(ledger: Ledger) -> None:
+    """Create the annotation tables in an older ledger (idempotent)."""
+    ledger.db.executescript(_SCHEMA)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_part(path: Path, rows: list[tuple[str, np.ndarray]], model: str,
+                revision: str) -> None:
+    table = pa.table({
+        "clip_id": [r[0] for r in rows],
+        "embedding": [r[1].astype(np.float32).tolist() for r in rows],
+        "model": [model] * len(rows), "revision": [revision] * len(rows)}, schema=PART_SCHEMA)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class AnnotationStore:
+    """Buffer stage outputs and commit them (see module doc)."""
+
+    def __init__(self, out: str | Path, ledger: Ledger, *, part_rows: int = 10000,
+                 flush_s: float = 60.0) -> None:
+        self.out, self.ledger = Path(out), ledger
+        self.dir = self.out / EMBEDDINGS_DIR
+        self.part_rows, self.flush_s = part_rows, flush_s
+        ensure_schema(ledger)
+        self._buf: list[tuple[str, str, str, StageOutput]] = []  # stage, model, revision, out
+        self._last_flush = time.monotonic()
+        self.saved = self.failed = 0
+
+    # -- resume --------------------------------------------------------------------------------
+    def sweep(self) -> int:
+        """Delete parts a killed run wrote but never registered; return how many."""
+        if not self.dir.is_dir():
+            return 0
+        known = {r[0] for r in self.ledger.db.execute("SELECT name FROM embedding_parts")}
+        n = 0
+        for f in self.dir.iterdir():
+            if f.name.startswith(".") or (f.suffix == ".parquet" and f.name not in known):
+                f.unlink()
+                n += 1
+        return n
+
+    def pending(self, stage: str) -> list[ClipInput]:
+        """Kept clips (staged or sharded) this stage has not done, or failed on before."""
+        q = ("SELECT c.clip_id, c.state, c.shard, c.record FROM clips c LEFT JOIN annotations a"
+             " ON a.clip_id = c.clip_id AND a.stage = ? WHERE c.state IN ('staged', 'sharded')"
+             " AND (a.status IS NULL OR a.status = 'failed') ORDER BY c.clip_id")
+        out = []
+        for r in self.ledger.db.execute(q, (stage,)):
+            rec = json.loads(r["record"])
+            if r["state"] == "sharded" and r["shard"]:
+                path, member = str(self.out / "shards" / r["shard"]), f"{rec['key']}.mp4"
+            elif rec.get("staged_path"):
+                path, member = rec["staged_path"], None
+            else:
+                continue
+            out.append(clip_input(rec, path, member))
+        return out
+
+    def model_of(self, stage: str) -> tuple[str, str] | None:
+        """(model, revision) the stored vectors of ``stage`` were made with, if any."""
+        r = self.ledger.db.execute("SELECT model, revision FROM embeddings WHERE stage = ?"
+                                   " LIMIT 1", (stage,)).fetchone()
+        return (r[0], r[1]) if r else None
+
+    # -- saving --------------------------------------------------------------------------------
+    def add(self, stage: str, model: str, revision: str, outputs: Iterable[StageOutput]) -> None:
+        """Buffer outputs; commit when the buffer is full or old."""
+        self._buf.extend((stage, model, revision, o) for o in outputs)
+        if len(self._buf) >= self.part_rows or (
+                self._buf and time.monotonic() - self._last_flush >= self.flush_s):
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered vectors as one part per model and commit everything."""
+        buf, self._buf = self._buf, []
+        self._last_flush = time.monotonic()
+        if not buf:
+            return
+        ids = sorted({o.clip_id for *_, o in buf})
+        records = self._records(ids)
+        parts: list[tuple[str, int, str]] = []
+        vec_rows: list[tuple[Any, ...]] = []
+        by_model: dict[tuple[str, str, str], list[StageOutput]] = {}
+        for stage, model, rev, o in buf:
+            if o.ok and o.vector is not None and o.clip_id in records:
+                by_model.setdefault((stage, model, rev), []).append(o)
+        for (stage, model, rev), outs in by_model.items():
+            name = self._next_part_name(len(parts))
+            self.dir.mkdir(parents=True, exist_ok=True)
+            path = self.dir / name
+            _write_part(path, [(o.clip_id, o.vector) for o in outs], model, rev)  # type: ignore[misc]
+            parts.append((name, len(outs), _sha256(path)))
+            for o in outs:
+                v = np.asarray(o.vector, dtype=np.float32)
+                rec = records[o.clip_id]
+                vec_rows.append((o.clip_id, stage, model, rev, int(v.size),
+                                 v.astype(np.float16).tobytes(), name,
+                                 int(rec["width"]) * int(rec["height"]),
+                                 int(rec["end_frame"]) - int(rec["start_frame"])))
+        now = time.time()
+        status_rows, clip_rows = [], []
+        for stage, model, rev, o in buf:
+            rec = records.get(o.clip_id)
+            if rec is None:  # removed meanwhile (takedown): nothing to annotate
+                continue
+            status_rows.append((o.clip_id, stage, "ok" if o.ok else "failed", o.reason,
+                                o.detail or None, model, rev, now))
+            errors = rec["extra"].setdefault("annotate_errors", {})
+            if o.ok:
+                rec["scores"].update(o.scores)
+                rec["extra"].update(o.fields)
+                errors.pop(stage, None)
+                self.saved += 1
+            else:
+                errors[stage] = o.reason
+                self.failed += 1
+            if not errors:
+                rec["extra"].pop("annotate_errors")
+        for cid in {r[0] for r in status_rows}:
+            clip_rows.append((json.dumps(records[cid]), cid))
+        with self.ledger.transaction() as db:
+            db.executemany("INSERT INTO embedding_parts (name, rows, sha256, created_at)"
+                           " VALUES (?,?,?,?)", [(*p, now) for p in parts])
+            db.executemany("INSERT OR REPLACE INTO embeddings (clip_id, stage, model, revision,"
+                           " dim, vec, part, pixels, frames) VALUES (?,?,?,?,?,?,?,?,?)",
+                           vec_rows)
+            db.executemany("INSERT OR REPLACE INTO annotations (clip_id, stage, status, reason,"
+                           " detail, model, revision, at) VALUES (?,?,?,?,?,?,?,?)", status_rows)
+            db.executemany("UPDATE clips SET record = ? WHERE clip_id = ?", clip_rows)
+
+    def _records(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            q = ("SELECT clip_id, record FROM clips WHERE state IN ('staged', 'sharded') AND"
+                 " clip_id IN (" + ",".join("?" * len(chunk)) + ")")
+            out.update((r[0], json.loads(r[1])) for r in self.ledger.db.execute(q, chunk))
+        return out
+
+    def _next_part_name(self, offset: int) -> str:
+        names = [r[0] for r in self.ledger.db.execute("SELECT name FROM embedding_parts")]
+        last = max((int(n.split("-")[1].split(".")[0]) for n in names), default=-1)
+        return f"part-{last + 1 + offset:06d}.parquet"
+
+
+def clip_input(rec: dict[str, Any], path: str, member: str | None) -> ClipInput:
+    """The stage's view of a clip record (a plain dict, as the ledger stores it)."""
+    return ClipInput(rec["clip_id"], path, member,
+                     num_frames=int(rec["end_frame"]) - int(rec["start_frame"]),
+                     fps=float(rec["fps"]), width=int(rec["width"]), height=int(rec["height"]))
+
+
+def remove_embeddings(out: str | Path, ledger: Ledger, clip_ids: Iterable[str]) -> int:
+    """Purge these clips' vectors: every part holding one is rewritten without it (or
+    deleted when emptied), then the ledger rows go. Safe to repeat after a crash."""
+    ensure_schema(ledger)
+    ids = list(set(clip_ids))
+    if not ids:
+        return 0
+    by_part: dict[str, set[str]] = {}
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        q = ("SELECT clip_id, part FROM embeddings WHERE clip_id IN ("
+             + ",".join("?" * len(chunk)) + ")")
+        for cid, part in ledger.db.execute(q, chunk):
+            by_part.setdefault(part, set()).add(cid)
+    d = Path(out) / EMBEDDINGS_DIR
+    for part, gone in sorted(by_part.items()):
+        path = d / part
+        if path.is_file():
+            table = pq.read_table(path)
+            keep = pa.array([c not in gone for c in table.column("clip_id").to_pylist()])
+            table = table.filter(keep)
+            if table.num_rows:
+                tmp = path.with_name(f".{path.name}.tmp")
+                pq.write_table(table, tmp, compression="zstd")
+                os.replace(tmp, path)
+                sha: str | None = _sha256(path)
+            else:
+                path.unlink()
+                sha = None
+        else:
+            sha = None
+        with ledger.transaction() as db:
+            db.executemany("DELETE FROM embeddings WHERE clip_id = ?", [(c,) for c in gone])
+            if sha is None:
+                db.execute("DELETE FROM embedding_parts WHERE name = ?", (part,))
+            else:
+                db.execute("UPDATE embedding_parts SET rows = rows - ?, sha256 = ? WHERE name = ?",
+                           (len(gone), sha, part))
+    return sum(len(g) for g in by_part.values())
+
+
+def annotation_summary(ledger: Ledger, kept: Iterable[Any], cfg: Any) -> dict[str, Any]:
+    """What the summary and the card say about annotations: the category mix of the kept
+    clips, stage failures by reason, embeddings stored, and the semantic dedup statistics."""
+    ensure_schema(ledger)
+    cats: dict[str, int] = {}
+    for c in kept:
+        cat = c.extra.get("category")
+        if cat:
+            cats[cat] = cats.get(cat, 0) + 1
+    failed = dict(ledger.db.execute(
+        "SELECT a.stage || '/' || COALESCE(a.reason, '?'), COUNT(*) FROM annotations a"
+        " JOIN clips c ON c.clip_id = a.clip_id WHERE a.status = 'failed'"
+        " AND c.state IN ('staged', 'sharded') GROUP BY 1 ORDER BY 2 DESC").fetchall())
+    n_vec = ledger.db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
+    out: dict[str, Any] = {}
+    if cats or failed or n_vec:
+        model = ledger.db.execute("SELECT model, revision, dim FROM embeddings LIMIT 1").fetchone()
+        out["annotations"] = {
+            "categories": dict(sorted(cats.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "failed_by_reason": failed, "embeddings": n_vec,
+            "embedding_model": ({"model": model[0], "revision": model[1], "dim": model[2]}
+                                if model else None)}
+    if getattr(cfg.dedup, "semantic", False):
+        from clipfactory.dedup.semantic_index import semantic_stats
+
+        out["semantic_dedup"] = semantic_stats(ledger, cfg.dedup.semantic_eps)
+    return out
