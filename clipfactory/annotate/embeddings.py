@@ -10,6 +10,8 @@ A clip whose frames cannot be read fails alone (``embed/frames_unreadable``).
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +21,28 @@ from clipfactory.config import AnnotateConfig
 from clipfactory.stages.base import ClipInput, ModelStage, Resources, StageOutput, StageStatus
 
 __all__ = ["EmbeddingStage"]
+
+
+def _unreadable_weights(folder: Any) -> tuple[str, ...]:
+    """Check each safetensors file's header against its size (nothing is loaded), so a
+    truncated or corrupt weights file stops the run before it starts, not in every worker."""
+    problems = []
+    for f in sorted(Path(folder).glob("*.safetensors")):
+        size = f.stat().st_size
+        try:
+            with open(f, "rb") as fh:
+                n = int.from_bytes(fh.read(8), "little")
+                if not 0 < n <= size - 8:
+                    raise ValueError("bad header length")
+                meta = json.loads(fh.read(n))
+            end = max((v["data_offsets"][1] for k, v in meta.items() if k != "__metadata__"),
+                      default=0)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            problems.append(f"{f.name} is not a readable safetensors file ({err})")
+            continue
+        if 8 + n + end > size:
+            problems.append(f"{f.name} is truncated: {size} bytes, its header needs {8 + n + end}")
+    return tuple(problems)
 
 
 class EmbeddingStage(ModelStage):
@@ -71,7 +95,7 @@ class EmbeddingStage(ModelStage):
         except Exception as err:  # cuda asked for and absent, or torch missing
             device, deps = e.device, (str(err),)
         return StageStatus(self.name, e.model, r.source, str(r.path), r.revision, device,
-                           tuple(r.missing) + deps)
+                           tuple(r.missing) + deps + _unreadable_weights(r.path))
 
     def setup(self) -> None:
         from clipfactory.annotate.clip_model import ClipEmbedder

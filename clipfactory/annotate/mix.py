@@ -63,6 +63,8 @@ def parse_target(text: str) -> dict[str, float]:
 def plan_mix(counts: dict[str, int], target: dict[str, float],
              max_clips: int | None = None) -> dict[str, int]:
     """Clips to take per target label (see module doc). ``counts`` per target label."""
+    if max_clips is not None and max_clips < 0:
+        raise MixError(f"max_clips must be >= 0, got {max_clips}")
     wanted = {k: p for k, p in target.items() if p > 0}
     missing = [k for k in wanted if counts.get(k, 0) == 0]
     if missing:

@@ -3,7 +3,8 @@
 Problems: a part the ledger lists is missing or its sha256 differs
 (``embedding_part_missing``, ``embedding_part_hash_mismatch``); a part file the ledger does not
 know (``orphan_embedding_part``); a vector whose clip the ledger does not know, or that is in
-two parts (``orphan_embedding``, ``duplicate_embedding``); a vector of a clip whose source was
+two parts (``orphan_embedding``, ``duplicate_embedding``); a vector the ledger places in a
+part that lacks it (``embedding_missing``); a vector of a clip whose source was
 taken down, opted out or quarantined (``embedding_of_removed_clip``): a takedown must purge it.
 """
 
@@ -61,4 +62,9 @@ def check_embeddings(out: Path, ledger: Any, report: Any) -> None:
                 report.add("embedding_of_removed_clip",
                            f"embeddings/{name} still holds the vector of a removed clip",
                            clip=cid)
+    for cid, part in ledger.db.execute("SELECT clip_id, part FROM embeddings"):
+        if seen.get(cid) != part and part in files:
+            report.add("embedding_missing",
+                       f"the ledger says embeddings/{part} holds this vector; it does not",
+                       clip=cid)
     report.checked["embeddings"] = len(seen)

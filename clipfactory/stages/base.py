@@ -96,11 +96,17 @@ class ModelStage(ABC):
     def check(self) -> StageStatus:
         """Resolve the model without loading it: where it is, its revision, what is missing.
         Runs in the driver before any work starts; must not download anything."""
-        return StageStatus(self.name, "", "builtin", "", "", "cpu")
+        return StageStatus(self.name, self.model_id, "builtin", "", self.revision, "cpu")
+
+    @property
+    def model_id(self) -> str:
+        """The model outputs are tagged with (a path or a hub id)."""
+        return ""
 
     @property
     def revision(self) -> str:
-        """The resolved model revision that outputs are tagged with (set by :meth:`check`)."""
+        """The resolved model revision that outputs are tagged with (known after
+        :meth:`check`)."""
         return ""
 
     @abstractmethod

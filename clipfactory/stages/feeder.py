@@ -79,7 +79,7 @@ class StageFeeder:
 
     def _save(self, stage: ModelStage, outs: list[Any]) -> None:
         if outs:
-            self.store.add(stage.name, getattr(stage, "model_id", ""), stage.revision, outs)
+            self.store.add(stage.name, stage.model_id, stage.revision, outs)
 
     def feed(self, result: VideoResult) -> None:
         """Send a recorded video's staged clips to every stage, and save what came back."""

@@ -53,7 +53,7 @@ class RayStageRunner:
                                                    max_restarts=0, max_task_retries=0)
         self.workers = max(1, workers or stage.workers)
         self._actors: list[Any] = [self._cls.remote(stage) for _ in range(self.workers)]
-        self._load: list[int] = [0] * self.workers
+        self._queues: list[list[Any]] = [[] for _ in range(self.workers)]  # refs, oldest first
         self._refs: dict[Any, tuple[int, list[ClipInput]]] = {}
         self._buffer: list[ClipInput] = []
         self._ready: list[StageOutput] = []
@@ -68,13 +68,14 @@ class RayStageRunner:
             del self._buffer[:size]
             self._dispatch(batch)
 
-    def _dispatch(self, batch: list[ClipInput]) -> None:
-        while min(self._load) >= self.per_worker:
+    def _dispatch(self, batch: list[ClipInput], new: bool = True) -> None:
+        while min(len(q) for q in self._queues) >= self.per_worker:
             self._collect(timeout=1.0)
-        i = self._load.index(min(self._load))
-        self._refs[self._actors[i].process.remote(batch)] = (i, batch)
-        self._load[i] += 1
-        self.batches += 1
+        i = min(range(self.workers), key=lambda j: len(self._queues[j]))
+        ref = self._actors[i].process.remote(batch)
+        self._refs[ref] = (i, batch)
+        self._queues[i].append(ref)
+        self.batches += new
 
     def poll(self) -> list[StageOutput]:
         if self._refs:
@@ -97,20 +98,34 @@ class RayStageRunner:
     def _collect(self, timeout: float) -> None:
         ready, _ = self.ray.wait(list(self._refs), num_returns=len(self._refs), timeout=timeout)
         for ref in ready:
-            i, batch = self._refs.pop(ref)
-            self._load[i] -= 1
+            if ref not in self._refs:  # settled with its dead actor below
+                continue
+            i, batch = self._refs[ref]
             try:
-                self._ready.extend(self.ray.get(ref))
+                outs = self.ray.get(ref)
             except self.ray.exceptions.RayActorError as e:
-                self.crashes += 1
-                self._ready.extend(failed_outputs(
-                    batch, f"{self.stage.name}_crashed",
-                    f"the {self.stage.name} actor died while processing this batch: "
-                    f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"))
-                self._replace(i)
+                self._actor_died(i, e)
+                continue
             except self.ray.exceptions.RayError as e:
-                self._ready.extend(failed_outputs(batch, f"{self.stage.name}_failed",
-                                                  f"{type(e).__name__}: {e}"))
+                outs = failed_outputs(batch, f"{self.stage.name}_failed",
+                                      f"{type(e).__name__}: {e}")
+            del self._refs[ref]
+            self._queues[i].remove(ref)
+            self._ready.extend(outs)
+
+    def _actor_died(self, i: int, err: Exception) -> None:
+        """Calls run in order on an actor: the oldest unfinished one was running when it
+        died and fails; the ones queued behind it go to the replacement."""
+        self.crashes += 1
+        queued = [self._refs.pop(r)[1] for r in self._queues[i]]
+        self._queues[i] = []
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        self._ready.extend(failed_outputs(
+            queued[0], f"{self.stage.name}_crashed",
+            f"the {self.stage.name} actor died while processing this batch: {first}"[:500]))
+        self._replace(i)
+        for b in queued[1:]:
+            self._dispatch(b, new=False)
 
     def _replace(self, i: int) -> None:
         log.warning("%s actor %d died; starting another", self.stage.name, i)

@@ -1,7 +1,9 @@
 """A model stage for tests of the stage contract: no model, real frames, scripted failures.
 
 It reads each clip's frames through the same path the embedding stage uses and returns their
-mean colour as a unit vector, so tests can check that vectors belong to the right clips. It can
+mean colour as a unit vector (or, with ``vector="thumb"``, their 8x8 grey thumbnails, which
+tell textures apart and match re-encodes of the same frames), so tests can check that vectors
+belong to the right clips. It can
 raise on chosen clips, kill its own process, sleep, or fail in ``setup()``.
 """
 
@@ -18,6 +20,13 @@ from clipfactory.stages.base import ClipInput, ModelStage, Resources, StageOutpu
 __all__ = ["MeanColourStage"]
 
 
+def _thumb(frame: np.ndarray) -> np.ndarray:
+    g = frame.mean(axis=2)
+    h, w = g.shape[0] // 8 * 8, g.shape[1] // 8 * 8
+    t = g[:h, :w].reshape(8, h // 8, 8, w // 8).mean(axis=(1, 3)).ravel()
+    return t - t.mean()
+
+
 class MeanColourStage(ModelStage):
     """Mean RGB of a few frames per clip (see module doc)."""
 
@@ -25,8 +34,10 @@ class MeanColourStage(ModelStage):
 
     def __init__(self, *, batch_size: int = 2, frames: int = 2, raise_on: frozenset[str] = frozenset(),
                  crash_on: frozenset[str] = frozenset(), sleep_s: float = 0.0,
-                 fail_setup: bool = False, workers: int = 1) -> None:
+                 fail_setup: bool = False, workers: int = 1, vector: str = "colour",
+                 revision: str = "v1") -> None:
         self.batch_size, self.frames, self.workers = batch_size, frames, workers
+        self.vector, self._revision = vector, revision
         self.raise_on, self.crash_on = raise_on, crash_on
         self.sleep_s, self.fail_setup = sleep_s, fail_setup
         self.resources = Resources(cpus=0.5)
@@ -38,7 +49,7 @@ class MeanColourStage(ModelStage):
 
     @property
     def revision(self) -> str:
-        return "v1"
+        return self._revision
 
     def setup(self) -> None:
         if self.fail_setup:
@@ -62,6 +73,9 @@ class MeanColourStage(ModelStage):
                 continue
             mean = np.mean([f.reshape(-1, 3).mean(axis=0) for f in frames], axis=0)
             vec = (mean + 1.0) / np.linalg.norm(mean + 1.0)
+            if self.vector == "thumb":  # 8x8 grey thumbnails, centred: tells textures apart
+                vec = np.concatenate([_thumb(f) for f in frames])
+                vec = vec / max(float(np.linalg.norm(vec)), 1e-9)
             outs.append(StageOutput(c.clip_id, vector=vec.astype(np.float32),
                                     scores={"colour.luma": float(mean.mean())},
                                     fields={"colour_pid": self._pid, "colour_at": time.time()}))
