@@ -25,7 +25,6 @@ import json
 import multiprocessing as mp
 import os
 import resource
-import shutil
 import time
 from collections import Counter
 from pathlib import Path
@@ -34,57 +33,13 @@ from typing import Any
 import av
 
 from clipfactory.annotate.frames import sample_frames
+from clipfactory.bench.embed_model import make_vitb32_shaped
 from clipfactory.stages.base import ClipInput
 
 __all__ = ["make_vitb32_shaped", "run_embed_bench"]
 
 RANDOM_VITB32 = "random weights, ViT-B/32 shape"
-VITB32_TEXT = dict(vocab_size=49408, hidden_size=512, intermediate_size=2048,
-                   num_hidden_layers=12, num_attention_heads=8, max_position_embeddings=77,
-                   hidden_act="quick_gelu")
-VITB32_VISION = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-                     num_attention_heads=12, image_size=224, patch_size=32,
-                     hidden_act="quick_gelu")
 CLIP_KINDS = ("texture", "fastpan", "shake", "blurry")  # moving content: realistic decode cost
-
-
-def make_vitb32_shaped(path: str | os.PathLike[str]) -> Path:
-    """A CLIP checkpoint with exactly the architecture of openai/clip-vit-base-patch32 (ViT
-    768 wide, 12 layers, 12 heads, 32 px patches of 224 px images; text 512 wide, 12 layers,
-    8 heads, 77 positions, vocabulary 49408; projection 512) and seeded random weights, saved
-    in ``path`` with a CLIP ``preprocessor_config.json`` and an offline tokenizer (the small
-    WordPiece of :mod:`clipfactory.testing.clipmodels`; its ids stay below 49408). Random
-    weights cost exactly what the real ones cost, which is all a throughput bench needs, and
-    need no download. Reused when ``path`` already holds it (written to a temporary folder
-    and renamed, so a killed run leaves no half checkpoint)."""
-    from transformers import CLIPConfig, CLIPModel
-
-    from clipfactory.testing.clipmodels import OPENAI_MEAN, OPENAI_STD, _save, _seeded, _tokenizer
-
-    out = Path(path)
-    if (out / "config.json").is_file():
-        return out
-    size = VITB32_VISION["image_size"]
-    tok, vocab = _tokenizer(["<|startoftext|>", "<|endoftext|>"], "<|startoftext|>",
-                            "<|endoftext|>", "<|endoftext|>", "<|endoftext|>",
-                            VITB32_TEXT["max_position_embeddings"],
-                            ["input_ids", "attention_mask"])
-    bos, eos = vocab["<|startoftext|>"], vocab["<|endoftext|>"]
-    config = CLIPConfig(text_config=dict(VITB32_TEXT, bos_token_id=bos, eos_token_id=eos,
-                                         pad_token_id=eos),
-                        vision_config=VITB32_VISION, projection_dim=512)
-    model = _seeded(0, lambda: CLIPModel(config))
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    _save(tmp, model, tok, {
-        "crop_size": {"height": size, "width": size}, "do_center_crop": True,
-        "do_convert_rgb": True, "do_normalize": True, "do_rescale": True, "do_resize": True,
-        "image_mean": OPENAI_MEAN, "image_processor_type": "CLIPImageProcessor",
-        "image_std": OPENAI_STD, "resample": 3, "rescale_factor": 1 / 255,
-        "size": {"shortest_edge": size}})
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    return out
 
 
 def _make_clips(folder: Path, clips: int, seconds: float, width: int, height: int,

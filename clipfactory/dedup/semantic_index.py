@@ -43,6 +43,11 @@ RETRAIN_GROWTH = 4.0
 _META = "semantic_index"
 _KEPT = ("SELECT e.clip_id, e.vec, e.pixels, e.frames, e.nn_sim FROM embeddings e JOIN clips c"
          " ON c.clip_id = e.clip_id WHERE c.state IN ('staged', 'sharded')")
+# a cluster's kept members: the cluster index first (CROSS JOIN fixes the order; SQLite would
+# otherwise scan every kept clip by state for each cluster)
+_MEMBERS = ("SELECT e.clip_id, e.vec, e.pixels, e.frames, e.nn_sim FROM embeddings e CROSS JOIN"
+            " clips c ON c.clip_id = e.clip_id WHERE e.cluster = ?"
+            " AND c.state IN ('staged', 'sharded')")
 _CHUNK = 50_000
 
 
@@ -108,7 +113,7 @@ def semantic_duplicates(ledger: Ledger, cfg: DedupConfig) -> list[Duplicate]:
     touched = _assign_new(ledger, _centroids(state))
     dups: list[Duplicate] = []
     for cluster in sorted(touched):
-        rows = ledger.db.execute(_KEPT + " AND e.cluster = ?", (cluster,)).fetchall()
+        rows = ledger.db.execute(_MEMBERS, (cluster,)).fetchall()
         rows.sort(key=lambda r: (-r["pixels"], -r["frames"], r["clip_id"]))
         if retrained:  # every member decided afresh, in priority order
             new, old = rows, []

@@ -1,6 +1,8 @@
 """Tiny random CLIP and SigLIP checkpoints for tests, laid out as ``save_pretrained`` writes
 real ones (config, safetensors weights, ``preprocessor_config.json``, a fast tokenizer), built
-offline with transformers and tokenizers in well under a second each."""
+offline with transformers and tokenizers in well under a second each. The building blocks
+(:func:`tiny_tokenizer`, :func:`seeded`, :func:`save_checkpoint`) also make the embedding
+bench's full-size random checkpoint (:mod:`clipfactory.bench.embed_model`)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ from pathlib import Path
 
 from clipfactory.annotate.clip_model import DEFAULT_CATEGORIES, DEFAULT_PROMPTS, DEFAULT_TEMPLATES
 
-__all__ = ["make_tiny_clip", "make_tiny_siglip", "tiny_vocab"]
+__all__ = ["make_tiny_clip", "make_tiny_siglip", "save_checkpoint", "seeded", "tiny_tokenizer",
+           "tiny_vocab"]
 
 IMAGE_SIZE, PATCH, HIDDEN, MAX_TEXT = 32, 8, 32, 32
 OPENAI_MEAN = [0.48145466, 0.4578275, 0.40821073]
@@ -30,10 +33,11 @@ def tiny_vocab() -> list[str]:
     return sorted(words | set(chars) | {"##" + c for c in chars})
 
 
-def _tokenizer(specials: list[str], bos: str | None, eos: str, pad: str, unk: str,
-               max_len: int, inputs: list[str]):
+def tiny_tokenizer(specials: list[str], bos: str | None, eos: str, pad: str, unk: str,
+                   max_len: int, inputs: list[str]):
     """A lowercasing WordPiece tokenizer that appends ``eos`` (after a ``bos``, if any); the
-    specials come last in the vocabulary, in the order given."""
+    specials come last in the vocabulary, in the order given. Returns the fast tokenizer
+    and its vocabulary (token -> id)."""
     from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordPiece
     from transformers import PreTrainedTokenizerFast
@@ -51,7 +55,9 @@ def _tokenizer(specials: list[str], bos: str | None, eos: str, pad: str, unk: st
     return fast, vocab
 
 
-def _save(path: str | os.PathLike[str], model, tokenizer, preprocessor: dict) -> Path:
+def save_checkpoint(path: str | os.PathLike[str], model, tokenizer, preprocessor: dict) -> Path:
+    """Write ``model`` (safetensors), ``tokenizer`` and ``preprocessor_config.json`` in
+    ``path`` (created), as ``save_pretrained`` lays a real checkpoint out; returns ``path``."""
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
@@ -60,7 +66,8 @@ def _save(path: str | os.PathLike[str], model, tokenizer, preprocessor: dict) ->
     return out
 
 
-def _seeded(seed: int, build):
+def seeded(seed: int, build):
+    """``build()`` under ``torch.manual_seed(seed)``, leaving the global RNG state as it was."""
     import torch
 
     with torch.random.fork_rng(devices=[]):
@@ -81,14 +88,14 @@ def make_tiny_clip(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
     mean/std) and a tokenizer padding with ``<|endoftext|>`` as real CLIP does."""
     from transformers import CLIPConfig, CLIPModel
 
-    tok, vocab = _tokenizer(["<|startoftext|>", "<|endoftext|>"], "<|startoftext|>",
-                            "<|endoftext|>", "<|endoftext|>", "<|endoftext|>", MAX_TEXT,
-                            ["input_ids", "attention_mask"])
+    tok, vocab = tiny_tokenizer(["<|startoftext|>", "<|endoftext|>"], "<|startoftext|>",
+                                "<|endoftext|>", "<|endoftext|>", "<|endoftext|>", MAX_TEXT,
+                                ["input_ids", "attention_mask"])
     bos, eos = vocab["<|startoftext|>"], vocab["<|endoftext|>"]
     text, vision = _towers(len(vocab), bos_token_id=bos, eos_token_id=eos, pad_token_id=eos)
     config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)
-    model = _seeded(seed, lambda: CLIPModel(config))
-    return _save(path, model, tok, {
+    model = seeded(seed, lambda: CLIPModel(config))
+    return save_checkpoint(path, model, tok, {
         "crop_size": {"height": IMAGE_SIZE, "width": IMAGE_SIZE}, "do_center_crop": True,
         "do_convert_rgb": True, "do_normalize": True, "do_rescale": True, "do_resize": True,
         "image_mean": OPENAI_MEAN, "image_processor_type": "CLIPImageProcessor",
@@ -102,13 +109,13 @@ def make_tiny_siglip(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
     ends texts with ``</s>`` and pads with it, as real SigLIP does."""
     from transformers import SiglipConfig, SiglipModel
 
-    tok, vocab = _tokenizer(["<pad>", "</s>", "<unk>"], None, "</s>", "</s>", "<unk>",
-                            MAX_TEXT, ["input_ids"])
+    tok, vocab = tiny_tokenizer(["<pad>", "</s>", "<unk>"], None, "</s>", "</s>", "<unk>",
+                                MAX_TEXT, ["input_ids"])
     eos = vocab["</s>"]
     text, vision = _towers(len(vocab), eos_token_id=eos, pad_token_id=eos)
     config = SiglipConfig(text_config=text, vision_config=vision)
-    model = _seeded(seed, lambda: SiglipModel(config))
-    return _save(path, model, tok, {
+    model = seeded(seed, lambda: SiglipModel(config))
+    return save_checkpoint(path, model, tok, {
         "do_normalize": True, "do_rescale": True, "do_resize": True,
         "image_mean": [0.5, 0.5, 0.5], "image_processor_type": "SiglipImageProcessor",
         "image_std": [0.5, 0.5, 0.5], "processor_class": "SiglipProcessor", "resample": 3,

@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 
+from clipfactory.bench.semantic import bench_semantic
 from clipfactory.dedup import semantic
 from clipfactory.dedup.semantic import (
     assign,
     auto_clusters,
-    bench_semantic,
     dedup_cluster,
     eps_table,
     similarity_quantiles,
