@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="checkpoint for --embed (default: random weights, ViT-B/32 shape)")
     b.add_argument("--embed-clips", type=int, default=48, metavar="N",
                    help="clips for --embed (3 s each)")
+    b.add_argument("--caption", action="store_true",
+                   help="also measure the caption stage against a local test server")
+    b.add_argument("--caption-only", action="store_true", help="the caption stage alone")
 
     br = sub.add_parser("bench-ray", help="the Ray executor against the local one (1, 2 workers)")
     br.add_argument("--videos", type=int, default=16)
@@ -158,7 +161,7 @@ def _cmd_status(a: argparse.Namespace) -> int:
 def _cmd_bench(a: argparse.Namespace) -> int:
     from clipfactory.bench.run import run_bench
 
-    if not a.embed_only:
+    if not (a.embed_only or a.caption_only):
         run_bench(minutes=a.minutes, width=a.width, height=a.height, workdir=a.workdir,
                   workers=a.workers, videos=a.real, detector=a.detector)
     if a.embed or a.embed_only:
@@ -166,6 +169,10 @@ def _cmd_bench(a: argparse.Namespace) -> int:
 
         run_embed_bench(a.workdir, model=a.embed_model, clips=a.embed_clips, width=a.width,
                         height=a.height)
+    if a.caption or a.caption_only:
+        from clipfactory.bench.caption import run_caption_bench
+
+        run_caption_bench(a.workdir, width=a.width, height=a.height)
     return 0
 
 

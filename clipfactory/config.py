@@ -17,6 +17,7 @@ from clipfactory.annotate.taxonomy import DEFAULT_CATEGORIES, DEFAULT_PROMPTS, D
 __all__ = [
     "AnalysisConfig",
     "AnnotateConfig",
+    "CaptionConfig",
     "CategoryConfig",
     "ClipConfig",
     "Config",
@@ -199,10 +200,48 @@ class CategoryConfig(_Section):
         return self
 
 
+class CaptionConfig(_Section):
+    """Captions from a vision-language model (docs/captions.md). ``backend`` empty: off.
+
+    ``openai``: any OpenAI-compatible chat-completions server at ``base_url`` (vLLM, SGLang,
+    llama.cpp, TGI, a hosted API); ``transformers``: a local VLM folder in process.
+    """
+
+    backend: Literal["", "openai", "transformers"] = ""
+    base_url: str = "http://127.0.0.1:8000/v1"  # openai: the user's own endpoint, any address
+    model: str = ""  # openai: the served model name; transformers: a local folder
+    api_key_env: str | None = None  # openai: NAME of the variable holding the key (never the key)
+    prompt: str = "detailed"  # one_sentence | detailed | camera, or the prompt text itself
+    params: dict[str, float | int | str] = Field(
+        default_factory=lambda: {"temperature": 0.1, "max_tokens": 512})  # decoding
+    fps: float = Field(default=2.0, gt=0, le=30)  # frames sampled per second of clip
+    max_frames: int = Field(default=32, ge=1, le=256)  # per request; longer clips get windows
+    max_side: int = Field(default=768, ge=32)  # longer side of a frame sent, aspect kept
+    send: Literal["images", "video"] = "images"  # video: one MP4 per window (vLLM video_url)
+    windows: bool = True  # long clips: a caption per window too (caption_windows)
+    concurrency: int = Field(default=8, ge=1)  # openai: requests in flight per endpoint
+    timeout_s: float = Field(default=120.0, gt=0)
+    max_attempts: int = Field(default=4, ge=1)  # 5xx, 429, timeouts: retried with backoff
+    backoff_base_s: float = Field(default=1.0, ge=0)
+    max_wait_s: float = Field(default=300.0, ge=0)  # a longer Retry-After fails the clip now
+    batch: int = Field(default=8, ge=1)  # clips per batch (the requests of a batch run at once)
+    workers: int = Field(default=1, ge=1)
+    device: str = "auto"  # transformers
+    cpus: float = Field(default=1.0, gt=0)  # Ray: per actor
+    gpus: float | None = None  # Ray: per actor; None: 1 for transformers when the cluster has any
+
+    @model_validator(mode="after")
+    def _needs_model(self) -> CaptionConfig:
+        if self.backend and not self.model:
+            raise ValueError("annotate.captions.model is required with a backend")
+        return self
+
+
 class AnnotateConfig(_Section):
     """Clip-level model stages (docs/annotate.md)."""
 
     embeddings: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+    captions: CaptionConfig = Field(default_factory=CaptionConfig)
     categories: CategoryConfig = Field(default_factory=CategoryConfig)
     part_rows: int = Field(default=10000, ge=1)  # embeddings per Parquet part (and commit)
 

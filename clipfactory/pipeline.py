@@ -28,7 +28,8 @@ from clipfactory.provenance.ingest import gate_inputs, inherit_policy
 from clipfactory.records import ClipRecord, Rejection, SourceItem, VideoResult
 from clipfactory.shots import check_detector
 from clipfactory.sinks.card import write_card
-from clipfactory.sinks.index import clip_row, write_index, write_rejected
+from clipfactory.sinks.index import write_index, write_rejected
+from clipfactory.sinks.refresh import refresh_stale_shards, sample_metadata
 from clipfactory.sinks.shards import ShardWriter, rewrite_shard_without
 from clipfactory.sources import read_input
 from clipfactory.stages import ModelStage, build_stages, check_stages
@@ -192,6 +193,7 @@ def finalize(out: str | Path, cfg: Config, ledger: Ledger,
         _dedup(staged + ledger.clips("sharded"), ledger, cfg, shard_dir)
         staged = ledger.clips("staged")
     _write_shards(staged, ledger, cfg, shard_dir)
+    refresh_stale_shards(ledger, shard_dir)  # annotations that came after the clip was sharded
     kept = ledger.clips("sharded")
     write_index(kept, out / "index.parquet")
     write_rejected(ledger.clips("dropped"), ledger.videos("failed", "removed"),
@@ -308,8 +310,7 @@ def _write_shards(staged: list[ClipRecord], ledger: Ledger, cfg: Config, shard_d
                 c.state, c.stage, c.reason, c.shard = "sharded", None, None, name
                 if not cfg.shards.keep_staging:
                     c.staged_path = None
-                meta = json.dumps(clip_row(c), sort_keys=True).encode("utf-8")
-                writer.add(c.key, {"mp4": path, "json": meta})
+                writer.add(c.key, {"mp4": path, **sample_metadata(c)})
             infos = writer.close()
         if len(infos) != 1 or infos[0].name != name:
             raise RuntimeError(f"shard writer produced {[i.name for i in infos]}, wanted {name}")

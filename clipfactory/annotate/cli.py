@@ -21,6 +21,14 @@ def add_commands(sub: Any) -> None:
     m.add_argument("--config", default=None, help="YAML config file")
     m.add_argument("--json", action="store_true", help="one JSON object per model")
 
+    c = sub.add_parser("caption", help="caption an existing dataset's clips with a VLM "
+                                       "(shards rewritten atomically)")
+    c.add_argument("output", help="an output folder")
+    c.add_argument("--config", default=None,
+                   help="YAML with annotate.captions (default: the output's own config)")
+    c.add_argument("--force", action="store_true",
+                   help="caption every clip again, not only those without an ok caption")
+
     x = sub.add_parser("mix", help="write a new dataset whose category shares follow a target")
     x.add_argument("source", help="an output folder with categorised clips")
     x.add_argument("--target", required=True,
@@ -60,10 +68,15 @@ def _cmd_models(a: argparse.Namespace) -> int:
     rows = [r for r in [_shot_model_row(cfg)] if r]
     for stage in build_stages(cfg):
         st = stage.check()
+        missing = list(st.missing)
+        probe = getattr(stage, "probe", None)
+        if probe is not None and not missing and (why := probe()):
+            missing.append(why)
         rows.append({"stage": st.stage, "model": st.model, "source": st.source, "path": st.path,
-                     "revision": st.revision, "device": st.device, "missing": list(st.missing)})
-    if not cfg.annotate.embeddings.model:
-        print("no annotation stage configured (annotate.embeddings.model is empty)",
+                     "revision": st.revision, "device": st.device, "missing": missing})
+    if not cfg.annotate.embeddings.model and not cfg.annotate.captions.backend:
+        print("no annotation stage configured (annotate.embeddings.model and annotate.captions."
+              "backend are empty)",
               file=sys.stderr)
     for r in rows:
         if a.json:
@@ -93,5 +106,21 @@ def _cmd_mix(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"models": _cmd_models,
-                                                             "mix": _cmd_mix}
+def _cmd_caption(a: argparse.Namespace) -> int:
+    from clipfactory.annotate.after import caption_dataset
+    from clipfactory.config import load_config
+    from clipfactory.stages import StageError
+
+    try:
+        captions = load_config(a.config).annotate.captions if a.config else None
+        summary = caption_dataset(a.output, captions, force=a.force)
+    except (ValueError, OSError, StageError) as e:
+        print(f"clipfactory: {e}", file=sys.stderr)
+        return 2
+    cap = ((summary.get("annotations") or {}).get("captions") or {}).get("by_status", {})
+    print(f"{a.output}: captions " + (", ".join(f"{n} {k}" for k, n in cap.items()) or "none"))
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "models": _cmd_models, "mix": _cmd_mix, "caption": _cmd_caption}

@@ -13,7 +13,6 @@ uniform sample, deterministic for a seed.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import tarfile
@@ -27,7 +26,8 @@ import xxhash
 from clipfactory.config import Config
 from clipfactory.ledger import Ledger
 from clipfactory.records import ClipRecord
-from clipfactory.sinks.index import clip_row
+from clipfactory.sinks.refresh import sample_metadata
+from clipfactory.sinks.shard_update import rewrite_shard_members
 from clipfactory.sinks.shards import ShardWriter
 from clipfactory.stages.store import EMBEDDINGS_DIR, PART_SCHEMA, ensure_schema
 
@@ -179,59 +179,43 @@ def _copy_rows(sl: Ledger, dl: Ledger, chosen: list[ClipRecord], left: list[Clip
 
 
 def _copy_shards(src: Path, dst: Path, dl: Ledger, chosen: list[ClipRecord]) -> None:
-    """Copy the chosen clips shard by shard (each source shard read once, in order)."""
-    by_shard: dict[str, list[ClipRecord]] = {}
+    """Copy the chosen samples (every member: clip, caption...) shard by shard, each source
+    shard read once in order; then write their metadata, which names the new shard."""
+    by_shard: dict[str, dict[str, ClipRecord]] = {}
     for c in chosen:
-        by_shard.setdefault(c.shard or "", []).append(c)
+        by_shard.setdefault(c.shard or "", {})[c.key] = c
     cfg = Config.model_validate(dl.get_meta("config") or {})
+    placed: list[ClipRecord] = []
     with ShardWriter(dst / "shards", max_count=cfg.shards.max_count,
                      max_bytes=cfg.shards.max_bytes) as writer:
-        placed: list[ClipRecord] = []
         for shard in sorted(by_shard):
-            want = {f"{c.key}.mp4": c for c in by_shard[shard]}
+            want = by_shard[shard]
             with tarfile.open(src / "shards" / shard) as tar:
+                members: dict[str, dict[str, bytes]] = {}
                 for m in tar:
-                    c = want.get(m.name)
-                    if c is None:
-                        continue
-                    fh = tar.extractfile(m)
-                    data = fh.read() if fh is not None else b""
-                    c.state, c.stage, c.reason = "sharded", None, None
-                    name = writer.add(c.key, {"mp4": data, "json": b"{}"})
-                    c.shard = name
-                    placed.append(c)
+                    key, _, ext = m.name.partition(".")
+                    fh = tar.extractfile(m) if key in want and m.isfile() else None
+                    if fh is not None:
+                        members.setdefault(key, {})[ext] = fh.read()
+            for key, parts in members.items():
+                c = want[key]
+                c.state, c.stage, c.reason = "sharded", None, None
+                c.shard = writer.add(key, parts)
+                placed.append(c)
         infos = writer.close()
-    # KEY.json must name the clip's own shard: rewrite the json members now that it is known
-    _rewrite_json(dst / "shards", placed)
-    from clipfactory.sinks.shards import shard_info
-
+    by_new: dict[str, list[ClipRecord]] = {}
+    for c in placed:
+        by_new.setdefault(c.shard or "", []).append(c)
+    infos = [rewrite_shard_members(dst / "shards" / i.name,
+                                   {c.key: sample_metadata(c) for c in by_new[i.name]})
+             for i in infos]
     with dl.transaction() as db:
         db.executemany(
             "INSERT OR REPLACE INTO clips (clip_id, item_key, state, stage, reason, shard, record)"
             " VALUES (?,?,?,?,?,?,?)",
             [(c.clip_id, c.item_key, c.state, c.stage, c.reason, c.shard,
               json.dumps(c.to_dict())) for c in placed])
-    infos = [shard_info(dst / "shards" / i.name) for i in infos]
     dl.add_shards([(i.name, i.sha256, i.bytes, i.count) for i in infos], [])
-
-
-def _rewrite_json(shard_dir: Path, clips: list[ClipRecord]) -> None:
-    by_shard: dict[str, dict[str, ClipRecord]] = {}
-    for c in clips:
-        by_shard.setdefault(c.shard or "", {})[f"{c.key}.json"] = c
-    for shard, members in by_shard.items():
-        path = shard_dir / shard
-        tmp = path.with_name(f".{path.name}.tmp")
-        with tarfile.open(path) as tin, tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tout:
-            for m in tin:
-                fh = tin.extractfile(m)
-                data = fh.read() if fh is not None else b""
-                if m.name in members:
-                    data = json.dumps(clip_row(members[m.name]), sort_keys=True).encode()
-                info = tarfile.TarInfo(m.name)
-                info.size, info.mtime, info.mode = len(data), m.mtime, m.mode
-                tout.addfile(info, io.BytesIO(data))
-        tmp.replace(path)
 
 
 def _copy_embeddings(src: Path, sl: Ledger, dl: Ledger, dst: Path,

@@ -28,6 +28,8 @@ from clipfactory.stages.store import remove_embeddings
 __all__ = ["AUDIT_LOG", "Removal", "ShardChange", "append_audit", "remove_inputs"]
 
 AUDIT_LOG = "audit.jsonl"
+_DERIVED_TEXT = ("caption", "caption_windows", "source_caption", "caption_status",
+                 "caption_model")
 
 
 @dataclass(frozen=True)
@@ -115,12 +117,14 @@ def remove_inputs(out: str | Path, ledger: Ledger, rows: Sequence[sqlite3.Row],
     for c in clips:
         if c.staged_path:
             Path(c.staged_path).unlink(missing_ok=True)
+        for k in _DERIVED_TEXT:  # captions go with the clip, in the ledger too
+            c.extra.pop(k, None)
         if c.state in ("sharded", "staged", "candidate"):
             removal.clips.append(c.clip_id)
             c.drop(stage, codes[c.item_key])
             c.shard = c.staged_path = None
             changed.append(c)
-        elif c.staged_path:
+        else:
             c.staged_path = None
             changed.append(c)
     ledger.update_clips(changed)

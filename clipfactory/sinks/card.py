@@ -32,7 +32,7 @@ def render_card(summary: dict[str, Any], kept: Sequence[ClipRecord], config_yaml
         "## Layout",
         "",
         "- `shards/shard-NNNNNN.tar`: WebDataset shards; each clip is `KEY.mp4` (H.264, yuv420p,"
-        " timestamps from 0) and `KEY.json` (its index row).",
+        " timestamps from 0), `KEY.json` (its index row) and, for a captioned clip, `KEY.txt`.",
         "- `index.parquet`: one row per clip (source, span in frames and seconds, license,"
         " attribution, shard, key).",
         "- `rejected.parquet`: every dropped clip and failed input, with stage and reason.",
@@ -76,6 +76,19 @@ def _annotation_lines(summary: dict[str, Any]) -> list[str]:
             lines += ["| category | clips | share |", "|---|---|---|"]
             lines += [f"| {_md(k)} | {n} | {100 * n / total:.1f} % |" for k, n in cats.items()]
             lines.append("")
+        cap = a.get("captions")
+        if cap:
+            by = cap.get("by_status") or {}
+            lines += ["Captions: " + ", ".join(f"{n} {k}" for k, n in by.items()) + " (`caption`,"
+                      " `caption_status`, `caption_model` in the index; `KEY.txt` in the shards;"
+                      " `source` = the manifest's own caption).", ""]
+            c = cap.get("captioner")
+            if c:
+                lines += [f"Captioned by `{_md(c['model'])}` ({c['backend']}"
+                          + (f", {_md(c['base_url'])}" if c.get("base_url") else "")
+                          + f"), {c['fps']} frames/s up to {c['max_frames']} per request, longer"
+                          f" side at most {c['max_side']} px, decoding {_md(c['params'])}."
+                          " Prompt:", "", "> " + _md(c["prompt"]), ""]
         if a.get("failed_by_reason"):
             lines += ["| annotation failed: stage/reason | clips (kept, not annotated) |",
                       "|---|---|"]

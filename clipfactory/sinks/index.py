@@ -29,7 +29,8 @@ INDEX_SCHEMA = pa.schema([
     ("bytes", pa.int64()),
     ("file_sha256", pa.string()), ("exact_hash", pa.string()),
     ("cut_method", pa.string()), ("video_codec", pa.string()), ("has_audio", pa.bool_()),
-    ("category", pa.string()),
+    ("category", pa.string()), ("caption", pa.string()), ("caption_status", pa.string()),
+    ("caption_model", pa.string()),
     ("scores", pa.map_(pa.string(), pa.float64())), ("extra", pa.string()),
 ])
 
@@ -41,6 +42,15 @@ REJECTED_SCHEMA = pa.schema([
     ("start_s", pa.float64()), ("end_s", pa.float64()),
     ("scores", pa.map_(pa.string(), pa.float64())),
 ])
+
+
+def _caption_columns(c: ClipRecord) -> dict[str, Any]:
+    """A captioning model's caption, or the source manifest's (``caption_model: source``)."""
+    caption, model = c.extra.get("caption"), c.extra.get("caption_model")
+    status = c.extra.get("caption_status")
+    if caption is not None and model is None:
+        model, status = "source", status or "ok"
+    return {"caption": caption, "caption_status": status, "caption_model": model}
 
 
 def clip_row(c: ClipRecord) -> dict[str, Any]:
@@ -58,6 +68,7 @@ def clip_row(c: ClipRecord) -> dict[str, Any]:
         "bytes": c.bytes, "file_sha256": c.file_sha256, "exact_hash": c.exact_hash,
         "cut_method": cut.get("method"), "video_codec": cut.get("codec"),
         "has_audio": cut.get("audio"), "category": c.extra.get("category"),
+        **_caption_columns(c),
         "scores": dict(c.scores), "extra": json.dumps(c.extra, sort_keys=True, default=str),
     }
 

@@ -24,6 +24,10 @@ def build_stages(cfg: Config) -> list[ModelStage]:
         from clipfactory.annotate.embeddings import EmbeddingStage
 
         stages.append(EmbeddingStage(cfg.annotate))
+    if cfg.annotate.captions.backend:
+        from clipfactory.annotate.captions import CaptionStage
+
+        stages.append(CaptionStage(cfg.annotate.captions))
     return stages
 
 

@@ -109,6 +109,10 @@ class ModelStage(ABC):
         :meth:`check`)."""
         return ""
 
+    def card_info(self) -> dict[str, Any] | None:
+        """What the dataset card records about this stage (model, prompt...), if anything."""
+        return None
+
     @abstractmethod
     def setup(self) -> None:
         """Load the model; called once in each worker before its first batch."""

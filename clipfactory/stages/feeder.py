@@ -43,6 +43,9 @@ class StageFeeder:
     def start(self) -> None:
         """Start the workers and send them what earlier runs left undone."""
         for stage in self.stages:
+            info = stage.card_info()
+            if info:
+                self.store.ledger.set_meta(f"stage.{stage.name}", info)
             self.runners[stage.name] = self._runner(stage)
             backlog = self.store.pending(stage.name)
             if backlog:

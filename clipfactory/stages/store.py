@@ -29,6 +29,8 @@ __all__ = ["EMBEDDINGS_DIR", "AnnotationStore", "annotation_summary", "clip_inpu
            "remove_embeddings"]
 
 EMBEDDINGS_DIR = "embeddings"
+# a field a stage overwrites whose earlier value (from the source manifest) is kept aside
+PRESERVED = {"caption": "source_caption"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS annotations (
@@ -57,6 +59,7 @@ CREATE TABLE IF NOT EXISTS embeddings (
 );
 CREATE INDEX IF NOT EXISTS embeddings_cluster ON embeddings(cluster);
 CREATE INDEX IF NOT EXISTS embeddings_part ON embeddings(part);
+CREATE TABLE IF NOT EXISTS stale_shards (name TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS embedding_parts (
     name TEXT PRIMARY KEY,
     rows INTEGER NOT NULL,
@@ -188,9 +191,13 @@ class AnnotationStore:
             status_rows.append((o.clip_id, stage, "ok" if o.ok else "failed", o.reason,
                                 o.detail or None, model, rev, now))
             errors = rec["extra"].setdefault("annotate_errors", {})
+            for name, keep_as in PRESERVED.items():  # a manifest's own caption is not lost
+                if name in o.fields and name in rec["extra"] and \
+                        not rec["extra"].get(f"{name}_model"):
+                    rec["extra"].setdefault(keep_as, rec["extra"][name])
+            rec["extra"].update(o.fields)  # failed outputs may carry status fields
             if o.ok:
                 rec["scores"].update(o.scores)
-                rec["extra"].update(o.fields)
                 errors.pop(stage, None)
                 self.saved += 1
             else:
@@ -198,7 +205,11 @@ class AnnotationStore:
                 self.failed += 1
             if not errors:
                 rec["extra"].pop("annotate_errors")
-        for cid in {r[0] for r in status_rows}:
+        stale = set()
+        for cid in sorted({r[0] for r in status_rows}):
+            shard = records[cid].pop("_shard", None)
+            if shard:
+                stale.add((shard,))
             clip_rows.append((json.dumps(records[cid]), cid))
         with self.ledger.transaction() as db:
             db.executemany("INSERT INTO embedding_parts (name, rows, sha256, created_at)"
@@ -209,14 +220,19 @@ class AnnotationStore:
             db.executemany("INSERT OR REPLACE INTO annotations (clip_id, stage, status, reason,"
                            " detail, model, revision, at) VALUES (?,?,?,?,?,?,?,?)", status_rows)
             db.executemany("UPDATE clips SET record = ? WHERE clip_id = ?", clip_rows)
+            # KEY.json (and KEY.txt) of clips already sharded are rewritten by finalize
+            db.executemany("INSERT OR IGNORE INTO stale_shards (name) VALUES (?)", stale)
 
     def _records(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
-            q = ("SELECT clip_id, record FROM clips WHERE state IN ('staged', 'sharded') AND"
-                 " clip_id IN (" + ",".join("?" * len(chunk)) + ")")
-            out.update((r[0], json.loads(r[1])) for r in self.ledger.db.execute(q, chunk))
+            q = ("SELECT clip_id, record, state, shard FROM clips WHERE state IN"
+                 " ('staged', 'sharded') AND clip_id IN (" + ",".join("?" * len(chunk)) + ")")
+            for r in self.ledger.db.execute(q, chunk):
+                rec = json.loads(r[1])
+                rec["_shard"] = r[3] if r[2] == "sharded" else None
+                out[r[0]] = rec
         return out
 
     def _next_part_name(self, offset: int) -> str:
@@ -233,12 +249,15 @@ def clip_input(rec: dict[str, Any], path: str, member: str | None) -> ClipInput:
 
 
 def remove_embeddings(out: str | Path, ledger: Ledger, clip_ids: Iterable[str]) -> int:
-    """Purge these clips' vectors: every part holding one is rewritten without it (or
-    deleted when emptied), then the ledger rows go. Safe to repeat after a crash."""
+    """Purge these clips' vectors and stage statuses: every part holding a vector is rewritten
+    without it (or deleted when emptied), then the ledger rows go. Safe to repeat after a
+    crash. Returns how many vectors were removed."""
     ensure_schema(ledger)
     ids = list(set(clip_ids))
     if not ids:
         return 0
+    with ledger.transaction() as db:  # their stage statuses (error details quote no content)
+        db.executemany("DELETE FROM annotations WHERE clip_id = ?", [(c,) for c in ids])
     by_part: dict[str, set[str]] = {}
     for i in range(0, len(ids), 500):
         chunk = ids[i:i + 500]
@@ -278,23 +297,30 @@ def annotation_summary(ledger: Ledger, kept: Iterable[Any], cfg: Any) -> dict[st
     clips, stage failures by reason, embeddings stored, and the semantic dedup statistics."""
     ensure_schema(ledger)
     cats: dict[str, int] = {}
+    caps: dict[str, int] = {}
     for c in kept:
         cat = c.extra.get("category")
         if cat:
             cats[cat] = cats.get(cat, 0) + 1
+        status = c.extra.get("caption_status") or ("source" if c.extra.get("caption") else None)
+        if status:
+            caps[status] = caps.get(status, 0) + 1
     failed = dict(ledger.db.execute(
         "SELECT a.stage || '/' || COALESCE(a.reason, '?'), COUNT(*) FROM annotations a"
         " JOIN clips c ON c.clip_id = a.clip_id WHERE a.status = 'failed'"
         " AND c.state IN ('staged', 'sharded') GROUP BY 1 ORDER BY 2 DESC").fetchall())
     n_vec = ledger.db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
     out: dict[str, Any] = {}
-    if cats or failed or n_vec:
+    captioner = ledger.get_meta("stage.caption")
+    if cats or failed or n_vec or caps:
         model = ledger.db.execute("SELECT model, revision, dim FROM embeddings LIMIT 1").fetchone()
         out["annotations"] = {
             "categories": dict(sorted(cats.items(), key=lambda kv: (-kv[1], kv[0]))),
             "failed_by_reason": failed, "embeddings": n_vec,
             "embedding_model": ({"model": model[0], "revision": model[1], "dim": model[2]}
-                                if model else None)}
+                                if model else None),
+            "captions": {"by_status": dict(sorted(caps.items())), "captioner": captioner}
+            if caps or captioner else None}
     if getattr(cfg.dedup, "semantic", False):
         from clipfactory.dedup.semantic_index import semantic_stats
 
