@@ -81,3 +81,18 @@ def test_cluster_actor_pool_with_gpus_and_a_dead_actor(stage_corpus, tmp_path):
     finally:
         ray.shutdown()
         c.shutdown()
+
+
+def test_captions_on_ray_against_a_local_server(stage_corpus, tmp_path):
+    pytest.importorskip("PIL")
+    from clipfactory.testing.vlm_server import VLMServer
+
+    with VLMServer() as server:
+        cfg = Config.model_validate({"workers": 1, "executor": "ray", "annotate": {"captions": {
+            "backend": "openai", "base_url": server.base_url, "model": "fake-vlm", "fps": 1,
+            "max_frames": 2, "max_side": 64, "batch": 3}}})
+        out = tmp_path / "out"
+        run(stage_corpus, out, cfg)
+    rows = pq.read_table(out / "index.parquet").to_pylist()
+    assert len(rows) == 8 and {r["caption_status"] for r in rows} == {"ok"}
+    assert all(r["caption"].startswith("frame 1: 64x36") for r in rows)
