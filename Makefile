@@ -9,7 +9,7 @@ STAMP   = $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,annotate]'
+	$(BIN)/pip install --quiet -e '.[dev,annotate,text]'
 	touch $(STAMP)
 
 demo: $(STAMP)  ## generate a sample corpus and curate it end to end

@@ -94,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _cmd_run(a: argparse.Namespace) -> int:
     from clipfactory.config import load_config
+    from clipfactory.filters.text_overlay import TextModelError
     from clipfactory.pipeline import run
     from clipfactory.shots.learned import ModelError
     from clipfactory.stages import StageError
@@ -114,7 +115,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
         return 2
     try:
         summary = run(a.input, a.output, cfg, quiet=a.quiet)
-    except (ModelError, StageError) as e:
+    except (ModelError, StageError, TextModelError) as e:
         print(f"clipfactory: {e}", file=sys.stderr)
         return 2
     _print_counts(summary["counts"], Path(a.output))

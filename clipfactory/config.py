@@ -115,6 +115,13 @@ class FilterConfig(_Section):
     min_motion: float = 0.5  # mean abs luma change per frame (0-255 scale) below this is static
     min_sharpness: float = 80.0  # median variance of the Laplacian (pooled luma) below: blurry
     min_side: int = 64  # clips whose smaller display side is below this are too small
+    # burned-in text (subtitles, lower thirds, titles, tickers, watermarks): PP-OCRv4's text
+    # detector on a few frames of each clip the cheap filters kept; off by default: it costs
+    # about 55 ms of CPU per frame (docs/filters.md). Needs `pip install 'clipfactory[text]'`
+    text_overlay: bool = False
+    text_min_area: float = Field(default=0.002, ge=0, le=1)  # persistent text, share of frame
+    text_frames: int = Field(default=3, ge=2, le=16)  # frames looked at per clip
+    text_max_side: int = Field(default=640, ge=64)  # longer side of the frames given to OCR
 
 
 class CutConfig(_Section):

@@ -20,6 +20,7 @@ from clipfactory import __version__
 from clipfactory.config import Config
 from clipfactory.dedup import DedupItem, Duplicate, find_duplicates
 from clipfactory.fetch.stage import FetchStage
+from clipfactory.filters import check_filters
 from clipfactory.ledger import Ledger
 from clipfactory.policy.gate import Gate
 from clipfactory.policy.report import is_unknown, license_counts, policy_summary
@@ -65,6 +66,8 @@ def run(input_path: str | Path | None, output: str | Path, cfg: Config | None = 
     ``stages`` replaces the model stages the config turns on (``annotate``)."""
     cfg = cfg or Config()
     check_detector(cfg.shots)  # a broken model file stops the run here, not once per video
+    if cfg.filters_on:
+        check_filters(cfg.filters)  # the text model, when the text filter is on
     stages = build_stages(cfg) if stages is None else stages
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ import numpy as np
 from clipfactory.config import Config
 from clipfactory.errors import MediaError
 from clipfactory.filters import ClipSignals, build_filters, clip_scores, first_rejection
+from clipfactory.filters.text_check import text_overlay_filter
 from clipfactory.ids import clip_key, safe_key, short_hash
 from clipfactory.media.analyse import Signals, analyse
 from clipfactory.media.cut import cut_clips
@@ -161,6 +162,10 @@ def _process(item: SourceItem, cfg: Config, staging: Path, result: VideoResult) 
                 reason = first_rejection(filters, sig_c)
                 if reason:
                     clip.drop("filter", reason)
+        if cfg.filters.text_overlay:  # the costly check, on what the cheap ones kept
+            t = time.perf_counter()
+            text_overlay_filter(info, sig, clips, cfg.filters, threads)
+            result.timings["text"] = time.perf_counter() - t
     result.clips = sorted(clips, key=lambda c: c.start_frame)
     t = time.perf_counter()
     _cut(info, sig, result.clips, staging, cfg, threads)

@@ -9,7 +9,17 @@ from clipfactory.filters.dark import DarkFilter
 from clipfactory.filters.size import SizeFilter
 from clipfactory.filters.static import StaticFilter
 
-__all__ = ["ClipSignals", "Filter", "build_filters", "clip_scores", "first_rejection"]
+__all__ = ["ClipSignals", "Filter", "build_filters", "check_filters", "clip_scores",
+           "first_rejection"]
+
+
+def check_filters(cfg: FilterConfig) -> None:
+    """Load what an optional filter needs now, so a missing extra or model stops the run
+    before it starts (:class:`~clipfactory.filters.text_overlay.TextModelError`)."""
+    if cfg.enabled and cfg.text_overlay:
+        from clipfactory.filters.text_overlay import TextDetector
+
+        TextDetector(max_side=cfg.text_max_side)
 
 
 def build_filters(cfg: FilterConfig) -> list[Filter]:

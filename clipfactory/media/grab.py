@@ -1,0 +1,65 @@
+"""A few full-resolution frames of a source at given times, in one pass over the file.
+
+For checks that need more than the 160-px analysis frames (burned-in text) on the clips that
+survived the cheap filters. Targets are visited in time order: decoding runs forward from one
+to the next, and seeks (to the keyframe before a target) only across gaps longer than
+``seek_gap_s``, so a video's samples cost about one GOP each, not a decode of the whole file.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+from av.video.reformatter import Interpolation
+
+from clipfactory.errors import MediaError
+from clipfactory.media.probe import open_video
+
+__all__ = ["grab_frames"]
+
+
+def _size(w: int, h: int, max_side: int) -> tuple[int, int]:
+    f = min(1.0, max_side / max(w, h))
+    return max(2, round(w * f / 2) * 2), max(2, round(h * f / 2) * 2)
+
+
+def grab_frames(path: str, times: list[float], *, max_side: int = 640, rotation: int = 0,
+                threads: int = 1, seek_gap_s: float = 3.0) -> list[np.ndarray | None]:
+    """RGB frames (longer side at most ``max_side``, display orientation) at the first frame
+    at or after each time in ``times`` (seconds from the stream start, as the analysis pass
+    counts them); None where the file ends first."""
+    order = sorted(range(len(times)), key=lambda i: times[i])
+    out: list[np.ndarray | None] = [None] * len(times)
+    try:
+        container, stream = open_video(path, threads=threads)
+    except av.FFmpegError as e:
+        raise MediaError("filter", "open_failed", str(e)) from e
+    tb = stream.time_base or Fraction(1, 1)
+    t0 = stream.start_time
+    try:
+        frames = None
+        pos = -1.0  # time of the last frame decoded
+        for i in order:
+            target = times[i]
+            if frames is None or target - pos > seek_gap_s:
+                container.seek(int(target / tb) + (t0 or 0), backward=True, any_frame=False,
+                               stream=stream)
+                frames = container.decode(stream)
+            for frame in frames:
+                if t0 is None and frame.pts is not None:
+                    t0 = frame.pts
+                pos = float((frame.pts - (t0 or 0)) * tb) if frame.pts is not None else pos
+                if pos >= target - 1e-3:
+                    w, h = _size(frame.width, frame.height, max_side)
+                    rgb = frame.reformat(width=w, height=h, format="rgb24",
+                                         interpolation=Interpolation.AREA).to_ndarray()
+                    out[i] = np.ascontiguousarray(np.rot90(rgb, rotation // 90)) \
+                        if rotation else rgb
+                    break
+    except av.FFmpegError:
+        pass  # what was grabbed stands; the rest is None
+    finally:
+        container.close()
+    return out
