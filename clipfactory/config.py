@@ -64,6 +64,9 @@ class AnalysisConfig(_Section):
     max_height: int = 160  # cap for portrait / extreme aspect sources
     decode_threads: int = 0  # 0 = pick from cores and workers
     exact_hash: bool = True  # hash full-resolution decoded planes per frame (exact dedup)
+    # camera and object motion per frame: the decoder's motion vectors (H.264, MPEG-2/4),
+    # phase correlation of the analysis frames for other codecs (VP9, AV1, HEVC...)
+    motion: bool = True
 
 
 class ShotConfig(_Section):
@@ -113,6 +116,11 @@ class FilterConfig(_Section):
     max_dark_fraction: float = 0.5  # drop when more than this share of frames is black
     black_level: float = 16.0  # a frame whose mean luma is below this counts as black
     min_motion: float = 0.5  # mean abs luma change per frame (0-255 scale) below this is static
+    # ... and, where camera motion is known, only when the camera moves slower than this
+    # (fraction of the frame per second) and objects slower than min_object_motion: a slow
+    # pan or a fixed camera watching people walk is not static
+    min_camera_motion: float = Field(default=0.03, ge=0)
+    min_object_motion: float = Field(default=0.005, ge=0)
     min_sharpness: float = 80.0  # median variance of the Laplacian (pooled luma) below: blurry
     min_side: int = 64  # clips whose smaller display side is below this are too small
     # burned-in text (subtitles, lower thirds, titles, tickers, watermarks): PP-OCRv4's text

@@ -24,6 +24,7 @@ from clipfactory.filters.text_check import text_overlay_filter
 from clipfactory.ids import clip_key, safe_key, short_hash
 from clipfactory.media.analyse import Signals, analyse
 from clipfactory.media.cut import cut_clips
+from clipfactory.media.motion import classify_clip
 from clipfactory.media.probe import probe
 from clipfactory.plan import (
     damage_transitions,
@@ -178,8 +179,24 @@ def _analysed_seconds(sig: Signals, first: int) -> float:
 
 def _clip_signals(sig: Signals, clip: ClipRecord, black_level: float) -> ClipSignals:
     sl = slice(clip.start_frame, clip.end_frame)
+    cam, obj = clip.scores.get("motion.camera"), clip.scores.get("motion.object")
     return ClipSignals(sig.brightness[sl], sig.sharpness[sl], sig.motion[sl], clip.width,
-                       clip.height, black_level)
+                       clip.height, black_level, cam, obj)
+
+
+def _camera_motion(sig: Signals, clip: ClipRecord, rotation: int) -> None:
+    """Label the clip's camera motion (every clip, kept or dropped) and score it."""
+    if sig.camera is None:
+        return
+    m = sig.camera[clip.start_frame + 1:clip.end_frame].astype(np.float64)  # not across the cut
+    for _ in range(rotation // 90):  # into display orientation (np.rot90, counter-clockwise)
+        m[:, 0], m[:, 1] = m[:, 1].copy(), -m[:, 0]
+    cm = classify_clip(m, sig.fps, sig.times[clip.start_frame + 1:clip.end_frame])
+    if cm.frames == 0:
+        return
+    clip.extra["camera_motion"] = cm.label
+    clip.scores["motion.camera"] = round(cm.camera, 5)
+    clip.scores["motion.object"] = round(cm.object, 5)
 
 
 def _clip(item: SourceItem, info: VideoInfo, sig: Signals, span: Span,
@@ -206,6 +223,7 @@ def _clip(item: SourceItem, info: VideoInfo, sig: Signals, span: Span,
     if item.provenance:  # what the fetch learned; yt-dlp's whole info dict stays in the ledger
         clip.extra["fetch"] = {k: v for k, v in item.provenance.items() if k != "info"}
     clip.scores = clip_scores(_clip_signals(sig, clip, 16.0))
+    _camera_motion(sig, clip, info.rotation)
     return clip
 
 

@@ -27,7 +27,7 @@ def build_filters(cfg: FilterConfig) -> list[Filter]:
     return [
         SizeFilter(cfg.min_side),
         DarkFilter(cfg.min_brightness, cfg.max_dark_fraction, cfg.black_level),
-        StaticFilter(cfg.min_motion),
+        StaticFilter(cfg.min_motion, cfg.min_camera_motion, cfg.min_object_motion),
         BlurFilter(cfg.min_sharpness),
     ]
 

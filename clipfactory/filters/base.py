@@ -24,6 +24,9 @@ class ClipSignals:
     width: int
     height: int
     black_level: float = 16.0
+    # per second, from clipfactory.media.motion.classify_clip; None where motion is unknown
+    camera: float | None = None
+    object: float | None = None
 
     @property
     def inner_motion(self) -> np.ndarray:

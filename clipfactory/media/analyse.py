@@ -25,6 +25,12 @@ from av.video.reformatter import Interpolation, VideoReformatter
 from clipfactory.config import AnalysisConfig
 from clipfactory.dedup.perceptual import phash64
 from clipfactory.errors import MediaError
+from clipfactory.media.motion import (
+    PhaseTracker,
+    enable_motion_vectors,
+    fit_global_motion,
+    frame_vectors,
+)
 from clipfactory.media.probe import open_video
 from clipfactory.records import Transition, VideoInfo
 from clipfactory.shots.base import ShotDetector
@@ -50,6 +56,10 @@ class Signals:
     motion: np.ndarray  # float32 mean |luma(t) - luma(t-1)|, 0 for the first frame
     phash: np.ndarray  # uint64
     digest: np.ndarray  # uint64: xxh3-64 of the full-resolution decoded planes
+    # float32 (frames, 5): content motion since the previous frame (tx, ty, zoom, rot,
+    # residual; see clipfactory.media.motion), nan where unknown; None with motion off
+    camera: np.ndarray | None = None
+    motion_source: str = ""  # "vectors" | "phase" | ""
     transitions: list[Transition] = field(default_factory=list)
     decode_errors: int = 0
     end_time: float | None = None  # time of the first frame past a requested end, if any
@@ -92,6 +102,41 @@ def _plane_digest(frame: av.VideoFrame) -> int:
     return h.intdigest()
 
 
+_NAN5 = (float("nan"),) * 5
+# decoders whose exported motion vectors (flags2 +export_mvs) we trust; others use phase
+# correlation. MPEG-4 Part 2 exports all-zero vectors for its (direct-mode) B-frames, which
+# would read as a still camera; H.264 is checked on pans, tilts and zooms with B-frames.
+_MV_CODECS = {"h264"}
+_MV_PATIENCE = 48  # frames without a single vector (all-intra streams): switch to phase
+
+
+class _Motion:
+    """Per-frame content motion for the analysis pass (see :mod:`clipfactory.media.motion`):
+    the decoder's vectors where the codec exports them, else phase correlation of the gray
+    analysis frames."""
+
+    def __init__(self, stream: av.VideoStream, info: VideoInfo) -> None:
+        self.source = "vectors" if info.codec in _MV_CODECS else "phase"
+        self.tracker = PhaseTracker()
+        self.seen = self.frames = 0
+        if self.source == "vectors":
+            enable_motion_vectors(stream)
+
+    def update(self, frame: av.VideoFrame, gray: np.ndarray) -> tuple[float, ...]:
+        self.frames += 1
+        if self.source == "vectors":
+            vec = frame_vectors(frame)
+            if vec is not None:
+                self.seen += 1
+                g = fit_global_motion(vec, frame.width, frame.height)
+                return (g.tx, g.ty, g.zoom, g.rot, g.residual)
+            if self.seen or self.frames < _MV_PATIENCE:
+                return _NAN5  # an intra frame: no vectors, no motion measured
+            self.source = "phase"
+        g = self.tracker.update(gray)
+        return (g.tx, g.ty, g.zoom, g.rot, g.residual) if g is not None else _NAN5
+
+
 def _laplacian_var(gray: np.ndarray) -> float:
     """Variance of the Laplacian of the 2x2-pooled luma. Pooling first makes the measure
     about the picture rather than the codec: block edges and mosquito noise of a low-quality
@@ -123,8 +168,10 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
     scaler = VideoReformatter()
     pts, times = array("q"), array("d")
     key, damaged, inspan = array("b"), array("b"), array("b")
-    bright, sharp, motion = array("f"), array("f"), array("f")
+    bright, sharp, luma_motion = array("f"), array("f"), array("f")
     phashes, digests = array("Q"), array("Q")
+    cam = array("f")  # 5 per frame
+    motion = _Motion(stream, info) if cfg.motion else None
     prev_gray: np.ndarray | None = None
     found: list[Transition] = []
     pts_ok, errors, conceal = True, 0, False
@@ -161,8 +208,10 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
                 inside = start_s is None or t >= start_s - 1e-6
                 inspan.append(1 if inside else 0)
                 if not inside:
-                    for arr in (bright, sharp, motion):
+                    for arr in (bright, sharp, luma_motion):
                         arr.append(0.0)
+                    if motion is not None:
+                        cam.extend(_NAN5)
                     phashes.append(0)
                     digests.append(0)
                     n += 1
@@ -174,8 +223,11 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
                 gray = gray16.astype(np.float32)
                 bright.append(float(gray.mean()))
                 sharp.append(_laplacian_var(gray))
-                motion.append(float(np.abs(gray - prev_gray).mean()) if prev_gray is not None
-                              and prev_gray.shape == gray.shape else 0.0)
+                luma_motion.append(float(np.abs(gray - prev_gray).mean())
+                                   if prev_gray is not None and prev_gray.shape == gray.shape
+                                   else 0.0)
+                if motion is not None:
+                    cam.extend(motion.update(frame, gray))
                 prev_gray = gray
                 phashes.append(phash64(np.rot90(gray, info.rotation // 90)
                                        if info.rotation else gray))
@@ -207,7 +259,10 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
         analysed=np.frombuffer(inspan, dtype=np.int8).astype(bool),
         brightness=np.frombuffer(bright, dtype=np.float32).copy(),
         sharpness=np.frombuffer(sharp, dtype=np.float32).copy(),
-        motion=np.frombuffer(motion, dtype=np.float32).copy(),
+        motion=np.frombuffer(luma_motion, dtype=np.float32).copy(),
+        camera=(np.frombuffer(cam, dtype=np.float32).reshape(-1, 5).copy()
+                if motion is not None else None),
+        motion_source=motion.source if motion is not None else "",
         phash=np.frombuffer(phashes, dtype=np.uint64).copy(),
         digest=np.frombuffer(digests, dtype=np.uint64).copy(),
         transitions=transitions,

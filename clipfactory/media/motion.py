@@ -1,17 +1,14 @@
 """Global (camera) motion per frame, and a camera-motion label per clip.
 
-Two sources of per-frame motion, both reduced to one :class:`GlobalMotion` (a similarity model
-about the frame centre plus a residual for what moves against it):
+Per-frame motion is a :class:`GlobalMotion` (a similarity model about the frame centre plus a
+residual for what moves against it), from the decoder's motion vectors (H.264, MPEG-1/2/4, H.263:
+:func:`enable_motion_vectors`, :func:`frame_vectors`, :func:`fit_global_motion`) or, for codecs
+without them (HEVC, VP8/9, AV1), from phase correlation of the small gray analysis frames
+(:func:`phase_motion`, :class:`PhaseTracker`). :func:`classify_clip` labels a clip.
 
-* the decoder's motion vectors (H.264, HEVC, MPEG-2/4 with ``flags2 +export_mvs``):
-  :func:`enable_motion_vectors`, :func:`frame_vectors`, :func:`fit_global_motion`;
-* phase correlation of the small gray analysis frames, for codecs without vectors (VP9, AV1):
-  :func:`phase_motion`, or :class:`PhaseTracker` which reuses the previous frame's spectra.
-
-Sign convention everywhere: a motion is how the picture CONTENT moved from the previous frame
-to this one, in image coordinates (x right, y down). A camera panning right makes content move
-left (tx < 0); tilting up makes it move down (ty > 0); zooming in makes it grow (zoom > 0).
-:func:`classify_clip` turns a clip's per-frame motions into per-second medians and a label.
+Sign convention: a motion is how the picture CONTENT moved from the previous frame to this one,
+in image coordinates (x right, y down). A camera panning right moves content left (tx < 0);
+tilting up moves it down (ty > 0); zooming in makes it grow (zoom > 0).
 """
 
 from __future__ import annotations
@@ -24,34 +21,31 @@ from functools import lru_cache
 import av
 import numpy as np
 
-__all__ = [
-    "CONSISTENCY", "DOMINANCE", "LABELS", "STATIC_SPEED", "CameraMotion", "GlobalMotion",
-    "PhaseTracker", "classify_clip", "enable_motion_vectors", "fit_global_motion",
-    "frame_vectors", "phase_motion",
-]
+__all__ = ["CONSISTENCY", "DOMINANCE", "LABELS", "STATIC_SPEED", "CameraMotion", "GlobalMotion",
+           "PhaseTracker", "classify_clip", "enable_motion_vectors", "fit_global_motion",
+           "frame_vectors", "phase_motion"]
 
 LABELS = ("static", "pan_left", "pan_right", "tilt_up", "tilt_down", "zoom_in", "zoom_out",
           "complex")
-# Below 3 % of the frame per second a move needs over 30 s to cross the frame: a 5-s clip
-# drifts by less than a sixth of the picture, which viewers read as a locked-off shot.
+# Under 3 % of the frame per second a move needs over 30 s to cross the frame: a 5-s clip
+# drifts by under a sixth of the picture, which reads as a locked-off shot.
 STATIC_SPEED = 0.03
 # One component names the move only when it is at least twice every other one (a pan with a
-# zoom half as fast is still a pan; equal pan and zoom is not one thing).
+# zoom half as fast is still a pan; as much pan as zoom is neither).
 DOMINANCE = 2.0
-# ...and when three quarters of the frames that move along it agree on the direction (a shake,
+# ...and when three quarters of the frames moving along it agree on the direction (a shake,
 # or a pan that turns back, flips sign often).
 CONSISTENCY = 0.75
-_TRIM = 2.5  # inliers: residual within 2.5x the median residual (about 1.7 sigma if Gaussian)
-_FLOOR_PX = 0.5  # ...but never below half a pixel: H.264 vectors are quarter-pel, rounded
+_TRIM = 2.5  # inliers: error within 2.5x the median error (about 1.7 sigma if Gaussian)...
+_FLOOR_PX = 0.5  # ...or within half a pixel: vectors are quarter-pel, and rounded
 
 
 @dataclass(frozen=True)
 class GlobalMotion:
-    """One frame's content motion since the previous frame: ``tx``/``ty`` as fractions of the
-    frame width/height, ``zoom`` the divergence and ``rot`` the rotation (radians, clockwise on
-    screen as y points down) in coordinates normalised by the half-diagonal, ``residual`` the
-    mean motion against the model (objects moving), like ``tx``; ``inliers`` vectors or tiles
-    the model rests on."""
+    """Content motion since the previous frame: ``tx``/``ty`` as fractions of the frame width/
+    height; ``zoom`` (divergence) and ``rot`` (radians, clockwise on screen) in coordinates
+    normalised by the half-diagonal; ``residual``, the mean motion against the model (objects),
+    like ``tx``; ``inliers``, the vectors or tiles the model rests on."""
 
     tx: float
     ty: float
@@ -65,129 +59,114 @@ _STILL = GlobalMotion(0.0, 0.0, 0.0, 0.0, 0.0, 0)
 
 
 def enable_motion_vectors(stream: av.VideoStream) -> None:
-    """Ask the decoder of ``stream`` to attach its motion vectors to each frame
-    (``flags2 +export_mvs``). Call before the first decode; harmless for codecs without them."""
-    cc = stream.codec_context
-    cc.flags2 = cc.flags2 | int(av.codec.context.Flags2.export_mvs)
+    """Have the decoder attach motion vectors to each frame (``flags2 +export_mvs``). Call it
+    before the first decode; decoders that cannot export ignore it."""
+    stream.codec_context.flags2 |= int(av.codec.context.Flags2.export_mvs)
 
 
 def frame_vectors(frame: av.VideoFrame) -> np.ndarray | None:
-    """The frame's motion vectors as float32 ``(N, 4)`` rows ``[x, y, dx, dy]``: block centre
-    in this frame (pixels) and the content motion there, from past to present; ``None`` when the
-    frame carries none (intra frames, codecs without export).
+    """The frame's motion vectors as float32 ``(N, 4)`` rows ``[x, y, dx, dy]``: block centre in
+    this frame (pixels) and how the content there moved, from past to present; ``None`` when
+    the frame has none (intra frames; HEVC, VP8/9, AV1 decoders export none).
 
-    FFmpeg's ``AVMotionVector`` says the block at ``dst`` is predicted from ``src`` in a
-    reference frame, ``src = dst + motion / motion_scale``. From a past reference (``source <
-    0``) the content went src -> dst, a motion of ``-motion / scale``; from a future one it goes
-    dst -> src, so the sign flips: both are ``sign(source) * motion / scale`` (checked on
-    encoded pans, both directions and B-frames). ``source`` is only a direction, so vectors to
-    references several frames away (P-frames after B-frames, B-pyramids) are not divided by
-    that distance: with x264's default 3 B-frames a per-frame median reads about 1.5x fast.
-    Directions, and so labels, are unaffected.
+    ``AVMotionVector``: the block at ``dst`` is predicted from ``src = dst + motion / scale``
+    in a reference frame. From a past one (``source < 0``) the content went src -> dst; from a
+    future one it goes dst -> src: both are ``sign(source) * motion / scale`` (checked on
+    encoded pans, P- and B-frames). ``source`` is only a direction, so vectors to references
+    several frames away are not divided by the distance and read fast. Clip medians hide it
+    when most frames predict from the next one (x264 defaults, adaptive B-frames and pyramid:
+    no change measured), not with long fixed B runs (3, no pyramid: 2x). Labels are unaffected.
     """
     side = frame.side_data.get("MOTION_VECTORS")
-    if side is None:
-        return None
-    a = side.to_ndarray()
-    if len(a) == 0:
+    if side is None or len(a := side.to_ndarray()) == 0:
         return None
     sign = np.where(a["source"] > 0, 1.0, -1.0) / np.maximum(a["motion_scale"], 1)
-    out = np.empty((len(a), 4), np.float32)
-    out[:, 0], out[:, 1] = a["dst_x"], a["dst_y"]
-    out[:, 2], out[:, 3] = a["motion_x"] * sign, a["motion_y"] * sign
-    return out
+    return np.stack((a["dst_x"], a["dst_y"], a["motion_x"] * sign, a["motion_y"] * sign),
+                    axis=1).astype(np.float32)
 
 
-def _similarity(x: np.ndarray, y: np.ndarray, u: np.ndarray, v: np.ndarray,
-                w: np.ndarray | None = None) -> tuple[float, float, float, float]:
-    """Weighted least squares of ``u = tx + s*x - r*y, v = ty + s*y + r*x`` in closed form:
-    about the weighted centroid the translation decouples, and ``s``/``r`` are two ratios of
-    sums (no matrix, no BLAS)."""
-    if w is None:
-        w = np.ones_like(x)
-    sw = float(w.sum()) or 1.0
-    mx, my, mu, mv = ((w * a).sum() / sw for a in (x, y, u, v))
-    xc, yc, uc, vc = x - mx, y - my, u - mu, v - mv
-    den = float((w * (xc * xc + yc * yc)).sum())
+def _similarity(p: np.ndarray, w: np.ndarray | None = None) -> tuple[float, float, float, float]:
+    """(Weighted) least squares of ``u = tx + s*x - r*y, v = ty + s*y + r*x`` over the columns
+    of a ``(4, N)`` array of x, y, u, v in closed form: about the centroid the translation
+    decouples and ``s``, ``r`` are ratios of sums (one einsum Gram matrix, no BLAS)."""
+    m = p.mean(axis=1) if w is None else (p * w).sum(axis=1) / w.sum()
+    c = p - m[:, None]
+    g = np.einsum("in,jn->ij", c, c if w is None else c * w)
+    den = g[0, 0] + g[1, 1]
     if den <= 1e-12:  # one position only: translation alone
-        return float(mu), float(mv), 0.0, 0.0
-    s = float((w * (xc * uc + yc * vc)).sum()) / den
-    r = float((w * (xc * vc - yc * uc)).sum()) / den
-    return float(mu - s * mx + r * my), float(mv - s * my - r * mx), s, r
+        return float(m[2]), float(m[3]), 0.0, 0.0
+    s, r = (g[0, 2] + g[1, 3]) / den, (g[0, 3] - g[1, 2]) / den
+    return float(m[2] - s * m[0] + r * m[1]), float(m[3] - s * m[1] - r * m[0]), s, r
 
 
-def _errors(x: np.ndarray, y: np.ndarray, u: np.ndarray, v: np.ndarray,
-            m: tuple[float, float, float, float]) -> np.ndarray:
-    tx, ty, s, r = m
-    return np.hypot(u - (tx + s * x - r * y), v - (ty + s * y + r * x))
+def _sq_errors(p: np.ndarray, m: tuple[float, float, float, float]) -> np.ndarray:
+    e = p[2:] - np.einsum("ij,jn->in", np.array([[m[2], -m[3]], [m[3], m[2]]]), p[:2])
+    e -= np.array([[m[0]], [m[1]]])
+    return np.einsum("in,in->n", e, e)
 
 
 def fit_global_motion(vec: np.ndarray | None, width: int, height: int) -> GlobalMotion:
     """Robust similarity fit of ``(N, 4)`` vectors from :func:`frame_vectors` (pixels).
 
-    Positions are taken about the frame centre and, like the motions, divided by the
-    half-diagonal, so ``zoom``/``rot`` do not depend on the resolution. The fit starts from the
-    median translation, then three times keeps vectors within ``_TRIM`` times the median error
-    (at least half a pixel) and refits. Exactly-zero vectors (still or skipped blocks, or flat
-    areas where the encoder found nothing better) stay in the fit, where they are right for a
-    still camera or near a zoom's centre and are trimmed as outliers in a moving shot; but they
-    count as agreeing with the model in ``residual``, the mean error over all blocks (the
-    objects' motion), since a flat area in a pan is not an object.
+    Positions (about the centre) and motions are divided by the half-diagonal, so ``zoom`` and
+    ``rot`` do not depend on the resolution. From the median translation, up to three times:
+    keep vectors within ``_TRIM`` times the median error or half a pixel, refit. Zero vectors
+    (still or skipped blocks, flat areas) stay in the fit: right for a still camera or near a
+    zoom's centre, trimmed in a moving shot; but they count as agreeing in ``residual``, the
+    mean error over all blocks (the objects), as a flat area is no object.
     """
     if vec is None or len(vec) == 0 or width <= 0 or height <= 0:
         return _STILL
-    hd = 0.5 * float(np.hypot(width, height))
-    v64 = vec.astype(np.float64)
-    moving = (v64[:, 2] != 0) | (v64[:, 3] != 0)
-    x, y = (v64[:, 0] - width / 2) / hd, (v64[:, 1] - height / 2) / hd
-    u, v = v64[:, 2] / hd, v64[:, 3] / hd
-    model = (float(np.median(u)), float(np.median(v)), 0.0, 0.0)
-    inl = np.ones(len(u), bool)
+    hd = 0.5 * math.hypot(width, height)
+    p = np.array(vec.T, np.float64, order="C")  # rows x, y, u, v; C order keeps rows fast
+    moving = (p[2] != 0) | (p[3] != 0)
+    p[:2] -= np.array([[width / 2], [height / 2]])
+    p /= hd
+    k = p.shape[1] // 2  # medians by partition: np.median is 5x slower on ~1000 values
+    model = (*np.partition(p[2:], k, axis=1)[:, k].tolist(), 0.0, 0.0)
+    inl = np.zeros(p.shape[1], bool)
     for _ in range(3):
-        e = _errors(x, y, u, v, model)
-        keep = e <= max(_TRIM * float(np.median(e)), _FLOOR_PX / hd)
-        if keep.sum() < 3:
-            break
+        e2 = _sq_errors(p, model)
+        keep = e2 <= max(_TRIM**2 * float(np.partition(e2, k)[k]), (_FLOOR_PX / hd) ** 2)
+        if np.count_nonzero(keep) < 3 or np.array_equal(keep, inl):
+            break  # too few to fit, or converged
         inl = keep
-        model = _similarity(x[inl], y[inl], u[inl], v[inl])
-    e = _errors(x, y, u, v, model) * moving
-    tx, ty, s, r = model
-    return GlobalMotion(tx * hd / width, ty * hd / height, s, r,
-                        float(e.mean()) * hd / width, int(inl.sum()))
+        model = _similarity(p.compress(inl, axis=1))  # p[:, inl] would be F-ordered: slow
+    e = np.sqrt(_sq_errors(p, model)) * moving
+    return GlobalMotion(model[0] * hd / width, model[1] * hd / height, model[2], model[3],
+                        float(e.mean()) * hd / width, int(np.count_nonzero(inl)))
 
 
 @lru_cache(maxsize=8)
 def _window(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """(Hann window, frequency-domain Gaussian of 1 px) for (h, w) tiles. The Gaussian makes
-    the correlation peak a smooth blob (sub-pixel fits to ~0.03 px instead of ~0.15) and damps
-    codec noise."""
+    """(Hann window, 1-px Gaussian in frequency: a smooth peak, sub-pixel to ~0.02 px not 0.15)."""
     fy, fx = np.fft.fftfreq(h)[:, None], np.fft.rfftfreq(w)[None, :]
     return (np.outer(np.hanning(h), np.hanning(w)).astype(np.float32),
             np.exp(-2 * np.pi**2 * (fx * fx + fy * fy)).astype(np.float32))
 
 
 _Prepared = tuple[np.ndarray, np.ndarray, np.ndarray]
+_HALF, _QUARTER = np.float32(0.5), np.float32(0.25)
 
 
 def _prepare(gray: np.ndarray) -> _Prepared:
-    """(frame, its spectra per quadrant, smoothed 2x2-pooled frame): each quadrant less its mean
-    and Hann-windowed; the pooled frame is what the residual is measured on."""
+    """(frame, spectra of its quadrants less their means and Hann-windowed, the frame pooled 2x2
+    and smoothed by [1, 4, 6, 4, 1] / 16 for the residual: what aliases is not motion)."""
     g = np.asarray(gray, np.float32)
     h, w = g.shape[0] // 2, g.shape[1] // 2
     q = g[: 2 * h, : 2 * w].reshape(2, h, 2, w).transpose(0, 2, 1, 3).reshape(4, h, w)
     q = q - q.mean(axis=(1, 2), keepdims=True)
-    pooled = (g[0 : 2 * h : 2, 0 : 2 * w : 2] + g[1 : 2 * h : 2, 0 : 2 * w : 2]
-              + g[0 : 2 * h : 2, 1 : 2 * w : 2] + g[1 : 2 * h : 2, 1 : 2 * w : 2])
-    for _ in range(2):  # [1, 4, 6, 4, 1] / 16: what aliases at this size is not motion
-        pooled[1:-1] = pooled[1:-1] * np.float32(0.5) + (pooled[:-2] + pooled[2:]) * np.float32(0.25)
-        pooled[:, 1:-1] = (pooled[:, 1:-1] * np.float32(0.5)
-                           + (pooled[:, :-2] + pooled[:, 2:]) * np.float32(0.25))
-    return g, np.fft.rfft2(q * _window(h, w)[0]), pooled * np.float32(0.25)
+    sm = (g[0 : 2 * h : 2, 0 : 2 * w : 2] + g[1 : 2 * h : 2, 0 : 2 * w : 2]
+          + g[0 : 2 * h : 2, 1 : 2 * w : 2] + g[1 : 2 * h : 2, 1 : 2 * w : 2]) * _QUARTER
+    for _ in range(2):
+        sm[1:-1] = sm[1:-1] * _HALF + (sm[:-2] + sm[2:]) * _QUARTER
+        sm[:, 1:-1] = sm[:, 1:-1] * _HALF + (sm[:, :-2] + sm[:, 2:]) * _QUARTER
+    return g, np.fft.rfft2(q * _window(h, w)[0]), sm
 
 
 def _vertex(fm: float, f0: float, fp: float) -> float:
-    """Vertex offset (within +-0.5) of the parabola through the logs of three samples around a
-    peak: exact for a Gaussian peak, which the smoothed correlation is."""
+    """Offset (within +-0.5) of the vertex of the parabola through the logs of three samples
+    around a peak: exact for a Gaussian peak, which the smoothed correlation is."""
     if min(fm, f0, fp) <= 0:
         return 0.0
     lm, l0, lp = math.log(fm), math.log(f0), math.log(fp)
@@ -195,32 +174,12 @@ def _vertex(fm: float, f0: float, fp: float) -> float:
     return min(0.5, max(-0.5, 0.5 * (lm - lp) / den)) if den < 0 else 0.0
 
 
-def _peaks(c: np.ndarray) -> list[tuple[float, float, float]]:
-    """(dx, dy, height) of the highest peak of each (h, w) correlation surface, sub-pixel,
-    wrapped to signed shifts."""
-    n, h, w = c.shape
-    flat = c.reshape(-1)
-    idx = []
-    for k, j in enumerate(c.reshape(n, -1).argmax(axis=1).tolist()):
-        py, px, b = j // w, j % w, k * h * w
-        idx += [b + j, b + py * w + (px - 1) % w, b + py * w + (px + 1) % w,
-                b + (py - 1) % h * w + px, b + (py + 1) % h * w + px]
-    f = flat[idx].tolist()
-    out = []
-    for k in range(n):
-        j, (p0, left, right, up, down) = idx[5 * k] - k * h * w, f[5 * k : 5 * k + 5]
-        dx, dy = j % w + _vertex(left, p0, right), j // w + _vertex(up, p0, down)
-        out.append(((dx + w / 2) % w - w / 2, (dy + h / 2) % h - h / 2, p0))
-    return out
-
-
 def _residual_px(a: np.ndarray, b: np.ndarray, tx: float, ty: float, s: float) -> float:
-    """Change from ``a`` to ``b`` (same-size images) the model does not explain, as a
-    displacement in pixels. The whole-pixel part of the shift is undone by slicing; the rest,
-    ``d`` (with the zoom, per row and column), by meeting halfway to first order:
-    ``b - a + grad * d`` with the gradient of ``(a + b) / 2``, which is exact to second order
-    (no interpolation blur). Rotation is not undone. ``|dI/dt| / |grad I|`` is the normal flow,
-    and ``2 * mean|dI| / mean(|Ix| + |Iy|)`` averages it for isotropic texture."""
+    """Change from ``a`` to ``b`` that a shift (tx, ty) and zoom ``s`` leave, as a displacement
+    in pixels. Whole pixels are undone by slicing, the rest ``d`` (with the zoom's, per row and
+    column) by meeting halfway to first order: ``b - a + grad((a + b) / 2) * d``, exact to
+    second order and without interpolation blur. ``|dI/dt| / |grad I|`` is the normal flow;
+    ``2 mean|dI| / mean(|Ix| + |Iy|)`` averages it for isotropic texture. Rotation stays."""
     h, w = b.shape
     ix, iy = round(tx), round(ty)
     mx, my = abs(ix) + 1 + int(abs(s) * w / 2), abs(iy) + 1 + int(abs(s) * h / 2)
@@ -229,66 +188,49 @@ def _residual_px(a: np.ndarray, b: np.ndarray, tx: float, ty: float, s: float) -
     bb = b[my - 1 : h - my + 1, mx - 1 : w - mx + 1]  # with a 1-px border for the gradient
     aa = a[my - 1 - iy : h - my + 1 - iy, mx - 1 - ix : w - mx + 1 - ix]
     both = aa + bb
-    gx = (both[1:-1, 2:] - both[1:-1, :-2]) * np.float32(0.25)
-    gy = (both[2:, 1:-1] - both[:-2, 1:-1]) * np.float32(0.25)
-    cols = np.arange(mx, w - mx, dtype=np.float32) - np.float32((w - 1) / 2)
-    rows = np.arange(my, h - my, dtype=np.float32) - np.float32((h - 1) / 2)
-    dx, dy = np.float32(tx - ix) + np.float32(s) * cols, np.float32(ty - iy) + np.float32(s) * rows
+    gx = (both[1:-1, 2:] - both[1:-1, :-2]) * _QUARTER
+    gy = (both[2:, 1:-1] - both[:-2, 1:-1]) * _QUARTER
+    dx = (tx - ix + s * (np.arange(mx, w - mx) - (w - 1) / 2)).astype(np.float32)
+    dy = (ty - iy + s * (np.arange(my, h - my) - (h - 1) / 2)).astype(np.float32)
     r = bb[1:-1, 1:-1] - aa[1:-1, 1:-1] + gx * dx + gy * dy[:, None]
     grad = float(np.abs(gx).mean() + np.abs(gy).mean())
     return 2.0 * float(np.abs(r).mean()) / max(grad, 1e-3)
 
 
-def _similarity4(pts: list[tuple[float, float, float, float, float]]
-                 ) -> tuple[float, float, float, float]:
-    """:func:`_similarity` for a handful of (x, y, u, v, weight) points, in plain floats."""
-    sw = sum(p[4] for p in pts) or 1.0
-    mx, my, mu, mv = (sum(p[i] * p[4] for p in pts) / sw for i in range(4))
-    den = sxu = sxv = 0.0
-    for x, y, u, v, wt in pts:
-        xc, yc, uc, vc = x - mx, y - my, u - mu, v - mv
-        den += wt * (xc * xc + yc * yc)
-        sxu += wt * (xc * uc + yc * vc)
-        sxv += wt * (xc * vc - yc * uc)
-    s, r = (sxu / den, sxv / den) if den > 1e-12 else (0.0, 0.0)
-    return mu - s * mx + r * my, mv - s * my - r * mx, s, r
-
-
 def _phase(prev: _Prepared, cur: _Prepared) -> GlobalMotion:
-    (_, fa, pa), (g, fb, pb) = prev, cur
+    (_, fa, sa), (g, fb, sb) = prev, cur
     h, w = g.shape
     th, tw = h // 2, w // 2
     r = fb * np.conj(fa)
     r *= _window(th, tw)[1] / (np.abs(r) + 1e-6)  # phase only: every frequency votes alike
     hd = 0.5 * math.hypot(w, h)
-    pts = [(((k % 2 + 0.5) * tw - w / 2) / hd, ((k // 2 + 0.5) * th - h / 2) / hd, dx / hd,
-            dy / hd, max(p0, 1e-3))
-           for k, (dx, dy, p0) in enumerate(_peaks(np.fft.irfft2(r, s=(th, tw))))]
-    model = _similarity4(pts)
-
-    def err(p: tuple[float, ...], m: tuple[float, float, float, float]) -> float:
-        return hd * math.hypot(p[2] - m[0] - m[2] * p[0] + m[3] * p[1],
-                               p[3] - m[1] - m[2] * p[1] - m[3] * p[0])
-
-    e = sorted((err(p, model), k) for k, p in enumerate(pts))
-    if e[-1][0] > max(0.5, 2.0 * e[-2][0]):  # one quadrant on a moving object: drop it
-        pts.pop(e[-1][1])
-        model = _similarity4(pts)
-    tx, ty, s, rot = model
-    res = _residual_px(pa, pb, tx * hd / 2, ty * hd / 2, s) * 2  # pooled -> full pixels
-    return GlobalMotion(tx * hd / w, ty * hd / h, s, rot, res / w, len(pts))
+    p, wt = np.empty((4, 4)), np.empty(4)
+    for k, c in enumerate(np.fft.irfft2(r, s=(th, tw))):
+        py, px = divmod(int(c.argmax()), tw)
+        wt[k] = p0 = float(c[py, px])
+        dx = px + _vertex(float(c[py, px - 1]), p0, float(c[py, (px + 1) % tw]))
+        dy = py + _vertex(float(c[py - 1, px]), p0, float(c[(py + 1) % th, px]))
+        p[:, k] = ((k % 2 + 0.5) * tw - w / 2, (k // 2 + 0.5) * th - h / 2,
+                   (dx + tw / 2) % tw - tw / 2, (dy + th / 2) % th - th / 2)
+    p /= hd
+    wt = np.maximum(wt, 1e-3)  # the peak height: how sure the quadrant is
+    model = _similarity(p, wt)
+    e = np.sqrt(_sq_errors(p, model)) * hd
+    worst = int(e.argmax())
+    if e[worst] > max(0.5, 2.0 * float(np.partition(e, 2)[2])):  # a lone quadrant on an object
+        p, wt = np.delete(p, worst, axis=1), np.delete(wt, worst)
+        model = _similarity(p, wt)
+    tx, ty, s, _ = model
+    res = 2 * _residual_px(sa, sb, tx * hd / 2, ty * hd / 2, s)  # pooled -> frame pixels
+    return GlobalMotion(tx * hd / w, ty * hd / h, s, model[3], res / w, p.shape[1])
 
 
 def phase_motion(prev_gray: np.ndarray, gray: np.ndarray) -> GlobalMotion:
-    """Global motion from ``prev_gray`` to ``gray`` (2-D float arrays of one size, e.g. the
-    160x90 analysis luma) by phase correlation, for codecs without motion vectors.
-
-    Each quadrant is phase-correlated with its predecessor (Hann window, Gaussian-smoothed
-    phase-only cross spectrum, sub-pixel peaks); the four shifts at the quadrant centres go
-    through the same similarity fit as the vectors, a lone disagreeing quadrant (an object)
-    being dropped. ``residual`` is the change left after undoing the model, on 2x2-pooled
-    frames (see :func:`_residual_px`). Shifts beyond about a quarter of the frame per frame
-    alias. In a decode loop use :class:`PhaseTracker`, which prepares each frame once.
+    """Global motion from ``prev_gray`` to ``gray`` (same-size 2-D arrays, e.g. the 160x90
+    analysis luma) for codecs without vectors. Each quadrant is phase-correlated with its
+    predecessor (Hann window, smoothed phase-only cross spectrum, sub-pixel peak); the vectors'
+    similarity fit of the four shifts, weighted by peak height, drops a lone disagreeing
+    quadrant (an object). ``residual``: :func:`_residual_px`. Over 1/4 frame per frame aliases.
     """
     if gray.shape != prev_gray.shape or min(gray.shape) < 16:
         return _STILL
@@ -296,16 +238,13 @@ def phase_motion(prev_gray: np.ndarray, gray: np.ndarray) -> GlobalMotion:
 
 
 class PhaseTracker:
-    """:func:`phase_motion` over consecutive frames, each frame prepared once."""
+    """:func:`phase_motion` over consecutive frames, preparing each frame once."""
 
-    def __init__(self) -> None:
-        self._prev: _Prepared | None = None
+    _prev: _Prepared | None = None
 
     def update(self, gray: np.ndarray) -> GlobalMotion | None:
-        """Motion from the previous frame to ``gray``; ``None`` for the first frame and after a
-        size change."""
+        """Motion from the previous frame to ``gray``; ``None`` first and after a resize."""
         if min(gray.shape) < 16:
-            self._prev = None
             return _STILL
         cur, prev = _prepare(gray), self._prev
         self._prev = cur
@@ -314,10 +253,9 @@ class PhaseTracker:
 
 @dataclass(frozen=True)
 class CameraMotion:
-    """A clip's camera motion: ``label`` (one of :data:`LABELS`), ``camera`` the median speed
-    of the global motion (``hypot(tx, ty, zoom, rot)`` per second: about the fraction of the
-    frame crossed per second), ``object`` the median residual per second, and the per-second
-    medians of the model; ``frames`` motions it rests on."""
+    """A clip's ``label`` (one of :data:`LABELS`); ``camera``, the median ``hypot(tx, ty, zoom,
+    rot)`` per second (about the fraction of the frame crossed per second); ``object``, the
+    median residual per second; per-second medians of the model; ``frames`` used."""
 
     label: str
     camera: float
@@ -328,50 +266,34 @@ class CameraMotion:
     rot: float
     frames: int
 
-    def scores(self, prefix: str = "camera") -> dict[str, float]:
-        """The numbers as a flat namespaced dict (``camera.speed``, ``camera.object``...)."""
-        return {f"{prefix}.speed": self.camera, f"{prefix}.object": self.object,
-                f"{prefix}.tx": self.tx, f"{prefix}.ty": self.ty, f"{prefix}.zoom": self.zoom,
-                f"{prefix}.rot": self.rot}
-
 
 def classify_clip(motions: Sequence[GlobalMotion | None] | np.ndarray, fps: float,
                   times: Sequence[float] | np.ndarray | None = None) -> CameraMotion:
-    """Label a clip from its per-frame motions (``None`` for frames without one, e.g. intra
-    frames), or an ``(N, 5)`` array of ``tx, ty, zoom, rot, residual`` rows.
-
-    Each motion is divided by its frame's duration: ``times[i] - times[i - 1]`` when
-    ``times`` (seconds, one per motion) are given, else ``1 / fps``. Then: ``static`` when the
-    median speed is under :data:`STATIC_SPEED`; a pan, tilt or zoom when that component of the
-    per-second medians is at least :data:`DOMINANCE` times every other one, at least
-    :data:`STATIC_SPEED`, and has the median's sign on :data:`CONSISTENCY` of the frames that
-    move along it; else ``complex`` (mixed moves, rotation, shake, direction changes).
+    """Label a clip from its per-frame motions (``None`` where a frame has none, e.g. intra
+    frames) or an ``(N, 5)`` array of ``tx, ty, zoom, rot, residual`` rows. Motions are divided by their frame's duration: ``times[i] - times[i - 1]`` given
+    ``times`` (seconds, one per motion), else ``1 / fps``. ``static``: median speed under
+    :data:`STATIC_SPEED`; a pan, tilt or zoom: that component of the per-second medians is at
+    least :data:`STATIC_SPEED` and :data:`DOMINANCE` times every other one, with the median's
+    sign on :data:`CONSISTENCY` of the frames moving along it; else ``complex``.
     """
-    if isinstance(motions, np.ndarray):
-        m = np.asarray(motions, np.float64).reshape(-1, 5)
-    else:
-        m = np.array([(g.tx, g.ty, g.zoom, g.rot, g.residual) if g is not None else
-                      (np.nan,) * 5 for g in motions], np.float64).reshape(-1, 5)
+    m = np.array(motions if isinstance(motions, np.ndarray) else [
+        (g.tx, g.ty, g.zoom, g.rot, g.residual) if g is not None else (np.nan,) * 5
+        for g in motions], np.float64).reshape(-1, 5)
     dt = np.full(len(m), 1.0 / fps if fps > 0 else 1 / 30)
     if times is not None and len(m) > 1:
-        t = np.asarray(times, np.float64)[: len(m)]
-        dt[1 : len(t)] = np.where(np.diff(t) > 0, np.diff(t), np.nan)
+        step = np.diff(np.asarray(times, np.float64)[: len(m)])
+        dt[1 : len(step) + 1] = np.where(step > 0, step, np.nan)
     m = m / dt[:, None]
     m = m[np.isfinite(m).all(axis=1)]
-    if len(m) == 0:
-        return CameraMotion("static", 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0)
-    med = np.median(m, axis=0)
-    speed = float(np.median(np.sqrt((m[:, :4] ** 2).sum(axis=1))))
+    med = np.median(m, axis=0) if len(m) else np.zeros(5)
+    speed = float(np.median(np.sqrt((m[:, :4] ** 2).sum(axis=1)))) if len(m) else 0.0
     label = "static" if speed < STATIC_SPEED else "complex"
-    order = np.argsort(-np.abs(med[:4]))
-    top, second = int(order[0]), float(abs(med[order[1]]))
+    top, second = np.argsort(-np.abs(med[:4]))[:2]
     if label == "complex" and top < 3 and abs(med[top]) >= max(STATIC_SPEED,
-                                                                 DOMINANCE * second):
+                                                                 DOMINANCE * abs(med[second])):
         signs = np.sign(m[:, top])
-        agree = float((signs == np.sign(med[top])).sum()) / max(int((signs != 0).sum()), 1)
+        agree = np.count_nonzero(signs == np.sign(med[top])) / max(np.count_nonzero(signs), 1)
         if agree >= CONSISTENCY:
-            label = (("pan_left", "pan_right"), ("tilt_down", "tilt_up"),
-                     ("zoom_out", "zoom_in"))[top][int(med[top] < 0) if top == 0 else
-                                                   int(med[top] > 0)]
-    return CameraMotion(label, speed, float(np.median(m[:, 4])), *map(float, med[:4]),
-                        len(m))
+            names = (("pan_left", "pan_right"), ("tilt_down", "tilt_up"), ("zoom_out", "zoom_in"))
+            label = names[top][int(med[top] < 0) if top == 0 else int(med[top] > 0)]
+    return CameraMotion(label, speed, *map(float, med[[4, 0, 1, 2, 3]]), len(m))

@@ -29,7 +29,7 @@ INDEX_SCHEMA = pa.schema([
     ("bytes", pa.int64()),
     ("file_sha256", pa.string()), ("exact_hash", pa.string()),
     ("cut_method", pa.string()), ("video_codec", pa.string()), ("has_audio", pa.bool_()),
-    ("category", pa.string()), ("caption", pa.string()), ("caption_status", pa.string()),
+    ("camera_motion", pa.string()), ("category", pa.string()), ("caption", pa.string()), ("caption_status", pa.string()),
     ("caption_model", pa.string()),
     ("scores", pa.map_(pa.string(), pa.float64())), ("extra", pa.string()),
 ])
@@ -39,7 +39,7 @@ REJECTED_SCHEMA = pa.schema([
     ("item_key", pa.string()), ("clip_id", pa.string()), ("stage", pa.string()),
     ("reason", pa.string()), ("detail", pa.string()), ("duplicate_of", pa.string()),
     ("start_frame", pa.int64()), ("end_frame", pa.int64()),
-    ("start_s", pa.float64()), ("end_s", pa.float64()),
+    ("start_s", pa.float64()), ("end_s", pa.float64()), ("camera_motion", pa.string()),
     ("scores", pa.map_(pa.string(), pa.float64())),
 ])
 
@@ -67,7 +67,8 @@ def clip_row(c: ClipRecord) -> dict[str, Any]:
         "shard": c.shard, "key": c.key,
         "bytes": c.bytes, "file_sha256": c.file_sha256, "exact_hash": c.exact_hash,
         "cut_method": cut.get("method"), "video_codec": cut.get("codec"),
-        "has_audio": cut.get("audio"), "category": c.extra.get("category"),
+        "has_audio": cut.get("audio"), "camera_motion": c.extra.get("camera_motion"),
+        "category": c.extra.get("category"),
         **_caption_columns(c),
         "scores": dict(c.scores), "extra": json.dumps(c.extra, sort_keys=True, default=str),
     }
@@ -100,12 +101,13 @@ def write_rejected(dropped: Iterable[ClipRecord], failed: Iterable[sqlite3.Row],
          "item_key": v["item_key"], "clip_id": None, "stage": v["stage"],
          "reason": v["reason"], "detail": v["detail"], "duplicate_of": None,
          "start_frame": None, "end_frame": None, "start_s": v["start_s"], "end_s": v["end_s"],
-         "scores": {}} for v in failed]
+         "camera_motion": None, "scores": {}} for v in failed]
     rows += [
         {"kind": "clip", "source": c.source, "video_id": c.video_id, "item_key": c.item_key,
          "clip_id": c.clip_id, "stage": c.stage, "reason": c.reason,
          "detail": c.extra.get("cut_error"), "duplicate_of": c.duplicate_of,
          "start_frame": c.start_frame, "end_frame": c.end_frame, "start_s": c.start_s,
-         "end_s": c.end_s, "scores": dict(c.scores)} for c in dropped]
+         "end_s": c.end_s, "camera_motion": c.extra.get("camera_motion"),
+         "scores": dict(c.scores)} for c in dropped]
     _write(_table(rows, REJECTED_SCHEMA), Path(path))
     return len(rows)
