@@ -67,6 +67,32 @@ def _analysis(cfg: Config) -> Any:
     return one
 
 
+def text_filter_cost(out: Path, cfg: Config, clips: int = 12) -> dict[str, Any] | None:
+    """CPU seconds per clip of the text-overlay filter on kept clips of the run (frames grabbed
+    from the sources, PP-OCRv4 detection), or None without the ``text`` extra."""
+    import pyarrow.parquet as pq
+
+    from clipfactory.filters.text_overlay import TextDetector, TextModelError, overlay_score
+    from clipfactory.media.grab import grab_frames
+
+    try:
+        det = TextDetector(max_side=cfg.filters.text_max_side)
+    except TextModelError:
+        return None
+    rows = pq.read_table(out / "index.parquet").to_pylist()[:clips]
+    if not rows:
+        return None
+    k = cfg.filters.text_frames
+    cpu0 = time.process_time()
+    for r in rows:
+        d = r["end_s"] - r["start_s"]
+        frames = grab_frames(r["source"], [r["start_s"] + (i + 0.5) * d / k for i in range(k)],
+                             max_side=cfg.filters.text_max_side)
+        overlay_score([f for f in frames if f is not None], det)
+    cpu = time.process_time() - cpu0
+    return {"clips": len(rows), "frames": k, "cpu_s_per_clip": cpu / len(rows)}
+
+
 def _rss_mib() -> tuple[float, float]:
     me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -102,6 +128,11 @@ def run_bench(minutes: float = 10.0, width: int = 640, height: int = 360,
         plain = cfg.model_copy(deep=True)
         plain.shots.detector = "builtin"
         rules = _measure(_analysis(plain), paths)
+    still = None
+    if cfg.analysis.motion:  # what camera motion (vector export + fits) costs the pass
+        off = cfg.model_copy(deep=True)
+        off.analysis.motion = False
+        still = _measure(_analysis(off), paths)
     out = work / "run"
     shutil.rmtree(out, ignore_errors=True)
     wall0, cpu0 = time.perf_counter(), time.process_time()
@@ -117,7 +148,9 @@ def run_bench(minutes: float = 10.0, width: int = 640, height: int = 360,
                    "codec": "h264"},
         "workers": workers,
         "detector": cfg.shots.detector,
-        "decode_only": dec, "analysis": ana, "analysis_rules_only": rules, "pipeline": full,
+        "decode_only": dec, "analysis": ana, "analysis_rules_only": rules,
+        "analysis_no_motion": still, "pipeline": full,
+        "text_filter": text_filter_cost(out, cfg),
         "ratio_to_decode": {"analysis": ana["x_realtime_per_core"] / dec["x_realtime_per_core"],
                             "pipeline": full["x_realtime_per_core"] / dec["x_realtime_per_core"]},
         "peak_rss_mib": {"driver": rss_self, "largest_worker": rss_children},
@@ -136,7 +169,8 @@ def _print(r: dict[str, Any]) -> None:
     print(f"{'level':<24}{'x-realtime/core':>16}{'ratio to decode':>17}{'wall x-realtime':>17}"
           f"{'CPU s':>9}")
     levels = [("decode-only", "decode_only"), (f"analysis pass ({r['detector']})", "analysis"),
-              ("  rules only", "analysis_rules_only"), ("full pipeline", "pipeline")]
+              ("  rules only", "analysis_rules_only"), ("  no camera motion", "analysis_no_motion"),
+              ("full pipeline", "pipeline")]
     for name, key in levels:
         m = r.get(key)
         if not m:
@@ -144,6 +178,14 @@ def _print(r: dict[str, Any]) -> None:
         ratio = m["x_realtime_per_core"] / r["decode_only"]["x_realtime_per_core"]
         print(f"{name:<24}{m['x_realtime_per_core']:>16.1f}{ratio:>17.2f}{m['x_realtime']:>17.1f}"
               f"{m['cpu_s']:>9.1f}")
+    if r.get("analysis_no_motion"):
+        a, b = r["analysis"]["cpu_s"], r["analysis_no_motion"]["cpu_s"]
+        print(f"camera motion (vector export, fits): {100 * (a - b) / b:+.1f} % of the analysis "
+              "pass")
+    tf = r.get("text_filter")
+    if tf:
+        print(f"text filter (off by default): {1000 * tf['cpu_s_per_clip']:.0f} ms CPU per clip "
+              f"({tf['frames']} frames each, {tf['clips']} clips: grab + PP-OCRv4 det)")
     rss = r["peak_rss_mib"]
     print(f"\npeak RSS: driver {rss['driver']:.0f} MiB, largest worker {rss['largest_worker']:.0f} MiB")
     print(f"clips kept {r['clips']['kept']}, dropped {r['clips']['dropped']}; "

@@ -26,10 +26,10 @@ from clipfactory.config import AnalysisConfig
 from clipfactory.dedup.perceptual import phash64
 from clipfactory.errors import MediaError
 from clipfactory.media.motion import (
-    PhaseTracker,
     enable_motion_vectors,
     fit_global_motion,
     frame_vectors,
+    phase_motion,
 )
 from clipfactory.media.probe import open_video
 from clipfactory.records import Transition, VideoInfo
@@ -108,33 +108,43 @@ _NAN5 = (float("nan"),) * 5
 # would read as a still camera; H.264 is checked on pans, tilts and zooms with B-frames.
 _MV_CODECS = {"h264"}
 _MV_PATIENCE = 48  # frames without a single vector (all-intra streams): switch to phase
+_PER_SECOND = 6.0  # motion measurements per second of video
+_MAX_VECTORS = 512  # a frame's vectors are thinned to about this many before the fit
 
 
 class _Motion:
     """Per-frame content motion for the analysis pass (see :mod:`clipfactory.media.motion`):
     the decoder's vectors where the codec exports them, else phase correlation of the gray
-    analysis frames."""
+    analysis frames. Measured on every ``stride``-th frame only (about ``_PER_SECOND`` a
+    second): a clip's label and speeds are medians over its frames, and a fit costs about as
+    much as decoding a 360p frame, so every frame would cost a third of the pass."""
 
     def __init__(self, stream: av.VideoStream, info: VideoInfo) -> None:
         self.source = "vectors" if info.codec in _MV_CODECS else "phase"
-        self.tracker = PhaseTracker()
+        self.stride = max(1, round((info.fps or 30.0) / _PER_SECOND))
         self.seen = self.frames = 0
         if self.source == "vectors":
             enable_motion_vectors(stream)
 
-    def update(self, frame: av.VideoFrame, gray: np.ndarray) -> tuple[float, ...]:
+    def update(self, frame: av.VideoFrame, prev_gray: np.ndarray | None,
+               gray: np.ndarray) -> tuple[float, ...]:
         self.frames += 1
+        if self.frames % self.stride:
+            return _NAN5
         if self.source == "vectors":
             vec = frame_vectors(frame)
             if vec is not None:
                 self.seen += 1
-                g = fit_global_motion(vec, frame.width, frame.height)
+                g = fit_global_motion(vec[:: max(1, len(vec) // _MAX_VECTORS)], frame.width,
+                                      frame.height)
                 return (g.tx, g.ty, g.zoom, g.rot, g.residual)
             if self.seen or self.frames < _MV_PATIENCE:
                 return _NAN5  # an intra frame: no vectors, no motion measured
             self.source = "phase"
-        g = self.tracker.update(gray)
-        return (g.tx, g.ty, g.zoom, g.rot, g.residual) if g is not None else _NAN5
+        if prev_gray is None or prev_gray.shape != gray.shape or min(gray.shape) < 16:
+            return _NAN5
+        g = phase_motion(prev_gray, gray)
+        return (g.tx, g.ty, g.zoom, g.rot, g.residual)
 
 
 def _laplacian_var(gray: np.ndarray) -> float:
@@ -227,7 +237,7 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
                                    if prev_gray is not None and prev_gray.shape == gray.shape
                                    else 0.0)
                 if motion is not None:
-                    cam.extend(motion.update(frame, gray))
+                    cam.extend(motion.update(frame, prev_gray, gray))
                 prev_gray = gray
                 phashes.append(phash64(np.rot90(gray, info.rotation // 90)
                                        if info.rotation else gray))
