@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from clipfactory.annotate.taxonomy import DEFAULT_CATEGORIES, DEFAULT_PROMPTS, DEFAULT_TEMPLATES
 
 __all__ = [
+    "AestheticConfig",
     "AnalysisConfig",
     "AnnotateConfig",
     "CaptionConfig",
@@ -130,6 +131,9 @@ class FilterConfig(_Section):
     text_min_area: float = Field(default=0.002, ge=0, le=1)  # persistent text, share of frame
     text_frames: int = Field(default=3, ge=2, le=16)  # frames looked at per clip
     text_max_side: int = Field(default=640, ge=64)  # longer side of the frames given to OCR
+    # with annotate.aesthetic.model: clips scoring below this are dropped (low_aesthetic);
+    # decided in the embedding stage, after the cut, for clips not yet in a shard
+    min_aesthetic: float | None = None
 
 
 class CutConfig(_Section):
@@ -252,10 +256,17 @@ class CaptionConfig(_Section):
         return self
 
 
+class AestheticConfig(_Section):
+    """A LAION-style aesthetic predictor on the clip embeddings (docs/annotate.md)."""
+
+    model: str = ""  # a local .pth/.safetensors/.npz MLP file; "" = off
+
+
 class AnnotateConfig(_Section):
     """Clip-level model stages (docs/annotate.md)."""
 
     embeddings: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+    aesthetic: AestheticConfig = Field(default_factory=AestheticConfig)
     captions: CaptionConfig = Field(default_factory=CaptionConfig)
     categories: CategoryConfig = Field(default_factory=CategoryConfig)
     part_rows: int = Field(default=10000, ge=1)  # embeddings per Parquet part (and commit)
@@ -364,6 +375,11 @@ class Config(_Section):
         if self.dedup.semantic and not self.annotate.embeddings.model:
             raise ValueError("dedup.semantic needs an embedding model "
                              "(annotate.embeddings.model)")
+        if self.annotate.aesthetic.model and not self.annotate.embeddings.model:
+            raise ValueError("annotate.aesthetic needs an embedding model "
+                             "(annotate.embeddings.model: a CLIP ViT-L/14 for LAION's)")
+        if self.filters.min_aesthetic is not None and not self.annotate.aesthetic.model:
+            raise ValueError("filters.min_aesthetic needs annotate.aesthetic.model")
         return self
 
     @property

@@ -45,14 +45,27 @@ def _unreadable_weights(folder: Any) -> tuple[str, ...]:
     return tuple(problems)
 
 
+def _embedding_dim(folder: Path) -> int | None:
+    """The image embedding size a CLIP/SigLIP folder's config declares, if it says."""
+    try:
+        cfg = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if "projection_dim" in cfg:
+        return int(cfg["projection_dim"])
+    vision = cfg.get("vision_config") or {}
+    return int(vision["hidden_size"]) if "hidden_size" in vision else None
+
+
 class EmbeddingStage(ModelStage):
     """Embeddings (+ categories) for every kept clip."""
 
     name = "embed"
 
-    def __init__(self, cfg: AnnotateConfig) -> None:
+    def __init__(self, cfg: AnnotateConfig, *, min_aesthetic: float | None = None) -> None:
         e = cfg.embeddings
-        self.cfg = cfg
+        self.cfg, self.min_aesthetic = cfg, min_aesthetic
+        self._aesthetic: Any = None
         self.batch_size = e.batch
         self.workers = e.workers
         self.resources = Resources(cpus=e.cpus, gpus=e.gpus if e.gpus is not None else 0.0)
@@ -95,13 +108,33 @@ class EmbeddingStage(ModelStage):
         except Exception as err:  # cuda asked for and absent, or torch missing
             device, deps = e.device, (str(err),)
         return StageStatus(self.name, e.model, r.source, str(r.path), r.revision, device,
-                           tuple(r.missing) + deps + _unreadable_weights(r.path))
+                           tuple(r.missing) + deps + _unreadable_weights(r.path)
+                           + self._check_aesthetic(r.path))
+
+    def _check_aesthetic(self, folder: Any) -> tuple[str, ...]:
+        from clipfactory.annotate.aesthetic import AestheticError, AestheticPredictor
+
+        if not self.cfg.aesthetic.model:
+            return ()
+        try:
+            dim = AestheticPredictor(self.cfg.aesthetic.model).dim
+        except AestheticError as err:
+            return (str(err),)
+        want = _embedding_dim(Path(folder))
+        if want is not None and want != dim:
+            return (f"aesthetic predictor {self.cfg.aesthetic.model} takes {dim}-d embeddings,"
+                    f" the embedding model gives {want}-d (LAION's needs CLIP ViT-L/14)",)
+        return ()
 
     def setup(self) -> None:
         from clipfactory.annotate.clip_model import ClipEmbedder
 
         e = self.cfg.embeddings
         self._model = ClipEmbedder(self.resolve(), device=e.device, threads=e.threads)
+        if self.cfg.aesthetic.model:
+            from clipfactory.annotate.aesthetic import AestheticPredictor
+
+            self._aesthetic = AestheticPredictor(self.cfg.aesthetic.model)
         c = self.cfg.categories
         if c.enabled and c.labels:
             self._labels = list(c.labels)
@@ -122,11 +155,16 @@ class EmbeddingStage(ModelStage):
         vecs = self._model.embed_frames_pooled(groups)
         probs = (self._model.zero_shot(vecs, self._label_vecs)
                  if self._label_vecs is not None else None)
+        beauty = self._aesthetic(vecs) if self._aesthetic is not None else None
         for i, clip in enumerate(ok):
             o = StageOutput(clip.clip_id, vector=vecs[i].astype(np.float32))
             if probs is not None:
                 o.scores = {f"category.{lab}": round(float(p), 6)
                             for lab, p in zip(self._labels, probs[i], strict=True)}
                 o.fields = {"category": self._labels[int(np.argmax(probs[i]))]}
+            if beauty is not None:
+                o.scores["aesthetic"] = round(float(beauty[i]), 4)
+                if self.min_aesthetic is not None and beauty[i] < self.min_aesthetic:
+                    o.drop = "low_aesthetic"
             outs.append(o)
         return outs

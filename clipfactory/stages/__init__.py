@@ -23,7 +23,8 @@ def build_stages(cfg: Config) -> list[ModelStage]:
     if cfg.annotate.embeddings.model:
         from clipfactory.annotate.embeddings import EmbeddingStage
 
-        stages.append(EmbeddingStage(cfg.annotate))
+        stages.append(EmbeddingStage(cfg.annotate, min_aesthetic=cfg.filters.min_aesthetic
+                                     if cfg.filters_on else None))
     if cfg.annotate.captions.backend:
         from clipfactory.annotate.captions import CaptionStage
 

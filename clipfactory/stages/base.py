@@ -53,7 +53,8 @@ class StageOutput:
 
     ``scores`` merge into the clip's namespaced scores (``category.nature``); ``fields`` into
     its top-level annotations (``category``); ``vector`` is stored by the driver (embeddings).
-    ``reason`` set means this clip failed in this stage (``detail`` says how).
+    ``reason`` set means this clip failed in this stage (``detail`` says how); ``drop`` set
+    means the stage judged the clip out (``filter/<drop>``; applied to clips not yet sharded).
     """
 
     clip_id: str
@@ -62,6 +63,7 @@ class StageOutput:
     vector: np.ndarray | None = None
     reason: str | None = None
     detail: str = ""
+    drop: str | None = None  # a filter decision (e.g. low_aesthetic): the clip leaves the set
 
     @property
     def ok(self) -> bool:

@@ -184,6 +184,7 @@ class AnnotationStore:
                                  int(rec["end_frame"]) - int(rec["start_frame"])))
         now = time.time()
         status_rows, clip_rows = [], []
+        drops: list[str] = []
         for stage, model, rev, o in buf:
             rec = records.get(o.clip_id)
             if rec is None:  # removed meanwhile (takedown): nothing to annotate
@@ -199,6 +200,12 @@ class AnnotationStore:
             if o.ok:
                 rec["scores"].update(o.scores)
                 errors.pop(stage, None)
+                if o.drop and not rec.get("_shard"):  # a stage's filter decision, pre-shard
+                    drops.append(o.clip_id)
+                    rec.update(state="dropped", stage="filter", reason=o.drop)
+                    if rec.get("staged_path"):
+                        Path(rec["staged_path"]).unlink(missing_ok=True)
+                        rec["staged_path"] = None
                 self.saved += 1
             else:
                 errors[stage] = o.reason
@@ -220,6 +227,8 @@ class AnnotationStore:
             db.executemany("INSERT OR REPLACE INTO annotations (clip_id, stage, status, reason,"
                            " detail, model, revision, at) VALUES (?,?,?,?,?,?,?,?)", status_rows)
             db.executemany("UPDATE clips SET record = ? WHERE clip_id = ?", clip_rows)
+            db.executemany("UPDATE clips SET state = 'dropped', stage = 'filter', reason = ?"
+                           " WHERE clip_id = ?", [(records[c]["reason"], c) for c in drops])
             # KEY.json (and KEY.txt) of clips already sharded are rewritten by finalize
             db.executemany("INSERT OR IGNORE INTO stale_shards (name) VALUES (?)", stale)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from clipfactory.annotate.clip_model import DEFAULT_CATEGORIES, DEFAULT_PROMPTS, DEFAULT_TEMPLATES
 
-__all__ = ["make_tiny_clip", "make_tiny_siglip", "save_checkpoint", "seeded", "tiny_tokenizer",
+__all__ = ["make_tiny_aesthetic", "make_tiny_clip", "make_tiny_siglip", "save_checkpoint", "seeded", "tiny_tokenizer",
            "tiny_vocab"]
 
 IMAGE_SIZE, PATCH, HIDDEN, MAX_TEXT = 32, 8, 32, 32
@@ -120,3 +120,21 @@ def make_tiny_siglip(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
         "image_mean": [0.5, 0.5, 0.5], "image_processor_type": "SiglipImageProcessor",
         "image_std": [0.5, 0.5, 0.5], "processor_class": "SiglipProcessor", "resample": 3,
         "rescale_factor": 1 / 255, "size": {"height": IMAGE_SIZE, "width": IMAGE_SIZE}})
+
+
+def make_tiny_aesthetic(path: str | os.PathLike[str], dim: int, *, seed: int = 0) -> Path:
+    """A random predictor in the LAION "improved aesthetic predictor" layout (a state dict of
+    ``Linear(dim, 1024), Dropout, Linear(1024, 128), Dropout, Linear(128, 64), Dropout,
+    Linear(64, 16), Linear(16, 1)`` as ``layers.N``), at a tiny width, saved with torch."""
+    import torch
+    from torch import nn
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        layers = nn.Sequential(nn.Linear(dim, 32), nn.Dropout(0.2), nn.Linear(32, 16),
+                               nn.Dropout(0.2), nn.Linear(16, 8), nn.Dropout(0.1),
+                               nn.Linear(8, 4), nn.Linear(4, 1))
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({f"layers.{k}": v for k, v in layers.state_dict().items()}, p)
+    return p
