@@ -49,6 +49,7 @@ _MEMBERS = ("SELECT e.clip_id, e.vec, e.pixels, e.frames, e.nn_sim FROM embeddin
             " clips c ON c.clip_id = e.clip_id WHERE e.cluster = ?"
             " AND c.state IN ('staged', 'sharded')")
 _CHUNK = 50_000
+_SAMPLE = 200_000  # vectors k-means trains on
 
 
 def _vecs(rows: list[sqlite3.Row]) -> np.ndarray:
@@ -66,7 +67,10 @@ def _centroids(state: dict[str, Any]) -> np.ndarray:
 
 
 def _train(ledger: Ledger, cfg: DedupConfig, n: int) -> dict[str, Any]:
-    sample = ledger.db.execute(_KEPT + " ORDER BY random() LIMIT 200000").fetchall()
+    # every kept vector up to the sample size; beyond, a fixed pseudo-random subset (by clip
+    # id), so the same ledger always trains the same centroids
+    q = _KEPT if n <= _SAMPLE else _KEPT + " ORDER BY substr(e.clip_id, -6) LIMIT ?"
+    sample = ledger.db.execute(q, () if n <= _SAMPLE else (_SAMPLE,)).fetchall()
     x = _vecs(sample)
     k = auto_clusters(n, cfg.semantic_cluster_size)
     cents = train_kmeans(x, k, seed=0)

@@ -108,20 +108,22 @@ _NAN5 = (float("nan"),) * 5
 # would read as a still camera; H.264 is checked on pans, tilts and zooms with B-frames.
 _MV_CODECS = {"h264"}
 _MV_PATIENCE = 48  # frames without a single vector (all-intra streams): switch to phase
-_PER_SECOND = 6.0  # motion measurements per second of video
+# motion measurements per second: vectors come with the decode (the fit is ~0.2 ms), phase
+# correlation is ours to pay for (~0.45 ms, as much as decoding a small frame): fewer of those
+_PER_SECOND = {"vectors": 6.0, "phase": 3.0}
 _MAX_VECTORS = 512  # a frame's vectors are thinned to about this many before the fit
 
 
 class _Motion:
     """Per-frame content motion for the analysis pass (see :mod:`clipfactory.media.motion`):
     the decoder's vectors where the codec exports them, else phase correlation of the gray
-    analysis frames. Measured on every ``stride``-th frame only (about ``_PER_SECOND`` a
-    second): a clip's label and speeds are medians over its frames, and a fit costs about as
-    much as decoding a 360p frame, so every frame would cost a third of the pass."""
+    analysis frames. Measured on every ``stride``-th frame only (``_PER_SECOND``): a clip's
+    label and speeds are medians over its frames, and a measurement costs about as much as
+    decoding a small frame, so every frame would cost a third of the pass."""
 
     def __init__(self, stream: av.VideoStream, info: VideoInfo) -> None:
         self.source = "vectors" if info.codec in _MV_CODECS else "phase"
-        self.stride = max(1, round((info.fps or 30.0) / _PER_SECOND))
+        self.stride = max(1, round((info.fps or 30.0) / _PER_SECOND[self.source]))
         self.seen = self.frames = 0
         if self.source == "vectors":
             enable_motion_vectors(stream)
@@ -141,6 +143,7 @@ class _Motion:
             if self.seen or self.frames < _MV_PATIENCE:
                 return _NAN5  # an intra frame: no vectors, no motion measured
             self.source = "phase"
+            self.stride = max(1, round(self.stride * _PER_SECOND["vectors"] / _PER_SECOND["phase"]))
         if prev_gray is None or prev_gray.shape != gray.shape or min(gray.shape) < 16:
             return _NAN5
         g = phase_motion(prev_gray, gray)
