@@ -24,6 +24,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from clipfactory.stages.base import ClipInput, ModelStage, StageOutput
+from clipfactory.stages.batching import BatchingRunner
 
 __all__ = ["StageRunner", "failed_outputs", "run_batch"]
 
@@ -86,32 +87,22 @@ class _Worker:
         self.assigned: deque[int] = deque()
 
 
-class StageRunner:
+class StageRunner(BatchingRunner):
     """Local worker processes for one stage (see module doc)."""
 
+    poll_s = _POLL_S
+
     def __init__(self, stage: ModelStage, workers: int | None = None) -> None:
+        super().__init__()
         self.stage = stage
         self.workers = max(1, workers or stage.workers)
         self.per_worker = 2  # batches sent per worker: one running, one ready (small messages)
         self._ctx = mp.get_context("spawn")
         self._pool = [_Worker(self._ctx, stage) for _ in range(self.workers)]
-        self._buffer: list[ClipInput] = []
         self._in_flight: dict[int, list[ClipInput]] = {}
-        self._ready: list[StageOutput] = []
         self._next_id = 0
         self.batches = self.crashes = self._crashes_in_row = 0
         self._broken: str | None = None
-
-    # -- driver side ---------------------------------------------------------------------------
-    def submit(self, clips: list[ClipInput]) -> None:
-        """Queue clips; full batches start at once. Blocks while every worker is busy with
-        ``per_worker`` batches (back-pressure)."""
-        self._buffer.extend(clips)
-        size = max(1, self.stage.batch_size)
-        while len(self._buffer) >= size:
-            batch = self._buffer[:size]
-            del self._buffer[:size]
-            self._dispatch(batch)
 
     def _dispatch(self, batch: list[ClipInput], batch_id: int | None = None) -> None:
         if batch_id is None:
@@ -131,20 +122,8 @@ class StageRunner:
         with contextlib.suppress(BrokenPipeError, OSError):  # died: _check_workers settles it
             w.conn.send((batch_id, batch))
 
-    def poll(self) -> list[StageOutput]:
-        """Outputs finished so far (does not wait)."""
-        self._collect(timeout=0.0)
-        out, self._ready = self._ready, []
-        return out
-
-    def drain(self) -> list[StageOutput]:
-        """Send the last partial batch, wait for every batch, return what was not polled."""
-        if self._buffer:
-            batch, self._buffer = self._buffer, []
-            self._dispatch(batch)
-        while self._in_flight:
-            self._collect(timeout=_POLL_S)
-        return self.poll()
+    def _busy(self) -> bool:
+        return bool(self._in_flight)
 
     @property
     def pending(self) -> int:
@@ -222,9 +201,3 @@ class StageRunner:
                 w.proc.join(1)
             w.conn.close()
         self._pool = []
-
-    def __enter__(self) -> StageRunner:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()

@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import Any
 
 from clipfactory.stages.base import ClipInput, ModelStage, StageOutput
+from clipfactory.stages.batching import BatchingRunner
 from clipfactory.stages.local import failed_outputs, run_batch
 
 __all__ = ["RayStageRunner", "StageActor"]
@@ -40,10 +41,13 @@ class StageActor:
         return run_batch(self.stage, clips)
 
 
-class RayStageRunner:
+class RayStageRunner(BatchingRunner):
     """An actor pool for one stage (see module doc)."""
 
+    poll_s = 1.0
+
     def __init__(self, ray: ModuleType, stage: ModelStage, workers: int | None = None) -> None:
+        super().__init__()
         self.ray, self.stage = ray, stage
         gpus = stage.resources.gpus
         if getattr(stage, "gpus_auto", False):
@@ -55,18 +59,8 @@ class RayStageRunner:
         self._actors: list[Any] = [self._cls.remote(stage) for _ in range(self.workers)]
         self._queues: list[list[Any]] = [[] for _ in range(self.workers)]  # refs, oldest first
         self._refs: dict[Any, tuple[int, list[ClipInput]]] = {}
-        self._buffer: list[ClipInput] = []
-        self._ready: list[StageOutput] = []
         self.per_worker = 2
         self.batches = self.crashes = 0
-
-    def submit(self, clips: list[ClipInput]) -> None:
-        self._buffer.extend(clips)
-        size = max(1, self.stage.batch_size)
-        while len(self._buffer) >= size:
-            batch = self._buffer[:size]
-            del self._buffer[:size]
-            self._dispatch(batch)
 
     def _dispatch(self, batch: list[ClipInput], new: bool = True) -> None:
         while min(len(q) for q in self._queues) >= self.per_worker:
@@ -77,25 +71,16 @@ class RayStageRunner:
         self._queues[i].append(ref)
         self.batches += new
 
-    def poll(self) -> list[StageOutput]:
-        if self._refs:
-            self._collect(timeout=0.0)
-        out, self._ready = self._ready, []
-        return out
-
-    def drain(self) -> list[StageOutput]:
-        if self._buffer:
-            batch, self._buffer = self._buffer, []
-            self._dispatch(batch)
-        while self._refs:
-            self._collect(timeout=1.0)
-        return self.poll()
+    def _busy(self) -> bool:
+        return bool(self._refs)
 
     @property
     def pending(self) -> int:
         return len(self._buffer) + sum(len(b) for _, b in self._refs.values())
 
     def _collect(self, timeout: float) -> None:
+        if not self._refs:
+            return
         ready, _ = self.ray.wait(list(self._refs), num_returns=len(self._refs), timeout=timeout)
         for ref in ready:
             if ref not in self._refs:  # settled with its dead actor below

@@ -3,12 +3,10 @@ recorded, and a clear error at start when the model is not installed."""
 
 from __future__ import annotations
 
-from fractions import Fraction
-
-import av
 import pyarrow.parquet as pq
 import pytest
 
+from clipfactory.annotate.caption_frames import encode_mp4
 from clipfactory.cli import main
 from clipfactory.config import Config
 from clipfactory.filters import text_overlay
@@ -25,23 +23,12 @@ from clipfactory.testing.text_frames import render
 KINDS = ("subtitles", "watermark", "lower_third", "sign", "clean")
 
 
-def _write(path, frames, fps=30):
-    with av.open(str(path), "w") as out:
-        s = out.add_stream("libx264", rate=Fraction(fps))
-        s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        s.options = {"crf": "18", "preset": "veryfast"}
-        for f in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                out.mux(p)
-        for p in s.encode(None):
-            out.mux(p)
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     d = tmp_path_factory.mktemp("text_corpus")
     for i, kind in enumerate(KINDS):  # 2.5 s slow pans, one kind each
-        _write(d / f"{kind}.mp4", render(kind, n=75, seed=i, size=(480, 270), step=(3, 1)))
+        frames = render(kind, n=75, seed=i, size=(480, 270), step=(3, 1))
+        (d / f"{kind}.mp4").write_bytes(encode_mp4(frames, 30))
     return d
 
 
