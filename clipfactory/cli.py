@@ -33,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--skip", action="append", choices=["filters", "dedup"], default=None,
                    help="turn a stage off (repeatable)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--no-wait", action="store_true",
+                   help="fail at once if another clipfactory process is writing the output")
     provenance_cli.add_run_flags(r)
     fetch_cli.add_run_flags(r)
 
@@ -215,6 +217,15 @@ def main(argv: list[str] | None = None) -> int:
                 "bench-ray": _cmd_bench_ray, "bench-cut": _cmd_bench_cut, "demo": _cmd_demo,
                 "config": _cmd_config, **provenance_cli.COMMANDS, **fetch_cli.COMMANDS,
                 **shots_cli.COMMANDS, **annotate_cli.COMMANDS}
+    if getattr(a, "no_wait", False):  # take the output's lock now, or say who holds it
+        from clipfactory.lock import OutputLocked, output_lock
+
+        try:
+            with output_lock(a.output, a.command, wait=False, create=a.command == "run"):
+                return handlers[a.command](a)
+        except OutputLocked as e:
+            print(f"clipfactory: {e}", file=sys.stderr)
+            return 2
     return handlers[a.command](a)
 
 

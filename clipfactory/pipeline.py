@@ -22,6 +22,7 @@ from clipfactory.dedup import DedupItem, Duplicate, find_duplicates
 from clipfactory.fetch.stage import FetchStage
 from clipfactory.filters import check_filters
 from clipfactory.ledger import Ledger
+from clipfactory.lock import holds_output_lock
 from clipfactory.policy.gate import Gate
 from clipfactory.policy.report import is_unknown, license_counts, policy_summary
 from clipfactory.progress import Progress
@@ -58,6 +59,7 @@ def _setup_logging(out: Path) -> logging.Handler:
     return handler
 
 
+@holds_output_lock("run", "output", create=True)
 def run(input_path: str | Path | None, output: str | Path, cfg: Config | None = None, *,
         quiet: bool = True, executor: Executor | None = None,
         stages: list[ModelStage] | None = None) -> dict[str, Any]:

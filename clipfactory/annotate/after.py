@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from clipfactory.config import CaptionConfig, Config
+from clipfactory.lock import holds_output_lock
 from clipfactory.provenance.takedown import open_output
 from clipfactory.stages import check_stages
 from clipfactory.stages.feeder import StageFeeder
@@ -21,6 +22,7 @@ from clipfactory.stages.store import ensure_schema
 __all__ = ["caption_dataset"]
 
 
+@holds_output_lock("caption")
 def caption_dataset(out: str | Path, captions: CaptionConfig | None = None, *,
                     force: bool = False) -> dict[str, Any]:
     """Caption ``out``'s kept clips; ``captions`` overrides the output's own caption config.

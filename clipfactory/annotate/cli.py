@@ -28,6 +28,8 @@ def add_commands(sub: Any) -> None:
                    help="YAML with annotate.captions (default: the output's own config)")
     c.add_argument("--force", action="store_true",
                    help="caption every clip again, not only those without an ok caption")
+    c.add_argument("--no-wait", action="store_true",
+                   help="fail at once if another clipfactory process is writing the output")
 
     x = sub.add_parser("mix", help="write a new dataset whose category shares follow a target")
     x.add_argument("source", help="an output folder with categorised clips")

@@ -25,6 +25,7 @@ import xxhash
 
 from clipfactory.config import Config
 from clipfactory.ledger import Ledger
+from clipfactory.lock import LOCK_FILE, holds_output_lock, output_lock
 from clipfactory.records import ClipRecord
 from clipfactory.sinks.refresh import sample_metadata
 from clipfactory.sinks.shard_update import rewrite_shard_members
@@ -93,13 +94,14 @@ def _order(clip_id: str, seed: int) -> int:
     return xxhash.xxh64_intdigest(f"{seed}:{clip_id}".encode())
 
 
+@holds_output_lock("mix (source)", "src")
 def write_mix(src: str | Path, dst: str | Path, target: dict[str, float], *,
               max_clips: int | None = None, seed: int = 0) -> dict[str, Any]:
     """Build DST from SRC's kept clips (see module doc); returns DST's summary."""
     src, dst = Path(src), Path(dst)
     if not (src / "ledger.sqlite").is_file():
         raise MixError(f"{src} is not a clipfactory output (no ledger.sqlite)")
-    if dst.exists() and any(dst.iterdir()):
+    if dst.exists() and any(p.name != LOCK_FILE for p in dst.iterdir()):
         raise MixError(f"{dst} exists and is not empty; a mix is written to a new folder")
     sl = Ledger(src / "ledger.sqlite")
     try:
@@ -117,28 +119,34 @@ def write_mix(src: str | Path, dst: str | Path, target: dict[str, float], *,
         for lab, n in plan.items():
             chosen += sorted(by_label.get(lab, []), key=lambda c: _order(c.clip_id, seed))[:n]
         left = [c for c in kept if c.clip_id not in {x.clip_id for x in chosen}]
-        dst.mkdir(parents=True, exist_ok=True)
-        dl = Ledger(dst / "ledger.sqlite")
-        try:
-            _copy_rows(sl, dl, chosen, left, target)
-            _copy_shards(src, dst, dl, chosen)
-            _copy_embeddings(src, sl, dl, dst, chosen)
-            achieved = dict(plan)
-            n = sum(achieved.values())
-            dl.set_meta("mix", {
-                "source": str(src.resolve()), "target": target, "max_clips": max_clips,
+        n = sum(plan.values())
+        meta = {"source": str(src.resolve()), "target": target, "max_clips": max_clips,
                 "seed": seed, "clips": n, "available": {k: len(v) for k, v in by_label.items()},
-                "achieved": {k: (v / n if n else 0.0) for k, v in achieved.items()},
-                "counts": achieved})
-            from clipfactory.pipeline import finalize
-
-            cfg = Config.model_validate(dl.get_meta("config") or {})
-            cfg.skip = sorted(set(cfg.skip) | {"dedup"})  # SRC's decisions stand
-            return finalize(dst, cfg, dl)
-        finally:
-            dl.close()
+                "achieved": {k: (v / n if n else 0.0) for k, v in plan.items()},
+                "counts": dict(plan)}
+        with output_lock(dst, "mix", create=True):  # created only now: a refusal writes nothing
+            return _write(src, dst, sl, chosen, left, target, meta)
     finally:
         sl.close()
+
+
+def _write(src: Path, dst: Path, sl: Ledger, chosen: list[ClipRecord],
+           left: list[ClipRecord], target: dict[str, float], meta: dict[str, Any]
+           ) -> dict[str, Any]:
+    """DST's ledger, shards and embeddings, then its index, rejected list and card."""
+    from clipfactory.pipeline import finalize
+
+    dl = Ledger(dst / "ledger.sqlite")
+    try:
+        _copy_rows(sl, dl, chosen, left, target)
+        _copy_shards(src, dst, dl, chosen)
+        _copy_embeddings(src, sl, dl, dst, chosen)
+        dl.set_meta("mix", meta)
+        cfg = Config.model_validate(dl.get_meta("config") or {})
+        cfg.skip = sorted(set(cfg.skip) | {"dedup"})  # SRC's decisions stand
+        return finalize(dst, cfg, dl)
+    finally:
+        dl.close()
 
 
 def _copy_rows(sl: Ledger, dl: Ledger, chosen: list[ClipRecord], left: list[ClipRecord],

@@ -41,6 +41,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("retry", help="run again the inputs whose fetch failed and is due")
     t.add_argument("output")
     t.add_argument("--now", action="store_true", help="do not wait for the next retry time")
+    t.add_argument("--no-wait", action="store_true",
+                   help="fail at once if another clipfactory process is writing the output")
     t.add_argument("--all", dest="all_failures", action="store_true",
                    help="also inputs that failed for good (404, media errors, timeouts)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")

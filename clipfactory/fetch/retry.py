@@ -14,6 +14,7 @@ from typing import Any
 
 from clipfactory.config import Config
 from clipfactory.ledger import Ledger
+from clipfactory.lock import holds_output_lock
 
 __all__ = ["requeue_failed", "retry"]
 
@@ -36,6 +37,7 @@ def requeue_failed(ledger: Ledger, *, now: bool = False, all_failures: bool = Fa
     return keys
 
 
+@holds_output_lock("retry", "output")
 def retry(output: str | Path, *, now: bool = False, all_failures: bool = False,
           quiet: bool = True, cfg: Config | None = None) -> dict[str, Any]:
     """Requeue (see :func:`requeue_failed`) and run the output again with its own config."""

@@ -73,6 +73,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="manifest id or video id (repeatable)")
     t.add_argument("--opt-out-file", default=None, metavar="FILE", help="rules, one a line")
     t.add_argument("--reason", required=True, help="why (kept in the audit record)")
+    t.add_argument("--no-wait", action="store_true",
+                   help="fail at once if another clipfactory process is writing the output")
 
     a = sub.add_parser("audit", help="verify shards against index, ledger and policy")
     a.add_argument("output", help="output folder of a run")
@@ -82,6 +84,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     v = sub.add_parser("revalidate", help="check that sources still exist upstream")
     v.add_argument("output", help="output folder of a run")
     v.add_argument("--purge", action="store_true", help="take down sources that are gone")
+    v.add_argument("--no-wait", action="store_true",
+                   help="fail at once if another clipfactory process is writing the output")
     v.add_argument("--rate", type=float, default=1.0,
                    help="requests per second per host (default 1)")
     v.add_argument("--timeout", type=float, default=15.0, help="seconds per request")

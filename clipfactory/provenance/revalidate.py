@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from clipfactory import __version__
 from clipfactory.fetch.http import parse_retry_after
+from clipfactory.lock import holds_output_lock
 from clipfactory.provenance.ingest import TAKEDOWN_RULES
 from clipfactory.provenance.removal import Removal, remove_inputs
 from clipfactory.provenance.takedown import open_output, refresh_outputs
@@ -177,6 +178,7 @@ class RevalidateReport:
         return "\n".join(lines)
 
 
+@holds_output_lock("revalidate")
 def revalidate(out: str | Path, *, purge: bool = False, rate: float = 1.0,
                timeout: float = 15.0, retries: int = 3, max_wait_s: float = 60.0,
                reason: str = "source no longer available upstream") -> RevalidateReport:

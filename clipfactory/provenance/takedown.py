@@ -16,6 +16,7 @@ from pathlib import Path
 
 from clipfactory.config import Config
 from clipfactory.ledger import Ledger
+from clipfactory.lock import holds_output_lock
 from clipfactory.policy.optout import OptOutList, Rule, facts_of_row, parse_rule
 from clipfactory.provenance.ingest import TAKEDOWN_RULES
 from clipfactory.provenance.removal import Removal, remove_inputs
@@ -56,6 +57,7 @@ def refresh_outputs(out: str | Path, ledger: Ledger) -> dict:
     return finalize(out, cfg, ledger)
 
 
+@holds_output_lock("takedown")
 def takedown(out: str | Path, rules: OptOutList, reason: str, *,
              refresh: bool = True) -> Removal:
     """Remove every input matching ``rules`` (see the module docstring); returns the record.

@@ -1,0 +1,93 @@
+"""One writer per output folder: a second writer waits or fails clearly, a lock left by a
+killed process is taken over, and a takedown racing a run loses nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pyarrow.parquet as pq
+import pytest
+
+from clipfactory.cli import main
+from clipfactory.config import Config
+from clipfactory.lock import LOCK_FILE, OutputLocked, output_lock
+from clipfactory.pipeline import run
+from clipfactory.provenance.audit import audit
+from clipfactory.provenance.takedown import takedown, takedown_rules
+from clipfactory.testing.synth import ShotSpec, write_video
+
+_HOLD = """
+import sys, time
+from clipfactory.lock import output_lock
+with output_lock(sys.argv[1], "holder test"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def _holder(out, tmp_path):
+    script = tmp_path / "hold.py"
+    script.write_text(_HOLD)
+    proc = subprocess.Popen([sys.executable, str(script), str(out)], stdout=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+                            start_new_session=True)
+    assert proc.stdout.readline().strip() == b"held"
+    return proc
+
+
+def test_a_second_writer_fails_clearly_with_no_wait(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = _holder(out, tmp_path)
+    try:
+        with pytest.raises(OutputLocked, match=rf"holder test.*pid {proc.pid}"), \
+                output_lock(out, "me", wait=False):
+            pass
+        (out / "ledger.sqlite").touch()
+        assert main(["takedown", str(out), "--video-id", "x", "--reason", "r",
+                     "--no-wait"]) == 2
+        assert "is being written by `holder test`" in capsys.readouterr().err
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # dies holding it: no clean-up at all
+        proc.wait()
+    with output_lock(out, "me", wait=False):  # the kernel released it with the process
+        info = json.loads((out / LOCK_FILE).read_text())
+        assert info["pid"] == os.getpid() and info["what"] == "me"
+    with output_lock(out, "outer"), output_lock(out, "inner", wait=False):
+        pass  # re-entrant in one process
+
+
+def test_a_takedown_racing_a_run_waits_and_loses_nothing(tmp_path, capsys):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for v in range(8):
+        write_video(corpus / f"v{v}.mp4", [ShotSpec(66, "texture", 10 * v + 1),
+                                           ShotSpec(72, "texture", 10 * v + 2)], gop=30)
+    ref = tmp_path / "ref"
+    run(corpus, ref, Config(workers=1))
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-m", "clipfactory.cli", "run", "--input",
+                             str(corpus), "--output", str(out), "--workers", "1", "--quiet"],
+                            env=env, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not (out / LOCK_FILE).is_file() or not (out / "ledger.sqlite").is_file():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    removal = takedown(out, takedown_rules(sources=[str(corpus / "v3.mp4")]), "request")
+    assert proc.poll() is not None  # the takedown waited for the whole run
+    assert proc.returncode == 0, proc.stderr.read().decode()
+    assert "is being written by `run`" in capsys.readouterr().err
+    assert len(removal.clips) == 2
+    got = {(r["source"], r["start_frame"], r["file_sha256"])
+           for r in pq.read_table(out / "index.parquet").to_pylist()}
+    want = {(r["source"].replace(str(ref), str(out)), r["start_frame"], r["file_sha256"])
+            for r in pq.read_table(ref / "index.parquet").to_pylist()
+            if not r["source"].endswith("v3.mp4")}
+    assert got == want and len(got) == 14
+    assert audit(out).ok
