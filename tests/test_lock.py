@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -80,8 +81,13 @@ def test_a_takedown_racing_a_run_waits_and_loses_nothing(tmp_path, capsys):
         assert time.monotonic() < deadline and proc.poll() is None
         time.sleep(0.02)
     removal = takedown(out, takedown_rules(sources=[str(corpus / "v3.mp4")]), "request")
-    assert proc.poll() is not None  # the takedown waited for the whole run
+    proc.wait(timeout=120)
     assert proc.returncode == 0, proc.stderr.read().decode()
+    db = sqlite3.connect(out / "ledger.sqlite")
+    recorded = [r[0] for r in db.execute("SELECT updated_at FROM videos WHERE item_key NOT"
+                                         " LIKE '%v3.mp4'")]
+    db.close()
+    assert len(recorded) == 7 and max(recorded) < removal.at  # it waited for the whole run
     assert "is being written by `run`" in capsys.readouterr().err
     assert len(removal.clips) == 2
     got = {(r["source"], r["start_frame"], r["file_sha256"])

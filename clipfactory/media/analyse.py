@@ -110,42 +110,59 @@ _MV_CODECS = {"h264"}
 _MV_PATIENCE = 48  # frames without a single vector (all-intra streams): switch to phase
 # motion measurements per second: vectors come with the decode (the fit is ~0.2 ms), phase
 # correlation is ours to pay for (~0.45 ms, as much as decoding a small frame): fewer of those
-_PER_SECOND = {"vectors": 6.0, "phase": 3.0}
+_PER_SECOND = {"vectors": 4.0, "phase": 3.0}
 _MAX_VECTORS = 512  # a frame's vectors are thinned to about this many before the fit
+_I_FRAME, _P_FRAME = 1, 2  # AVPictureType
+_MAX_REF_DISTANCE = 16  # a P-frame further than this from its reference is not measured
 
 
 class _Motion:
     """Per-frame content motion for the analysis pass (see :mod:`clipfactory.media.motion`):
     the decoder's vectors where the codec exports them, else phase correlation of the gray
-    analysis frames. Measured on every ``stride``-th frame only (``_PER_SECOND``): a clip's
-    label and speeds are medians over its frames, and a measurement costs about as much as
-    decoding a small frame, so every frame would cost a third of the pass."""
+    analysis frames. Measured a few times a second (``_PER_SECOND``): a clip's label and
+    speeds are medians over its frames, and a measurement costs about as much as decoding a
+    small frame, so every frame would cost a third of the pass.
+
+    Vectors are read from P-frames only, divided by the distance (in frames) to the previous
+    I- or P-frame, which is the reference they point to: B-frames export unusable vectors
+    (non-reference B-frames in a pyramid export their direct-mode blocks as zeros, which
+    would read as a still camera), and a P-frame after B-frames spans several frames."""
 
     def __init__(self, stream: av.VideoStream, info: VideoInfo) -> None:
         self.source = "vectors" if info.codec in _MV_CODECS else "phase"
-        self.stride = max(1, round((info.fps or 30.0) / _PER_SECOND[self.source]))
+        self.fps = info.fps or 30.0
+        self.stride = max(1, round(self.fps / _PER_SECOND[self.source]))
         self.seen = self.frames = 0
+        self.last_ref = self.last_measured = -(10 ** 9)
         if self.source == "vectors":
             enable_motion_vectors(stream)
 
     def update(self, frame: av.VideoFrame, prev_gray: np.ndarray | None,
                gray: np.ndarray) -> tuple[float, ...]:
+        n = self.frames
         self.frames += 1
-        if self.frames % self.stride:
-            return _NAN5
         if self.source == "vectors":
-            vec = frame_vectors(frame)
-            if vec is not None:
-                self.seen += 1
-                g = fit_global_motion(vec[:: max(1, len(vec) // _MAX_VECTORS)], frame.width,
-                                      frame.height)
-                return (g.tx, g.ty, g.zoom, g.rot, g.residual)
+            kind = int(frame.pict_type)
+            if kind in (_I_FRAME, _P_FRAME):
+                dist, self.last_ref = n - self.last_ref, n
+                if kind == _P_FRAME and n - self.last_measured >= self.stride \
+                        and dist <= _MAX_REF_DISTANCE:
+                    vec = frame_vectors(frame)
+                    if vec is not None:
+                        self.seen += 1
+                        self.last_measured = n
+                        g = fit_global_motion(vec[:: max(1, len(vec) // _MAX_VECTORS)],
+                                              frame.width, frame.height)
+                        return (g.tx / dist, g.ty / dist, g.zoom / dist, g.rot / dist,
+                                g.residual / dist)
             if self.seen or self.frames < _MV_PATIENCE:
-                return _NAN5  # an intra frame: no vectors, no motion measured
-            self.source = "phase"
-            self.stride = max(1, round(self.stride * _PER_SECOND["vectors"] / _PER_SECOND["phase"]))
-        if prev_gray is None or prev_gray.shape != gray.shape or min(gray.shape) < 16:
+                return _NAN5
+            self.source = "phase"  # no P-frame vectors at all (all-intra): measure ourselves
+            self.stride = max(1, round(self.fps / _PER_SECOND["phase"]))
+        if n - self.last_measured < self.stride or prev_gray is None or \
+                prev_gray.shape != gray.shape or min(gray.shape) < 16:
             return _NAN5
+        self.last_measured = n
         g = phase_motion(prev_gray, gray)
         return (g.tx, g.ty, g.zoom, g.rot, g.residual)
 
