@@ -31,6 +31,7 @@ from clipfactory.sinks.refresh import sample_metadata
 from clipfactory.sinks.shard_update import rewrite_shard_members
 from clipfactory.sinks.shards import ShardWriter
 from clipfactory.stages.store import EMBEDDINGS_DIR, PART_SCHEMA, ensure_schema
+from clipfactory.worker import file_sha256
 
 __all__ = ["MixError", "parse_target", "plan_mix", "write_mix"]
 
@@ -241,8 +242,6 @@ def _copy_embeddings(src: Path, sl: Ledger, dl: Ledger, dst: Path,
     (dst / EMBEDDINGS_DIR).mkdir(exist_ok=True)
     path = dst / EMBEDDINGS_DIR / "part-000000.parquet"
     pq.write_table(table, path, compression="zstd")
-    from clipfactory.stages.store import _sha256
-
     rows = []
     for r in sl.db.execute("SELECT * FROM embeddings"):
         if r["clip_id"] in ids:
@@ -250,6 +249,7 @@ def _copy_embeddings(src: Path, sl: Ledger, dl: Ledger, dst: Path,
                          path.name, r["pixels"], r["frames"]))
     with dl.transaction() as db:
         db.execute("INSERT INTO embedding_parts (name, rows, sha256, created_at) VALUES"
-                   " (?,?,?,strftime('%s','now'))", (path.name, table.num_rows, _sha256(path)))
+                   " (?,?,?,strftime('%s','now'))",
+                   (path.name, table.num_rows, file_sha256(str(path))))
         db.executemany("INSERT INTO embeddings (clip_id, stage, model, revision, dim, vec, part,"
                        " pixels, frames) VALUES (?,?,?,?,?,?,?,?,?)", rows)

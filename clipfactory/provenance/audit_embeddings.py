@@ -10,25 +10,18 @@ taken down, opted out or quarantined (``embedding_of_removed_clip``): a takedown
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 
 from clipfactory.stages.store import EMBEDDINGS_DIR, ensure_schema
+from clipfactory.worker import file_sha256
 
 __all__ = ["check_embeddings"]
 
 _REMOVAL_STAGES = ("takedown", "policy")
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def check_embeddings(out: Path, ledger: Any, report: Any) -> None:
@@ -48,7 +41,7 @@ def check_embeddings(out: Path, ledger: Any, report: Any) -> None:
         if name not in parts:
             report.add("orphan_embedding_part", f"embeddings/{name} is unknown to the ledger")
             continue
-        if _sha256(files[name]) != parts[name]:
+        if file_sha256(str(files[name])) != parts[name]:
             report.add("embedding_part_hash_mismatch", f"embeddings/{name} changed on disk")
         for cid in pq.read_table(files[name], columns=["clip_id"]).column(0).to_pylist():
             if cid in seen:

@@ -10,7 +10,6 @@ nothing is lost or doubled. Vectors are also kept in the ledger (float16) so the
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -24,6 +23,7 @@ import pyarrow.parquet as pq
 
 from clipfactory.ledger import Ledger
 from clipfactory.stages.base import ClipInput, StageOutput
+from clipfactory.worker import file_sha256
 
 __all__ = ["EMBEDDINGS_DIR", "AnnotationStore", "annotation_summary", "clip_input", "ensure_schema",
            "remove_embeddings"]
@@ -76,13 +76,6 @@ def ensure_schema(ledger: Ledger) -> None:
     """Create the annotation tables in an older ledger (idempotent)."""
     ledger.db.executescript(_SCHEMA)
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _write_part(path: Path, rows: list[tuple[str, np.ndarray]], model: str,
@@ -174,7 +167,7 @@ class AnnotationStore:
             self.dir.mkdir(parents=True, exist_ok=True)
             path = self.dir / name
             _write_part(path, [(o.clip_id, o.vector) for o in outs], model, rev)  # type: ignore[misc]
-            parts.append((name, len(outs), _sha256(path)))
+            parts.append((name, len(outs), file_sha256(str(path))))
             for o in outs:
                 v = np.asarray(o.vector, dtype=np.float32)
                 rec = records[o.clip_id]
@@ -285,7 +278,7 @@ def remove_embeddings(out: str | Path, ledger: Ledger, clip_ids: Iterable[str]) 
                 tmp = path.with_name(f".{path.name}.tmp")
                 pq.write_table(table, tmp, compression="zstd")
                 os.replace(tmp, path)
-                sha: str | None = _sha256(path)
+                sha: str | None = file_sha256(str(path))
             else:
                 path.unlink()
                 sha = None
