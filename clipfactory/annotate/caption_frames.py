@@ -14,9 +14,9 @@ from fractions import Fraction
 
 import av
 import numpy as np
-from av.video.reformatter import Interpolation
 
-from clipfactory.annotate.frames import FrameError, open_clip_bytes
+from clipfactory.annotate.frames import FrameError, decode_frames
+from clipfactory.media.grab import scaled_size
 from clipfactory.stages.base import ClipInput
 
 __all__ = ["CaptionFrames", "Window", "encode_jpeg", "encode_mp4", "read_caption_frames",
@@ -62,38 +62,13 @@ def sample_plan(num_frames: int, clip_fps: float, fps: float, max_frames: int
     return idx, windows, overview
 
 
-def scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
-    """Fit the longer side to ``max_side`` (never up), even sizes, same aspect ratio."""
-    f = min(1.0, max_side / max(width, height))
-    return max(2, round(width * f / 2) * 2), max(2, round(height * f / 2) * 2)
-
-
 def read_caption_frames(clip: ClipInput, fps: float, max_frames: int, max_side: int
                         ) -> CaptionFrames:
     """Decode the clip once and keep the sampled frames (raises FrameError)."""
-    src = open_clip_bytes(clip)
-    try:
-        with av.open(src) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            total = clip.num_frames or stream.frames
-            rate = clip.fps or float(stream.average_rate or 30)
-            idx, windows, overview = sample_plan(total, rate, fps, max_frames)
-            if not idx:
-                raise FrameError("the clip has no frames")
-            wanted, got = set(idx), {}
-            last = idx[-1]
-            for i, frame in enumerate(container.decode(stream)):
-                if i in wanted:
-                    w, h = scaled_size(frame.width, frame.height, max_side)
-                    got[i] = frame.reformat(width=w, height=h, format="rgb24",
-                                            interpolation=Interpolation.AREA).to_ndarray()
-                if i >= last:
-                    break
-    except FrameError:
-        raise
-    except (av.FFmpegError, OSError, IndexError, ValueError) as e:
-        raise FrameError(f"cannot decode {clip.member or clip.path}: {e}") from e
+    d = decode_frames(clip, lambda total, rate: sample_plan(total, rate, fps, max_frames)[0],
+                      lambda w, h: scaled_size(w, h, max_side))
+    _, windows, overview = sample_plan(d.total, d.rate, fps, max_frames)
+    got = d.frames
     if not got:
         raise FrameError("no sampled frame could be decoded")
     have = sorted(got)
@@ -102,7 +77,7 @@ def read_caption_frames(clip: ClipInput, fps: float, max_frames: int, max_side: 
         return [got[i] if i in got else got[have[-1]] for i in ix]
 
     span = max_frames / fps  # each window covers its samples' 1/fps intervals
-    duration = total / rate
+    duration = d.total / d.rate
     out = [Window(round(k * span, 6), round(min(duration, (k + 1) * span), 6), frames(w))
            for k, w in enumerate(windows)]
     return CaptionFrames(out, frames(overview) if len(windows) > 1 else out[0].frames, fps)

@@ -96,8 +96,12 @@ class CaptionStage(ModelStage):
                 "max_side": c.max_side, "send": c.send,
                 **({"base_url": c.base_url} if c.backend == "openai" else {})}
 
+    def _api_key(self) -> str | None:
+        """The key from the variable ``api_key_env`` names (read when needed, never stored)."""
+        return os.environ.get(self.cfg.api_key_env) if self.cfg.api_key_env else None
+
     def _headers(self) -> dict[str, str]:
-        key = os.environ.get(self.cfg.api_key_env) if self.cfg.api_key_env else None
+        key = self._api_key()
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     def setup(self) -> None:
@@ -105,9 +109,8 @@ class CaptionStage(ModelStage):
         if c.backend == "openai":
             from clipfactory.annotate.vlm_client import OpenAIChatClient
 
-            key = os.environ.get(c.api_key_env) if c.api_key_env else None
             self._backend = OpenAIChatClient(
-                c.base_url, c.model, api_key=key, timeout_s=c.timeout_s,
+                c.base_url, c.model, api_key=self._api_key(), timeout_s=c.timeout_s,
                 max_attempts=c.max_attempts, backoff_base_s=c.backoff_base_s,
                 max_wait_s=c.max_wait_s, concurrency=c.concurrency, params=dict(c.params))
         else:

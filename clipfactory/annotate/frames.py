@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import av
 import numpy as np
@@ -18,7 +20,7 @@ from av.video.reformatter import Interpolation
 
 from clipfactory.stages.base import ClipInput
 
-__all__ = ["FrameError", "open_clip_bytes", "sample_frames", "sample_positions"]
+__all__ = ["Decoded", "FrameError", "decode_frames", "open_clip_bytes", "sample_frames", "sample_positions"]
 
 
 class FrameError(Exception):
@@ -60,33 +62,55 @@ def _rgb(frame: av.VideoFrame, w: int, h: int) -> np.ndarray:
                           interpolation=Interpolation.AREA).to_ndarray()
 
 
-def sample_frames(clip: ClipInput, n: int, short_side: int = 256) -> list[np.ndarray]:
-    """``n`` RGB frames (HxWx3 uint8) uniform over the clip; raises :class:`FrameError`."""
+@dataclass
+class Decoded:
+    """What one forward decode of a clip kept: the wanted frames by index (``wanted``), and
+    ``tail``, the last decoded frame, when the clip ended before its last wanted index."""
+
+    frames: dict[int, np.ndarray]
+    wanted: list[int]
+    tail: np.ndarray | None
+    total: int
+    rate: float
+
+
+def decode_frames(clip: ClipInput, wanted_for: Callable[[int, float], list[int]],
+                  size: Callable[[int, int], tuple[int, int]]) -> Decoded:
+    """Decode ``clip`` once, up to the last of ``wanted_for(frames, fps)``, converting only
+    those frames to RGB at ``size(width, height)``; raises :class:`FrameError`."""
     src = open_clip_bytes(clip)
     try:
         with av.open(src) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             total = clip.num_frames or stream.frames
-            wanted = sample_positions(total, n)
+            rate = clip.fps or float(stream.average_rate or 30)
+            wanted = sorted(set(wanted_for(total, rate)))
             if not wanted:
                 raise FrameError("the clip has no frames")
-            frames: list[np.ndarray] = []
-            last = None
+            keep, got, last = set(wanted), {}, None
             for i, frame in enumerate(container.decode(stream)):
                 last = frame
-                if i == wanted[len(frames)]:
-                    w, h = _size(frame.width, frame.height, short_side)
-                    frames.append(_rgb(frame, w, h))
-                    if len(frames) == len(wanted):
-                        break
-            if not frames and last is None:
-                raise FrameError("no frame could be decoded")
-            if len(frames) < len(wanted) and last is not None:  # fewer frames than recorded
-                w, h = _size(last.width, last.height, short_side)
-                frames.append(_rgb(last, w, h))
-            return frames
+                if i in keep:
+                    got[i] = _rgb(frame, *size(frame.width, frame.height))
+                if i >= wanted[-1]:
+                    break
+            tail = None if last is None or len(got) == len(wanted) else \
+                _rgb(last, *size(last.width, last.height))
+            return Decoded(got, wanted, tail, total, rate)
     except FrameError:
         raise
     except (av.FFmpegError, OSError, IndexError, ValueError) as e:
         raise FrameError(f"cannot decode {clip.member or clip.path}: {e}") from e
+
+
+def sample_frames(clip: ClipInput, n: int, short_side: int = 256) -> list[np.ndarray]:
+    """``n`` RGB frames (HxWx3 uint8) uniform over the clip; raises :class:`FrameError`."""
+    d = decode_frames(clip, lambda total, _: sample_positions(total, n),
+                      lambda w, h: _size(w, h, short_side))
+    frames = [d.frames[i] for i in sorted(d.frames)]
+    if len(frames) < len(d.wanted) and d.tail is not None:  # fewer frames than recorded
+        frames.append(d.tail)
+    if not frames:
+        raise FrameError("no frame could be decoded")
+    return frames

@@ -15,17 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from clipfactory.annotate.caption_frames import encode_jpeg, read_caption_frames
-from clipfactory.bench.embed import _decode_all, _make_clips
+from clipfactory.bench.embed import _decode_all, _make_clips, _timed
 from clipfactory.config import CaptionConfig
 from clipfactory.stages.base import ClipInput
 
 __all__ = ["run_caption_bench"]
-
-
-def _timed(fn: Any) -> tuple[Any, float, float]:
-    w0, c0 = time.perf_counter(), time.process_time()
-    value = fn()
-    return value, time.perf_counter() - w0, time.process_time() - c0
 
 
 def run_caption_bench(workdir: str | os.PathLike[str], *, clips: int = 48, seconds: float = 3.0,

@@ -13,12 +13,12 @@ import argparse
 import json
 import resource
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from clipfactory.bench.embed import _timed
 from clipfactory.config import DedupConfig
 from clipfactory.dedup.semantic_index import semantic_duplicates
 from clipfactory.ledger import Ledger
@@ -50,12 +50,6 @@ def _insert(ledger: Ledger, x: np.ndarray, start: int) -> None:
                        rows)
         db.executemany("INSERT INTO embeddings (clip_id, stage, model, revision, dim, vec, part,"
                        " pixels, frames) VALUES (?,?,?,?,?,?,?,?,?)", emb)
-
-
-def _timed(fn: Any) -> tuple[Any, float, float]:
-    w, c = time.perf_counter(), time.process_time()
-    out = fn()
-    return out, time.perf_counter() - w, time.process_time() - c
 
 
 def run_semdedup_bench(n: int = 100_000, dim: int = 512, increment: int = 1000,

@@ -17,12 +17,13 @@ from av.video.reformatter import Interpolation
 from clipfactory.errors import MediaError
 from clipfactory.media.probe import open_video
 
-__all__ = ["grab_frames"]
+__all__ = ["grab_frames", "scaled_size"]
 
 
-def _size(w: int, h: int, max_side: int) -> tuple[int, int]:
-    f = min(1.0, max_side / max(w, h))
-    return max(2, round(w * f / 2) * 2), max(2, round(h * f / 2) * 2)
+def scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """Fit the longer side to ``max_side`` (never up), even sizes, same aspect ratio."""
+    f = min(1.0, max_side / max(width, height))
+    return max(2, round(width * f / 2) * 2), max(2, round(height * f / 2) * 2)
 
 
 def grab_frames(path: str, times: list[float], *, max_side: int = 640, rotation: int = 0,
@@ -52,7 +53,7 @@ def grab_frames(path: str, times: list[float], *, max_side: int = 640, rotation:
                     t0 = frame.pts
                 pos = float((frame.pts - (t0 or 0)) * tb) if frame.pts is not None else pos
                 if pos >= target - 1e-3:
-                    w, h = _size(frame.width, frame.height, max_side)
+                    w, h = scaled_size(frame.width, frame.height, max_side)
                     rgb = frame.reformat(width=w, height=h, format="rgb24",
                                          interpolation=Interpolation.AREA).to_ndarray()
                     out[i] = np.ascontiguousarray(np.rot90(rgb, rotation // 90)) \
