@@ -11,6 +11,7 @@ from clipfactory import __version__
 from clipfactory.annotate import cli as annotate_cli
 from clipfactory.fetch import cli as fetch_cli
 from clipfactory.provenance import cli as provenance_cli
+from clipfactory.report import cli as report_cli
 from clipfactory.shots import cli as shots_cli
 
 __all__ = ["main"]
@@ -91,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     fetch_cli.add_commands(sub)
     shots_cli.add_commands(sub)
     annotate_cli.add_commands(sub)
+    report_cli.add_commands(sub)
     return p
 
 
@@ -125,6 +127,8 @@ def _cmd_run(a: argparse.Namespace) -> int:
     if t:
         print(f"throughput: {t['x_realtime']}x realtime on {t['workers']} workers, "
               f"{t['x_realtime_per_core']}x realtime per core-second")
+    if (Path(a.output) / "report.html").is_file():
+        print(f"report: {Path(a.output) / 'report.html'}")
     return 0
 
 
@@ -216,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"run": _cmd_run, "status": _cmd_status, "bench": _cmd_bench,
                 "bench-ray": _cmd_bench_ray, "bench-cut": _cmd_bench_cut, "demo": _cmd_demo,
                 "config": _cmd_config, **provenance_cli.COMMANDS, **fetch_cli.COMMANDS,
-                **shots_cli.COMMANDS, **annotate_cli.COMMANDS}
+                **shots_cli.COMMANDS, **annotate_cli.COMMANDS,
+                **report_cli.COMMANDS}
     if getattr(a, "no_wait", False):  # take the output's lock now, or say who holds it
         from clipfactory.lock import OutputLocked, output_lock
 

@@ -10,9 +10,15 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from clipfactory.annotate.taxonomy import DEFAULT_CATEGORIES, DEFAULT_PROMPTS, DEFAULT_TEMPLATES
+from clipfactory.sinks.buckets import (
+    DEFAULT_ASPECT_BINS,
+    DEFAULT_DURATION_BINS,
+    DEFAULT_RESOLUTION_BINS,
+    Bucketing,
+)
 
 __all__ = [
     "AestheticConfig",
@@ -273,11 +279,41 @@ class AnnotateConfig(_Section):
 
 
 class ShardConfig(_Section):
-    """WebDataset shards."""
+    """WebDataset shards, flat or one folder per bucket (docs/shards.md)."""
 
     max_count: int = 1000
     max_bytes: int = 1 << 30
     keep_staging: bool = False  # keep the staged clip files after they are sharded
+    # [] = flat shards/shard-NNNNNN.tar; any of resolution, aspect, duration in the order
+    # given: shards/720p_16x9_5-10s/shard-NNNNNN.tar, each bucket numbering its own shards
+    bucket_by: list[Literal["resolution", "aspect", "duration"]] = Field(default_factory=list)
+    # class name -> minimum short side in pixels (below the smallest: "lt<smallest>")
+    resolution_bins: dict[str, int] = Field(
+        default_factory=lambda: dict(DEFAULT_RESOLUTION_BINS))
+    aspect_bins: list[str] = Field(default_factory=lambda: list(DEFAULT_ASPECT_BINS))  # nearest
+    duration_bins: list[float] = Field(  # edges in seconds: 0-5s, 5-10s, 10-30s, 30s+
+        default_factory=lambda: list(DEFAULT_DURATION_BINS))
+    max_open_buckets: int = Field(default=8, ge=1)  # shards open at once in a streaming write
+
+    @field_validator("aspect_bins", mode="before")
+    @classmethod
+    def _quoted_ratios(cls, v: object) -> object:
+        for x in v if isinstance(v, list) else ():
+            if isinstance(x, int | float) and not isinstance(x, bool):
+                raise ValueError(f"shards.aspect_bins: {x!r} is not a ratio; quote ratios in "
+                                 "YAML ('16:9'): unquoted, YAML reads 16:9 as the base-60 "
+                                 "number 969")
+        return v
+
+    @model_validator(mode="after")
+    def _valid_buckets(self) -> ShardConfig:
+        self.bucketing()  # raises ValueError with the offending key and value
+        return self
+
+    def bucketing(self) -> Bucketing:
+        """The bucket maths this config describes (:mod:`clipfactory.sinks.buckets`)."""
+        return Bucketing(tuple(self.bucket_by), dict(self.resolution_bins),
+                         tuple(self.aspect_bins), tuple(self.duration_bins))
 
 
 class PolicyConfig(_Section):
@@ -295,6 +331,10 @@ class PolicyConfig(_Section):
     dataset_terms: str | None = None  # e.g. "research-only" or an id: applies on top
     declared_license: str | None = None  # license of inputs that carry none (folders)
     opt_out_file: str | None = None
+    # sites' machine-readable AI-training reservations (robots.txt, X-Robots-Tag noai,
+    # TDMRep): "enforce" refuses the item as consent/<signal>; "record" keeps the evidence
+    # without gating (for a licence that overrides the reservation); see docs/consent.md
+    consent: Literal["enforce", "record"] = "enforce"
 
     @model_validator(mode="after")
     def _lists_need_a_policy(self) -> PolicyConfig:
@@ -328,6 +368,9 @@ class FetchConfig(_Section):
     keep_sources: bool = False  # keep fetched files after their clips are cut
     sources_dir: str | None = None  # default: OUTPUT/sources
     user_agent: str = "clipfactory/0.1 (video dataset builder; polite fetcher)"
+    # manifest URLs may not reach loopback/private/link-local/reserved addresses (SSRF);
+    # True allows them (tests on loopback servers, deliberate intranet sources)
+    allow_private_network: bool = False
     cookies_file: str | None = None  # Netscape cookies.txt; only ever what the user passes
     ytdlp_hosts: list[str] = Field(default_factory=lambda: [
         "youtube.com", "youtu.be", "vimeo.com", "dailymotion.com"])  # "*" = every http URL

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from clipfactory import __version__
 from clipfactory.config import Config
+from clipfactory.consent.store import consent_summary
 from clipfactory.dedup import DedupItem, Duplicate, find_duplicates
 from clipfactory.fetch.stage import FetchStage
 from clipfactory.filters import check_filters
@@ -27,12 +28,15 @@ from clipfactory.policy.gate import Gate
 from clipfactory.policy.report import is_unknown, license_counts, policy_summary
 from clipfactory.progress import Progress
 from clipfactory.provenance.ingest import gate_inputs, inherit_policy
+from clipfactory.provenance.recut import recut_orphans
 from clipfactory.records import ClipRecord, Rejection, SourceItem, VideoResult
+from clipfactory.report import report_after_finalize
 from clipfactory.shots import check_detector
 from clipfactory.sinks.card import write_card
 from clipfactory.sinks.index import write_index, write_rejected
-from clipfactory.sinks.refresh import refresh_stale_shards, sample_metadata
-from clipfactory.sinks.shards import ShardWriter, rewrite_shard_without
+from clipfactory.sinks.layout import remove_orphan_shards, write_staged_shards
+from clipfactory.sinks.refresh import refresh_stale_shards
+from clipfactory.sinks.shards import rewrite_shard_without
 from clipfactory.sources import read_input
 from clipfactory.stages import ModelStage, build_stages, check_stages
 from clipfactory.stages.feeder import StageFeeder
@@ -94,6 +98,7 @@ def run(input_path: str | Path | None, output: str | Path, cfg: Config | None = 
 
             executor = make_executor(cfg)
         stats = _process(pending, ledger, cfg, out, executor, quiet, gate, stages)
+        recut_orphans(out, cfg, ledger)  # duplicates of clips a removal took out
         summary = finalize(out, cfg, ledger, stats)
         log.info("run finished: %s", json.dumps(summary["counts"]))
         return summary
@@ -188,11 +193,11 @@ def _log_result(r: VideoResult) -> None:
 
 def finalize(out: str | Path, cfg: Config, ledger: Ledger,
              stats: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Dedup, shard the new clips, and rewrite index, rejected, summary and card."""
+    """Dedup, shard the new clips, and rewrite index, rejected, summary, card and report."""
     out = Path(out)
     shard_dir = out / "shards"
     shard_dir.mkdir(exist_ok=True)
-    _remove_orphan_shards(shard_dir, ledger)
+    remove_orphan_shards(shard_dir, ledger)
     staged = _check_staged(ledger)
     if cfg.dedup_on:
         _dedup(staged + ledger.clips("sharded"), ledger, cfg, shard_dir)
@@ -213,6 +218,7 @@ def finalize(out: str | Path, cfg: Config, ledger: Ledger,
         "unknown_license_clips": sum(1 for c in kept if is_unknown(c.license)),
         "licenses": license_counts(kept),
         "policy": policy_summary(cfg.policy),
+        "consent": consent_summary(ledger, cfg.policy.consent),
         **annotation_summary(ledger, kept, cfg),
     }
     if ledger.get_meta("mix"):  # a dataset written by `clipfactory mix`
@@ -221,15 +227,8 @@ def finalize(out: str | Path, cfg: Config, ledger: Ledger,
     tmp.write_text(json.dumps(summary, indent=2), encoding="utf-8")
     os.replace(tmp, out / "summary.json")
     write_card(out / "README.md", summary, kept, cfg.to_yaml())
+    report_after_finalize(out)  # report.html: a failure is logged, never raised
     return summary
-
-
-def _remove_orphan_shards(shard_dir: Path, ledger: Ledger) -> None:
-    """Shard files the ledger does not know (a crash between rename and commit) are rebuilt."""
-    known = {s["name"] for s in ledger.shards()}
-    for f in shard_dir.iterdir():
-        if f.name.startswith(".") or (f.suffix == ".tar" and f.name not in known):
-            f.unlink()
 
 
 def _check_staged(ledger: Ledger) -> list[ClipRecord]:
@@ -278,54 +277,21 @@ def _drop_duplicates(dups: list[Duplicate], clips: list[ClipRecord], ledger: Led
     for shard, gone in removed_from.items():
         info = rewrite_shard_without(shard_dir / shard, {c.key for c in gone})
         ledger.remove_shard(shard)
-        if info is not None:
-            ledger.add_shards([(info.name, info.sha256, info.bytes, info.count)], [])
+        if info is not None:  # registered under its name in shards/ (bucket/shard-N.tar)
+            ledger.add_shards([(shard, info.sha256, info.bytes, info.count)], [])
     ledger.update_clips(changed)
     log.info("dedup removed %d clips (%s)", len(dups), ", ".join(sorted({d.reason for d in dups})))
 
 
-def _shard_groups(clips: list[ClipRecord], max_count: int, max_bytes: int
-                  ) -> list[list[ClipRecord]]:
-    groups: list[list[ClipRecord]] = []
-    size = 0
-    for c in clips:
-        if not groups or len(groups[-1]) >= max_count or (groups[-1] and size + c.bytes > max_bytes):
-            groups.append([])
-            size = 0
-        groups[-1].append(c)
-        size += c.bytes
-    return groups
-
-
-def _next_shard_index(ledger: Ledger) -> int:
-    names = [s["name"] for s in ledger.shards()]
-    return max((int(n.split("-")[1].split(".")[0]) for n in names), default=-1) + 1
-
-
 def _write_shards(staged: list[ClipRecord], ledger: Ledger, cfg: Config, shard_dir: Path) -> None:
-    """Pack staged clips into new shards; each shard is registered with its clips at once."""
-    index = _next_shard_index(ledger)
-    order = sorted(staged, key=lambda c: c.clip_id)
-    for group in _shard_groups(order, cfg.shards.max_count, cfg.shards.max_bytes):
-        name = f"shard-{index:06d}.tar"
-        paths = [c.staged_path for c in group]
-        with ShardWriter(shard_dir, start_index=index, max_count=len(group) + 1,
-                         max_bytes=1 << 62) as writer:
-            for c, path in zip(group, paths, strict=True):
-                c.state, c.stage, c.reason, c.shard = "sharded", None, None, name
-                if not cfg.shards.keep_staging:
-                    c.staged_path = None
-                writer.add(c.key, {"mp4": path, **sample_metadata(c)})
-            infos = writer.close()
-        if len(infos) != 1 or infos[0].name != name:
-            raise RuntimeError(f"shard writer produced {[i.name for i in infos]}, wanted {name}")
-        ledger.add_shards([(infos[0].name, infos[0].sha256, infos[0].bytes, infos[0].count)],
-                          group)
+    """Pack staged clips into new shards (flat or bucketed: :mod:`clipfactory.sinks.layout`)."""
+    def done(paths: list[str]) -> None:
         if not cfg.shards.keep_staging:
             for path in paths:
-                Path(path).unlink(missing_ok=True)  # type: ignore[arg-type]
+                Path(path).unlink(missing_ok=True)
             _prune_empty_dirs(shard_dir.parent / "staging")
-        index += 1
+
+    write_staged_shards(staged, ledger, cfg, shard_dir, after_shard=done)
 
 
 def _sweep_temp_files(staging: Path) -> None:

@@ -15,6 +15,7 @@ import time
 import traceback
 from pathlib import Path
 
+import av
 import numpy as np
 
 from clipfactory.config import Config
@@ -38,7 +39,8 @@ from clipfactory.shots import make_detector
 from clipfactory.shots.learned import ModelError
 from clipfactory.sources.reader import REMOTE_PREFIXES
 
-__all__ = ["clip_exact_hash", "clip_phashes", "discard_clips", "file_sha256", "process_video"]
+__all__ = ["clip_exact_hash", "clip_phashes", "clip_pix_fmt", "discard_clips", "file_sha256",
+           "process_video"]
 
 log = logging.getLogger("clipfactory.worker")
 
@@ -70,6 +72,15 @@ def _threads(cfg_threads: int, workers: int) -> int:
     if cfg_threads > 0:
         return cfg_threads
     return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+def clip_pix_fmt(path: str) -> str | None:
+    """The pixel format a clip file's video stream declares (the card reports it)."""
+    try:
+        with av.open(path) as container:
+            return container.streams.video[0].codec_context.pix_fmt or None
+    except (av.FFmpegError, OSError, IndexError):
+        return None
 
 
 def discard_clips(result: VideoResult) -> None:
@@ -259,3 +270,4 @@ def _cut(info: VideoInfo, sig: Signals, clips: list[ClipRecord], staging: Path, 
         clip.staged_path = res.path
         clip.width, clip.height, clip.bytes = res.width, res.height, res.bytes
         clip.file_sha256 = file_sha256(res.path)
+        clip.extra["cut"]["pix_fmt"] = clip_pix_fmt(res.path)

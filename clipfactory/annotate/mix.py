@@ -13,6 +13,7 @@ uniform sample, deterministic for a seed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import tarfile
@@ -27,9 +28,9 @@ from clipfactory.config import Config
 from clipfactory.ledger import Ledger
 from clipfactory.lock import LOCK_FILE, holds_output_lock, output_lock
 from clipfactory.records import ClipRecord
+from clipfactory.sinks.bucket_writer import BucketedShardWriter
 from clipfactory.sinks.refresh import sample_metadata
 from clipfactory.sinks.shard_update import rewrite_shard_members
-from clipfactory.sinks.shards import ShardWriter
 from clipfactory.stages.store import EMBEDDINGS_DIR, PART_SCHEMA, ensure_schema
 from clipfactory.worker import file_sha256
 
@@ -189,14 +190,18 @@ def _copy_rows(sl: Ledger, dl: Ledger, chosen: list[ClipRecord], left: list[Clip
 
 def _copy_shards(src: Path, dst: Path, dl: Ledger, chosen: list[ClipRecord]) -> None:
     """Copy the chosen samples (every member: clip, caption...) shard by shard, each source
-    shard read once in order; then write their metadata, which names the new shard."""
+    shard read once in order; then write their metadata, which names the new shard. With
+    ``shards.bucket_by`` each clip goes to its bucket's folder; the samples arrive in source
+    order, so the writer keeps at most ``shards.max_open_buckets`` shards open."""
     by_shard: dict[str, dict[str, ClipRecord]] = {}
     for c in chosen:
         by_shard.setdefault(c.shard or "", {})[c.key] = c
     cfg = Config.model_validate(dl.get_meta("config") or {})
+    bucketing = cfg.shards.bucketing()
     placed: list[ClipRecord] = []
-    with ShardWriter(dst / "shards", max_count=cfg.shards.max_count,
-                     max_bytes=cfg.shards.max_bytes) as writer:
+    with BucketedShardWriter(dst / "shards", max_count=cfg.shards.max_count,
+                             max_bytes=cfg.shards.max_bytes,
+                             max_open=cfg.shards.max_open_buckets) as writer:
         for shard in sorted(by_shard):
             want = by_shard[shard]
             with tarfile.open(src / "shards" / shard) as tar:
@@ -209,14 +214,16 @@ def _copy_shards(src: Path, dst: Path, dl: Ledger, chosen: list[ClipRecord]) -> 
             for key, parts in members.items():
                 c = want[key]
                 c.state, c.stage, c.reason = "sharded", None, None
-                c.shard = writer.add(key, parts)
+                bucket = bucketing.bucket(c.width, c.height, c.duration_s)
+                c.shard = writer.add(bucket, key, parts)
                 placed.append(c)
         infos = writer.close()
     by_new: dict[str, list[ClipRecord]] = {}
     for c in placed:
         by_new.setdefault(c.shard or "", []).append(c)
-    infos = [rewrite_shard_members(dst / "shards" / i.name,
-                                   {c.key: sample_metadata(c) for c in by_new[i.name]})
+    infos = [dataclasses.replace(  # the ledger's name is the path under shards/
+        rewrite_shard_members(dst / "shards" / i.name,
+                              {c.key: sample_metadata(c) for c in by_new[i.name]}), name=i.name)
              for i in infos]
     with dl.transaction() as db:
         db.executemany(

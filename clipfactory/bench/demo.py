@@ -46,5 +46,6 @@ def run_demo(workdir: Path, workers: int = 2) -> dict:
     t = summary["throughput"]
     if t:
         print(f"  throughput: {t['x_realtime']}x realtime with {t['workers']} workers")
-    print(f"  card: {out / 'README.md'}; rerun `make demo` to see the resume (nothing redone)")
+    print(f"  card: {out / 'README.md'}; report: {out / 'report.html'} (open it in a browser)")
+    print("  rerun `make demo` to see the resume (nothing redone)")
     return summary

@@ -37,11 +37,13 @@ class FetchError(Exception):
     ``html_instead_of_video``, ...). ``retryable`` says whether trying again later can help;
     ``retry_after`` is the server's Retry-After in seconds, when it sent one; ``status`` the
     HTTP status, when there was one; ``progress`` the bytes this attempt added to a resumable
-    partial file (an attempt that made progress is not counted against the item)."""
+    partial file (an attempt that made progress is not counted against the item). ``stage``
+    is ``consent`` for a refusal by a site's signals (then ``evidence`` holds what was seen)."""
 
     def __init__(self, reason: str, detail: str = "", *, retryable: bool = False,
                  retry_after: float | None = None, status: int | None = None,
-                 progress: int = 0) -> None:
+                 progress: int = 0, stage: str = "fetch",
+                 evidence: list[dict[str, Any]] | None = None) -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
@@ -49,6 +51,8 @@ class FetchError(Exception):
         self.retry_after = retry_after
         self.status = status
         self.progress = progress
+        self.stage = stage
+        self.evidence = evidence or []
         self.attempts = 1  # set by the retry loop to the attempts made
 
 

@@ -21,6 +21,8 @@ def add_run_flags(r: argparse.ArgumentParser) -> None:
                    help="keep fetched source files after their clips are cut")
     r.add_argument("--cookies", default=None,
                    help="Netscape cookies.txt to send (only cookies you pass are ever used)")
+    r.add_argument("--allow-private-network", action="store_true", default=None,
+                   help="let manifest URLs reach loopback/private/link-local addresses")
 
 
 def apply_run_flags(cfg: Config, a: argparse.Namespace) -> Config:
@@ -29,6 +31,8 @@ def apply_run_flags(cfg: Config, a: argparse.Namespace) -> Config:
         cfg.ingest.layout = a.layout
     if a.keep_sources:
         cfg.fetch.keep_sources = True
+    if a.allow_private_network:
+        cfg.fetch.allow_private_network = True
     if a.cookies:
         if not Path(a.cookies).is_file():
             raise ValueError(f"cookie file not found: {a.cookies}")
@@ -46,6 +50,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--all", dest="all_failures", action="store_true",
                    help="also inputs that failed for good (404, media errors, timeouts)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--allow-private-network", action="store_true",
+                   help="let manifest URLs reach loopback/private/link-local addresses")
 
     b = sub.add_parser("bench-fetch", help="fetch throughput against loopback servers")
     b.add_argument("--hosts", type=int, default=4)
@@ -65,7 +71,8 @@ def _cmd_retry(a: argparse.Namespace) -> int:
     from clipfactory.fetch.retry import retry
 
     try:
-        summary = retry(a.output, now=a.now, all_failures=a.all_failures, quiet=a.quiet)
+        summary = retry(a.output, now=a.now, all_failures=a.all_failures, quiet=a.quiet,
+                        allow_private_network=a.allow_private_network)
     except FileNotFoundError as e:
         print(f"clipfactory: {e}", file=sys.stderr)
         return 2

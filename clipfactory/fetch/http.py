@@ -25,6 +25,8 @@ from urllib.parse import urlsplit
 
 from clipfactory.config import FetchConfig
 from clipfactory.fetch.base import FetchError, FetchResult, url_key
+from clipfactory.fetch.gate import FetchGate, private_address_error
+from clipfactory.fetch.netguard import private_address_in
 from clipfactory.fetch.sniff import (
     SNIFF_BYTES,
     check_content_type,
@@ -68,15 +70,16 @@ def _error_for_status(code: int, headers: Any, url: str) -> FetchError:
 
 class HttpFetcher:
     """Fetch http(s) URLs (see the module docstring). Thread-safe: no shared mutable state
-    except the cookie jar, which the standard library locks."""
+    except the cookie jar, which the standard library locks, and the gate's caches.
 
-    def __init__(self, cfg: FetchConfig | None = None) -> None:
+    Every attempt passes the :class:`~clipfactory.fetch.gate.FetchGate` first (private
+    addresses, robots.txt, tdmrep.json, then each redirect hop and the response headers)."""
+
+    def __init__(self, cfg: FetchConfig | None = None, gate: FetchGate | None = None) -> None:
         self.cfg = cfg or FetchConfig()
+        self.gate = gate or FetchGate(self.cfg)
         # http(s) only: a redirect to ftp:// or file:// is refused, not followed
-        handlers: list[urllib.request.BaseHandler] = [
-            urllib.request.ProxyHandler(), urllib.request.HTTPHandler(),
-            urllib.request.HTTPSHandler(), urllib.request.HTTPDefaultErrorHandler(),
-            urllib.request.HTTPRedirectHandler(), urllib.request.HTTPErrorProcessor()]
+        handlers: list[urllib.request.BaseHandler] = []
         if self.cfg.cookies_file:  # only cookies the user handed us, never a browser's
             jar = MozillaCookieJar(self.cfg.cookies_file)
             jar.load(ignore_discard=True, ignore_expires=True)
@@ -84,14 +87,14 @@ class HttpFetcher:
                 if cookie.expires == 0:
                     cookie.expires, cookie.discard = None, True
             handlers.append(urllib.request.HTTPCookieProcessor(jar))
-        self._opener = urllib.request.OpenerDirector()
-        for handler in handlers:
-            self._opener.add_handler(handler)
+        self._opener = self.gate.build_opener(*handlers)
 
     def fetch(self, url: str, dest_dir: Path, max_bytes: int,
               expected_sha256: str | None = None) -> FetchResult:
         """One attempt at ``url`` (module docstring); raises :class:`FetchError`."""
         dest_dir = Path(dest_dir)
+        self.gate.start()
+        self.gate.before(url)  # before any request of the URL itself
         part_dir = dest_dir / ".partial"
         part_dir.mkdir(parents=True, exist_ok=True)
         key = url_key(url)
@@ -116,9 +119,13 @@ class HttpFetcher:
                     _discard(part, meta_path)
                 raise _error_for_status(e.code, e.headers, url) from None
         except _NETWORK_ERRORS as e:
+            hit = private_address_in(e)
+            if hit is not None:  # a redirect hop, or a name whose answer changed
+                raise private_address_error(hit) from None
             raise FetchError("connection_error", f"{type(e).__name__}: {e}",
                              retryable=True) from None
         with resp:
+            self.gate.response(resp.url, resp.headers)  # before a byte of the body
             return self._receive(url, resp, part, meta_path, dest_dir, key, offset, max_bytes,
                                  expected_sha256)
 
@@ -217,7 +224,8 @@ class HttpFetcher:
         prov = {"fetcher": "http", "url": url, "final_url": meta.get("final_url") or url,
                 "content_type": ctype or meta.get("content_type"), "etag": meta.get("etag"),
                 "last_modified": meta.get("last_modified"), "bytes": size,
-                "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "consent": self.gate.evidence() or None}
         return FetchResult(str(final), size, digest, prov["content_type"],
                            {k: v for k, v in prov.items() if v is not None})
 

@@ -210,7 +210,9 @@ class Politeness:
                            and resumes < _MAX_RESUMES)
                 resumes += resumed
                 failures += not resumed
-                if not e.retryable or e.status == 403 or failures >= self.cfg.max_attempts:
+                # a site's consent signal is cached for the run: asking again cannot change it
+                if not e.retryable or e.status == 403 or e.stage == "consent" \
+                        or failures >= self.cfg.max_attempts:
                     raise
                 left = self.paused_for(host)
                 if left > 0:

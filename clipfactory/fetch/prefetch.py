@@ -33,6 +33,7 @@ from typing import Any
 
 from clipfactory.config import FetchConfig
 from clipfactory.fetch.base import FetchError, FetchResult, url_key
+from clipfactory.fetch.gate import ConsentMode
 from clipfactory.fetch.polite import HostPause, Politeness
 from clipfactory.fetch.router import Router, needs_fetch
 from clipfactory.records import Rejection, SourceItem, VideoResult
@@ -55,7 +56,7 @@ class FetchFailure:
         e = self.error
         detail = f"{e.detail} (after {e.attempts} attempt{'s' if e.attempts != 1 else ''})"
         return VideoResult(item=self.item, rejection=Rejection(
-            self.item.item_key, self.item.source, "fetch", e.reason, detail.strip(),
+            self.item.item_key, self.item.source, e.stage, e.reason, detail.strip(),
             video_id=self.item.id))
 
 
@@ -76,11 +77,12 @@ class Prefetcher:
     """See the module docstring."""
 
     def __init__(self, cfg: FetchConfig, sources_dir: str | Path, *,
-                 router: Router | None = None, politeness: Politeness | None = None) -> None:
+                 router: Router | None = None, politeness: Politeness | None = None,
+                 consent: ConsentMode = "enforce") -> None:
         self.cfg = cfg
         self.dir = Path(sources_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.router = router or Router(cfg)
+        self.router = router or Router(cfg, consent)
         self._stop = threading.Event()
         self.polite = politeness or Politeness(cfg, stop=self._stop, on_pause=self._on_pause)
         self._pool = ThreadPoolExecutor(max(1, cfg.concurrency), thread_name_prefix="fetch")

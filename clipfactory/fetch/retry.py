@@ -39,7 +39,8 @@ def requeue_failed(ledger: Ledger, *, now: bool = False, all_failures: bool = Fa
 
 @holds_output_lock("retry", "output")
 def retry(output: str | Path, *, now: bool = False, all_failures: bool = False,
-          quiet: bool = True, cfg: Config | None = None) -> dict[str, Any]:
+          quiet: bool = True, cfg: Config | None = None,
+          allow_private_network: bool = False) -> dict[str, Any]:
     """Requeue (see :func:`requeue_failed`) and run the output again with its own config."""
     from clipfactory.pipeline import run
 
@@ -57,6 +58,8 @@ def retry(output: str | Path, *, now: bool = False, all_failures: bool = False,
         ledger.close()
     if cfg is None:
         cfg = Config.model_validate(stored) if stored else Config()
+    if allow_private_network:
+        cfg.fetch.allow_private_network = True
     summary = run(None, out, cfg, quiet=quiet) if keys else {}
     summary["retry"] = {"requeued": len(keys),
                         "next_retry_at": min(waiting) if waiting and not keys else None}

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 from clipfactory.config import FetchConfig
 from clipfactory.fetch.base import Fetcher
 from clipfactory.fetch.fsspec_fetch import FsspecFetcher
+from clipfactory.fetch.gate import ConsentMode, FetchGate
 from clipfactory.fetch.http import HttpFetcher
 from clipfactory.fetch.local import LocalFetcher
 from clipfactory.fetch.ytdlp import YtDlpFetcher
@@ -22,13 +23,16 @@ def needs_fetch(source: str) -> bool:
 
 class Router:
     """Picks the fetcher of a URL: yt-dlp for the configured video-site hosts, plain http(s)
-    for other web URLs, fsspec for object stores, the file itself for local paths."""
+    for other web URLs, fsspec for object stores, the file itself for local paths. The web
+    fetchers share one :class:`~clipfactory.fetch.gate.FetchGate`; object stores and local
+    files are the user's own storage and are not gated."""
 
-    def __init__(self, cfg: FetchConfig | None = None) -> None:
+    def __init__(self, cfg: FetchConfig | None = None, consent: ConsentMode = "enforce") -> None:
         self.cfg = cfg or FetchConfig()
+        self.gate = FetchGate(self.cfg, consent)  # one per run: robots.txt cached per host
         self.local = LocalFetcher()
-        self.http = HttpFetcher(self.cfg)
-        self.ytdlp = YtDlpFetcher(self.cfg)
+        self.http = HttpFetcher(self.cfg, self.gate)
+        self.ytdlp = YtDlpFetcher(self.cfg, self.gate)
         self.fsspec = FsspecFetcher(self.cfg)
 
     def uses_ytdlp(self, url: str) -> bool:

@@ -4,6 +4,7 @@ The driver owns fetching because politeness needs one view of every host. Pendin
 URLs go through the :class:`~clipfactory.fetch.prefetch.Prefetcher`; the executor gets local
 paths. A failed fetch is recorded at once as a failed input (stage ``fetch``, a specific reason,
 the attempts, the last error and a next retry time) and nothing else: no clip rows, no files.
+A refusal by a site's consent signals is stage ``consent``, with its evidence in the ledger.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from clipfactory.config import Config
+from clipfactory.consent.store import record_consent
 from clipfactory.fetch.prefetch import FetchFailure, Prefetcher
 from clipfactory.fetch.router import needs_fetch
 from clipfactory.ledger import Ledger
@@ -55,10 +57,23 @@ class FetchStage:
         """``pending`` itself when nothing needs fetching, else the prefetcher's stream."""
         if not any(needs_fetch(i.source) for i in pending):
             return pending
-        self.prefetcher = Prefetcher(self.cfg.fetch, self.dir)
-        return self.prefetcher.items(pending, on_failure=self._record_failure)
+        self.prefetcher = Prefetcher(self.cfg.fetch, self.dir, consent=self.cfg.policy.consent)
+        return self._with_evidence(self.prefetcher.items(pending,
+                                                         on_failure=self._record_failure))
+
+    def _with_evidence(self, items: Iterable[SourceItem]) -> Iterator[SourceItem]:
+        """Store what the sites said about each fetched item (signals recorded, not enforced,
+        or an empty list that clears an earlier refusal)."""
+        for item in items:
+            if needs_fetch(item.source):
+                record_consent(self.ledger, item.item_key,
+                               item.provenance.get("consent") or [], enforced=False)
+            yield item
 
     def _record_failure(self, failure: FetchFailure) -> None:
+        if failure.error.stage == "consent":
+            record_consent(self.ledger, failure.item.item_key, failure.error.evidence,
+                           enforced=True)
         row = self.ledger.db.execute("SELECT attempts FROM videos WHERE item_key = ?",
                                      (failure.item.item_key,)).fetchone()
         result = failure.result()

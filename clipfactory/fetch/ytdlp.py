@@ -6,6 +6,11 @@ used anyway). yt-dlp's info dict is kept for provenance (``license``, ``uploader
 ``upload_date``, ``webpage_url``, ...). What is never done: DRM-protected formats are not
 touched (yt-dlp's ``allow_unplayable_formats`` stays off), no geo-bypass header is faked, no
 proxy is set, and cookies are used only from a file the user passes (``fetch.cookies_file``).
+
+Before yt-dlp is called, the page URL passes the :class:`~clipfactory.fetch.gate.FetchGate`:
+its host must be public, robots.txt must allow it, tdmrep.json must not reserve it, and the
+page itself is read once for ``X-Robots-Tag``/``tdm-reservation`` headers and ``<meta>`` tags.
+yt-dlp's own requests (the media URLs an extractor finds on the page) are not re-checked.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 
 from clipfactory.config import FetchConfig
 from clipfactory.fetch.base import FetchError, FetchResult, url_key
+from clipfactory.fetch.gate import FetchGate
 from clipfactory.fetch.sniff import hash_and_head, sniff
 
 __all__ = ["PROVENANCE_FIELDS", "YtDlpFetcher", "ytdlp_format"]
@@ -111,8 +117,9 @@ def classify(message: str, exc: BaseException | None = None) -> FetchError:
 class YtDlpFetcher:
     """Fetch a page URL with yt-dlp (see the module docstring)."""
 
-    def __init__(self, cfg: FetchConfig | None = None) -> None:
+    def __init__(self, cfg: FetchConfig | None = None, gate: FetchGate | None = None) -> None:
         self.cfg = cfg or FetchConfig()
+        self.gate = gate or FetchGate(self.cfg)
 
     def options(self, dest_dir: Path, key: str, max_bytes: int, log: _Log) -> dict[str, Any]:
         """The YoutubeDL parameters of one download."""
@@ -141,6 +148,9 @@ class YtDlpFetcher:
             raise FetchError("ytdlp_missing", "pip install 'clipfactory[fetch]' (yt-dlp) to "
                              "fetch pages of video sites") from None
         dest_dir = Path(dest_dir)
+        self.gate.start()
+        self.gate.before(url)
+        self.gate.page(url)
         (dest_dir / ".partial").mkdir(parents=True, exist_ok=True)
         log = _Log()
         try:
@@ -158,7 +168,10 @@ class YtDlpFetcher:
             if any("max-filesize" in line or "larger than" in line for line in log.lines):
                 raise FetchError("too_large", f"over the limit of {max_bytes} bytes")
             raise FetchError("ytdlp_error", "; ".join(log.lines)[-500:] or "no file written")
-        return _result(path, info, max_bytes, expected_sha256)
+        res = _result(path, info, max_bytes, expected_sha256)
+        if self.gate.evidence():
+            res.provenance["consent"] = self.gate.evidence()
+        return res
 
 
 def _result(path: Path, info: dict[str, Any], max_bytes: int,

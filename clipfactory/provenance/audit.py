@@ -123,8 +123,9 @@ def _check_shards(out: Path, report: AuditReport, ledger_shards: dict[str, str],
     by_shard: dict[str, dict[str, dict[str, Any]]] = {}
     for row in index.values():
         by_shard.setdefault(row["shard"] or "", {})[row["key"]] = row
-    files = {p.name: p for p in (out / "shards").glob("*.tar")} if (out / "shards").is_dir() \
-        else {}
+    root = out / "shards"  # flat, or one folder per bucket: names are paths under shards/
+    files = {p.relative_to(root).as_posix(): p for p in root.rglob("*.tar")
+             if not p.name.startswith(".")} if root.is_dir() else {}
     for name in sorted(set(files) | set(ledger_shards) | set(by_shard)):
         if name not in files:
             report.add("shard_missing", "listed by the ledger or index but not on disk", name)

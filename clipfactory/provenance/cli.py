@@ -81,7 +81,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--opt-out-file", default=None, metavar="FILE",
                    help="also check against these opt-out rules")
 
-    v = sub.add_parser("revalidate", help="check that sources still exist upstream")
+    v = sub.add_parser("revalidate", help="check that sources still exist upstream and that "
+                       "their sites do not reserve them from AI training")
     v.add_argument("output", help="output folder of a run")
     v.add_argument("--purge", action="store_true", help="take down sources that are gone")
     v.add_argument("--no-wait", action="store_true",
@@ -91,6 +92,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--timeout", type=float, default=15.0, help="seconds per request")
     v.add_argument("--reason", default="source no longer available upstream",
                    help="reason recorded for purged sources")
+    v.add_argument("--allow-private-network", action="store_true",
+                   help="let sources on loopback/private addresses be checked")
 
 
 def _no_output(out: str) -> int:
@@ -140,9 +143,9 @@ def _cmd_revalidate(a: argparse.Namespace) -> int:
     if not (Path(a.output) / "ledger.sqlite").is_file():
         return _no_output(a.output)
     report = revalidate(a.output, purge=a.purge, rate=a.rate, timeout=a.timeout,
-                        reason=a.reason)
+                        reason=a.reason, allow_private_network=a.allow_private_network)
     print(report.render())
-    return 1 if report.gone() and not a.purge else 0
+    return 1 if (report.gone() or report.refused()) and not a.purge else 0
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

@@ -48,8 +48,10 @@ def inherit_policy(cfg: Config, previous: dict | None) -> Config:
 def build_gate(ledger: Ledger, cfg: PolicyConfig) -> Gate:
     """The gate of an output: the config's policy plus the takedowns recorded in its ledger."""
     rules = OptOutList.parse(ledger.get_meta(TAKEDOWN_RULES, []), "takedown rules")
+    # a consent refusal is about the URL's site, not the bytes: the same video published
+    # elsewhere under a licence is not refused with it
     removed = frozenset(r["source_sha256"] for r in ledger.videos("removed")
-                        if r["source_sha256"])
+                        if r["source_sha256"] and r["stage"] != "consent")
     return Gate.build(cfg, rules, removed)
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from clipfactory.ledger import Ledger
+from clipfactory.provenance.recut import mark_orphans
 from clipfactory.records import ClipRecord
 from clipfactory.sinks.shards import rewrite_shard_without, shard_info
 from clipfactory.stages.store import remove_embeddings
@@ -57,6 +58,7 @@ class Removal:
     shards: list[ShardChange] = field(default_factory=list)
     rules: list[str] = field(default_factory=list)
     embeddings: int = 0  # clip vectors purged from embeddings/ and the ledger
+    orphans: list[str] = field(default_factory=list)  # duplicates of removed clips, to re-cut
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -81,8 +83,8 @@ def _rewrite(shard_dir: Path, shard: str, keys: set[str], ledger: Ledger) -> Sha
     before = shard_info(path)
     info = rewrite_shard_without(path, keys)
     ledger.remove_shard(shard)
-    if info is not None:
-        ledger.add_shards([(info.name, info.sha256, info.bytes, info.count)], [])
+    if info is not None:  # the ledger's name is the path under shards/ (bucket/shard-N.tar)
+        ledger.add_shards([(shard, info.sha256, info.bytes, info.count)], [])
     return ShardChange(shard, before.sha256, before.bytes, info.sha256 if info else None,
                        info.bytes if info else None, len(set(before.keys) & keys))
 
@@ -128,6 +130,9 @@ def remove_inputs(out: str | Path, ledger: Ledger, rows: Sequence[sqlite3.Row],
             c.staged_path = None
             changed.append(c)
     ledger.update_clips(changed)
+    # what the removed clips stood for as dedup keepers is cut again from the duplicates'
+    # own sources by the next run (clipfactory.provenance.recut)
+    removal.orphans = mark_orphans(ledger, removal.clips)
     # every derived vector goes too, kept or dropped (a semantic duplicate still has one)
     removal.embeddings = remove_embeddings(out, ledger, [c.clip_id for c in clips])
     removal.videos = [_video_entry(r, matched[r["item_key"]]) for r in rows]

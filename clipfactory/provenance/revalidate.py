@@ -8,10 +8,20 @@ refused with 405 or 501); ``404`` and ``410`` mean gone. Video-site pages (YouTu
 need yt-dlp to tell a live video from a removed one: with yt-dlp importable they are checked
 with ``download=False``, otherwise reported as not checkable. Inputs without a URL are
 skipped and reported. With ``purge`` the gone sources are taken down.
+
+The sites' consent signals are checked again too, through the same
+:class:`~clipfactory.fetch.gate.FetchGate` a run uses: robots.txt before any request of the
+URL (a disallowed path is not requested at all), the site's tdmrep.json, and the
+``X-Robots-Tag``/``tdm-reservation`` headers of the HEAD answer. A source whose site now
+reserves it is ``refused``; with ``purge`` and ``policy.consent: enforce`` it is purged like a
+takedown, as ``consent/<signal>``, its evidence kept in the ledger. Under ``record`` the
+evidence is kept and nothing is purged. Private addresses are refused as in a run, unless
+``allow_private_network``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import urllib.error
 import urllib.request
@@ -22,6 +32,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from clipfactory import __version__
+from clipfactory.config import Config, FetchConfig
+from clipfactory.consent.store import record_consent
+from clipfactory.fetch.base import FetchError
+from clipfactory.fetch.gate import FetchGate
 from clipfactory.fetch.http import parse_retry_after
 from clipfactory.lock import holds_output_lock
 from clipfactory.provenance.ingest import TAKEDOWN_RULES
@@ -42,14 +56,17 @@ _GONE_WORDS = ("removed by the uploader", "has been removed", "has been deleted"
 
 @dataclass(frozen=True)
 class SourceCheck:
-    """The outcome for one URL: ``ok``, ``gone``, ``error``, ``not_checkable`` or ``skipped``
-    (no URL), with the HTTP status when there was one, and the inputs it covers."""
+    """The outcome for one URL: ``ok``, ``gone``, ``refused`` (a consent signal),
+    ``error``, ``not_checkable`` or ``skipped`` (no URL), with the HTTP status when there was
+    one, the inputs it covers, and for ``refused`` the signal and its evidence."""
 
     url: str | None
     status: str
     http_status: int | None = None
     detail: str = ""
     item_keys: tuple[str, ...] = ()
+    signal: str | None = None
+    evidence: tuple[dict, ...] = ()
 
 
 class HostLimiter:
@@ -71,68 +88,91 @@ class HostLimiter:
         self._next[host] = max(self._next.get(host, 0.0), time.monotonic() + seconds)
 
 
-class _KeepMethod(urllib.request.HTTPRedirectHandler):
-    """Follow redirects with the same method and headers (urllib turns HEAD into GET)."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
-        new = super().redirect_request(req, fp, code, msg, headers, newurl)
-        if new is not None:
-            new.method = req.get_method()
-        return new
-
-
-_OPENER = urllib.request.build_opener(_KeepMethod)
-
-
-def _request(url: str, method: str, timeout: float) -> tuple[int, str | None]:
+def _request(opener: urllib.request.OpenerDirector, url: str, method: str,
+             timeout: float) -> tuple[int, str | None, object]:
     headers = {"User-Agent": f"clipfactory/{__version__} (source revalidation)"}
     if method == "GET":
         headers["Range"] = "bytes=0-0"
     req = urllib.request.Request(url, method=method, headers=headers)
     try:
-        with _OPENER.open(req, timeout=timeout) as resp:
-            return resp.status, None
+        with opener.open(req, timeout=timeout) as resp:
+            return resp.status, None, resp.headers
     except urllib.error.HTTPError as e:
         retry = e.headers.get("Retry-After") if e.headers else None
         e.close()
-        return e.code, retry
+        return e.code, retry, None
 
 
 def check_url(url: str, limiter: HostLimiter, *, timeout: float = 15.0, retries: int = 3,
-              max_wait_s: float = 60.0) -> tuple[str, int | None, str]:
-    """(status, http status, detail) of one http(s) URL."""
+              max_wait_s: float = 60.0, gate: FetchGate | None = None) -> SourceCheck:
+    """The check of one http(s) URL (without its item keys): consent first, then existence."""
+    gate = gate or _gate(timeout, allow_private=False, limiter=limiter)
+    try:
+        gate.before(url)  # private address, robots.txt, tdmrep.json: before the HEAD
+    except FetchError as e:
+        return _refusal(url, e)
+    opener = gate.build_opener()
     host = (urlsplit(url).hostname or "").lower()
     method = "HEAD"
     attempt = 0
     while True:
         limiter.wait(host)
         try:
-            code, retry = _request(url, method, timeout)
+            code, retry, headers = _request(opener, url, method, timeout)
+        except FetchError as e:  # a redirect hop the gate refused
+            return _refusal(url, e)
         except (urllib.error.URLError, OSError, ValueError) as e:
-            return "error", None, f"{type(e).__name__}: {getattr(e, 'reason', e)}"
+            return SourceCheck(url, "error", None,
+                               f"{type(e).__name__}: {getattr(e, 'reason', e)}")
         if code in (405, 501) and method == "HEAD":
             method = "GET"
             continue
         if code in (429, 503):
             attempt += 1
             if attempt > retries:
-                return "error", code, f"HTTP {code} after {retries} retries; try again later"
+                return SourceCheck(url, "error", code,
+                                   f"HTTP {code} after {retries} retries; try again later")
             wait = parse_retry_after(retry)
             wait = min(max_wait_s, wait if wait is not None else 2.0 ** attempt)
             limiter.defer(host, wait)
             continue
         if code in (404, 410):
-            return "gone", code, f"HTTP {code}"
+            return SourceCheck(url, "gone", code, f"HTTP {code}")
         if 200 <= code < 400:
-            return "ok", code, f"HTTP {code} ({method})"
-        return "error", code, f"HTTP {code}"
+            try:
+                gate.response(url, headers)
+            except FetchError as e:
+                return _refusal(url, e, code)
+            return SourceCheck(url, "ok", code, f"HTTP {code} ({method})")
+        return SourceCheck(url, "error", code, f"HTTP {code}")
 
 
-def _check_video_site(url: str, limiter: HostLimiter) -> tuple[str, int | None, str]:
+def _refusal(url: str, e: FetchError, code: int | None = None) -> SourceCheck:
+    if e.stage != "consent" or e.reason == "robots_unavailable":  # not the site's answer
+        return SourceCheck(url, "error", code, f"{e.stage}/{e.reason}: {e.detail}")
+    return SourceCheck(url, "refused", code, f"consent/{e.reason}: {e.detail}",
+                       signal=e.reason, evidence=tuple(e.evidence))
+
+
+def _gate(timeout: float, allow_private: bool, limiter: HostLimiter) -> FetchGate:
+    cfg = FetchConfig(timeout_s=timeout, allow_private_network=allow_private,
+                      user_agent=f"clipfactory/{__version__} (source revalidation)")
+    # enforce: a signal comes back as a FetchError to report; robots.txt and tdmrep.json
+    # requests obey the per-host rate too
+    return FetchGate(cfg, "enforce", throttle=limiter.wait)
+
+
+def _check_video_site(url: str, limiter: HostLimiter, gate: FetchGate | None = None
+                      ) -> tuple[str, int | None, str] | SourceCheck:
     try:
         import yt_dlp  # type: ignore[import-not-found]
     except ImportError:
         return "not_checkable", None, "video-site URL; install yt-dlp to check it"
+    if gate is not None:
+        try:
+            gate.before(url)  # robots.txt and tdmrep.json of the site, as a run would
+        except FetchError as e:
+            return _refusal(url, e)
     limiter.wait((urlsplit(url).hostname or "").lower())
     opts = {"quiet": True, "no_warnings": True, "skip_download": True, "noplaylist": True}
     try:
@@ -154,16 +194,21 @@ def _url_of(row) -> str | None:  # type: ignore[no-untyped-def]
 
 @dataclass
 class RevalidateReport:
-    """Every check, and the removal when gone sources were purged."""
+    """Every check, and the removals when gone or refused sources were purged."""
 
     checks: list[SourceCheck] = field(default_factory=list)
     removal: Removal | None = None
+    consent_removal: Removal | None = None
+    consent_mode: str = "enforce"
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(c.status for c in self.checks))
 
     def gone(self) -> list[SourceCheck]:
         return [c for c in self.checks if c.status == "gone"]
+
+    def refused(self) -> list[SourceCheck]:
+        return [c for c in self.checks if c.status == "refused"]
 
     def render(self) -> str:
         lines = ["revalidate: " + ", ".join(f"{n} {s}" for s, n in sorted(self.counts().items()))]
@@ -175,19 +220,48 @@ class RevalidateReport:
             lines.append(f"purged {len(self.removal.videos)} sources, "
                          f"{len(self.removal.clips)} clips, {len(self.removal.shards)} shards "
                          "rewritten")
+        if self.consent_removal is not None:
+            lines.append(f"purged {len(self.consent_removal.videos)} sources refused by "
+                         f"their sites' consent signals, {len(self.consent_removal.clips)} "
+                         "clips")
+        elif self.refused() and self.consent_mode == "record":
+            lines.append("consent signals recorded, nothing purged (policy.consent: record)")
         return "\n".join(lines)
+
+
+def _check_all(by_url: dict[str, list], limiter: HostLimiter, gate: FetchGate,
+               timeout: float, retries: int, max_wait_s: float) -> list[SourceCheck]:
+    checks = []
+    for url, rs in by_url.items():
+        keys = tuple(r["item_key"] for r in rs)
+        host = (urlsplit(url).hostname or "").lower().removeprefix("www.")
+        if any(host == s or host.endswith("." + s) for s in _VIDEO_SITES):
+            got = _check_video_site(url, limiter, gate)
+            check = got if isinstance(got, SourceCheck) else SourceCheck(url, *got)
+        elif url.lower().startswith(("http://", "https://")):
+            check = check_url(url, limiter, timeout=timeout, retries=retries,
+                              max_wait_s=max_wait_s, gate=gate)
+        else:
+            check = SourceCheck(url, "not_checkable", None, "not an http(s) URL")
+        checks.append(dataclasses.replace(check, item_keys=keys))
+    return checks
 
 
 @holds_output_lock("revalidate")
 def revalidate(out: str | Path, *, purge: bool = False, rate: float = 1.0,
                timeout: float = 15.0, retries: int = 3, max_wait_s: float = 60.0,
-               reason: str = "source no longer available upstream") -> RevalidateReport:
+               reason: str = "source no longer available upstream",
+               allow_private_network: bool = False) -> RevalidateReport:
     """Check every source in the dataset (see the module docstring)."""
     out = Path(out)
     limiter = HostLimiter(1.0 / rate if rate > 0 else 0.0)
     report = RevalidateReport()
     ledger = open_output(out)
     try:
+        cfg = Config.model_validate(ledger.get_meta("config") or {})
+        report.consent_mode = cfg.policy.consent
+        gate = _gate(timeout, allow_private_network or cfg.fetch.allow_private_network,
+                     limiter)
         rows = ledger.videos("done")
         by_url: dict[str, list] = {}
         for r in rows:
@@ -197,23 +271,19 @@ def revalidate(out: str | Path, *, purge: bool = False, rate: float = 1.0,
                                                  (r["item_key"],)))
             else:
                 by_url.setdefault(url, []).append(r)
-        for url, rs in by_url.items():
-            keys = tuple(r["item_key"] for r in rs)
-            host = (urlsplit(url).hostname or "").lower().removeprefix("www.")
-            if any(host == s or host.endswith("." + s) for s in _VIDEO_SITES):
-                status, code, detail = _check_video_site(url, limiter)
-            elif url.lower().startswith(("http://", "https://")):
-                status, code, detail = check_url(url, limiter, timeout=timeout,
-                                                 retries=retries, max_wait_s=max_wait_s)
-            else:
-                status, code, detail = "not_checkable", None, "not an http(s) URL"
-            report.checks.append(SourceCheck(url, status, code, detail, keys))
+        report.checks += _check_all(by_url, limiter, gate, timeout, retries, max_wait_s)
         ledger.event("revalidate", {"counts": report.counts(), "gone": [
             {"url": c.url, "http_status": c.http_status, "items": c.item_keys}
-            for c in report.gone()]})
+            for c in report.gone()], "refused": [
+            {"url": c.url, "signal": c.signal, "items": c.item_keys}
+            for c in report.refused()]})
+        rows_by_key = {r["item_key"]: r for rs in by_url.values() for r in rs}
+        enforce = report.consent_mode == "enforce"
+        for c in report.refused():
+            for k in c.item_keys:
+                record_consent(ledger, k, c.evidence, enforced=enforce and purge)
         gone = report.gone()
         if purge and gone:
-            rows_by_key = {r["item_key"]: r for rs in by_url.values() for r in rs}
             hit = [rows_by_key[k] for c in gone for k in c.item_keys]
             why = {k: f"{c.url}: {c.detail}" for c in gone for k in c.item_keys}
             rules = [f"url:{c.url}" for c in gone]
@@ -222,6 +292,16 @@ def revalidate(out: str | Path, *, purge: bool = False, rate: float = 1.0,
             report.removal = remove_inputs(out, ledger, hit, why, kind="revalidate",
                                            reason=reason, state="removed", stage="takedown",
                                            codes=dict.fromkeys(why, "source_gone"), rules=rules)
+        refused = report.refused()
+        if purge and refused and enforce:
+            hit = [rows_by_key[k] for c in refused for k in c.item_keys]
+            why = {k: c.detail for c in refused for k in c.item_keys}
+            codes = {k: c.signal or "consent" for c in refused for k in c.item_keys}
+            report.consent_removal = remove_inputs(
+                out, ledger, hit, why, kind="revalidate",
+                reason="the source's site reserves it from AI training", state="removed",
+                stage="consent", codes=codes)
+        if report.removal is not None or report.consent_removal is not None:
             refresh_outputs(out, ledger)
         return report
     finally:

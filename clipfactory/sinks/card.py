@@ -8,8 +8,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from clipfactory.consent.card import consent_lines
 from clipfactory.policy.report import license_sections
 from clipfactory.records import ClipRecord
+from clipfactory.sinks.card_media import layout_lines, loading_lines, media_lines
+from clipfactory.sinks.hf_card import front_matter
 
 __all__ = ["render_card", "write_card"]
 
@@ -21,8 +24,8 @@ def _md(text: object) -> str:
 def render_card(summary: dict[str, Any], kept: Sequence[ClipRecord], config_yaml: str) -> str:
     """The card as Markdown."""
     counts = summary["counts"]
-    last_shard = max(0, len(summary.get("shards", [])) - 1)
     lines = [
+        *front_matter(kept),  # YAML for Hugging Face datasets: configs, declared features
         "# Dataset card",
         "",
         f"Curated by clipfactory {summary['version']}. {counts['clips']['kept']} clips, "
@@ -31,21 +34,19 @@ def render_card(summary: dict[str, Any], kept: Sequence[ClipRecord], config_yaml
         "",
         "## Layout",
         "",
-        "- `shards/shard-NNNNNN.tar`: WebDataset shards; each clip is `KEY.mp4` (H.264, yuv420p,"
-        " timestamps from 0), `KEY.json` (its index row) and, for a captioned clip, `KEY.txt`.",
+        *layout_lines(kept),  # flat or bucketed; no claim about codecs (see Clips)
         "- `index.parquet`: one row per clip (source, span in frames and seconds, license,"
         " attribution, shard, key).",
         "- `rejected.parquet`: every dropped clip and failed input, with stage and reason.",
-        "",
-        "```python",
-        "import webdataset as wds",
-        f'ds = wds.WebDataset("shards/shard-{{000000..{last_shard:06d}}}.tar")'
-        '.to_tuple("mp4", "json")',
-        "```",
+        "- `report.html`: the HTML report (opens from disk): thumbnails of kept clips and of"
+        " what each filter and dedup dropped, failed inputs, distributions, licenses.",
         "",
     ]
+    lines += media_lines(kept, summary)  # codecs, pixel formats, sizes, buckets, models
+    lines += loading_lines(kept)  # the lines of docs/loaders.md
     lines += _annotation_lines(summary)
     lines += license_sections(summary, kept)  # policy, license table, attribution by license
+    lines += consent_lines(summary)  # sites' AI-training reservations: refused or recorded
     lines += ["## What was removed", "", "| stage/reason | clips |", "|---|---|"]
     for reason, n in counts["dropped_by_reason"].items():
         lines.append(f"| {_md(reason)} | {n} |")

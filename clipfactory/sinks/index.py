@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 
 from clipfactory.records import ClipRecord
 
-__all__ = ["INDEX_SCHEMA", "REJECTED_SCHEMA", "clip_row", "write_index", "write_rejected"]
+__all__ = ["INDEX_SCHEMA", "REJECTED_SCHEMA", "bucket_of", "clip_row", "write_index",
+           "write_rejected"]
 
 INDEX_SCHEMA = pa.schema([
     ("clip_id", pa.string()), ("video_id", pa.string()), ("source", pa.string()),
@@ -25,10 +26,12 @@ INDEX_SCHEMA = pa.schema([
     ("num_frames", pa.int64()), ("fps", pa.float64()), ("width", pa.int32()),
     ("height", pa.int32()), ("license", pa.string()), ("attribution", pa.string()),
     ("license_raw", pa.string()), ("policy_decision", pa.string()),
-    ("policy_reason", pa.string()), ("shard", pa.string()), ("key", pa.string()),
+    ("policy_reason", pa.string()), ("shard", pa.string()), ("bucket", pa.string()),
+    ("key", pa.string()),
     ("bytes", pa.int64()),
     ("file_sha256", pa.string()), ("exact_hash", pa.string()),
-    ("cut_method", pa.string()), ("video_codec", pa.string()), ("has_audio", pa.bool_()),
+    ("cut_method", pa.string()), ("video_codec", pa.string()), ("pix_fmt", pa.string()),
+    ("has_audio", pa.bool_()),
     ("camera_motion", pa.string()), ("category", pa.string()), ("caption", pa.string()), ("caption_status", pa.string()),
     ("caption_model", pa.string()),
     ("scores", pa.map_(pa.string(), pa.float64())), ("extra", pa.string()),
@@ -53,6 +56,11 @@ def _caption_columns(c: ClipRecord) -> dict[str, Any]:
     return {"caption": caption, "caption_status": status, "caption_model": model}
 
 
+def bucket_of(shard: str | None) -> str | None:
+    """The bucket a shard name lies in (``720p_16x9/shard-000000.tar``), None when flat."""
+    return shard.rpartition("/")[0] or None if shard else None
+
+
 def clip_row(c: ClipRecord) -> dict[str, Any]:
     """The index row of a kept clip; also the content of its ``KEY.json`` in the shard."""
     cut = c.extra.get("cut") or {}
@@ -64,9 +72,10 @@ def clip_row(c: ClipRecord) -> dict[str, Any]:
         "num_frames": c.num_frames, "fps": c.fps, "width": c.width, "height": c.height,
         "license": c.license, "attribution": c.attribution, "license_raw": c.license_raw,
         "policy_decision": c.policy_decision, "policy_reason": c.policy_reason,
-        "shard": c.shard, "key": c.key,
+        "shard": c.shard, "bucket": bucket_of(c.shard), "key": c.key,
         "bytes": c.bytes, "file_sha256": c.file_sha256, "exact_hash": c.exact_hash,
         "cut_method": cut.get("method"), "video_codec": cut.get("codec"),
+        "pix_fmt": cut.get("pix_fmt"),
         "has_audio": cut.get("audio"), "camera_motion": c.extra.get("camera_motion"),
         "category": c.extra.get("category"),
         **_caption_columns(c),

@@ -321,6 +321,12 @@ def annotation_summary(ledger: Ledger, kept: Iterable[Any], cfg: Any) -> dict[st
             "failed_by_reason": failed, "embeddings": n_vec,
             "embedding_model": ({"model": model[0], "revision": model[1], "dim": model[2]}
                                 if model else None),
+            "embedding_models": [  # every model, with the kept clips it embedded (the card)
+                {"model": r[0], "revision": r[1], "dim": r[2], "clips": r[3]}
+                for r in ledger.db.execute(
+                    "SELECT e.model, e.revision, e.dim, COUNT(*) FROM embeddings e JOIN clips c"
+                    " ON c.clip_id = e.clip_id WHERE c.state IN ('staged', 'sharded')"
+                    " GROUP BY 1, 2, 3 ORDER BY 4 DESC, 1")],
             "captions": {"by_status": dict(sorted(caps.items())), "captioner": captioner}
             if caps or captioner else None}
     if getattr(cfg.dedup, "semantic", False):

@@ -38,6 +38,7 @@ class Route:
     trickle_s: float = 0.05
     send_length: bool = True
     location: str = ""  # fault "redirect": answer 302 to this URL
+    headers: dict[str, str] = field(default_factory=dict)  # sent with every 2xx answer
     served: int = 0  # answers given so far
     faults: int = 0  # faults injected so far
     bytes_sent: int = 0
@@ -46,10 +47,20 @@ class Route:
     agents: list[str | None] = field(default_factory=list)
 
 
+def _site_file(path: str) -> bool:
+    path = path.split("?")[0]
+    return path == "/robots.txt" or path.startswith("/.well-known/")
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     owner: LoopbackServer
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.owner._lock:
+            self.owner.connections += 1  # accepted, whether or not a request follows
+        super().process_request(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -67,7 +78,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, head: bool) -> None:
         owner = self.server.owner
-        owner._enter()
+        owner._enter(self.path)
         self.counted = True
         try:
             owner._handle(self, head)
@@ -86,7 +97,9 @@ class LoopbackServer:
         self._lock = threading.Lock()
         self.in_flight = 0
         self.max_in_flight = 0
-        self.requests = 0
+        self.requests = 0  # every request, site files included
+        self.connections = 0
+        self.paths: list[str] = []  # the path of every request, in order
         self.request_times: list[float] = []
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.owner = self
@@ -119,8 +132,21 @@ class LoopbackServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def _enter(self) -> None:
+    @property
+    def media_requests(self) -> int:
+        """Requests other than the site files a consent check reads (robots.txt and
+        ``/.well-known/``)."""
         with self._lock:
+            return sum(1 for p in self.paths if not _site_file(p))
+
+    def site_requests(self, path: str) -> int:
+        """How many times ``path`` (e.g. ``/robots.txt``) was asked for."""
+        with self._lock:
+            return sum(1 for p in self.paths if p.split("?")[0] == path)
+
+    def _enter(self, path: str = "") -> None:
+        with self._lock:
+            self.paths.append(path)
             self.in_flight += 1
             self.requests += 1
             self.request_times.append(time.monotonic())
@@ -164,6 +190,8 @@ class LoopbackServer:
             h.send_header("Content-Type", route.content_type)
         h.send_header("ETag", etag)
         h.send_header("Accept-Ranges", "bytes")
+        for k, v in route.headers.items():
+            h.send_header(k, v)
         if code == 206:
             h.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
         if route.send_length:

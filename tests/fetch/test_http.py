@@ -13,7 +13,8 @@ from clipfactory.fetch.base import FetchError
 from clipfactory.fetch.http import HttpFetcher, parse_retry_after
 from clipfactory.fetch.polite import Politeness
 
-FAST = dict(backoff_base_s=0.05, backoff_max_s=0.2, rate_per_host=0, timeout_s=5)
+FAST = dict(backoff_base_s=0.05, backoff_max_s=0.2, rate_per_host=0, timeout_s=5,
+            allow_private_network=True)  # the servers are on 127.0.0.1
 
 
 def _fetch(url, tmp_path, max_bytes=10**9, expected=None, **cfg):
@@ -70,7 +71,7 @@ def test_404_fails_at_once_and_for_good(server, tmp_path):
     with pytest.raises(FetchError) as e:
         _fetch(server.url("/missing.mp4"), tmp_path)
     assert (e.value.reason, e.value.retryable, e.value.attempts) == ("http_404", False, 1)
-    assert server.requests == 1 and _leftovers(tmp_path) == []
+    assert server.media_requests == 1 and _leftovers(tmp_path) == []
 
 
 def test_a_slow_trickle_completes_or_is_cut_off_by_the_minimum_speed(server, video_bytes,

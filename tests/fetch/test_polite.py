@@ -43,7 +43,8 @@ class FakeFetcher:
 
 
 def _cfg(**kw):
-    base = dict(backoff_base_s=0.02, backoff_max_s=0.1, rate_per_host=0, per_host=2)
+    base = dict(backoff_base_s=0.02, backoff_max_s=0.1, rate_per_host=0, per_host=2,
+                allow_private_network=True)
     return FetchConfig(**{**base, **kw})
 
 
@@ -115,7 +116,7 @@ def test_a_host_that_keeps_refusing_is_paused_and_reported(server, video_bytes, 
             polite.fetch(HttpFetcher(cfg), url, tmp_path, 10**9)
         errors.append(e.value.reason)
     assert errors == ["http_429"] * 3 + ["host_paused_429"] * 3
-    assert server.requests == 3
+    assert server.media_requests == 3
     assert len(paused) == 1 and paused[0].status == 429 and paused[0].host.startswith("127.0.0.1")
     assert polite.paused_for(paused[0].host) > 50
     assert polite.stats()[paused[0].host]["pauses"] == 1

@@ -15,7 +15,7 @@ from clipfactory.fetch.router import Router
 from clipfactory.fetch.ytdlp import YtDlpFetcher, _result, classify, ytdlp_format
 
 pytest.importorskip("yt_dlp")
-CFG = FetchConfig(ytdlp_hosts=["127.0.0.1"], timeout_s=10)
+CFG = FetchConfig(ytdlp_hosts=["127.0.0.1"], timeout_s=10, allow_private_network=True)
 
 
 def test_direct_media_url(server, video_bytes, tmp_path):
@@ -96,5 +96,25 @@ def test_no_evasion_and_only_the_users_cookies(tmp_path):
     assert "cookiefile" not in opts and "cookiesfrombrowser" not in opts and "proxy" not in opts
     assert opts["geo_bypass"] is False and opts["allow_unplayable_formats"] is False
     jar = tmp_path / "cookies.txt"
-    cfg = FetchConfig(cookies_file=str(jar))
+    cfg = FetchConfig(cookies_file=str(jar), allow_private_network=True)
     assert YtDlpFetcher(cfg).options(tmp_path, "k", 100, _Log())["cookiefile"] == str(jar)
+
+
+@pytest.mark.parametrize("head,signal", [
+    ('<meta name="robots" content="noindex, noai">', "noai"),
+    ('<meta name="tdm-reservation" content="1">', "tdm_reservation"),
+])
+def test_a_page_that_reserves_itself_is_refused_before_yt_dlp(server, video_bytes, tmp_path,
+                                                              head, signal):
+    server.add("/media/walk.mp4", video_bytes)
+    page = server.add("/watch/reserved.html", (
+        f"<html><head>{head}<title>A walk</title></head><body>"
+        '<video src="/media/walk.mp4"></video></body></html>').encode(),
+        content_type="text/html")
+    with pytest.raises(FetchError) as e:
+        YtDlpFetcher(CFG).fetch(page, tmp_path, 10**9)
+    assert (e.value.stage, e.value.reason) == ("consent", signal)
+    assert e.value.evidence[0]["where"].startswith("<meta name=")
+    assert server.routes["/watch/reserved.html"].served == 1  # our one read, not yt-dlp's
+    assert server.routes["/media/walk.mp4"].served == 0
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]

@@ -85,7 +85,7 @@ def test_revalidate_and_purge(server, licensed_media, tmp_path, capsys, monkeypa
     run(write_manifest(tmp_path / "m.jsonl", rows), out.path, Config())
     assert len(out.ids()) == 8
 
-    report = revalidate(out.path, rate=10)
+    report = revalidate(out.path, rate=10, allow_private_network=True)  # a loopback server
     status = {c.url.rsplit("/", 1)[-1] if c.url else None: (c.status, c.http_status)
               for c in report.checks}
     assert status["ok"] == ("ok", 200)
@@ -96,7 +96,9 @@ def test_revalidate_and_purge(server, licensed_media, tmp_path, capsys, monkeypa
     assert status["moved"] == ("ok", 200)
     assert status["watch?v=aaaaaaaaaaa"][0] == "not_checkable", report.render()  # no yt-dlp
     assert status[None][0] == "skipped"
-    log = handler.log
+    # robots.txt and tdmrep.json: asked once each, before anything else on the host
+    assert [p for _, _, p, _ in handler.log[:2]] == ["/robots.txt", "/.well-known/tdmrep.json"]
+    log = [e for e in handler.log if e[2] not in ("/robots.txt", "/.well-known/tdmrep.json")]
     # HEAD first; the one-byte GET only where HEAD was refused; redirects keep HEAD
     assert [(m, r) for _, m, p, r in log if p == "/nohead"] == [("HEAD", None),
                                                                 ("GET", "bytes=0-0")]
@@ -112,7 +114,8 @@ def test_revalidate_and_purge(server, licensed_media, tmp_path, capsys, monkeypa
     assert len(out.ids()) == 8  # without --purge nothing is removed
 
     handler.hits.clear()
-    assert main(["revalidate", str(out.path), "--rate", "50", "--purge"]) == 0
+    assert main(["revalidate", str(out.path), "--rate", "50", "--purge",
+                 "--allow-private-network"]) == 0
     text = capsys.readouterr().out
     assert "gone" in text and "purged 2 sources" in text
     assert out.ids() == {"cc0", "pd", "yt", "nc", "ncsa", "nd"}

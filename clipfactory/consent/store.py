@@ -1,0 +1,67 @@
+"""Consent evidence in the ledger: what each site said about each input, and when.
+
+One row per (input, signal): whether it refused the input (``enforced``) or was only recorded
+(``policy.consent: record``), the URL it was about, where it was said and what it said. A
+refusal that later clears (the site changed its robots.txt, a retry got through) is replaced by
+what the later fetch saw.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from clipfactory.ledger import Ledger
+
+__all__ = ["consent_summary", "record_consent"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS consent (
+    item_key TEXT NOT NULL,
+    signal TEXT NOT NULL,
+    enforced INTEGER NOT NULL,
+    url TEXT,
+    evidence TEXT NOT NULL,
+    seen_at TEXT,
+    PRIMARY KEY (item_key, signal)
+);
+"""
+_EXAMPLES = 20
+
+
+def _ensure(ledger: Ledger) -> None:
+    ledger.db.executescript(_SCHEMA)
+
+
+def record_consent(ledger: Ledger, item_key: str, evidence: Iterable[dict[str, Any]],
+                   enforced: bool) -> None:
+    """Replace the input's evidence with ``evidence`` (an empty list clears it)."""
+    _ensure(ledger)
+    rows = [(item_key, e["signal"], int(enforced), e.get("url"), json.dumps(e, sort_keys=True),
+             e.get("seen_at")) for e in evidence]
+    with ledger.transaction() as db:
+        db.execute("DELETE FROM consent WHERE item_key = ?", (item_key,))
+        db.executemany("INSERT OR REPLACE INTO consent VALUES (?,?,?,?,?,?)", rows)
+
+
+def consent_summary(ledger: Ledger, mode: str) -> dict[str, Any]:
+    """For the summary and the card: the mode, refusals by signal (inputs refused now),
+    signals recorded without gating on inputs in the dataset, and a few refusals in full."""
+    _ensure(ledger)
+    refused: Counter[str] = Counter()
+    recorded: Counter[str] = Counter()
+    examples: list[dict[str, Any]] = []
+    rows = ledger.db.execute(
+        "SELECT c.signal, c.enforced, c.evidence, v.state, v.stage, v.source FROM consent c"
+        " JOIN videos v USING (item_key) ORDER BY v.seq, c.signal")
+    for signal, enforced, evidence, state, stage, source in rows:
+        if enforced and stage == "consent" and state in ("failed", "removed"):
+            refused[signal] += 1
+            if len(examples) < _EXAMPLES:
+                examples.append({"source": source, **json.loads(evidence)})
+        elif not enforced and state == "done":
+            recorded[signal] += 1
+    return {"mode": mode, "refused": dict(sorted(refused.items())),
+            "recorded": dict(sorted(recorded.items())), "examples": examples}

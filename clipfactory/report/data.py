@@ -1,0 +1,152 @@
+"""What the report reads: ``summary.json``, ``index.parquet``, ``rejected.parquet`` and a few
+facts from the ledger (rotation of sources, policy decisions), all read-only.
+
+Everything counted or plotted is computed over every row with pyarrow and numpy; only the clips
+chosen for thumbnails become Python objects. The choice is a deterministic sample: clips are
+ranked by a hash of their id and the first ``n`` are taken, so the same clips are shown on every
+build (their thumbnails come from the cache) and a growing dataset mostly keeps its picks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from clipfactory.sinks.index import INDEX_SCHEMA, REJECTED_SCHEMA
+
+__all__ = ["ReportData", "load_report_data", "sample_ids", "score_columns", "select_rows",
+           "video_rotations"]
+
+
+@dataclass
+class ReportData:
+    """One output folder's tables, as the report sees them."""
+
+    out: Path
+    summary: dict[str, Any]
+    index: pa.Table  # kept clips
+    clips: pa.Table  # dropped clips (rejected rows of kind "clip")
+    videos: pa.Table  # failed or removed inputs (rejected rows of kind "video")
+    decisions: list[tuple[str, str, int]] = field(default_factory=list)  # policy, per reason
+
+
+def _read(path: Path, schema: pa.Schema) -> pa.Table:
+    if not path.is_file():
+        return schema.empty_table()
+    table = pq.read_table(path)
+    for f in schema:  # an older or newer file: missing columns read as nulls
+        if f.name not in table.column_names:
+            table = table.append_column(f, pa.nulls(len(table), f.type))
+    return table
+
+
+def load_report_data(out: str | Path) -> ReportData:
+    """Read an output folder; ``FileNotFoundError`` when it holds no finished run."""
+    out = Path(out)
+    path = out / "summary.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no finished clipfactory output in {out} (summary.json missing)")
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    rejected = _read(out / "rejected.parquet", REJECTED_SCHEMA)
+    is_clip = pc.fill_null(pc.equal(rejected.column("kind"), "clip"), False)
+    return ReportData(out, summary, _read(out / "index.parquet", INDEX_SCHEMA),
+                      rejected.filter(is_clip), rejected.filter(pc.invert(is_clip)),
+                      _decisions(out / "ledger.sqlite"))
+
+
+def _connect(path: Path) -> sqlite3.Connection | None:
+    if not path.is_file():
+        return None
+    try:
+        # only SELECTs; not mode=ro, which cannot clean up the WAL files when it closes
+        return sqlite3.connect(path, timeout=10)
+    except sqlite3.Error:
+        return None
+
+
+def _decisions(path: Path) -> list[tuple[str, str, int]]:
+    db = _connect(path)
+    if db is None:
+        return []
+    try:
+        return [(str(d), str(r), int(n)) for d, r, n in db.execute(
+            "SELECT decision, reason, COUNT(*) FROM decisions GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2")]
+    except sqlite3.Error:  # a ledger from before policy decisions were recorded
+        return []
+    finally:
+        db.close()
+
+
+def video_rotations(out: Path, item_keys: list[str]) -> dict[str, int]:
+    """Display rotation (0/90/180/270) of the given inputs, from their probe in the ledger."""
+    db = _connect(out / "ledger.sqlite")
+    if db is None or not item_keys:
+        return {}
+    rot: dict[str, int] = {}
+    try:
+        for i in range(0, len(item_keys), 500):
+            chunk = item_keys[i:i + 500]
+            q = "SELECT item_key, info FROM videos WHERE item_key IN (" + ",".join(
+                "?" * len(chunk)) + ")"
+            for key, info in db.execute(q, chunk):
+                if info:
+                    rot[key] = int(json.loads(info).get("rotation") or 0)
+    except (sqlite3.Error, ValueError):
+        pass
+    finally:
+        db.close()
+    return rot
+
+
+def _rank(clip_id: str) -> bytes:
+    return hashlib.blake2b(clip_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+
+
+def sample_ids(ids: list[str], n: int) -> list[str]:
+    """At most ``n`` of ``ids``: the same ones for the same ids on every call, in id order."""
+    if len(ids) <= n:
+        return sorted(ids)
+    return sorted(sorted(ids, key=_rank)[:n])
+
+
+def select_rows(table: pa.Table, ids: list[str]) -> list[dict[str, Any]]:
+    """The rows of ``table`` whose ``clip_id`` is in ``ids`` (in ``ids`` order), as dicts with
+    ``scores`` as a dict."""
+    if not ids or not len(table):
+        return []
+    rows = table.filter(pc.is_in(table.column("clip_id"), pa.array(ids, pa.string()))).to_pylist()
+    by_id = {r["clip_id"]: r for r in rows}
+    out = []
+    for i in ids:
+        r = by_id.get(i)
+        if r is not None:
+            r["scores"] = dict(r.get("scores") or [])
+            out.append(r)
+    return out
+
+
+def score_columns(table: pa.Table) -> dict[str, np.ndarray]:
+    """Every score present in ``table``'s ``scores`` map: name -> values (rows lacking it are
+    left out), computed without a Python object per row."""
+    if not len(table):
+        return {}
+    col = table.column("scores").combine_chunks()
+    if isinstance(col, pa.ChunkedArray):  # some pyarrow versions keep one chunk
+        col = col.chunk(0) if col.num_chunks else pa.array([], col.type)
+    keys = col.keys.dictionary_encode()
+    codes = keys.indices.to_numpy(zero_copy_only=False)
+    values = col.items.to_numpy(zero_copy_only=False).astype(np.float64)
+    out: dict[str, np.ndarray] = {}
+    for i, name in enumerate(keys.dictionary.to_pylist()):
+        v = values[codes == i]
+        out[name] = v[np.isfinite(v)]
+    return dict(sorted(out.items()))

@@ -1,0 +1,94 @@
+"""Putting staged clips into shards, flat or bucketed, and sweeping what a crash left.
+
+A shard's name is its path under ``shards/``: ``shard-000003.tar`` in the flat layout,
+``720p_16x9_5-10s/shard-000003.tar`` with ``shards.bucket_by``. That name is what the ledger,
+the index's ``shard`` column, takedown, audit and the annotation refresh use, so every one of
+them works on either layout (or on a dataset whose bucketing changed between runs: the clips
+already sharded stay where they are, new ones follow the new config).
+
+Clips are sorted by bucket, then clip id, and each bucket is written in turn, group by group,
+each group one shard registered with its clips in one ledger transaction. Only one tar is open
+at any time, however many buckets there are; a killed run finds its last registered shard and
+carries on from the next group, so a resumed run gives the same shards as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from clipfactory.config import Config
+from clipfactory.ledger import Ledger
+from clipfactory.records import ClipRecord
+from clipfactory.sinks.buckets import next_indices, parse_shard_name, shard_name
+from clipfactory.sinks.refresh import sample_metadata
+from clipfactory.sinks.shards import ShardWriter
+
+__all__ = ["remove_orphan_shards", "shard_groups", "write_staged_shards"]
+
+
+def remove_orphan_shards(shard_dir: Path, ledger: Ledger) -> None:
+    """Delete shard files the ledger does not know (a crash between rename and commit) and
+    temp files, in every bucket folder; bucket folders left empty go too."""
+    known = {s["name"] for s in ledger.shards()}
+    for f in sorted(shard_dir.rglob("*"), reverse=True):
+        rel = f.relative_to(shard_dir).as_posix()
+        if f.is_dir():
+            if not any(f.iterdir()):
+                f.rmdir()
+        elif f.name.startswith(".") or (f.suffix == ".tar" and rel not in known):
+            f.unlink()
+
+
+def shard_groups(clips: list[ClipRecord], max_count: int, max_bytes: int
+                 ) -> list[list[ClipRecord]]:
+    """Consecutive runs of ``clips`` that fill one shard each (by count and clip bytes)."""
+    groups: list[list[ClipRecord]] = []
+    size = 0
+    for c in clips:
+        if not groups or len(groups[-1]) >= max_count or (groups[-1] and size + c.bytes > max_bytes):
+            groups.append([])
+            size = 0
+        groups[-1].append(c)
+        size += c.bytes
+    return groups
+
+
+def write_staged_shards(staged: list[ClipRecord], ledger: Ledger, cfg: Config, shard_dir: Path,
+                        after_shard: Callable[[list[str]], None] | None = None) -> list[str]:
+    """Pack staged clips into new shards, bucket by bucket; returns the new shard names.
+
+    Each shard is registered with its clips at once. ``after_shard`` gets the staged paths of
+    a shard's clips once it is registered (the caller deletes them unless
+    ``shards.keep_staging``).
+    """
+    nxt = next_indices(s["name"] for s in ledger.shards())
+    bucketing = cfg.shards.bucketing()
+    by_bucket: dict[str, list[ClipRecord]] = {}
+    for c in staged:
+        by_bucket.setdefault(bucketing.bucket(c.width, c.height, c.duration_s) or "", []).append(c)
+    written: list[str] = []
+    for bucket in sorted(by_bucket):
+        order = sorted(by_bucket[bucket], key=lambda c: c.clip_id)
+        index = nxt.get(bucket or None, 0)
+        directory = shard_dir / bucket if bucket else shard_dir
+        for group in shard_groups(order, cfg.shards.max_count, cfg.shards.max_bytes):
+            name = shard_name(bucket or None, index)
+            paths = [str(c.staged_path) for c in group]
+            with ShardWriter(directory, start_index=index, max_count=len(group) + 1,
+                             max_bytes=1 << 62) as writer:
+                for c, path in zip(group, paths, strict=True):
+                    c.state, c.stage, c.reason, c.shard = "sharded", None, None, name
+                    if not cfg.shards.keep_staging:
+                        c.staged_path = None
+                    writer.add(c.key, {"mp4": path, **sample_metadata(c)})
+                infos = writer.close()
+            if len(infos) != 1 or parse_shard_name(infos[0].name)[1] != index:
+                raise RuntimeError(f"shard writer produced {[i.name for i in infos]}, wanted "
+                                   f"{name}")
+            ledger.add_shards([(name, infos[0].sha256, infos[0].bytes, infos[0].count)], group)
+            written.append(name)
+            if after_shard is not None:
+                after_shard(paths)
+            index += 1
+    return written
