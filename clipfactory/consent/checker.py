@@ -8,8 +8,9 @@ is one run. It is thread-safe: one origin's files are fetched once even when sev
 threads ask at the same time.
 
 robots.txt (RFC 9309): a 2xx body is parsed; a 4xx (404 included) means no rules, everything
-allowed; a 5xx or an unreachable host means everything is disallowed for now, reported as the
-retryable signal ``robots_unavailable``. A ``tdmrep.json`` that is missing, unreadable or
+allowed; a 5xx means everything is disallowed for now, reported as the retryable signal
+``robots_unavailable``; no answer at all (a host that is down) is ``robots_unreachable``, which
+the gate reports as the connection error it is. A ``tdmrep.json`` that is missing, unreadable or
 malformed means no reservation from that file (headers and pages can still reserve).
 """
 
@@ -133,9 +134,12 @@ class ConsentChecker:
         if urlsplit(url).scheme.lower() not in ("http", "https"):
             return []
         rules, robots_url, what = self._robots_of(_origin(url))
-        if rules is None:
+        if rules is None and what.startswith("HTTP "):
             return [Evidence("robots_unavailable", url, robots_url,
                              f"{what}: treated as disallowing everything for now",
+                             _now_iso(self._clock))]
+        if rules is None:  # no answer at all: the host is down or unreachable
+            return [Evidence("robots_unreachable", url, robots_url, what,
                              _now_iso(self._clock))]
         allowed, rule = rules.verdict(url)
         if allowed:

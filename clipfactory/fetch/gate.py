@@ -152,6 +152,12 @@ class FetchGate:
     def _decide(self, found: list[Evidence]) -> None:
         if not found:
             return
+        down = next((e for e in found if e.signal == "robots_unreachable"), None)
+        if down is not None:  # RFC 9309 says disallow; it is a dead host more than a refusal
+            if self.mode == "enforce":
+                raise FetchError("connection_error", f"{down.where}: {down.value}",
+                                 retryable=True)
+            found = [e for e in found if e is not down]
         records = [e.to_dict() for e in found]
         refusing = [e for e in found if e.signal in REFUSALS]
         if self.mode == "enforce" and refusing:

@@ -117,3 +117,14 @@ def test_a_redirect_into_a_disallowed_path_is_not_followed(server, video_bytes, 
     e = _refusal(_fetcher(), start, tmp_path)
     assert (e.stage, e.reason) == ("consent", "robots_disallowed")
     assert server.routes["/go"].served == 1 and server.routes["/members/a.mp4"].served == 0
+
+
+def test_a_dead_host_is_a_connection_error_not_a_refusal(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    e = _refusal(_fetcher(), f"http://127.0.0.1:{port}/v.mp4", tmp_path)
+    assert (e.stage, e.reason, e.retryable) == ("fetch", "connection_error", True)
+    assert "robots.txt" in e.detail and e.evidence == []
