@@ -245,6 +245,15 @@ def _cli(manifest: Path, out: Path, config: Path) -> subprocess.Popen:
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
 
 
+def _exists(folder, wanted) -> bool:
+    """Whether a file under ``folder`` is ``wanted``; the run creates and removes folders
+    while this looks, and a folder that vanishes mid-walk means "not yet", not an error."""
+    try:
+        return any(wanted(p) for p in folder.rglob("*"))
+    except FileNotFoundError:
+        return False
+
+
 def _kill_when(proc: subprocess.Popen, ready, timeout: float = 120.0) -> bool:
     """SIGKILL the run (driver and workers) as soon as ``ready()``; False if it ended first."""
     t0 = time.monotonic()
@@ -269,10 +278,11 @@ def test_killed_bucketed_run_resumes_to_the_same_index(shapes_manifest, tmp_path
     out = tmp_path / "killed"
 
     def staged() -> bool:
-        return any(p.suffix == ".mp4" for p in (out / "staging").rglob("*"))
+        return _exists(out / "staging", lambda p: p.suffix == ".mp4")
 
     def sharded() -> bool:
-        return any(True for _ in (out / "shards").rglob("shard-*.tar"))
+        return _exists(out / "shards", lambda p: p.name.startswith("shard-") and
+                       p.suffix == ".tar")
 
     kills = [_kill_when(_cli(shapes_manifest, out, config), staged),
              _kill_when(_cli(shapes_manifest, out, config), sharded)]
