@@ -14,6 +14,7 @@ import os
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -24,7 +25,7 @@ from clipfactory.filters import ClipSignals, build_filters, clip_scores, first_r
 from clipfactory.filters.text_check import text_overlay_filter
 from clipfactory.ids import clip_key, safe_key, short_hash
 from clipfactory.media.analyse import Signals, analyse
-from clipfactory.media.cut import cut_clips
+from clipfactory.media.cut import CutResult, cut_clips
 from clipfactory.media.motion import classify_clip
 from clipfactory.media.probe import probe
 from clipfactory.plan import (
@@ -210,6 +211,22 @@ def _camera_motion(sig: Signals, clip: ClipRecord, rotation: int) -> None:
     clip.scores["motion.object"] = round(cm.object, 5)
 
 
+def cut_info(res: CutResult) -> dict[str, Any]:
+    """What a clip's record keeps of its cut (``extra.cut``)."""
+    return {"method": res.method, "copied_frames": res.copied_frames, "audio": res.audio,
+            "codec": res.codec, "fallback": res.fallback, "note": res.note}
+
+
+def stage_clip(clip: ClipRecord, res: CutResult) -> None:
+    """``clip`` is staged as the file ``res`` wrote: its path, size, frame size, hash and
+    pixel format (read back from the file). ``extra.cut`` must be set already."""
+    clip.state = "staged"
+    clip.staged_path = res.path
+    clip.width, clip.height, clip.bytes = res.width, res.height, res.bytes
+    clip.file_sha256 = file_sha256(res.path)
+    clip.extra["cut"]["pix_fmt"] = clip_pix_fmt(res.path)
+
+
 def _clip(item: SourceItem, info: VideoInfo, sig: Signals, span: Span,
           result: VideoResult, window: int | None = None) -> ClipRecord:
     video_id = result.video_id or ""
@@ -250,9 +267,7 @@ def _cut(info: VideoInfo, sig: Signals, clips: list[ClipRecord], staging: Path, 
     results = cut_clips(info.path, [Span(c.start_frame, c.end_frame) for c in keep], paths,
                         frame_pts=sig.pts, rotation=info.rotation, cfg=cfg.cut, threads=threads)
     for clip, res in zip(keep, results, strict=True):
-        clip.extra["cut"] = {"method": res.method, "copied_frames": res.copied_frames,
-                             "audio": res.audio, "codec": res.codec, "fallback": res.fallback,
-                             "note": res.note}
+        clip.extra["cut"] = cut_info(res)
         if res.error:
             clip.drop("cut", res.error.split(":")[0])
             clip.extra["cut_error"] = res.error
@@ -266,8 +281,4 @@ def _cut(info: VideoInfo, sig: Signals, clips: list[ClipRecord], staging: Path, 
             clip.start_s, clip.end_s = round(start_s, 6), round(end_s, 6)
         clip.exact_hash = clip_exact_hash(sig, span)
         clip.phash = clip_phashes(sig, span, cfg.dedup.phash_frames)
-        clip.state = "staged"
-        clip.staged_path = res.path
-        clip.width, clip.height, clip.bytes = res.width, res.height, res.bytes
-        clip.file_sha256 = file_sha256(res.path)
-        clip.extra["cut"]["pix_fmt"] = clip_pix_fmt(res.path)
+        stage_clip(clip, res)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from clipfactory.policy.report import md_cell
+
 __all__ = ["consent_lines"]
-
-
-def _md(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def consent_lines(summary: dict[str, Any]) -> list[str]:
@@ -28,15 +26,15 @@ def consent_lines(summary: dict[str, Any]) -> list[str]:
                   "was refused before any media byte was kept.", ""]
     if c["refused"]:
         lines += ["| refused: consent/signal | sources |", "|---|---|"]
-        lines += [f"| consent/{_md(k)} | {n} |" for k, n in c["refused"].items()]
+        lines += [f"| consent/{md_cell(k)} | {n} |" for k, n in c["refused"].items()]
         lines += ["", "| source | signal | where | what it said | seen |", "|---|---|---|---|---|"]
-        lines += [f"| {_md(e['source'])} | {_md(e['signal'])} | {_md(e['where'])} | "
-                  f"{_md(e['value'])} | {_md(e['seen_at'])} |" for e in c["examples"]]
+        lines += [f"| {md_cell(e['source'])} | {md_cell(e['signal'])} | {md_cell(e['where'])} | "
+                  f"{md_cell(e['value'])} | {md_cell(e['seen_at'])} |" for e in c["examples"]]
         lines.append("")
     else:
         lines += ["No source was refused.", ""]
     if c["recorded"]:
         lines += ["| recorded, not enforced: signal | sources in the dataset |", "|---|---|"]
-        lines += [f"| {_md(k)} | {n} |" for k, n in c["recorded"].items()]
+        lines += [f"| {md_cell(k)} | {n} |" for k, n in c["recorded"].items()]
         lines.append("")
     return lines

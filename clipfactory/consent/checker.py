@@ -85,15 +85,12 @@ class ConsentChecker:
         self._origin_locks: dict[str, threading.Lock] = {}
         self._robots: dict[str, tuple[Robots | None, str, str]] = {}
         self._tdm: dict[str, list[TdmRule]] = {}
-        self.requests = 0  # site files fetched (robots.txt and tdmrep.json)
 
     def _once(self, origin: str) -> threading.Lock:
         with self._lock:
             return self._origin_locks.setdefault(origin, threading.Lock())
 
     def _fetch(self, url: str) -> Response:
-        with self._lock:
-            self.requests += 1
         try:
             return self._get(url)
         except Exception as e:  # any failure to fetch is "no answer"

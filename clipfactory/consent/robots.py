@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["Robots", "RobotsRule", "parse_robots"]
+__all__ = ["Robots", "RobotsRule", "parse_robots", "wildcard_regex"]
 
 MAX_BYTES = 500 * 1024  # RFC 9309: a parsing limit of at least 500 KiB
 
@@ -36,21 +36,23 @@ class RobotsRule:
         return f"{'Allow' if self.allow else 'Disallow'}: {self.pattern}"
 
     def matches(self, path: str) -> bool:
-        return _compile(self.pattern).match(path) is not None
+        anchored = self.pattern.endswith("$")
+        body = self.pattern[:-1] if anchored else self.pattern
+        return wildcard_regex(_norm(body), anchored).match(path) is not None
 
 
-_CACHE: dict[str, re.Pattern[str]] = {}
+_CACHE: dict[tuple[str, bool], re.Pattern[str]] = {}
 
 
-def _compile(pattern: str) -> re.Pattern[str]:
-    rx = _CACHE.get(pattern)
+def wildcard_regex(body: str, anchored: bool) -> re.Pattern[str]:
+    """A path pattern as robots.txt and TDMRep write them: ``*`` matches any characters, the
+    rest literally, matched from the start; ``anchored`` (a final ``$``) to the end. Cached."""
+    rx = _CACHE.get((body, anchored))
     if rx is None:
-        anchored = pattern.endswith("$")
-        body = pattern[:-1] if anchored else pattern
-        rx = re.compile("".join(".*" if ch == "*" else re.escape(ch) for ch in _norm(body))
+        rx = re.compile("".join(".*" if ch == "*" else re.escape(ch) for ch in body)
                         + ("$" if anchored else ""), re.DOTALL)
         if len(_CACHE) < 4096:
-            _CACHE[pattern] = rx
+            _CACHE[(body, anchored)] = rx
     return rx
 
 

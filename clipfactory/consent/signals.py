@@ -12,12 +12,13 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urlsplit
+
+from clipfactory.consent.robots import wildcard_regex
 
 __all__ = ["PageMeta", "TdmRule", "match_tdmrep", "parse_page", "parse_tdmrep",
            "robots_tag_directives"]
@@ -97,9 +98,7 @@ class TdmRule:
     def matches(self, path: str) -> bool:
         loc = self.location if self.location.startswith("/") else "/" + self.location
         anchored = loc.endswith("$")
-        body = loc[:-1] if anchored else loc
-        rx = "".join(".*" if ch == "*" else re.escape(ch) for ch in body)
-        return re.match(rx + ("$" if anchored else ""), path, re.DOTALL) is not None
+        return wildcard_regex(loc[:-1] if anchored else loc, anchored).match(path) is not None
 
 
 def parse_tdmrep(text: str) -> list[TdmRule]:

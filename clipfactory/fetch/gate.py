@@ -56,7 +56,7 @@ class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
         self.gate = gate
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
-        self.gate.hop(newurl)
+        self.gate.before(newurl)  # a redirect target: the same checks as a manifest URL
         new = super().redirect_request(req, fp, code, msg, headers, newurl)
         if new is not None:
             new.method = req.get_method()
@@ -73,6 +73,7 @@ class FetchGate:
         self._throttle = throttle  # called with the host before each site-file request
         self._local = threading.local()
         self._site_opener = self.build_opener(redirects=False)
+        self.opener = self.build_opener()  # plain requests whose redirects pass the gate
         self.consent = ConsentChecker(self._get_site_file)
 
     # -- building blocks for the fetchers ----------------------------------------------------
@@ -84,7 +85,7 @@ class FetchGate:
 
     def build_opener(self, *extra: urllib.request.BaseHandler,
                      redirects: bool = True) -> urllib.request.OpenerDirector:
-        """An http(s)-only opener through :meth:`handlers`; its redirects pass :meth:`hop`."""
+        """An http(s)-only opener through :meth:`handlers`; its redirects pass :meth:`before`."""
         opener = urllib.request.OpenerDirector()
         for h in [urllib.request.ProxyHandler(), *self.handlers(),
                   urllib.request.HTTPDefaultErrorHandler(), urllib.request.HTTPErrorProcessor(),
@@ -106,12 +107,12 @@ class FetchGate:
 
     # -- the checks --------------------------------------------------------------------------
     def start(self) -> None:
-        """Begin one fetch attempt in this thread (resets the evidence of redirect hops)."""
-        self._local.hops = []
+        """Begin one fetch attempt in this thread (forgets the evidence of the last one)."""
+        self._local.seen = []
 
     def evidence(self) -> list[dict[str, Any]]:
         """Evidence gathered by this thread's attempt so far (``record`` mode)."""
-        return list(getattr(self._local, "hops", []))
+        return list(getattr(self._local, "seen", []))
 
     def before(self, url: str) -> None:
         """Checks 1 and 2 for ``url`` (raises :class:`FetchError` when refused)."""
@@ -122,21 +123,17 @@ class FetchGate:
                 raise private_address_error(e) from None
         self._decide(self.consent.site(url))
 
-    def hop(self, url: str) -> None:
-        """A redirect target: the same checks as a manifest URL."""
-        self.before(url)
-
     def response(self, url: str, headers: Any) -> None:
         """Check 4 on a response's headers, before its body is read."""
         self._decide(self.consent.headers(url, headers))
 
-    def page(self, url: str, opener: urllib.request.OpenerDirector | None = None) -> None:
+    def page(self, url: str) -> None:
         """Read an HTML page (at most 1 MiB) for its headers and ``<meta>`` signals; used before
         yt-dlp, which reads pages itself. A page that cannot be read is yt-dlp's error to
         report, not a consent signal."""
         req = urllib.request.Request(url, headers={"User-Agent": self.cfg.user_agent})
         try:
-            with (opener or self.build_opener()).open(req, timeout=self.cfg.timeout_s) as resp:
+            with self.opener.open(req, timeout=self.cfg.timeout_s) as resp:
                 self.response(resp.url, resp.headers)
                 ctype = (resp.headers.get("Content-Type") or "").lower()
                 if "html" in ctype:
@@ -165,7 +162,7 @@ class FetchGate:
             raise FetchError(first.signal, f"{first.where}: {first.value} ({first.url})",
                              retryable=first.signal == "robots_unavailable",
                              stage="consent", evidence=records)
-        hops = getattr(self._local, "hops", None)
-        if hops is None:
-            hops = self._local.hops = []
-        hops.extend(r for r in records if r not in hops)
+        seen = getattr(self._local, "seen", None)
+        if seen is None:
+            seen = self._local.seen = []
+        seen.extend(r for r in records if r not in seen)

@@ -127,18 +127,24 @@ def _proxy_hosts() -> set[str]:
     return hosts
 
 
-class _GuardedHTTPConnection(http.client.HTTPConnection):
+class _Guarded:
+    """Connects through :func:`_guarded_create_connection`, unless the host is the user's
+    proxy (mixed into http.client's connection classes)."""
+
+    host: str
+
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
         if self.host.lower() not in _proxy_hosts():
             self._create_connection = _guarded_create_connection
 
 
-class _GuardedHTTPSConnection(http.client.HTTPSConnection):
-    def __init__(self, *args: Any, **kw: Any) -> None:
-        super().__init__(*args, **kw)
-        if self.host.lower() not in _proxy_hosts():
-            self._create_connection = _guarded_create_connection
+class _GuardedHTTPConnection(_Guarded, http.client.HTTPConnection):
+    pass
+
+
+class _GuardedHTTPSConnection(_Guarded, http.client.HTTPSConnection):
+    pass
 
 
 class GuardedHTTPHandler(urllib.request.HTTPHandler):

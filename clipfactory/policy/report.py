@@ -15,12 +15,15 @@ from clipfactory.config import PolicyConfig
 from clipfactory.policy.licenses import MISSING, UNKNOWN, license_url, requires_attribution
 from clipfactory.records import ClipRecord
 
-__all__ = ["credit_line", "is_unknown", "license_counts", "license_sections", "policy_summary"]
+__all__ = ["credit_line", "is_unknown", "license_counts", "license_sections", "md_cell",
+           "policy_summary"]
 
 CHANGES = "cut into clips and re-encoded"
 
 
-def _md(text: object) -> str:
+def md_cell(text: object) -> str:
+    """``text`` safe inside a Markdown table cell (the card's tables): pipes escaped, one line,
+    None as nothing."""
     return str(text).replace("|", "\\|").replace("\n", " ") if text is not None else ""
 
 
@@ -51,11 +54,11 @@ def credit_line(c: ClipRecord, clips: int = 1) -> str:
     where = c.source_url or os.path.basename(c.source)
     lid = c.license or MISSING
     url = license_url(lid)
-    lic = f"[{lid}]({url})" if url else f"`{_md(lid)}`"
-    head = f"“{_md(title)}” by {_md(author)}" if title else _md(author)
+    lic = f"[{lid}]({url})" if url else f"`{md_cell(lid)}`"
+    head = f"“{md_cell(title)}” by {md_cell(author)}" if title else md_cell(author)
     tail = f"; {CHANGES}" if requires_attribution(lid) else ""
     n = f" ({clips} clips)" if clips != 1 else " (1 clip)"
-    return f"- {head}, {_md(where)}, {lic}{tail}. Video `{_md(c.video_id)}`{n}"
+    return f"- {head}, {md_cell(where)}, {lic}{tail}. Video `{md_cell(c.video_id)}`{n}"
 
 
 def license_sections(summary: dict[str, Any], kept: Sequence[ClipRecord]) -> list[str]:
@@ -74,7 +77,7 @@ def license_sections(summary: dict[str, Any], kept: Sequence[ClipRecord]) -> lis
     else:
         terms = f"; dataset terms: {policy['dataset_terms']}" if policy.get("dataset_terms") \
             else ""
-        lines += [f"License policy: **{_md(name)}**{_md(terms)}. {quarantined} inputs were "
+        lines += [f"License policy: **{md_cell(name)}**{md_cell(terms)}. {quarantined} inputs were "
                   "quarantined by it (see `rejected.parquet`, stage `policy`).", ""]
     unknown = sum(len(v) for k, v in by_license.items() if is_unknown(k))
     if unknown:
@@ -85,13 +88,13 @@ def license_sections(summary: dict[str, Any], kept: Sequence[ClipRecord]) -> lis
         videos = len({c.video_id for c in clips})
         hours = sum(c.duration_s for c in clips) / 3600
         credit = "yes" if requires_attribution(lic) else "no"
-        lines.append(f"| {_md(lic)} | {len(clips)} | {videos} | {hours:.3f} | {credit} |")
+        lines.append(f"| {md_cell(lic)} | {len(clips)} | {videos} | {hours:.3f} | {credit} |")
     lines += ["", "## Attribution", "",
               "Sources grouped by license, with the credit each license asks for. Each source "
               f"was {CHANGES}.", ""]
     for lic, clips in sorted(by_license.items()):
         url = license_url(lic)
-        lines += [f"### {_md(lic)}" + (f" ({url})" if url else ""), ""]
+        lines += [f"### {md_cell(lic)}" + (f" ({url})" if url else ""), ""]
         per_video: dict[str, list[ClipRecord]] = defaultdict(list)
         for c in clips:
             per_video[c.video_id].append(c)

@@ -72,7 +72,7 @@ def _lose(clip: ClipRecord, why: str, detail: str) -> None:
 
 def _cut_from(path: str, row: Any, clips: list[ClipRecord], out: Path, cfg: Config) -> None:
     from clipfactory.media.cut import cut_clips
-    from clipfactory.worker import clip_pix_fmt, file_sha256
+    from clipfactory.worker import cut_info, file_sha256, stage_clip
 
     if row["source_sha256"] and file_sha256(path) != row["source_sha256"]:
         for c in clips:
@@ -96,13 +96,9 @@ def _cut_from(path: str, row: Any, clips: list[ClipRecord], out: Path, cfg: Conf
         if res.error:
             _lose(c, "cut_failed", res.error)
             continue
-        c.state, c.stage, c.reason = "staged", None, None
-        c.staged_path, c.bytes = res.path, res.bytes
-        c.width, c.height = res.width, res.height
-        c.file_sha256 = file_sha256(res.path)
-        c.extra["cut"] = {"method": res.method, "copied_frames": res.copied_frames,
-                          "audio": res.audio, "codec": res.codec, "fallback": res.fallback,
-                          "note": res.note, "pix_fmt": clip_pix_fmt(res.path)}
+        c.extra["cut"] = cut_info(res)
+        stage_clip(c, res)
+        c.stage, c.reason = None, None
         c.extra["recut"] = {"after_removal_of": c.extra.get("former_keeper"),
                             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 

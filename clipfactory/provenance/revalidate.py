@@ -111,14 +111,13 @@ def check_url(url: str, limiter: HostLimiter, *, timeout: float = 15.0, retries:
         gate.before(url)  # private address, robots.txt, tdmrep.json: before the HEAD
     except FetchError as e:
         return _refusal(url, e)
-    opener = gate.build_opener()
     host = (urlsplit(url).hostname or "").lower()
     method = "HEAD"
     attempt = 0
     while True:
         limiter.wait(host)
         try:
-            code, retry, headers = _request(opener, url, method, timeout)
+            code, retry, headers = _request(gate.opener, url, method, timeout)
         except FetchError as e:  # a redirect hop the gate refused
             return _refusal(url, e)
         except (urllib.error.URLError, OSError, ValueError) as e:

@@ -9,16 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from clipfactory.consent.card import consent_lines
-from clipfactory.policy.report import license_sections
+from clipfactory.policy.report import license_sections, md_cell
 from clipfactory.records import ClipRecord
 from clipfactory.sinks.card_media import layout_lines, loading_lines, media_lines
 from clipfactory.sinks.hf_card import front_matter
 
 __all__ = ["render_card", "write_card"]
-
-
-def _md(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ") if text is not None else ""
 
 
 def render_card(summary: dict[str, Any], kept: Sequence[ClipRecord], config_yaml: str) -> str:
@@ -49,14 +45,14 @@ def render_card(summary: dict[str, Any], kept: Sequence[ClipRecord], config_yaml
     lines += consent_lines(summary)  # sites' AI-training reservations: refused or recorded
     lines += ["## What was removed", "", "| stage/reason | clips |", "|---|---|"]
     for reason, n in counts["dropped_by_reason"].items():
-        lines.append(f"| {_md(reason)} | {n} |")
+        lines.append(f"| {md_cell(reason)} | {n} |")
     lines += ["", "| failed inputs: stage/reason | inputs |", "|---|---|"]
     for reason, n in counts["failed_by_reason"].items():
-        lines.append(f"| {_md(reason)} | {n} |")
+        lines.append(f"| {md_cell(reason)} | {n} |")
     if counts.get("removed_by_reason"):
         lines += ["", "| removed sources (takedown, opt-out, gone upstream) | inputs |",
                   "|---|---|"]
-        lines += [f"| {_md(r)} | {n} |" for r, n in counts["removed_by_reason"].items()]
+        lines += [f"| {md_cell(r)} | {n} |" for r, n in counts["removed_by_reason"].items()]
     lines += ["", "## Configuration", "", "```yaml", config_yaml.rstrip(), "```", ""]
     return "\n".join(lines)
 
@@ -68,14 +64,14 @@ def _annotation_lines(summary: dict[str, Any]) -> list[str]:
         m = a.get("embedding_model") or {}
         lines += ["## Annotations", ""]
         if m:
-            lines += [f"Embeddings: {a['embeddings']} clips, model `{_md(m['model'])}` at revision "
-                      f"`{_md(m['revision'])}`, {m['dim']} dimensions, in `embeddings/*.parquet`"
+            lines += [f"Embeddings: {a['embeddings']} clips, model `{md_cell(m['model'])}` at revision "
+                      f"`{md_cell(m['revision'])}`, {m['dim']} dimensions, in `embeddings/*.parquet`"
                       " (`clip_id`, `embedding`, `model`, `revision`).", ""]
         cats = a.get("categories") or {}
         if cats:
             total = sum(cats.values())
             lines += ["| category | clips | share |", "|---|---|---|"]
-            lines += [f"| {_md(k)} | {n} | {100 * n / total:.1f} % |" for k, n in cats.items()]
+            lines += [f"| {md_cell(k)} | {n} | {100 * n / total:.1f} % |" for k, n in cats.items()]
             lines.append("")
         cap = a.get("captions")
         if cap:
@@ -85,25 +81,25 @@ def _annotation_lines(summary: dict[str, Any]) -> list[str]:
                       " `source` = the manifest's own caption).", ""]
             c = cap.get("captioner")
             if c:
-                lines += [f"Captioned by `{_md(c['model'])}` ({c['backend']}"
-                          + (f", {_md(c['base_url'])}" if c.get("base_url") else "")
+                lines += [f"Captioned by `{md_cell(c['model'])}` ({c['backend']}"
+                          + (f", {md_cell(c['base_url'])}" if c.get("base_url") else "")
                           + f"), {c['fps']} frames/s up to {c['max_frames']} per request, longer"
-                          f" side at most {c['max_side']} px, decoding {_md(c['params'])}."
-                          " Prompt:", "", "> " + _md(c["prompt"]), ""]
+                          f" side at most {c['max_side']} px, decoding {md_cell(c['params'])}."
+                          " Prompt:", "", "> " + md_cell(c["prompt"]), ""]
         if a.get("failed_by_reason"):
             lines += ["| annotation failed: stage/reason | clips (kept, not annotated) |",
                       "|---|---|"]
-            lines += [f"| {_md(r)} | {n} |" for r, n in a["failed_by_reason"].items()]
+            lines += [f"| {md_cell(r)} | {n} |" for r, n in a["failed_by_reason"].items()]
             lines.append("")
     mix = summary.get("mix")
     if mix:
         lines += ["## Category mix", "",
-                  f"Written by `clipfactory mix` from `{_md(mix['source'])}` (seed {mix['seed']}"
+                  f"Written by `clipfactory mix` from `{md_cell(mix['source'])}` (seed {mix['seed']}"
                   + (f", at most {mix['max_clips']} clips" if mix.get("max_clips") else "")
                   + "): as many clips as the counts allow at the target shares.", "",
                   "| category | target | achieved | clips | available |", "|---|---|---|---|---|"]
         for k, share in mix["target"].items():
-            lines.append(f"| {_md(k)} | {100 * share:.1f} % | {100 * mix['achieved'].get(k, 0):.1f}"
+            lines.append(f"| {md_cell(k)} | {100 * share:.1f} % | {100 * mix['achieved'].get(k, 0):.1f}"
                          f" % | {mix['counts'].get(k, 0)} | {mix['available'].get(k, 0)} |")
         lines.append("")
     s = summary.get("semantic_dedup")

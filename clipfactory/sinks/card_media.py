@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from clipfactory.policy.report import md_cell
 from clipfactory.records import ClipRecord
 from clipfactory.sinks.index import _caption_columns, bucket_of
 
@@ -22,10 +23,6 @@ CODEC_NAMES = {"h264": "H.264/AVC", "hevc": "H.265/HEVC", "vp9": "VP9", "vp8": "
                "av1": "AV1", "mpeg4": "MPEG-4 Part 2", "mpeg2video": "MPEG-2",
                "mpeg1video": "MPEG-1", "prores": "ProRes", "mjpeg": "Motion JPEG"}
 _TOP_SIZES = 12
-
-
-def _md(text: object) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ") if text is not None else ""
 
 
 def _sorted(c: Counter) -> list[tuple[Any, int]]:
@@ -73,8 +70,8 @@ def media_lines(kept: Sequence[ClipRecord], summary: dict[str, Any]) -> list[str
     lines = ["## Clips", "", "| video codec | pixel format | clips |", "|---|---|---|"]
     for (codec, pix), n in _sorted(m["codec"]):
         name = CODEC_NAMES.get(codec)
-        lines.append(f"| {_md(name) + f' (`{_md(codec)}`)' if name else f'`{_md(codec)}`'} | "
-                     f"{_md(pix)} | {n} |")
+        lines.append(f"| {md_cell(name) + f' (`{md_cell(codec)}`)' if name else f'`{md_cell(codec)}`'} | "
+                     f"{md_cell(pix)} | {n} |")
     lines += ["", "| frame size | clips |", "|---|---|"]
     sizes = _sorted(m["size"])
     lines += [f"| {s} | {n} |" for s, n in sizes[:_TOP_SIZES]]
@@ -88,7 +85,7 @@ def media_lines(kept: Sequence[ClipRecord], summary: dict[str, Any]) -> list[str
         lines += ["Shards are bucketed (`shards.bucket_by`; the folder name joins the classes"
                   " with `_`; the index's `bucket` column):", "",
                   "| bucket | clips | shards |", "|---|---|---|"]
-        lines += [f"| `{_md(b)}` | {n} | {m['bucket_shards'][b]} |"
+        lines += [f"| `{md_cell(b)}` | {n} | {m['bucket_shards'][b]} |"
                   for b, n in sorted(m["bucket"].items())]
         lines.append("")
     models = _model_rows(m["caption_model"], summary)
@@ -98,12 +95,12 @@ def media_lines(kept: Sequence[ClipRecord], summary: dict[str, Any]) -> list[str
 
 
 def _model_rows(captions: Counter, summary: dict[str, Any]) -> list[str]:
-    rows = [f"| `{_md(k)}`{' (the manifest’s own captions)' if k == 'source' else ''} | "
+    rows = [f"| `{md_cell(k)}`{' (the manifest’s own captions)' if k == 'source' else ''} | "
             f"captions | {n} |" for k, n in _sorted(captions)]
     a = summary.get("annotations") or {}
     for e in a.get("embedding_models") or []:
-        rev = f" @ `{_md(e['revision'])}`" if e.get("revision") else ""
-        rows.append(f"| `{_md(e['model'])}`{rev} | embeddings ({e['dim']} dims) | {e['clips']} |")
+        rev = f" @ `{md_cell(e['revision'])}`" if e.get("revision") else ""
+        rows.append(f"| `{md_cell(e['model'])}`{rev} | embeddings ({e['dim']} dims) | {e['clips']} |")
     return rows
 
 
