@@ -294,6 +294,10 @@ class ShardConfig(_Section):
     duration_bins: list[float] = Field(  # edges in seconds: 0-5s, 5-10s, 10-30s, 30s+
         default_factory=lambda: list(DEFAULT_DURATION_BINS))
     max_open_buckets: int = Field(default=8, ge=1)  # shards open at once in a streaming write
+    # index.parquet and rejected.parquet are rewritten by every run while the dataset keeps at
+    # most this many clips; above, the parts in index/ and rejected/ are the index and
+    # `clipfactory compact` writes the single files on demand (docs/scale.md)
+    compact_max_clips: int = Field(default=200_000, ge=0)
 
     @field_validator("aspect_bins", mode="before")
     @classmethod

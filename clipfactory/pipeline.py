@@ -10,37 +10,26 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from clipfactory import __version__
 from clipfactory.config import Config
-from clipfactory.consent.store import consent_summary
-from clipfactory.dedup import DedupItem, Duplicate, find_duplicates
 from clipfactory.fetch.stage import FetchStage
 from clipfactory.filters import check_filters
+from clipfactory.finalize import finalize
 from clipfactory.ledger import Ledger
 from clipfactory.lock import holds_output_lock
 from clipfactory.policy.gate import Gate
-from clipfactory.policy.report import is_unknown, license_counts, policy_summary
 from clipfactory.progress import Progress
 from clipfactory.provenance.ingest import gate_inputs, inherit_policy
 from clipfactory.provenance.recut import recut_orphans
-from clipfactory.records import ClipRecord, Rejection, SourceItem, VideoResult
-from clipfactory.report import report_after_finalize
+from clipfactory.records import Rejection, SourceItem, VideoResult
 from clipfactory.shots import check_detector
-from clipfactory.sinks.card import write_card
-from clipfactory.sinks.index import write_index, write_rejected
-from clipfactory.sinks.layout import remove_orphan_shards, write_staged_shards
-from clipfactory.sinks.refresh import refresh_stale_shards
-from clipfactory.sinks.shards import rewrite_shard_without
-from clipfactory.sources import read_input
+from clipfactory.sources.manifest_state import register_input
 from clipfactory.stages import ModelStage, build_stages, check_stages
 from clipfactory.stages.feeder import StageFeeder
-from clipfactory.stages.store import annotation_summary
 from clipfactory.worker import discard_clips
 
 __all__ = ["Executor", "finalize", "run"]
@@ -88,16 +77,17 @@ def run(input_path: str | Path | None, output: str | Path, cfg: Config | None = 
         check_stages(stages, ledger)  # missing weights stop the run before any work
         ledger.set_meta("config", cfg.model_dump(mode="json"))
         _sweep_temp_files(out / "staging")
-        added = ledger.register(read_input(input_path, cfg.ingest)) if input_path else 0
+        added = register_input(ledger, input_path, cfg.ingest).added if input_path else 0
         gate = gate_inputs(ledger, cfg, out)  # quarantine and opt-outs cost no decoding
-        pending = ledger.pending()
-        log.info("run started: %d new inputs, %d pending, %d workers", added, len(pending),
+        total = ledger.pending_count()
+        log.info("run started: %d new inputs, %d pending, %d workers", added, total,
                  cfg.workers)
         if executor is None:
             from clipfactory.exec import make_executor
 
             executor = make_executor(cfg)
-        stats = _process(pending, ledger, cfg, out, executor, quiet, gate, stages)
+        stats = _process(ledger.pending(), total, ledger, cfg, out, executor, quiet, gate,
+                         stages)
         recut_orphans(out, cfg, ledger)  # duplicates of clips a removal took out
         summary = finalize(out, cfg, ledger, stats)
         log.info("run finished: %s", json.dumps(summary["counts"]))
@@ -108,15 +98,16 @@ def run(input_path: str | Path | None, output: str | Path, cfg: Config | None = 
         handler.close()
 
 
-def _process(pending: list[SourceItem], ledger: Ledger, cfg: Config, out: Path,
-             executor: Executor, quiet: bool, gate: Gate | None = None,
+def _process(pending: Iterable[SourceItem], total: int, ledger: Ledger, cfg: Config,
+             out: Path, executor: Executor, quiet: bool, gate: Gate | None = None,
              stages: list[ModelStage] | None = None) -> dict[str, Any]:
+    """Run the per-video work over ``pending`` (pulled lazily; ``total`` sizes the bar)."""
     wall0 = time.perf_counter()
     media_s = cpu_s = 0.0
     done = 0
     feeder = StageFeeder(stages, out, ledger, cfg) if stages else None
     stage_stats: dict[str, Any] = {}
-    with Progress(len(pending), quiet=quiet) as bar, _closing(feeder):
+    with Progress(total, quiet=quiet) as bar, _closing(feeder):
         def fetch_failed(r: VideoResult) -> None:
             _log_result(r)
             bar.update(0.0, failed=True)
@@ -189,122 +180,9 @@ def _log_result(r: VideoResult) -> None:
         log.warning("%s: %s", r.item.source, w)
 
 
-# -- global steps ---------------------------------------------------------------------------
-
-def finalize(out: str | Path, cfg: Config, ledger: Ledger,
-             stats: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Dedup, shard the new clips, and rewrite index, rejected, summary, card and report."""
-    out = Path(out)
-    shard_dir = out / "shards"
-    shard_dir.mkdir(exist_ok=True)
-    remove_orphan_shards(shard_dir, ledger)
-    staged = _check_staged(ledger)
-    if cfg.dedup_on:
-        _dedup(staged + ledger.clips("sharded"), ledger, cfg, shard_dir)
-        staged = ledger.clips("staged")
-    _write_shards(staged, ledger, cfg, shard_dir)
-    refresh_stale_shards(ledger, shard_dir)  # annotations that came after the clip was sharded
-    kept = ledger.clips("sharded")
-    write_index(kept, out / "index.parquet")
-    write_rejected(ledger.clips("dropped"), ledger.videos("failed", "removed"),
-                   out / "rejected.parquet")
-    if stats and stats["videos"]:
-        ledger.set_meta("throughput", stats)
-    summary = {
-        "version": __version__,
-        "counts": ledger.counts(),
-        "shards": [dict(s) for s in ledger.shards()],
-        "throughput": ledger.get_meta("throughput", {}),
-        "unknown_license_clips": sum(1 for c in kept if is_unknown(c.license)),
-        "licenses": license_counts(kept),
-        "policy": policy_summary(cfg.policy),
-        "consent": consent_summary(ledger, cfg.policy.consent),
-        **annotation_summary(ledger, kept, cfg),
-    }
-    if ledger.get_meta("mix"):  # a dataset written by `clipfactory mix`
-        summary["mix"] = ledger.get_meta("mix")
-    tmp = out / ".summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    os.replace(tmp, out / "summary.json")
-    write_card(out / "README.md", summary, kept, cfg.to_yaml())
-    report_after_finalize(out)  # report.html: a failure is logged, never raised
-    return summary
-
-
-def _check_staged(ledger: Ledger) -> list[ClipRecord]:
-    staged, lost = [], []
-    for c in ledger.clips("staged"):
-        if c.staged_path and Path(c.staged_path).is_file():
-            staged.append(c)
-        else:
-            c.drop("finalize", "staged_file_missing")
-            lost.append(c)
-    if lost:
-        ledger.update_clips(lost)
-    return staged
-
-
-def _dedup(clips: list[ClipRecord], ledger: Ledger, cfg: Config, shard_dir: Path) -> None:
-    items = [DedupItem(c.clip_id, c.exact_hash, tuple(c.phash), c.width, c.height, c.num_frames)
-             for c in clips]
-    _drop_duplicates(find_duplicates(items, cfg.dedup), clips, ledger, shard_dir)
-    if cfg.dedup.semantic:  # over what exact and near dedup kept, from the stored vectors
-        from clipfactory.dedup.semantic_index import semantic_duplicates
-
-        dups = semantic_duplicates(ledger, cfg.dedup)
-        if dups:
-            _drop_duplicates(dups, ledger.clips("staged", "sharded"), ledger, shard_dir)
-
-
-def _drop_duplicates(dups: list[Duplicate], clips: list[ClipRecord], ledger: Ledger,
-                     shard_dir: Path) -> None:
-    if not dups:
-        return
-    by_id = {c.clip_id: c for c in clips}
-    removed_from: dict[str, list[ClipRecord]] = {}
-    changed = []
-    for d in dups:
-        c = by_id[d.clip_id]
-        if c.state == "sharded" and c.shard:
-            removed_from.setdefault(c.shard, []).append(c)
-        elif c.staged_path:
-            Path(c.staged_path).unlink(missing_ok=True)
-        c.drop("dedup", d.reason)
-        c.duplicate_of = d.kept
-        c.scores["dedup.distance"] = float(d.distance)
-        c.shard, c.staged_path = None, None
-        changed.append(c)
-    for shard, gone in removed_from.items():
-        info = rewrite_shard_without(shard_dir / shard, {c.key for c in gone})
-        ledger.remove_shard(shard)
-        if info is not None:  # registered under its name in shards/ (bucket/shard-N.tar)
-            ledger.add_shards([(shard, info.sha256, info.bytes, info.count)], [])
-    ledger.update_clips(changed)
-    log.info("dedup removed %d clips (%s)", len(dups), ", ".join(sorted({d.reason for d in dups})))
-
-
-def _write_shards(staged: list[ClipRecord], ledger: Ledger, cfg: Config, shard_dir: Path) -> None:
-    """Pack staged clips into new shards (flat or bucketed: :mod:`clipfactory.sinks.layout`)."""
-    def done(paths: list[str]) -> None:
-        if not cfg.shards.keep_staging:
-            for path in paths:
-                Path(path).unlink(missing_ok=True)
-            _prune_empty_dirs(shard_dir.parent / "staging")
-
-    write_staged_shards(staged, ledger, cfg, shard_dir, after_shard=done)
-
-
 def _sweep_temp_files(staging: Path) -> None:
     """Remove half-written clips of a killed run (no worker is alive at this point)."""
     if staging.is_dir():
         for f in staging.rglob(".*"):
             if f.is_file():
                 f.unlink()
-
-
-def _prune_empty_dirs(root: Path) -> None:
-    if not root.is_dir():
-        return
-    for d in sorted((p for p in root.iterdir() if p.is_dir()), reverse=True):
-        if not any(d.iterdir()):
-            d.rmdir()

@@ -36,12 +36,13 @@ from typing import Any
 from clipfactory.ledger import Ledger
 from clipfactory.records import ClipRecord, SourceItem, VideoResult
 
-__all__ = ["fill", "main", "measure"]
+__all__ = ["CLIPS_PER_VIDEO", "fill", "main", "measure", "panda_clip"]
 
 CLIPS_PER_VIDEO = 10
 
 
-def _clip(v: int, k: int, item_key: str) -> ClipRecord:
+def panda_clip(v: int, k: int, item_key: str) -> ClipRecord:
+    """Clip ``k`` of input ``v``: a Panda-style record (~1.3 KB of JSON), sharded."""
     start = k * 240
     key = f"v{v:09d}_{start:07d}_{start + 240:07d}"
     return ClipRecord(
@@ -86,7 +87,7 @@ def fill(path: Path, clips: int, recorded: int = 100_000) -> dict[str, float]:
         slow = min(videos, max(1, recorded // CLIPS_PER_VIDEO))
         t0 = time.perf_counter()
         for v, item in enumerate(items[:slow]):
-            cs = [_clip(v, k, item.item_key) for k in range(CLIPS_PER_VIDEO)]
+            cs = [panda_clip(v, k, item.item_key) for k in range(CLIPS_PER_VIDEO)]
             ledger.record(VideoResult(item=item, video_id=item.id,
                                       source_sha256=f"{v:064x}", clips=cs,
                                       decoded_frames=2400, analysed_s=80.0))
@@ -104,7 +105,7 @@ def fill(path: Path, clips: int, recorded: int = 100_000) -> dict[str, float]:
                     [(c.clip_id, c.item_key, c.state, None, None, c.shard,
                       json.dumps(c.to_dict()))
                      for i, it in enumerate(chunk)
-                     for c in (_clip(lo + i, k, it.item_key) for k in range(CLIPS_PER_VIDEO))])
+                     for c in (panda_clip(lo + i, k, it.item_key) for k in range(CLIPS_PER_VIDEO))])
         ledger.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         ledger.close()
@@ -121,7 +122,7 @@ def _step(name: str, path: str, q: mp.Queue) -> None:
         elif name == "resume":
             ledger.register(SourceItem(item_key=f"id:new{i}", source=f"/new/{i}.mp4")
                             for i in range(100))
-            if len(ledger.pending()) != 100:
+            if ledger.pending_count() != 100 or sum(1 for _ in ledger.pending()) != 100:
                 raise RuntimeError("resume step: expected 100 pending inputs")
         elif name == "finalize load":
             ledger.clips("sharded")

@@ -9,7 +9,7 @@ then most frames, then smallest ``clip_id``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,14 +79,17 @@ def find_duplicates(
     *,
     window: int = 32,
     stats: dict[str, Any] | None = None,
+    near: Callable[..., list[list[int]]] = near_duplicate_groups,
 ) -> list[Duplicate]:
     """Every clip to remove, each pointing at the kept clip of its (transitive) group.
 
     Exact grouping runs first (``cfg.exact``); near grouping (``cfg.perceptual``) runs on
     the exact survivors only, so a clip is reported at most once. ``window`` bounds the
     comparisons inside one oversized LSH bucket (see :mod:`clipfactory.dedup.perceptual`);
-    ``stats``, when given, receives the LSH pair counters and group counts. The result is
-    sorted by ``clip_id``.
+    ``stats``, when given, receives the LSH pair counters and group counts. ``near`` groups
+    the near duplicates: :func:`near_duplicate_groups` or a function with its signature and
+    result (on Ray: :func:`clipfactory.dedup.ray_dedup.near_duplicate_groups_ray`). The result
+    is sorted by ``clip_id``.
     """
     if not cfg.enabled:
         return []
@@ -108,10 +111,10 @@ def find_duplicates(
         survivors = [r for r in survivors if r not in removed]
 
     if cfg.perceptual:
-        near = near_duplicate_groups(
+        groups = near(
             [items[r].phash for r in survivors], cfg.max_hamming, window=window, stats=counters
         )
-        for local in near:
+        for local in groups:
             rows = [survivors[j] for j in local]
             keep = _keeper(items, rows)
             counters["near_groups"] += 1

@@ -38,7 +38,7 @@ from clipfactory.config import Config, RayConfig
 from clipfactory.records import Rejection, SourceItem, VideoResult
 from clipfactory.worker import process_video
 
-__all__ = ["RayExecutor", "import_ray", "needs_actors", "private_instance",
+__all__ = ["RayExecutor", "connected", "import_ray", "needs_actors", "private_instance",
            "setup_worker"]
 
 log = logging.getLogger("clipfactory.exec.ray")
@@ -152,14 +152,7 @@ class RayExecutor:
 
     def _connect(self, ray: ModuleType, r: RayConfig) -> bool:
         """Join the cluster (or start a private instance); True when we must shut it down."""
-        if ray.is_initialized():
-            return False
-        address = self.address or os.environ.get("RAY_ADDRESS")
-        if address:
-            ray.init(address=address, logging_level=logging.WARNING, configure_logging=False)
-        else:
-            _init_private(ray, math.ceil(self.local_cpus * max(r.cpus_per_video, 1e-3)))
-        return True
+        return _join(ray, self.address, math.ceil(self.local_cpus * max(r.cpus_per_video, 1e-3)))
 
     def result(self, ray: ModuleType, ref: Any, item: SourceItem) -> VideoResult:
         """The task's result, or a failed one naming why the cluster could not produce it."""
@@ -189,6 +182,32 @@ def private_instance(num_cpus: int) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+@contextlib.contextmanager
+def connected(address: str | None, num_cpus: int) -> Iterator[ModuleType]:
+    """Ray, joined for the block as the executor joins it: ``address``, else ``RAY_ADDRESS``,
+    else a private instance with ``num_cpus`` CPUs; a connection already open is used as is
+    (and left open), so the global steps of one command share it."""
+    ray = import_ray()
+    owned = _join(ray, address, num_cpus)
+    try:
+        yield ray
+    finally:
+        if owned:
+            ray.shutdown()
+
+
+def _join(ray: ModuleType, address: str | None, num_cpus: int) -> bool:
+    """Connect unless connected; True when the caller must shut Ray down."""
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING, configure_logging=False)
+    else:
+        _init_private(ray, num_cpus)
+    return True
 
 
 def _init_private(ray: ModuleType, num_cpus: int) -> None:

@@ -111,23 +111,31 @@ class Prefetcher:
 
         ``on_failure`` is called with each failed fetch in the thread that iterates (the
         driver's, which owns the ledger); without it, take them with :meth:`failures`."""
-        local = []
-        with self._cv:
-            for item in pending:
-                (self._todo if needs_fetch(item.source) else local).append(item)
-            self._fill()
-        for item in local:
-            yield item
+        source: Iterator[SourceItem] | None = iter(pending)
+        # ``pending`` is pulled only while few downloads wait to start (downloads start in
+        # order anyway), so millions of pending inputs are never held here at once
+        ahead = 2 * max(1, self.cfg.concurrency)
         while True:
+            while source is not None and len(self._todo) < ahead:
+                item = next(source, None)
+                if item is None:
+                    source = None
+                elif needs_fetch(item.source):
+                    with self._cv:
+                        self._todo.append(item)
+                        self._fill()
+                else:
+                    yield item  # local items need no download
             with self._cv:
                 while not self._ready and (self._todo or self._running) \
-                        and not (on_failure and self._failed):
+                        and not (on_failure and self._failed) \
+                        and not (source is not None and len(self._todo) < ahead):
                     self._starving = True
                     self._fill()
                     self._cv.wait(0.5)
                 self._starving = False
                 item = self._ready.popleft() if self._ready else None
-                idle = item is None and not (self._todo or self._running)
+                idle = item is None and not (self._todo or self._running) and source is None
             if on_failure is not None:
                 for failure in self.failures():
                     on_failure(failure)

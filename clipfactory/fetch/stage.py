@@ -10,6 +10,7 @@ A refusal by a site's consent signals is stage ``consent``, with its evidence in
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -53,13 +54,20 @@ class FetchStage:
         self.prefetcher: Prefetcher | None = None
         self.failed = 0
 
-    def wrap(self, pending: list[SourceItem]) -> Iterable[SourceItem]:
-        """``pending`` itself when nothing needs fetching, else the prefetcher's stream."""
-        if not any(needs_fetch(i.source) for i in pending):
-            return pending
-        self.prefetcher = Prefetcher(self.cfg.fetch, self.dir, consent=self.cfg.policy.consent)
-        return self._with_evidence(self.prefetcher.items(pending,
-                                                         on_failure=self._record_failure))
+    def wrap(self, pending: Iterable[SourceItem]) -> Iterator[SourceItem]:
+        """``pending`` as it comes until an item needs fetching, then the prefetcher's stream
+        of that item and the rest. Pulled lazily: ``pending`` may be the ledger's cursor over
+        millions of inputs, so it is never looked through ahead of the executor."""
+        items = iter(pending)
+        for item in items:
+            if not needs_fetch(item.source):
+                yield item
+                continue
+            self.prefetcher = Prefetcher(self.cfg.fetch, self.dir,
+                                         consent=self.cfg.policy.consent)
+            yield from self._with_evidence(self.prefetcher.items(
+                itertools.chain([item], items), on_failure=self._record_failure))
+            return
 
     def _with_evidence(self, items: Iterable[SourceItem]) -> Iterator[SourceItem]:
         """Store what the sites said about each fetched item (signals recorded, not enforced,

@@ -1,22 +1,24 @@
 """License facts for the summary and the dataset card: counts, the policy, credit lines.
 
 The card groups sources by license and gives, for every source, the credit a CC BY license
-asks for (title, author, source, license with a link, and that the work was changed).
+asks for (title, author, source, license with a link, and that the work was changed). Everything
+here reads the kept clips' statistics (:mod:`clipfactory.sinks.stats`), never the clips: a
+license with more sources than the statistics keep credits for lists its largest sources and
+says how many more the index credits.
 """
 
 from __future__ import annotations
 
-import os
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from clipfactory.config import PolicyConfig
 from clipfactory.policy.licenses import MISSING, UNKNOWN, license_url, requires_attribution
 from clipfactory.records import ClipRecord
+from clipfactory.sinks.stats import as_stats
 
-__all__ = ["credit_line", "is_unknown", "license_counts", "license_sections", "md_cell",
-           "policy_summary"]
+__all__ = ["credit_line", "is_unknown", "license_counts", "license_rows", "license_sections",
+           "md_cell", "policy_summary", "unknown_license_clips"]
 
 CHANGES = "cut into clips and re-encoded"
 
@@ -32,12 +34,23 @@ def is_unknown(license_id: str | None) -> bool:
     return license_id in (None, "", UNKNOWN, MISSING)
 
 
-def license_counts(kept: Sequence[ClipRecord]) -> dict[str, int]:
-    """Kept clips per license id."""
-    counts: dict[str, int] = defaultdict(int)
-    for c in kept:
-        counts[c.license or MISSING] += 1
-    return dict(sorted(counts.items()))
+def license_counts(stats: Mapping[str, Any] | Iterable[ClipRecord]) -> dict[str, int]:
+    """Kept clips per license id, from the kept clips' statistics (or the clips)."""
+    return {lic: s["clips"] for lic, s in as_stats(stats)["licenses"].items()}
+
+
+def unknown_license_clips(stats: Mapping[str, Any]) -> int:
+    """Kept clips whose license is unknown or missing."""
+    return sum(s["clips"] for lic, s in stats["licenses"].items() if is_unknown(lic))
+
+
+def license_rows(stats: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per license: clips, videos (``videos_exact`` False when it is an upper bound,
+    see :mod:`clipfactory.sinks.stats`), hours and whether credit is required."""
+    return [{"license": lic, "clips": s["clips"], "videos": s["videos"],
+             "videos_exact": s["video_ids"] is not None, "hours": s["duration_us"] / 3.6e9,
+             "credit_required": requires_attribution(lic)}
+            for lic, s in sorted(stats["licenses"].items())]
 
 
 def policy_summary(cfg: PolicyConfig) -> dict[str, Any]:
@@ -47,28 +60,26 @@ def policy_summary(cfg: PolicyConfig) -> dict[str, Any]:
             "declared_license": cfg.declared_license, "opt_out_file": cfg.opt_out_file}
 
 
-def credit_line(c: ClipRecord, clips: int = 1) -> str:
-    """Markdown credit of one source: title, author, source and license, and the changes."""
-    title = c.extra.get("title")
-    author = c.attribution or "unknown author"
-    where = c.source_url or os.path.basename(c.source)
-    lid = c.license or MISSING
-    url = license_url(lid)
-    lic = f"[{lid}]({url})" if url else f"`{md_cell(lid)}`"
+def credit_line(license_id: str, video_id: str, credit: Mapping[str, Any]) -> str:
+    """Markdown credit of one source (a credit of :func:`clipfactory.sinks.stats.kept_stats`):
+    title, author, source and license, and the changes."""
+    title = credit.get("title")
+    author = credit.get("author") or "unknown author"
+    url = license_url(license_id)
+    lic = f"[{license_id}]({url})" if url else f"`{md_cell(license_id)}`"
     head = f"“{md_cell(title)}” by {md_cell(author)}" if title else md_cell(author)
-    tail = f"; {CHANGES}" if requires_attribution(lid) else ""
+    tail = f"; {CHANGES}" if requires_attribution(license_id) else ""
+    clips = credit["clips"]
     n = f" ({clips} clips)" if clips != 1 else " (1 clip)"
-    return f"- {head}, {md_cell(where)}, {lic}{tail}. Video `{md_cell(c.video_id)}`{n}"
+    return f"- {head}, {md_cell(credit['where'])}, {lic}{tail}. Video `{md_cell(video_id)}`{n}"
 
 
-def license_sections(summary: dict[str, Any], kept: Sequence[ClipRecord]) -> list[str]:
-    """The card's "Licenses" and "Attribution" sections, as lines of Markdown."""
+def license_sections(summary: dict[str, Any], stats: Mapping[str, Any]) -> list[str]:
+    """The card's "Licenses" and "Attribution" sections, as lines of Markdown, from the kept
+    clips' statistics."""
     policy = summary.get("policy") or {}
     failed = summary["counts"].get("failed_by_reason", {})
     quarantined = sum(n for k, n in failed.items() if k.startswith("policy/"))
-    by_license: dict[str, list[ClipRecord]] = defaultdict(list)
-    for c in kept:
-        by_license[c.license or MISSING].append(c)
     lines = ["## Licenses", ""]
     name = policy.get("name", "none")
     if name == "none":
@@ -79,26 +90,39 @@ def license_sections(summary: dict[str, Any], kept: Sequence[ClipRecord]) -> lis
             else ""
         lines += [f"License policy: **{md_cell(name)}**{md_cell(terms)}. {quarantined} inputs were "
                   "quarantined by it (see `rejected.parquet`, stage `policy`).", ""]
-    unknown = sum(len(v) for k, v in by_license.items() if is_unknown(k))
+    unknown = unknown_license_clips(stats)
     if unknown:
         lines += [f"> **Warning:** {unknown} clips have an unknown or missing license. Check "
                   "their terms before any use beyond private research.", ""]
     lines += ["| license | clips | videos | hours | credit required |", "|---|---|---|---|---|"]
-    for lic, clips in sorted(by_license.items()):
-        videos = len({c.video_id for c in clips})
-        hours = sum(c.duration_s for c in clips) / 3600
-        credit = "yes" if requires_attribution(lic) else "no"
-        lines.append(f"| {md_cell(lic)} | {len(clips)} | {videos} | {hours:.3f} | {credit} |")
+    rows = license_rows(stats)
+    for r in rows:
+        videos = r["videos"] if r["videos_exact"] else f"≤ {r['videos']}"
+        lines.append(f"| {md_cell(r['license'])} | {r['clips']} | {videos} | {r['hours']:.3f} | "
+                     f"{'yes' if r['credit_required'] else 'no'} |")
+    if not all(r["videos_exact"] for r in rows):
+        lines += ["", "≤: an upper bound. Too many videos to count each once: every shard counted"
+                  " its own, so a video whose clips lie in several shards counts in each."]
     lines += ["", "## Attribution", "",
               "Sources grouped by license, with the credit each license asks for. Each source "
               f"was {CHANGES}.", ""]
-    for lic, clips in sorted(by_license.items()):
+    for lic, s in sorted(stats["licenses"].items()):
         url = license_url(lic)
         lines += [f"### {md_cell(lic)}" + (f" ({url})" if url else ""), ""]
-        per_video: dict[str, list[ClipRecord]] = defaultdict(list)
-        for c in clips:
-            per_video[c.video_id].append(c)
-        for group in per_video.values():
-            lines.append(credit_line(group[0], len(group)))
+        lines += [credit_line(lic, vid, credit) for vid, credit in s["credits"].items()]
+        lines += _left_out(s)
         lines.append("")
     return lines
+
+
+def _left_out(s: Mapping[str, Any]) -> list[str]:
+    """The line for the sources a capped credit list leaves out (largest sources are listed)."""
+    clips = s["clips"] - sum(c["clips"] for c in s["credits"].values())
+    if clips <= 0 and not s["credits_trimmed"]:
+        return []
+    sources = s["videos"] - len(s["credits"])
+    more = (f"{sources} more sources" if s["video_ids"] is not None
+            else f"At most {sources} more sources")
+    return [f"- {more} ({clips} clips) are not listed here: their credits are the `attribution`,"
+            " `source_url` and `license` columns of the index (the sources with the most clips"
+            " are listed above)."]

@@ -1,15 +1,33 @@
 """``clipfactory audit``: verify a dataset's shards against its index, ledger and policy.
 
-Every shard is read in full. The audit fails (``AuditReport.ok`` is False) when:
+Three modes (``audit(out, ...)``, ``clipfactory audit OUT ...``):
+
+- ``full``: every shard read in full, every index row, ledger clip and source checked, plus
+  ``staging/`` and ``embeddings/``. The default for a dataset of at most
+  :data:`FULL_UP_TO` shards.
+- ``sample``: ``n`` shards drawn at random (seeded; the seed is reported, so the same draw can
+  be repeated) audited like ``shards`` below, plus the dataset-wide checks that read no shard
+  (O(number of shards)). The default above :data:`FULL_UP_TO` shards, with
+  :data:`DEFAULT_SAMPLE` shards.
+- ``shards``: only the named shards: each shard file, its index rows, the ledger's clips in it
+  and their sources.
+
+The index is read one shard at a time (:mod:`clipfactory.provenance.audit_index`): from its part
+``index/<shard>.parquet`` when the index is partitioned, else from ``index.parquet``; next to
+the parts, ``index.parquet`` is a compacted copy that must agree with them. The audit fails
+(``AuditReport.ok`` is False) when:
 
 - a shard's sha256 differs from the ledger's or ``summary.json``'s, a shard the ledger lists is
-  missing, or a shard file is unknown (``shard_hash_mismatch``, ``shard_missing``,
-  ``orphan_shard``, ``unreadable_shard``);
+  missing, a shard file or an index part is unknown to the ledger, or the ledger and
+  ``summary.json`` list different shards (``shard_hash_mismatch``, ``shard_missing``,
+  ``orphan_shard``, ``orphan_index_part``, ``summary_mismatch``, ``unreadable_shard``);
 - a shard holds a sample the index does not list, the index lists a clip its shard does not
   hold, a clip's bytes differ from its ``file_sha256``, or its ``KEY.json`` disagrees with its
   index row (``orphan_clip``, ``missing_clip``, ``clip_hash_mismatch``,
   ``clip_metadata_mismatch``); the index and the ledger disagree (``index_mismatch``); a
-  clip file lies in ``staging/`` that no staged clip owns (``orphan_file``);
+  clip file lies in ``staging/`` that no staged clip owns (``orphan_file``); the compacted
+  ``index.parquet`` disagrees with the parts (``stale_compacted_index``, and its rows are
+  checked like the parts');
 - a clip present is not allowed under the dataset's policy, comes from a removed or
   quarantined source, or from a source the opt-out list or an earlier takedown names
   (``not_allowed``, ``removed_source``, ``quarantined_source``, ``opted_out``);
@@ -19,24 +37,32 @@ Every shard is read in full. The audit fails (``AuditReport.ok`` is False) when:
 
 from __future__ import annotations
 
-import hashlib
-import json
-import tarfile
+import random
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from clipfactory.config import Config
 from clipfactory.policy.optout import OptOutList
 from clipfactory.provenance.audit_embeddings import check_embeddings
-from clipfactory.provenance.ingest import build_gate
+from clipfactory.provenance.audit_index import COMPACTED, IndexRows, compare_rows
+from clipfactory.provenance.audit_shards import (
+    Inventory,
+    check_inventory,
+    check_presence,
+    compare_samples,
+    read_shard_file,
+    take_inventory,
+)
+from clipfactory.provenance.audit_sources import SourceCheck
 from clipfactory.provenance.takedown import open_output
 
-__all__ = ["AuditReport", "Problem", "audit"]
+__all__ = ["DEFAULT_SAMPLE", "FULL_UP_TO", "AuditReport", "Problem", "audit"]
 
+FULL_UP_TO = 64  # shards: up to this many the default audit reads every one
+DEFAULT_SAMPLE = 16  # shards the default audit draws above FULL_UP_TO
 _EXAMPLES = 5
 
 
@@ -52,11 +78,17 @@ class Problem:
 
 @dataclass
 class AuditReport:
-    """The findings of one audit; ``ok`` when there are no problems (warnings allowed)."""
+    """The findings of one audit; ``ok`` when there are no problems (warnings allowed).
+
+    ``checked`` says what was checked: ``mode`` (full, sample, shards), ``default`` (the mode
+    was chosen by size), ``shards`` read of ``shards_total``, index rows (``clips``) of
+    ``clips_total``, ``videos`` (sources decided), and for sample and shards modes the
+    ``shard_names`` audited (and the sample's ``seed``).
+    """
 
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    checked: dict[str, int] = field(default_factory=dict)
+    checked: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -66,11 +98,27 @@ class AuditReport:
             clip: str | None = None) -> None:
         self.problems.append(Problem(kind, detail, shard, clip))
 
+    def _headline(self) -> list[str]:
+        c = self.checked
+        mode = c.get("mode", "full")
+        if mode == "full":
+            why = f", the default up to {FULL_UP_TO} shards" if c.get("default") else ""
+            return [f"audit (full{why}): {c.get('shards', 0)} shards, {c.get('clips', 0)} "
+                    f"clips, {c.get('videos', 0)} sources checked"]
+        if mode == "sample":
+            why = (f", the default above {FULL_UP_TO} shards; --full checks every shard"
+                   if c.get("default") else "")
+            head = f"audit (sample of {c.get('sample')} shards, seed {c.get('seed')}{why})"
+        else:
+            head = "audit (shards)"
+        return [f"{head}: {c.get('shards', 0)} of {c.get('shards_total', 0)} shards, "
+                f"{c.get('clips', 0)} of {c.get('clips_total', 0)} clips, "
+                f"{c.get('videos', 0)} sources checked",
+                "shards: " + ", ".join(c.get("shard_names", []))]
+
     def render(self) -> str:
         """A readable report: what was checked, then problems grouped by kind."""
-        c = self.checked
-        lines = [f"audit: {c.get('shards', 0)} shards, {c.get('clips', 0)} clips, "
-                 f"{c.get('videos', 0)} sources checked"]
+        lines = self._headline()
         for w in self.warnings:
             lines.append(f"warning: {w}")
         if self.ok:
@@ -88,171 +136,134 @@ class AuditReport:
         return "\n".join(lines)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _read_shard(path: Path) -> dict[str, dict[str, Any]]:
-    """key -> {"mp4": sha256 of the clip bytes, "json": parsed metadata}."""
-    samples: dict[str, dict[str, Any]] = {}
-    with tarfile.open(path, "r:") as tar:
-        for m in tar:
-            if not m.isfile():
-                continue
-            base = m.name.rsplit("/", 1)[-1]
-            key, _, ext = base.partition(".")
-            data = tar.extractfile(m)
-            raw = data.read() if data is not None else b""
-            entry = samples.setdefault(key, {})
-            if ext == "json":
-                try:
-                    entry["json"] = json.loads(raw)
-                except ValueError:
-                    entry["json"] = None
-            else:
-                entry[ext] = hashlib.sha256(raw).hexdigest()
-    return samples
-
-
-def _check_shards(out: Path, report: AuditReport, ledger_shards: dict[str, str],
-                  summary_shards: dict[str, str], index: dict[str, dict[str, Any]]) -> None:
-    by_shard: dict[str, dict[str, dict[str, Any]]] = {}
-    for row in index.values():
-        by_shard.setdefault(row["shard"] or "", {})[row["key"]] = row
-    root = out / "shards"  # flat, or one folder per bucket: names are paths under shards/
-    files = {p.relative_to(root).as_posix(): p for p in root.rglob("*.tar")
-             if not p.name.startswith(".")} if root.is_dir() else {}
-    for name in sorted(set(files) | set(ledger_shards) | set(by_shard)):
-        if name not in files:
-            report.add("shard_missing", "listed by the ledger or index but not on disk", name)
-            continue
-        if name not in ledger_shards:
-            report.add("orphan_shard", "shard file unknown to the ledger", name)
-        sha = _sha256(files[name])
-        if name in ledger_shards and sha != ledger_shards[name]:
-            report.add("shard_hash_mismatch", f"sha256 {sha[:16]}… but the ledger has "
-                       f"{ledger_shards[name][:16]}…", name)
-        if name in summary_shards and sha != summary_shards[name]:
-            report.add("shard_hash_mismatch", f"sha256 {sha[:16]}… but summary.json has "
-                       f"{summary_shards[name][:16]}…", name)
-        try:
-            samples = _read_shard(files[name])
-        except (tarfile.TarError, OSError) as e:
-            report.add("unreadable_shard", f"{type(e).__name__}: {e}", name)
-            continue
-        expected = by_shard.get(name, {})
-        for key in sorted(set(samples) - set(expected)):
-            report.add("orphan_clip", "sample in the shard but not in index.parquet", name, key)
-        for key in sorted(set(expected) - set(samples)):
-            report.add("missing_clip", "in index.parquet but not in its shard", name, key)
-        for key in sorted(set(expected) & set(samples)):
-            row, got = expected[key], samples[key]
-            if got.get("mp4") != row["file_sha256"]:
-                report.add("clip_hash_mismatch", "clip bytes differ from index file_sha256",
-                           name, key)
-            meta = got.get("json") or {}
-            for col in ("clip_id", "source", "license", "file_sha256"):
-                if meta.get(col) != row[col]:
-                    report.add("clip_metadata_mismatch", f"KEY.json {col}={meta.get(col)!r}, "
-                               f"index {row[col]!r}", name, key)
-                    break
-        report.checked["shards"] = report.checked.get("shards", 0) + 1
-
-
-def _check_sources(out: Path, ledger: Any, cfg: Config, report: AuditReport,
-                   index: dict[str, dict[str, Any]], extra: OptOutList) -> None:
-    gate = build_gate(ledger, cfg.policy)
-    gate.optout = gate.optout + extra
-    sharded = {c.clip_id: c for c in ledger.clips("sharded")}
-    for cid in sorted(set(sharded) - set(index)):
-        report.add("index_mismatch", "sharded in the ledger but not in index.parquet",
-                   sharded[cid].shard, cid)
-    videos = {r["item_key"]: r for r in ledger.videos()}
-    decided: dict[str, Any] = {}
-    for cid, row in sorted(index.items()):
-        clip = sharded.get(cid)
-        item_key = clip.item_key if clip is not None else _item_of(ledger, cid)
-        if clip is None:
-            report.add("index_mismatch", "in index.parquet but not sharded in the ledger",
-                       row["shard"], cid)
-        v = videos.get(item_key) if item_key else None
-        state = v["state"] if v is not None else "unknown"
-        if state == "removed":
-            report.add("removed_source", f"{v['source']} was removed ({v['reason']}: "
-                       f"{v['detail']})", row["shard"], cid)
-            continue
-        if state == "failed" and v["stage"] == "policy":
-            report.add("quarantined_source", f"{v['source']}: {v['reason']}", row["shard"], cid)
-            continue
-        if clip is None:
-            continue
-        if state != "done":
-            report.add("index_mismatch", f"source {clip.source} is {state}", row["shard"], cid)
-            continue
-        if clip.item_key not in decided:
-            decided[clip.item_key] = gate.decide_row(v)
-        d = decided[clip.item_key]
-        if not d.allowed:
-            kind = {"opted_out": "opted_out", "taken_down": "removed_source"}.get(
-                d.reason, "not_allowed")
-            report.add(kind, f"{v['source']}: {d.reason} ({d.detail})", row["shard"], cid)
-        elif gate.policy is not None and not gate.policy.decide(
-                row["license"] or "missing", cfg.policy.dataset_terms).allowed:
-            report.add("not_allowed", f"index license {row['license']!r} is not allowed under "
-                       f"policy {gate.policy.name}", row["shard"], cid)
-    report.checked["videos"] = len(decided)
-    unknown = sum(1 for r in index.values() if r["license"] in (None, "unknown", "missing"))
-    if unknown and gate.policy is None:
-        report.warnings.append(f"{unknown} clips have an unknown or missing license (no policy "
-                               "is set, so nothing was gated)")
-
-
-def _item_of(ledger: Any, clip_id: str) -> str | None:
-    r = ledger.db.execute("SELECT item_key FROM clips WHERE clip_id = ?", (clip_id,)).fetchone()
-    return r[0] if r else None
-
-
 def _check_staging(out: Path, ledger: Any, report: AuditReport) -> None:
-    owned = {str(Path(c.staged_path).resolve()) for c in ledger.clips()
-             if c.staged_path and c.state in ("staged", "sharded")}
+    """Clip files in ``staging/`` that no staged or sharded clip owns. Streams the ledger and
+    keeps only the files on disk in memory."""
     staging = out / "staging"
-    if staging.is_dir():
-        for f in sorted(staging.rglob("*.mp4")):
-            if str(f.resolve()) not in owned:
-                report.add("orphan_file", f"staged clip file no clip owns: {f.relative_to(out)}")
+    files = ({str(f.resolve()): f for f in sorted(staging.rglob("*.mp4"))}
+             if staging.is_dir() else {})
+    if not files:
+        return
+    names = {f.name for f in files.values()}
+    for (path,) in ledger.db.execute("SELECT json_extract(record, '$.staged_path') FROM clips"
+                                     " WHERE state IN ('staged', 'sharded')"):
+        if path and path.rsplit("/", 1)[-1] in names:  # resolve only possible owners
+            files.pop(str(Path(path).resolve()), None)
+    for f in sorted(files.values()):
+        report.add("orphan_file", f"staged clip file no clip owns: {f.relative_to(out)}")
 
 
-def audit(out: str | Path, opt_out_file: str | Path | None = None) -> AuditReport:
-    """Audit an output folder (see the module docstring); ``opt_out_file`` adds rules."""
+def _policy(ledger: Any, report: AuditReport) -> Config:
+    """The dataset's config; a missing opt-out list is a problem, and is left out."""
+    cfg = Config.model_validate(ledger.get_meta("config") or {})
+    oo = cfg.policy.opt_out_file
+    if oo and not Path(oo).is_file():
+        report.add("opt_out_file_missing", f"the dataset's opt-out list {oo} is missing; "
+                   "opted-out sources cannot be verified")
+        cfg.policy = cfg.policy.model_copy(update={"opt_out_file": None})
+    return cfg
+
+
+def _check_partition(name: str, index: IndexRows, inv: Inventory, sources: SourceCheck,
+                     report: AuditReport) -> bool:
+    """One shard: its file against its index rows, those rows and the ledger's clips of the
+    shard against each other and the policy. A compacted copy that disagrees with the part is
+    reported and checked the same way. True when the shard file was read."""
+    table, label = index.table(name), index.label(name)
+    rows = table.to_pylist() if table is not None else []
+    samples = read_shard_file(name, inv, report) if name in inv.files else None
+    if samples is not None:
+        compare_samples(name, samples, rows, label, report)
+    sources.check(name, rows, label, report)
+    copy_table = index.copy_table(name)
+    if index.compacted_copy and (diff := compare_rows(copy_table, table)) is not None:
+        report.add("stale_compacted_index", f"{COMPACTED} disagrees with {label}: {diff}", name)
+        copy = copy_table.to_pylist() if copy_table is not None else []
+        if samples is not None:
+            compare_samples(name, samples, copy, COMPACTED, report)
+        sources.check(name, copy, COMPACTED, report, count=False)
+    return samples is not None
+
+
+def _shard_name(name: str) -> str:
+    return name if name.endswith(".tar") else f"{name}.tar"
+
+
+def _all_shards(ledger: Any, inv: Inventory, index: IndexRows) -> list[str]:
+    """Every shard anything names: files, ledger, index, and the ledger's sharded clips."""
+    clip_shards = {r[0] or "" for r in ledger.db.execute(
+        "SELECT DISTINCT shard FROM clips WHERE state = 'sharded'")}
+    return sorted(set(inv.files) | set(inv.ledger) | index.shards() | clip_shards)
+
+
+def _select(inv: Inventory, c: dict[str, Any], shards: Sequence[str] | None,
+            sample: int | None, seed: int | None, full: bool) -> list[str] | None:
+    """The mode (recorded in ``c``) and its shards; None for every shard (full)."""
+    c["default"] = not (shards or sample is not None or full)
+    if shards:
+        c["mode"] = "shards"
+        return sorted(dict.fromkeys(_shard_name(s) for s in shards))
+    if full or (sample is None and len(set(inv.files) | set(inv.ledger)) <= FULL_UP_TO):
+        c["mode"] = "full"
+        return None
+    c["mode"], c["sample"] = "sample", sample or DEFAULT_SAMPLE
+    # a fresh seed by default, so repeated audits cover different shards; it is reported,
+    # so any one draw can be repeated
+    c["seed"] = seed if seed is not None else random.SystemRandom().randrange(1 << 31)
+    pool = sorted(inv.ledger)
+    return sorted(random.Random(c["seed"]).sample(pool, min(c["sample"], len(pool))))
+
+
+def audit(out: str | Path, opt_out_file: str | Path | None = None, *,
+          shards: Sequence[str] | None = None, sample: int | None = None,
+          seed: int | None = None, full: bool = False) -> AuditReport:
+    """Audit an output folder (see the module docstring); ``opt_out_file`` adds rules.
+
+    Give at most one of ``shards`` (names, ``.tar`` optional), ``sample`` (a number of shards,
+    drawn with ``seed``; a random seed when None) and ``full``; with none the mode follows the
+    dataset's size. Raises ``ValueError`` for several modes at once or an unknown shard.
+    """
+    if sum((bool(shards), sample is not None, full)) > 1:
+        raise ValueError("give at most one of shards, sample and full")
+    if sample is not None and sample < 1:
+        raise ValueError(f"a sample needs at least one shard, got {sample}")
     out = Path(out)
     report = AuditReport()
     ledger = open_output(out)
     try:
-        cfg = Config.model_validate(ledger.get_meta("config") or {})
-        oo = cfg.policy.opt_out_file
-        if oo and not Path(oo).is_file():
-            report.add("opt_out_file_missing", f"the dataset's opt-out list {oo} is missing; "
-                       "opted-out sources cannot be verified")
-            cfg.policy = cfg.policy.model_copy(update={"opt_out_file": None})
+        cfg = _policy(ledger, report)
         extra = OptOutList.from_file(opt_out_file) if opt_out_file else OptOutList()
-        index_path = out / "index.parquet"
-        rows = pq.read_table(index_path).to_pylist() if index_path.is_file() else []
-        if not index_path.is_file():
+        inv = take_inventory(out, ledger)
+        c = report.checked
+        names = _select(inv, c, shards, sample, seed, full)
+        index = IndexRows(out, only=names)
+        if not index.present:
             report.add("index_missing", "index.parquet is missing")
-        index = {r["clip_id"]: r for r in rows}
-        report.checked["clips"] = len(index)
-        ledger_shards = {s["name"]: s["sha256"] for s in ledger.shards()}
-        summary_path = out / "summary.json"
-        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-        summary_shards = {s["name"]: s["sha256"] for s in summary.get("shards", [])}
-        _check_shards(out, report, ledger_shards, summary_shards, index)
-        _check_sources(out, ledger, cfg, report, index, extra)
-        _check_staging(out, ledger, report)
-        check_embeddings(out, ledger, report)
+        if c["mode"] == "shards":
+            unknown = [n for n in names if n not in inv.files and n not in inv.ledger
+                       and not index.rows(n)]
+            if unknown:
+                raise ValueError(f"no shard named {', '.join(unknown)} in {out}")
+        else:
+            check_inventory(inv, index, report)
+        if names is None:
+            names = _all_shards(ledger, inv, index)
+        else:
+            c["shard_names"] = names
+        sources = SourceCheck(ledger, cfg, extra, deferred=c["mode"] == "full")
+        read = 0
+        for name in names:  # one shard's rows and clips in memory at a time
+            if c["mode"] == "shards":
+                check_presence(name, inv, report)
+            read += _check_partition(name, index, inv, sources, report)
+        sources.finish(report)
+        c.update(shards=read, shards_total=len(inv.ledger), clips=sources.rows,
+                 videos=len(sources.videos))
+        c["clips_total"] = ledger.db.execute(
+            "SELECT COALESCE(SUM(count), 0) FROM shards").fetchone()[0]
+        if c["mode"] == "full":
+            _check_staging(out, ledger, report)
+            check_embeddings(out, ledger, report)
         return report
     finally:
         ledger.close()

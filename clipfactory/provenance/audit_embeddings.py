@@ -21,7 +21,20 @@ from clipfactory.worker import file_sha256
 __all__ = ["check_embeddings"]
 
 _REMOVAL_STAGES = ("takedown", "policy")
+_CHUNK = 500  # SQLite host parameters per IN (...) query
 
+
+def _states(ledger: Any, ids: list[str]) -> dict[str, tuple[str, str, str]]:
+    """clip_id -> (clip state, clip stage, source state) of the given clips (one part's: the
+    whole ledger is never held at once)."""
+    found: dict[str, tuple[str, str, str]] = {}
+    for i in range(0, len(ids), _CHUNK):
+        chunk = ids[i:i + _CHUNK]
+        found.update({r[0]: (r[1], r[2], r[3]) for r in ledger.db.execute(
+            "SELECT c.clip_id, c.state, c.stage, v.state FROM clips c JOIN videos v"
+            " ON v.item_key = c.item_key WHERE c.clip_id IN (" + ",".join("?" * len(chunk))
+            + ")", chunk)})
+    return found
 
 
 def check_embeddings(out: Path, ledger: Any, report: Any) -> None:
@@ -30,9 +43,6 @@ def check_embeddings(out: Path, ledger: Any, report: Any) -> None:
     parts = {r[0]: r[1] for r in ledger.db.execute("SELECT name, sha256 FROM embedding_parts")}
     d = out / EMBEDDINGS_DIR
     files = {p.name: p for p in d.glob("*.parquet")} if d.is_dir() else {}
-    state = {r[0]: (r[1], r[2], r[3]) for r in ledger.db.execute(
-        "SELECT c.clip_id, c.state, c.stage, v.state FROM clips c JOIN videos v"
-        " ON v.item_key = c.item_key")}
     seen: dict[str, str] = {}
     for name in sorted(set(parts) | set(files)):
         if name not in files:
@@ -43,7 +53,9 @@ def check_embeddings(out: Path, ledger: Any, report: Any) -> None:
             continue
         if file_sha256(str(files[name])) != parts[name]:
             report.add("embedding_part_hash_mismatch", f"embeddings/{name} changed on disk")
-        for cid in pq.read_table(files[name], columns=["clip_id"]).column(0).to_pylist():
+        ids = pq.read_table(files[name], columns=["clip_id"]).column(0).to_pylist()
+        state = _states(ledger, sorted(set(ids)))
+        for cid in ids:
             if cid in seen:
                 report.add("duplicate_embedding", f"in {seen[cid]} and {name}", clip=cid)
             seen[cid] = name

@@ -80,6 +80,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     a.add_argument("output", help="output folder of a run")
     a.add_argument("--opt-out-file", default=None, metavar="FILE",
                    help="also check against these opt-out rules")
+    m = a.add_mutually_exclusive_group()
+    m.add_argument("--full", action="store_true", help="read every shard and check every "
+                   "clip (the default up to 64 shards)")
+    m.add_argument("--sample", type=int, default=None, metavar="N", help="audit N shards "
+                   "drawn at random, plus the dataset-wide shard checks (the default above "
+                   "64 shards: 16)")
+    m.add_argument("--shard", action="append", default=None, metavar="NAME",
+                   help="audit only this shard, e.g. shard-000012.tar (repeatable)")
+    a.add_argument("--seed", type=int, default=None,
+                   help="seed of the sample's draw (default: random, printed)")
 
     v = sub.add_parser("revalidate", help="check that sources still exist upstream and that "
                        "their sites do not reserve them from AI training")
@@ -132,7 +142,12 @@ def _cmd_audit(a: argparse.Namespace) -> int:
 
     if not (Path(a.output) / "ledger.sqlite").is_file():
         return _no_output(a.output)
-    report = audit(a.output, opt_out_file=a.opt_out_file)
+    try:
+        report = audit(a.output, opt_out_file=a.opt_out_file, shards=a.shard, sample=a.sample,
+                       seed=a.seed, full=a.full)
+    except ValueError as e:
+        print(f"clipfactory: {e}", file=sys.stderr)
+        return 2
     print(report.render())
     return 0 if report.ok else 1
 

@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import sqlite3
 from collections.abc import Iterable
@@ -78,15 +80,31 @@ def gate_inputs(ledger: Ledger, cfg: Config, out: str | Path) -> Gate:
         log.info("policy: %d quarantined inputs are allowed now and requeued", len(requeue))
     ledger.record_decisions(gate.decision_row(r["item_key"], d, r["license"])
                             for r, d in decided)
-    if gate.gating:
+    if gate.gating and ledger.get_meta(_CHECKED) != (fp := _fingerprint(gate)):
+        # inputs done since the last check were gated when they were recorded, so the whole
+        # dataset is re-checked only when the policy, the opt-outs or the takedowns changed
         _recheck_done(ledger, gate, Path(out))
+        ledger.set_meta(_CHECKED, fp)
     return gate
+
+
+_CHECKED = "gate_checked"
+
+
+def _fingerprint(gate: Gate) -> str:
+    """What the dataset was last checked against: policy, opt-out and takedown rules, and
+    the content hashes of removed sources."""
+    facts = {"policy": gate.cfg.model_dump(mode="json"),
+             "opt_out": [r.text for r in gate.optout.rules],
+             "takedowns": [r.text for r in gate.takedowns.rules],
+             "removed": sorted(gate.removed_hashes)}
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
 def _recheck_done(ledger: Ledger, gate: Gate, out: Path) -> None:
     """Remove inputs already in the dataset that the current opt-outs or policy exclude."""
     hits: list[tuple[sqlite3.Row, Decision]] = []
-    for r in ledger.videos("done"):
+    for r in ledger.iter_videos("done"):
         d = gate.decide_row(r)
         if not d.allowed:
             hits.append((r, d))

@@ -57,6 +57,16 @@ def refresh_outputs(out: str | Path, ledger: Ledger) -> dict:
     return finalize(out, cfg, ledger)
 
 
+def _same_bytes(ledger: Ledger, hashes: list[str]) -> list:
+    """Inputs whose content hash is one of ``hashes`` (an index lookup, in seq order)."""
+    out = []
+    for i in range(0, len(hashes), 500):
+        part = hashes[i:i + 500]
+        out += ledger.db.execute("SELECT * FROM videos WHERE source_sha256 IN (" +
+                                 ",".join("?" * len(part)) + ")", part).fetchall()
+    return sorted(out, key=lambda r: r["seq"])
+
+
 @holds_output_lock("takedown")
 def takedown(out: str | Path, rules: OptOutList, reason: str, *,
              refresh: bool = True) -> Removal:
@@ -75,17 +85,15 @@ def takedown(out: str | Path, rules: OptOutList, reason: str, *,
         kept = list(dict.fromkeys([*ledger.get_meta(TAKEDOWN_RULES, []),
                                    *(r.canonical for r in rules.rules)]))
         ledger.set_meta(TAKEDOWN_RULES, kept)
-        candidates = [r for r in ledger.videos() if r["state"] != "removed"]
         rows, why = [], {}
-        for r in candidates:
-            rule = rules.match(facts_of_row(r))
-            if rule is not None:
+        for r in ledger.iter_videos():  # paged: memory stays bounded at any dataset size
+            if r["state"] != "removed" and (rule := rules.match(facts_of_row(r))) is not None:
                 rows.append(r)
                 why[r["item_key"]] = rule.text
         # the same bytes under another row (a re-upload, a copy) go too
         hashes = {r["source_sha256"]: r["item_key"] for r in rows if r["source_sha256"]}
-        for r in candidates:
-            if r["item_key"] not in why and r["source_sha256"] in hashes:
+        for r in _same_bytes(ledger, sorted(hashes)):
+            if r["item_key"] not in why and r["state"] != "removed":
                 rows.append(r)
                 why[r["item_key"]] = f"same content as {hashes[r['source_sha256']]}"
         codes = dict.fromkeys(why, "taken_down")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from clipfactory.report.data import load_report_data
 from clipfactory.report.render import render_page
+from clipfactory.report.rows import MAX_ROWS
 from clipfactory.report.sample import choose_samples, thumb_requests
 from clipfactory.report.thumbs import make_thumbs, prune_thumbs
 
@@ -41,15 +42,16 @@ class ReportResult:
 
 
 def build_report(out: str | Path, *, per_reason: int = 8, kept: int = 24, groups: int = 8,
-                 per_group: int = 4, cache: bool = True, workers: int | None = None
-                 ) -> ReportResult:
+                 per_group: int = 4, cache: bool = True, workers: int | None = None,
+                 max_rows: int = MAX_ROWS) -> ReportResult:
     """Write ``OUT/report.html`` (and its thumbnails under ``OUT/report_files/``).
 
     At most ``per_reason`` clips per drop reason, ``kept`` kept clips and ``groups`` dedup
-    groups of ``per_group`` removed clips get thumbnails; ``cache=False`` remakes them."""
+    groups of ``per_group`` removed clips get thumbnails; ``cache=False`` remakes them. A table
+    of more than ``max_rows`` rows is read as a fixed sample of its parts (the page says so)."""
     t0 = time.perf_counter()
     out = Path(out)
-    data = load_report_data(out)
+    data = load_report_data(out, max_rows=max_rows)
     samples = choose_samples(data, per_reason=per_reason, kept=kept, groups=groups,
                              per_group=per_group)
     thumbs = make_thumbs(out, thumb_requests(data, samples), cache=cache, workers=workers)
@@ -62,16 +64,20 @@ def build_report(out: str | Path, *, per_reason: int = 8, kept: int = 24, groups
     os.replace(tmp, path)
     pruned = prune_thumbs(out, {t.file for t in thumbs.values() if t.file})
     files = [t for t in thumbs.values() if t.file]
-    return ReportResult(path, len(data.index), len(data.clips), len(thumbs),
+    return ReportResult(path, data.kept_total, data.dropped_total, len(thumbs),
                         sum(not t.cached for t in files), sum(t.cached for t in files),
                         len(thumbs) - len(files), pruned, time.perf_counter() - t0)
 
 
+AFTER_RUN_ROWS = 20_000  # rows a run's own report reads (~1 s); `clipfactory report`: MAX_ROWS
+
+
 def report_after_finalize(out: str | Path) -> ReportResult | None:
-    """:func:`build_report` with the defaults; a failure is logged, never raised (the report
-    must not fail a run)."""
+    """:func:`build_report` over at most ``AFTER_RUN_ROWS`` rows per table, so that every run
+    pays a bounded price for its report at any dataset size; a failure is logged, never raised
+    (the report must not fail a run)."""
     try:
-        r = build_report(out)
+        r = build_report(out, max_rows=AFTER_RUN_ROWS)
     except Exception as e:  # anything at all: the dataset is written already
         log.warning("report.html not written: %s: %s", type(e).__name__, e, exc_info=True)
         return None

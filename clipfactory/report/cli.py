@@ -19,6 +19,8 @@ def add_commands(sub: Any) -> None:
     r.add_argument("--kept", type=int, default=24, metavar="N", help="kept clips shown")
     r.add_argument("--groups", type=int, default=8, metavar="N", help="dedup groups shown")
     r.add_argument("--no-cache", action="store_true", help="remake every thumbnail")
+    r.add_argument("--max-rows", type=int, default=200_000, metavar="N",
+                   help="past N rows, read a fixed sample of the index and rejected parts")
 
 
 def _cmd_report(a: argparse.Namespace) -> int:
@@ -26,7 +28,7 @@ def _cmd_report(a: argparse.Namespace) -> int:
 
     try:
         r = build_report(a.output, per_reason=a.per_reason, kept=a.kept, groups=a.groups,
-                         cache=not a.no_cache)
+                         cache=not a.no_cache, max_rows=a.max_rows)
     except FileNotFoundError as e:
         print(f"clipfactory: {e}", file=sys.stderr)
         return 2

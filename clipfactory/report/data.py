@@ -1,7 +1,10 @@
-"""What the report reads: ``summary.json``, ``index.parquet``, ``rejected.parquet`` and a few
-facts from the ledger (rotation of sources, policy decisions), all read-only.
+"""What the report reads: ``summary.json``, the index and rejected rows (the parts under
+``index/`` and ``rejected/``, else ``index.parquet`` and ``rejected.parquet``) and a few facts
+from the ledger (rotation of sources, policy decisions), all read-only.
 
-Everything counted or plotted is computed over every row with pyarrow and numpy; only the clips
+Everything counted or plotted is computed with pyarrow and numpy over the rows read: every row,
+or past ``max_rows`` a fixed sample of whole parts (:mod:`clipfactory.report.rows`), and then
+the counts come from ``summary.json`` and the page says what the charts cover. Only the clips
 chosen for thumbnails become Python objects. The choice is a deterministic sample: clips are
 ranked by a hash of their id and the first ``n`` are taken, so the same clips are shown on every
 build (their thumbnails come from the cache) and a growing dataset mostly keeps its picks.
@@ -19,8 +22,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from clipfactory.report.rows import MAX_ROWS, RowSample, read_rows
 from clipfactory.sinks.index import INDEX_SCHEMA, REJECTED_SCHEMA
 
 __all__ = ["ReportData", "load_report_data", "sample_ids", "score_columns", "select_rows",
@@ -29,7 +32,8 @@ __all__ = ["ReportData", "load_report_data", "sample_ids", "score_columns", "sel
 
 @dataclass
 class ReportData:
-    """One output folder's tables, as the report sees them."""
+    """One output folder's tables, as the report sees them (``kept_sample`` and
+    ``rejected_sample`` set when the index or the rejected rows were sampled)."""
 
     out: Path
     summary: dict[str, Any]
@@ -37,30 +41,40 @@ class ReportData:
     clips: pa.Table  # dropped clips (rejected rows of kind "clip")
     videos: pa.Table  # failed or removed inputs (rejected rows of kind "video")
     decisions: list[tuple[str, str, int]] = field(default_factory=list)  # policy, per reason
+    kept_sample: RowSample | None = None
+    rejected_sample: RowSample | None = None
+
+    @property
+    def kept_total(self) -> int:
+        """Kept clips in the dataset."""
+        return self.kept_sample.total if self.kept_sample else len(self.index)
+
+    @property
+    def dropped_total(self) -> int:
+        """Dropped clips in the dataset."""
+        if self.rejected_sample is None:
+            return len(self.clips)
+        return int(self.summary.get("counts", {}).get("clips", {}).get("dropped", 0))
 
 
-def _read(path: Path, schema: pa.Schema) -> pa.Table:
-    if not path.is_file():
-        return schema.empty_table()
-    table = pq.read_table(path)
-    for f in schema:  # an older or newer file: missing columns read as nulls
-        if f.name not in table.column_names:
-            table = table.append_column(f, pa.nulls(len(table), f.type))
-    return table
-
-
-def load_report_data(out: str | Path) -> ReportData:
-    """Read an output folder; ``FileNotFoundError`` when it holds no finished run."""
+def load_report_data(out: str | Path, *, max_rows: int = MAX_ROWS) -> ReportData:
+    """Read an output folder, sampling a table of more than ``max_rows`` rows;
+    ``FileNotFoundError`` when it holds no finished run."""
     out = Path(out)
     path = out / "summary.json"
     if not path.is_file():
         raise FileNotFoundError(f"no finished clipfactory output in {out} (summary.json missing)")
     summary = json.loads(path.read_text(encoding="utf-8"))
-    rejected = _read(out / "rejected.parquet", REJECTED_SCHEMA)
+    counts = summary.get("counts") or {}
+    c, v = counts.get("clips") or {}, counts.get("videos") or {}
+    index, kept_sample = read_rows(out, "index", INDEX_SCHEMA, int(c.get("kept", 0)), max_rows)
+    rejected, rejected_sample = read_rows(
+        out, "rejected", REJECTED_SCHEMA,
+        int(c.get("dropped", 0)) + int(v.get("failed", 0)) + int(v.get("removed", 0)), max_rows)
     is_clip = pc.fill_null(pc.equal(rejected.column("kind"), "clip"), False)
-    return ReportData(out, summary, _read(out / "index.parquet", INDEX_SCHEMA),
-                      rejected.filter(is_clip), rejected.filter(pc.invert(is_clip)),
-                      _decisions(out / "ledger.sqlite"))
+    return ReportData(out, summary, index, rejected.filter(is_clip),
+                      rejected.filter(pc.invert(is_clip)), _decisions(out / "ledger.sqlite"),
+                      kept_sample, rejected_sample)
 
 
 def _connect(path: Path) -> sqlite3.Connection | None:

@@ -70,6 +70,8 @@ def _n(n: int, noun: str) -> str:
 
 
 def _shown(n: int, total: int) -> str:
+    if not n and total:
+        return "none: not in the rows read"
     return f"all {total}" if n >= total else f"{n} of {total}, a fixed sample"
 
 
@@ -95,24 +97,28 @@ def dropped_section(s: Samples, thumbs: dict[str, Thumb]) -> str:
     return "".join(parts)
 
 
-def failed_section(videos: pa.Table) -> str:
-    """Failed and removed inputs, a table per reason (at most 50 rows each)."""
+def failed_section(videos: pa.Table, totals: dict[str, int] | None = None) -> str:
+    """Failed and removed inputs, a table per reason (at most 50 rows each); ``totals`` are the
+    counts per reason when ``videos`` holds only a sample of the rows."""
     parts = ['<section id="failed"><h2>Failed inputs</h2>']
-    if not len(videos):
+    reasons = reason_column(videos)
+    counts = {d["values"]: d["counts"] for d in pc.value_counts(reasons).to_pylist()} \
+        if len(videos) else {}
+    totals = {**counts, **(totals or {})}
+    if not totals:
         parts.append("<p>No input failed.</p>")
     else:
         parts.append("<p>Inputs that gave no clips: unreadable or corrupt files, failed "
                      "fetches, sources kept out by the license policy or taken down.</p>")
-    reasons = reason_column(videos)
-    counts = pc.value_counts(reasons).to_pylist() if len(videos) else []
-    for d in sorted(counts, key=lambda d: (-d["counts"], d["values"])):
-        reason, total = d["values"], d["counts"]
-        rows = videos.filter(pc.equal(reasons, reason)).slice(0, _MAX_FAILED_ROWS).to_pylist()
+    for reason, total in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])):
+        rows = videos.filter(pc.equal(reasons, reason)).slice(0, _MAX_FAILED_ROWS).to_pylist() \
+            if reason in counts else []
         parts.append(
             f'<section class="reason" id="{reason_anchor("failed", reason)}" '
             f'data-reason="{escape(reason)}" data-kind="video" data-count="{total}">'
             f"<h3>{escape(reason)} <small>{_n(total, 'input')}"
-            + (f"; the first {len(rows)} listed" if len(rows) < total else "")
+            + ("" if len(rows) >= total else f"; the first {len(rows)} listed"
+               if len(rows) == _MAX_FAILED_ROWS else f"; {len(rows)} listed (the rows read)")
             + "</small></h3><table><tr><th>source</th><th>detail</th></tr>")
         for r in rows:
             parts.append(f'<tr><td title="{escape(r["source"] or "")}">'
@@ -129,8 +135,8 @@ def _group(g: DedupGroup, thumbs: dict[str, Thumb]) -> str:
                            extra=['<div class="meta tag">kept</div>'])
     else:
         keeper = (f'<figure class="clip keeper" data-clip="{escape(g.keeper_id)}">'
-                  f'<div class="placeholder" data-why="no longer in the dataset">kept clip '
-                  f"{escape(g.keeper_id)} is no longer in the dataset</div></figure>")
+                  f'<div class="placeholder" data-why="{escape(g.missing)}">kept clip '
+                  f"{escape(g.keeper_id)}: {escape(g.missing)}</div></figure>")
     removed = "".join(clip_card(r, thumbs.get(r["clip_id"]), role="removed", extra=[
         f'<div class="meta tag">{escape(r["reason"] or "")}, distance '
         f'{_num((r.get("scores") or {}).get("dedup.distance", float("nan")))}</div>'])
@@ -147,7 +153,8 @@ def dedup_section(s: Samples, thumbs: dict[str, Thumb]) -> str:
     if not s.groups:
         parts.append("<p>No clip was dropped as a duplicate.</p>")
     else:
-        parts.append(f"<p>{s.group_total} kept clips had duplicates removed; showing "
+        where = "In the rejected rows read (a sample of the parts), " if s.sampled else ""
+        parts.append(f"<p>{where}{s.group_total} kept clips had duplicates removed; showing "
                      f"{_shown(len(s.groups), s.group_total)}.</p>")
     parts += [_group(g, thumbs) for g in s.groups]
     parts.append("</section>")

@@ -79,6 +79,30 @@ def _summary(data: ReportData) -> str:
     return "".join(parts)
 
 
+def _coverage(data: ReportData) -> str:
+    """What the charts cover: every row, or the sample read (empty string: every row)."""
+    said = []
+    k, r = data.kept_sample, data.rejected_sample
+    if k is not None:
+        unit = "index parts" if k.unit == "parts" else k.unit
+        said.append(f"{k.rows} of {k.total} kept clips ({k.units} of {k.of_units} {unit})")
+    if r is not None:
+        said.append(f"{r.rows} of {r.total} rejected rows ({r.units} of {r.of_units} {r.unit})")
+    if not said:
+        return ""
+    return ("a sample of " + " and ".join(said) + ": whole parts, the same on every build, "
+            "chosen by a hash of their name")
+
+
+def _sample_note(data: ReportData) -> str:
+    cover = _coverage(data)
+    if not cover:
+        return ""
+    return (f'<p class="sampled" id="sampled">This dataset is large: distributions, galleries'
+            f" and the tables of rows below are over {escape(cover)}. Every count (clips, "
+            "inputs, reasons) is exact, from <code>summary.json</code>.</p>")
+
+
 def _pair_counts(table: pa.Table, a: str, b: str) -> list[tuple[Any, Any, int]]:
     if not len(table):
         return []
@@ -130,9 +154,12 @@ def _plots(data: ReportData) -> str:
         charts.append((f"score:{name}", histogram(name, {
             "kept": kept_scores.get(name, np.empty(0)),
             "dropped": drop_scores.get(name, np.empty(0))})))
-    parts = ['<section id="plots"><h2>Distributions</h2><p>Over every clip: kept clips from '
-             "<code>index.parquet</code>, dropped ones from <code>rejected.parquet</code>.</p>"
-             '<div class="charts">']
+    cover = _coverage(data)
+    what = (f"Over {escape(cover)}." if cover else "Over every clip: kept clips from the "
+            "index (<code>index.parquet</code> or <code>index/</code>), dropped ones from the "
+            "rejected rows.")
+    parts = ['<section id="plots"><h2>Distributions</h2>'
+             f'<p data-coverage="{"sample" if cover else "all"}">{what}</p><div class="charts">']
     parts += [f'<div class="plot" data-plot="{escape(key)}"><h4>{escape(_title(svg))}</h4>{svg}'
               "</div>" for key, svg in charts]
     parts.append("</div></section>")
@@ -142,7 +169,11 @@ def _plots(data: ReportData) -> str:
 def _licenses(data: ReportData) -> str:
     idx = data.index
     rows: list[list[Any]] = []
-    if len(idx):
+    exact = data.summary.get("license_table")  # from the kept clips' statistics (finalize)
+    if exact is not None:
+        rows = [[r["license"], r["clips"], r["videos"] if r["videos_exact"] else f"≤ {r['videos']}",
+                 f"{r['hours']:.3f}", "yes" if r["credit_required"] else "no"] for r in exact]
+    elif len(idx):
         lic = idx.set_column(idx.column_names.index("license"), "license",
                              pc.fill_null(idx.column("license"), "missing"))
         g = lic.group_by("license").aggregate([
@@ -151,9 +182,12 @@ def _licenses(data: ReportData) -> str:
             rows.append([r["license"], r["clip_id_count"], r["video_id_count_distinct"],
                          f"{(r['duration_s_sum'] or 0) / 3600:.3f}",
                          "yes" if requires_attribution(r["license"]) else "no"])
-    parts = ['<section id="licenses"><h2>Licenses and policy</h2>',
-             _table(["license", "clips", "videos", "hours", "credit required"], rows,
-                    "licenses") if rows else "<p>No kept clips.</p>"]
+    parts = ['<section id="licenses"><h2>Licenses and policy</h2>']
+    if rows and exact is None and data.kept_sample is not None:
+        parts.append(f"<p>Over the sampled index rows ({data.kept_sample.rows} of "
+                     f"{data.kept_sample.total} kept clips).</p>")
+    parts.append(_table(["license", "clips", "videos", "hours", "credit required"], rows,
+                        "licenses") if rows else "<p>No kept clips.</p>")
     p = data.summary.get("policy") or {}
     if p:
         parts += ["<h3>Policy</h3>", _table(["setting", "value"], [
@@ -191,9 +225,15 @@ def render_page(data: ReportData, s: Samples, thumbs: dict[str, Thumb], *,
         ("dedup", "Dedup"), ("kept", "Kept"), ("plots", "Distributions"),
         ("licenses", "Licenses")))
     sampling = ", ".join(f"{k} {v}" for k, v in settings.items())
-    body = [_summary(data), dropped_section(s, thumbs), failed_section(data.videos),
-            dedup_section(s, thumbs), kept_section(s, len(data.index), thumbs), _plots(data),
-            _licenses(data)]
+    counts = data.summary.get("counts", {})
+    failed = ({**counts.get("failed_by_reason", {}), **counts.get("removed_by_reason", {})}
+              if data.rejected_sample is not None else None)
+    body = [_summary(data), _sample_note(data), dropped_section(s, thumbs),
+            failed_section(data.videos, failed), dedup_section(s, thumbs),
+            kept_section(s, data.kept_total, thumbs), _plots(data), _licenses(data)]
+    cover = _coverage(data)
+    covered = (f"Counts are exact; charts and galleries cover {cover}." if cover
+               else "Counts and charts cover every row.")
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -204,5 +244,5 @@ def render_page(data: ReportData, s: Samples, thumbs: dict[str, Thumb], *,
         f"<footer>Made by clipfactory {escape(str(version))} on {when}. Thumbnails: first, "
         "middle and last frame of each clip shown, from the shards for kept clips and from the "
         "sources for dropped ones; clips shown are a fixed sample (the same on every build) "
-        f"of at most: {escape(sampling)}. Counts and charts cover every row.</footer>"
+        f"of at most: {escape(sampling)}. {escape(covered)}</footer>"
         f"<script>{SCRIPT}</script></body></html>\n")

@@ -1,6 +1,7 @@
 """Which clips the report shows, and where each one's thumbnail comes from.
 
-Counts are taken over every row; the clips shown are a deterministic sample
+Counts are taken over every row (from ``summary.json`` when the rows read are a sample of the
+parts, :mod:`clipfactory.report.rows`); the clips shown are a deterministic sample
 (:func:`clipfactory.report.data.sample_ids`): at most ``per_reason`` per drop reason,
 ``kept`` kept clips and ``groups`` dedup groups of at most ``per_group`` removed members each,
 so the page and the thumbnail work stay bounded however large the dataset is.
@@ -16,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from clipfactory.report.data import ReportData, sample_ids, select_rows, video_rotations
+from clipfactory.report.rows import kept_rows
 from clipfactory.report.thumbs import ThumbRequest, span_times
 
 __all__ = ["NO_PICTURE_STAGES", "DedupGroup", "Samples", "choose_samples", "reason_column",
@@ -35,6 +37,7 @@ class DedupGroup:
     keeper: dict[str, Any] | None
     removed: list[dict[str, Any]]
     total: int
+    missing: str = "no longer in the dataset"  # why ``keeper`` is None
 
 
 @dataclass
@@ -45,6 +48,7 @@ class Samples:
     kept: list[dict[str, Any]] = field(default_factory=list)
     groups: list[DedupGroup] = field(default_factory=list)
     group_total: int = 0
+    sampled: bool = False  # the rejected rows are a sample: group_total counts within it
 
 
 def reason_column(table: pa.Table) -> pa.Array:
@@ -63,11 +67,17 @@ def _counts(values: pa.Array) -> list[tuple[str, int]]:
 def choose_samples(data: ReportData, *, per_reason: int = 8, kept: int = 24, groups: int = 8,
                    per_group: int = 4) -> Samples:
     """Pick what to show (see the module docstring)."""
-    s = Samples()
+    s = Samples(sampled=data.rejected_sample is not None)
     clips = data.clips
     reasons = reason_column(clips)
-    for reason, n in _counts(reasons):
-        ids = clips.filter(pc.equal(reasons, reason)).column("clip_id").to_pylist()
+    counts = dict(_counts(reasons))
+    totals = dict(counts)
+    if s.sampled:  # every reason of the dataset, with its count, however few rows were read
+        totals = data.summary.get("counts", {}).get("dropped_by_reason") or totals
+        totals = {**{r: n for r, n in counts.items() if r not in totals}, **totals}
+    for reason, n in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])):
+        ids = (clips.filter(pc.equal(reasons, reason)).column("clip_id").to_pylist()
+               if reason in counts else [])
         s.by_reason[reason] = (n, select_rows(clips, sample_ids([i for i in ids if i], per_reason)))
     s.kept = select_rows(data.index, sample_ids(data.index.column("clip_id").to_pylist(), kept))
     dup = clips.filter(pc.is_valid(clips.column("duplicate_of")))
@@ -78,10 +88,18 @@ def choose_samples(data: ReportData, *, per_reason: int = 8, kept: int = 24, gro
     s.group_total = len(by_keeper)
     chosen = sample_ids(list(by_keeper), groups)
     keepers = {r["clip_id"]: r for r in select_rows(data.index, chosen)}
+    missing, why = [k for k in chosen if k not in keepers], "no longer in the dataset"
+    if missing and data.kept_sample is not None:  # in a part that was not read, likely
+        found = kept_rows(data.out, missing, data.index.schema)
+        if found is None:
+            why = "not among the sampled index rows"
+        else:
+            keepers.update((r["clip_id"], r) for r in select_rows(found, missing))
     for k in chosen:
         members = by_keeper[k]
         s.groups.append(DedupGroup(k, keepers.get(k),
-                                   select_rows(dup, sample_ids(members, per_group)), len(members)))
+                                   select_rows(dup, sample_ids(members, per_group)), len(members),
+                                   why))
     return s
 
 

@@ -4,7 +4,7 @@ licenses and the attribution list."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +13,17 @@ from clipfactory.policy.report import license_sections, md_cell
 from clipfactory.records import ClipRecord
 from clipfactory.sinks.card_media import layout_lines, loading_lines, media_lines
 from clipfactory.sinks.hf_card import front_matter
+from clipfactory.sinks.stats import as_stats
 
 __all__ = ["render_card", "write_card"]
 
 
-def render_card(summary: dict[str, Any], kept: Sequence[ClipRecord], config_yaml: str) -> str:
-    """The card as Markdown."""
+def render_card(summary: dict[str, Any], stats: Mapping[str, Any], config_yaml: str) -> str:
+    """The card as Markdown, from the summary and the kept clips' statistics
+    (:func:`clipfactory.sinks.stats.merge_stats` of every shard's)."""
     counts = summary["counts"]
     lines = [
-        *front_matter(kept),  # YAML for Hugging Face datasets: configs, declared features
+        *front_matter(stats),  # YAML for Hugging Face datasets: configs, declared features
         "# Dataset card",
         "",
         f"Curated by clipfactory {summary['version']}. {counts['clips']['kept']} clips, "
@@ -30,7 +32,7 @@ def render_card(summary: dict[str, Any], kept: Sequence[ClipRecord], config_yaml
         "",
         "## Layout",
         "",
-        *layout_lines(kept),  # flat or bucketed; no claim about codecs (see Clips)
+        *layout_lines(stats),  # flat or bucketed; no claim about codecs (see Clips)
         "- `index.parquet`: one row per clip (source, span in frames and seconds, license,"
         " attribution, shard, key).",
         "- `rejected.parquet`: every dropped clip and failed input, with stage and reason.",
@@ -38,10 +40,10 @@ def render_card(summary: dict[str, Any], kept: Sequence[ClipRecord], config_yaml
         " what each filter and dedup dropped, failed inputs, distributions, licenses.",
         "",
     ]
-    lines += media_lines(kept, summary)  # codecs, pixel formats, sizes, buckets, models
-    lines += loading_lines(kept)  # the lines of docs/loaders.md
+    lines += media_lines(stats, summary)  # codecs, pixel formats, sizes, buckets, models
+    lines += loading_lines(stats)  # the lines of docs/loaders.md
     lines += _annotation_lines(summary)
-    lines += license_sections(summary, kept)  # policy, license table, attribution by license
+    lines += license_sections(summary, stats)  # policy, license table, attribution by license
     lines += consent_lines(summary)  # sites' AI-training reservations: refused or recorded
     lines += ["## What was removed", "", "| stage/reason | clips |", "|---|---|"]
     for reason, n in counts["dropped_by_reason"].items():
@@ -124,10 +126,10 @@ def _annotation_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def write_card(path: str | Path, summary: dict[str, Any], kept: Sequence[ClipRecord],
-               config_yaml: str) -> None:
-    """Write the card atomically."""
+def write_card(path: str | Path, summary: dict[str, Any],
+               stats: Mapping[str, Any] | Iterable[ClipRecord], config_yaml: str) -> None:
+    """Write the card atomically (``stats`` may be the kept clips themselves, when few)."""
     p = Path(path)
     tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_text(render_card(summary, kept, config_yaml), encoding="utf-8")
+    tmp.write_text(render_card(summary, as_stats(stats), config_yaml), encoding="utf-8")
     os.replace(tmp, p)

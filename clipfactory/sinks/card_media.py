@@ -1,4 +1,5 @@
-"""What the card says the clips are, counted from the kept clips themselves, and how to load them.
+"""What the card says the clips are, counted from the kept clips themselves (their mergeable
+statistics, :mod:`clipfactory.sinks.stats`), and how to load them.
 
 A smart cut keeps the source's codec (VP9, MPEG-4 Part 2, AV1 ...) and a transcode sets its
 own, so the card never assumes one: codecs and pixel formats come from each clip's cut record
@@ -10,12 +11,10 @@ its shard name, caption models from its caption columns. The loading lines are t
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from clipfactory.policy.report import md_cell
-from clipfactory.records import ClipRecord
-from clipfactory.sinks.index import _caption_columns, bucket_of
 
 __all__ = ["CODEC_NAMES", "layout_lines", "loading_lines", "media_counts", "media_lines"]
 
@@ -25,48 +24,38 @@ CODEC_NAMES = {"h264": "H.264/AVC", "hevc": "H.265/HEVC", "vp9": "VP9", "vp8": "
 _TOP_SIZES = 12
 
 
-def _sorted(c: Counter) -> list[tuple[Any, int]]:
+def _sorted(c: Mapping[Any, int]) -> list[tuple[Any, int]]:
     return sorted(c.items(), key=lambda kv: (-kv[1], str(kv[0])))
 
 
-def media_counts(kept: Sequence[ClipRecord]) -> dict[str, Counter]:
-    """Counts over the kept clips: ``codec`` (codec, pixel format), ``size``, ``method`` (cut
-    method), ``audio``, ``bucket`` (clips and shards) and ``caption_model``."""
-    out: dict[str, Counter] = {k: Counter() for k in (
-        "codec", "size", "method", "audio", "bucket", "bucket_shards", "caption_model")}
-    shards: dict[str, set[str]] = {}
-    for c in kept:
-        cut = c.extra.get("cut") or {}
-        out["codec"][(cut.get("codec") or "unknown", cut.get("pix_fmt") or "unknown")] += 1
-        out["size"][f"{c.width}x{c.height}"] += 1
-        out["method"][cut.get("method") or "unknown"] += 1
-        out["audio"]["with audio" if cut.get("audio") else "no audio"] += 1
-        bucket = bucket_of(c.shard)
-        if bucket:
-            out["bucket"][bucket] += 1
-            shards.setdefault(bucket, set()).add(c.shard or "")
-        model = _caption_columns(c)["caption_model"]
-        if model:
-            out["caption_model"][model] += 1
-    out["bucket_shards"] = Counter({b: len(s) for b, s in shards.items()})
-    return out
+def media_counts(stats: Mapping[str, Any]) -> dict[str, Counter]:
+    """Counts over the kept clips, from their statistics: ``codec`` (codec, pixel format),
+    ``size``, ``method`` (cut method), ``audio``, ``bucket`` (clips and shards) and
+    ``caption_model``."""
+    return {
+        "codec": Counter({(codec, pix): n for codec, fmts in stats["codecs"].items()
+                          for pix, n in fmts.items()}),
+        "size": Counter(stats["sizes"]), "method": Counter(stats["cut_methods"]),
+        "audio": Counter(stats["audio"]),
+        "bucket": Counter({b: v["clips"] for b, v in stats["buckets"].items()}),
+        "bucket_shards": Counter({b: len(v["shards"]) for b, v in stats["buckets"].items()}),
+        "caption_model": Counter(stats["caption_models"])}
 
 
-def layout_lines(kept: Sequence[ClipRecord]) -> list[str]:
+def layout_lines(stats: Mapping[str, Any]) -> list[str]:
     """The shard line of the card's layout list, for the layout the clips are in."""
-    bucketed = any(bucket_of(c.shard) for c in kept)
-    where = ("`shards/<bucket>/shard-NNNNNN.tar` (one folder per bucket, see Clips)" if bucketed
-             else "`shards/shard-NNNNNN.tar`")
+    where = ("`shards/<bucket>/shard-NNNNNN.tar` (one folder per bucket, see Clips)"
+             if stats["buckets"] else "`shards/shard-NNNNNN.tar`")
     return [f"- {where}: WebDataset shards; each clip is `KEY.mp4` (codecs and pixel formats"
             " under Clips; timestamps from 0), `KEY.json` (its index row) and, for a captioned"
             " clip, `KEY.txt`."]
 
 
-def media_lines(kept: Sequence[ClipRecord], summary: dict[str, Any]) -> list[str]:
+def media_lines(stats: Mapping[str, Any], summary: dict[str, Any]) -> list[str]:
     """The card's ``## Clips`` section: codecs, pixel formats, sizes, buckets and models."""
-    if not kept:
+    if not stats["clips"]:
         return []
-    m = media_counts(kept)
+    m = media_counts(stats)
     lines = ["## Clips", "", "| video codec | pixel format | clips |", "|---|---|---|"]
     for (codec, pix), n in _sorted(m["codec"]):
         name = CODEC_NAMES.get(codec)
@@ -94,7 +83,7 @@ def media_lines(kept: Sequence[ClipRecord], summary: dict[str, Any]) -> list[str
     return lines
 
 
-def _model_rows(captions: Counter, summary: dict[str, Any]) -> list[str]:
+def _model_rows(captions: Mapping[str, int], summary: dict[str, Any]) -> list[str]:
     rows = [f"| `{md_cell(k)}`{' (the manifest’s own captions)' if k == 'source' else ''} | "
             f"captions | {n} |" for k, n in _sorted(captions)]
     a = summary.get("annotations") or {}
@@ -104,10 +93,10 @@ def _model_rows(captions: Counter, summary: dict[str, Any]) -> list[str]:
     return rows
 
 
-def loading_lines(kept: Sequence[ClipRecord]) -> list[str]:
+def loading_lines(stats: Mapping[str, Any]) -> list[str]:
     """The card's ``## Loading`` section: the lines of docs/loaders.md, run from the dataset
     folder (one bucket's glob named when the shards are bucketed)."""
-    buckets = sorted({b for c in kept if (b := bucket_of(c.shard))})
+    buckets = sorted(stats["buckets"])
     one = (f'  # one bucket: "shards/{buckets[0]}/*.tar"' if buckets else "")
     return [
         "## Loading", "",

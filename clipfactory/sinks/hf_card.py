@@ -12,13 +12,12 @@ kept clips have), ``mp4`` the clip, ``txt`` the caption or None.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
 import yaml
 
-from clipfactory.records import ClipRecord
 from clipfactory.sinks.index import INDEX_SCHEMA
 
 __all__ = ["front_matter", "hf_features"]
@@ -27,9 +26,10 @@ _DTYPES = {pa.string(): "string", pa.int64(): "int64", pa.int32(): "int32",
            pa.float64(): "float64", pa.bool_(): "bool"}
 
 
-def hf_features(kept: Sequence[ClipRecord]) -> list[dict[str, Any]]:
-    """A sample's features in the YAML form of ``datasets`` (``dataset_info.features``)."""
-    score_names = sorted({k for c in kept for k in c.scores})
+def hf_features(stats: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A sample's features in the YAML form of ``datasets`` (``dataset_info.features``), from
+    the kept clips' statistics (:mod:`clipfactory.sinks.stats`)."""
+    score_names = sorted(stats["score_names"])
     row: list[dict[str, Any]] = []
     for f in INDEX_SCHEMA:
         if f.name == "scores":
@@ -42,12 +42,12 @@ def hf_features(kept: Sequence[ClipRecord]) -> list[dict[str, Any]]:
             {"name": "txt", "dtype": "string"}]
 
 
-def front_matter(kept: Sequence[ClipRecord]) -> list[str]:
+def front_matter(stats: Mapping[str, Any]) -> list[str]:
     """The card's first lines: ``---``, the YAML, ``---`` (nothing when no clip is kept)."""
-    if not kept:
+    if not stats["clips"]:
         return []
     meta = {"configs": [{"config_name": "default",
                          "data_files": [{"split": "train", "path": "shards/**/*.tar"}]}],
-            "dataset_info": {"features": hf_features(kept)}}
+            "dataset_info": {"features": hf_features(stats)}}
     return ["---", *yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).splitlines(),
             "---", ""]

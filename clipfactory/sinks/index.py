@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 
 from clipfactory.records import ClipRecord
 
-__all__ = ["INDEX_SCHEMA", "REJECTED_SCHEMA", "bucket_of", "clip_row", "write_index",
-           "write_rejected"]
+__all__ = ["INDEX_SCHEMA", "REJECTED_SCHEMA", "bucket_of", "clip_row", "index_table",
+           "rejected_table", "write_index", "write_rejected"]
 
 INDEX_SCHEMA = pa.schema([
     ("clip_id", pa.string()), ("video_id", pa.string()), ("source", pa.string()),
@@ -97,14 +97,13 @@ def _table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
 
 def write_index(clips: Iterable[ClipRecord], path: str | Path) -> int:
     """Write ``index.parquet`` from the kept clips (sorted by shard, then key)."""
-    rows = sorted((clip_row(c) for c in clips), key=lambda r: (r["shard"] or "", r["key"]))
-    _write(_table(rows, INDEX_SCHEMA), Path(path))
-    return len(rows)
+    table = index_table(clips)
+    _write(table, Path(path))
+    return table.num_rows
 
 
-def write_rejected(dropped: Iterable[ClipRecord], failed: Iterable[sqlite3.Row],
-                   path: str | Path) -> int:
-    """Write ``rejected.parquet``: failed inputs first (input order), then dropped clips."""
+def rejected_table(dropped: Iterable[ClipRecord], failed: Iterable[sqlite3.Row]) -> pa.Table:
+    """Rejected rows: failed inputs first (in the order given), then dropped clips."""
     rows: list[dict[str, Any]] = [
         {"kind": "video", "source": v["source"], "video_id": v["video_id"],
          "item_key": v["item_key"], "clip_id": None, "stage": v["stage"],
@@ -118,5 +117,18 @@ def write_rejected(dropped: Iterable[ClipRecord], failed: Iterable[sqlite3.Row],
          "start_frame": c.start_frame, "end_frame": c.end_frame, "start_s": c.start_s,
          "end_s": c.end_s, "camera_motion": c.extra.get("camera_motion"),
          "scores": dict(c.scores)} for c in dropped]
-    _write(_table(rows, REJECTED_SCHEMA), Path(path))
-    return len(rows)
+    return _table(rows, REJECTED_SCHEMA)
+
+
+def index_table(clips: Iterable[ClipRecord]) -> pa.Table:
+    """Index rows of kept clips, sorted by shard, then key."""
+    rows = sorted((clip_row(c) for c in clips), key=lambda r: (r["shard"] or "", r["key"]))
+    return _table(rows, INDEX_SCHEMA)
+
+
+def write_rejected(dropped: Iterable[ClipRecord], failed: Iterable[sqlite3.Row],
+                   path: str | Path) -> int:
+    """Write ``rejected.parquet``: failed inputs first (input order), then dropped clips."""
+    table = rejected_table(dropped, failed)
+    _write(table, Path(path))
+    return table.num_rows

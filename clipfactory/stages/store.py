@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -294,19 +294,18 @@ def remove_embeddings(out: str | Path, ledger: Ledger, clip_ids: Iterable[str]) 
     return sum(len(g) for g in by_part.values())
 
 
-def annotation_summary(ledger: Ledger, kept: Iterable[Any], cfg: Any) -> dict[str, Any]:
+def annotation_summary(ledger: Ledger, stats: Mapping[str, Any] | Iterable[Any],
+                       cfg: Any) -> dict[str, Any]:
     """What the summary and the card say about annotations: the category mix of the kept
-    clips, stage failures by reason, embeddings stored, and the semantic dedup statistics."""
+    clips and their caption statuses (from their statistics, :mod:`clipfactory.sinks.stats`;
+    the kept clips themselves are accepted too), stage failures by reason, embeddings stored,
+    and the semantic dedup statistics (SQL over the ledger)."""
+    from clipfactory.sinks.stats import as_stats
+
     ensure_schema(ledger)
-    cats: dict[str, int] = {}
-    caps: dict[str, int] = {}
-    for c in kept:
-        cat = c.extra.get("category")
-        if cat:
-            cats[cat] = cats.get(cat, 0) + 1
-        status = c.extra.get("caption_status") or ("source" if c.extra.get("caption") else None)
-        if status:
-            caps[status] = caps.get(status, 0) + 1
+    st = as_stats(stats)
+    cats: dict[str, int] = dict(st["categories"])
+    caps: dict[str, int] = dict(st["caption_status"])
     failed = dict(ledger.db.execute(
         "SELECT a.stage || '/' || COALESCE(a.reason, '?'), COUNT(*) FROM annotations a"
         " JOIN clips c ON c.clip_id = a.clip_id WHERE a.status = 'failed'"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from clipfactory.bench.ledger_scale import _clip, fill, measure
+from clipfactory.bench.ledger_scale import fill, measure, panda_clip
 from clipfactory.ledger import Ledger
 
 
@@ -15,7 +15,7 @@ def test_fill_writes_a_ledger_the_run_can_read(tmp_path):
         counts = ledger.counts()
         assert counts["videos"]["done"] == 30 and counts["clips"]["kept"] == 300
         by_id = {c.clip_id: c for c in ledger.clips("sharded")}
-        recorded, bulk = _clip(3, 4, "id:v000000003"), _clip(25, 9, "id:v000000025")
+        recorded, bulk = panda_clip(3, 4, "id:v000000003"), panda_clip(25, 9, "id:v000000025")
         assert by_id[recorded.clip_id].to_dict() == recorded.to_dict()
         assert by_id[bulk.clip_id].to_dict() == bulk.to_dict()
         done = {r["item_key"]: r for r in ledger.videos("done")}
@@ -26,6 +26,6 @@ def test_fill_writes_a_ledger_the_run_can_read(tmp_path):
     assert wall > 0 and mib > 0
     ledger = Ledger(path)
     try:
-        assert len(ledger.pending()) == 100  # the step registered 100 new inputs
+        assert ledger.pending_count() == 100  # the step registered 100 new inputs
     finally:
         ledger.close()

@@ -28,7 +28,7 @@ def test_requeue_picks_due_retryable_fetch_failures_only(tmp_path):
     items = [SourceItem(item_key=k, source=f"http://h/{k}", spans=((0.0, 1.0, "c"),))
              for k in ("due", "later", "gone", "media", "policy")]
     ledger.register(items)
-    assert ledger.pending()[0].spans == ((0.0, 1.0, "c"),)
+    assert next(ledger.pending()).spans == ((0.0, 1.0, "c"),)
     now = time.time()
     for key, stage, reason, at in [("due", "fetch", "http_429", now - 1),
                                    ("later", "fetch", "http_503", now + 999),

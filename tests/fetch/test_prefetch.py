@@ -106,3 +106,24 @@ def test_local_items_pass_through(video_file, tmp_path):
     pre = Prefetcher(_cfg(), tmp_path / "src")
     assert list(pre.items([item])) == [item]
     pre.close()
+
+
+def test_pending_items_are_pulled_as_downloads_start(server, video_bytes, tmp_path):
+    """A long backlog (the ledger's pages) is not read ahead: the first fetched item comes
+    out after a handful were pulled, not all of them."""
+    pulled = []
+
+    def pending():
+        for i in range(40):
+            pulled.append(i)
+            yield SourceItem(item_key=f"k{i}", source=server.add(f"/p{i}.mp4", video_bytes))
+
+    pre = Prefetcher(_cfg(concurrency=2, per_host=2), tmp_path)
+    got = []
+    for item in pre.items(pending()):
+        if not got:
+            assert len(pulled) <= 12  # 2 downloading, 4 queued, a few done and waiting
+        got.append(item.item_key)
+        pre.release(item)
+    pre.close()
+    assert sorted(got) == sorted(f"k{i}" for i in range(40)) and len(pulled) == 40

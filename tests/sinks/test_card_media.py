@@ -14,6 +14,7 @@ import av
 import pyarrow.parquet as pq
 
 from clipfactory.sinks.card_media import CODEC_NAMES, media_lines
+from clipfactory.sinks.stats import kept_stats
 
 from .conftest import EXPECTED
 
@@ -96,9 +97,9 @@ def test_clips_section_with_unknown_codec_and_many_sizes():
                        100, extra={"cut": {"codec": "hevc", "method": "reencode"}})
             for i in range(15)]
     kept[0].extra = {}
-    text = "\n".join(media_lines(kept, {}))
+    text = "\n".join(media_lines(kept_stats(kept), {}))
     assert _table(text, "| video codec | pixel format | clips |") == {
         ("H.265/HEVC (`hevc`)", "unknown"): 14, ("`unknown`", "unknown"): 1}
     sizes = _table(text, "| frame size | clips |")
     assert len(sizes) == 13 and sizes[("3 other sizes",)] == 3
-    assert media_lines([], {}) == []
+    assert media_lines(kept_stats([]), {}) == []

@@ -21,6 +21,7 @@ import pytest
 import webdataset as wds
 
 from clipfactory.sinks.card_media import loading_lines
+from clipfactory.sinks.stats import kept_stats
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "loaders.md"
 ONE_BUCKET = "90p_16x9_0-3s"  # land's short clip and vp9 (see conftest)
@@ -185,7 +186,8 @@ def test_card_loading_lines_run_as_printed(out, tmp_path):
 
 def test_docs_show_the_cards_loading_lines():
     docs = DOCS.read_text()
-    code = "\n".join(loading_lines([])[loading_lines([]).index("```python") + 1:-2])
+    lines = loading_lines(kept_stats([]))
+    code = "\n".join(lines[lines.index("```python") + 1:-2])
     assert code in docs
 
 
@@ -210,7 +212,7 @@ def test_card_features_cover_odd_score_names_and_missing_captions(tmp_path, hf):
     with ShardWriter(tmp_path / "ds" / "shards") as w:
         for c in kept:
             w.add(c.key, {"mp4": b"not decoded here", **sample_metadata(c)})
-    (tmp_path / "ds" / "README.md").write_text("\n".join([*front_matter(kept), "# card", ""]))
+    (tmp_path / "ds" / "README.md").write_text("\n".join([*front_matter(kept_stats(kept)), "# card", ""]))
     ds = datasets.load_dataset(str(tmp_path / "ds"), split="train", cache_dir=str(cache))
     ds = ds.cast_column("mp4", datasets.Video(decode=False))
     rows = {r["__key__"]: r for r in ds}

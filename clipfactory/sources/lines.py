@@ -1,0 +1,139 @@
+"""Rows of a line-based manifest (JSON lines, CSV) read from a byte offset, with where each ends.
+
+A manifest that grows by appends is read again from where the last run stopped, so the reader
+keeps the position after the last *complete* row (byte offset, row number, CSV header) and can
+hash every byte before it (a later run checks that the file still starts with those bytes).
+Lines end at ``\\n``, ``\\r\\n`` or a lone ``\\r``, as in Python's text mode, so row numbers are
+those of a plain read of the whole file. The last line may lack its end because a writer is
+halfway through it: ``final_tail`` says whether to parse it anyway (the file is taken as
+complete) or to leave it for a later run. Such a row is never part of the saved position.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+__all__ = ["Hasher", "LineCursor", "Position", "RawRow"]
+
+RawRow = tuple[int, dict[str, Any] | str]  # (row number, row dict or why it is not one)
+
+
+class Hasher(Protocol):
+    """What a hash object offers (hashlib's sha256)."""
+
+    def update(self, data: bytes, /) -> None: ...
+
+
+@dataclass
+class Position:
+    """After ``offset`` bytes and row ``row`` (JSON lines: line number; CSV: record number,
+    the header being row 1); ``header`` is the CSV header once read."""
+
+    offset: int = 0
+    row: int = 0
+    header: list[str] | None = None
+
+
+class LineCursor:
+    """Reads rows from ``start`` and moves :attr:`done` past each complete one."""
+
+    def __init__(self, path: Path, start: Position, *, final_tail: bool = True,
+                 hasher: Hasher | None = None) -> None:
+        self.path = path
+        self.done = Position(start.offset, start.row, start.header)
+        self.final_tail = final_tail
+        self.hasher = hasher  # fed exactly the bytes ``done`` moves over
+        self.tail_row: int | None = None  # an unterminated last row that was parsed
+        self.held_back = False  # an unterminated last row was left for a later run
+        self._unsaved: list[bytes] = []
+        self._ended = True
+        self._eof = False
+
+    def rows(self) -> Iterator[RawRow]:
+        """The rows after :attr:`done`, in the format the file's suffix names."""
+        if self.path.suffix.lower() == ".csv":
+            return self._csv()
+        return self._jsonl()
+
+    def _lines(self) -> Iterator[str]:
+        """Decoded lines from ``done``; ``_ended`` says whether the last one had its end."""
+        with self.path.open("rb") as fh:
+            fh.seek(self.done.offset)
+            for raw in fh:
+                # one read line ends at \n; a lone \r inside it ends a text-mode line too
+                pieces = [raw] if b"\r" not in raw else raw.splitlines(keepends=True)
+                last = len(pieces) - 1
+                for i, piece in enumerate(pieces):
+                    self._unsaved.append(piece)
+                    # a \r at the very end of the file may be the first half of a \r\n
+                    self._ended = piece.endswith(b"\n") or (piece.endswith(b"\r") and i < last)
+                    yield piece.decode("utf-8", errors="replace")
+        self._eof = True
+
+    def _commit(self, row: int, header: list[str] | None = None) -> None:
+        data = b"".join(self._unsaved)
+        self._unsaved.clear()
+        if self.hasher is not None:
+            self.hasher.update(data)
+        self.done.offset += len(data)
+        self.done.row = row
+        if header is not None:
+            self.done.header = header
+
+    def _jsonl(self) -> Iterator[RawRow]:
+        n = self.done.row
+        for text in self._lines():
+            n += 1
+            if not self._ended:
+                if text.strip():
+                    yield from self._tail(n, _json_row(text))
+                return
+            if text.strip():
+                yield n, _json_row(text)
+            self._commit(n)
+
+    def _csv(self) -> Iterator[RawRow]:
+        reader = csv.DictReader(self._lines(), fieldnames=self.done.header)
+        if self.done.header is None:
+            header = reader.fieldnames  # reads the first record
+            if header is None:
+                return
+            if self._complete():
+                self._commit(1, list(header))
+            elif not self.final_tail:
+                self.held_back = True
+                return
+        n = max(self.done.row, 1)
+        for record in reader:
+            n += 1
+            row = {k.strip(): v for k, v in record.items() if k is not None}
+            if not self._complete():
+                yield from self._tail(n, row)
+                return
+            yield n, row
+            self._commit(n)
+
+    def _complete(self) -> bool:
+        """Whether the record just read ended with its line (not with the end of the file:
+        the csv module closes a record that a quote left open when the lines run out)."""
+        return self._ended and not self._eof
+
+    def _tail(self, n: int, row: dict[str, Any] | str) -> Iterator[RawRow]:
+        if self.final_tail:
+            self.tail_row = n
+            yield n, row
+        else:
+            self.held_back = True
+
+
+def _json_row(text: str) -> dict[str, Any] | str:
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as e:
+        return f"invalid JSON: {e.msg}"
+    return row if isinstance(row, dict) else "row is not a JSON object"

@@ -1,0 +1,225 @@
+"""A manifest already registered is not parsed again: only appended rows are, with the keys a
+parse of the whole file would give them."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from clipfactory.config import IngestConfig
+from clipfactory.ledger import Ledger
+from clipfactory.sources import read_input
+from clipfactory.sources.manifest_state import register_input
+
+_COLUMNS = ("item_key", "source", "manifest_id", "source_url", "license", "attribution",
+            "start_s", "end_s", "extra", "spans", "state", "stage", "reason", "detail",
+            "video_id")
+
+
+@pytest.fixture
+def ledgers(tmp_path):
+    """A factory of fresh ledgers, all closed at the end."""
+    opened: list[Ledger] = []
+
+    def make(name: str = "ledger") -> Ledger:
+        opened.append(Ledger(tmp_path / f"{name}.sqlite"))
+        return opened[-1]
+
+    yield make
+    for ledger in opened:
+        ledger.close()
+
+
+def _rows(ledger: Ledger) -> list[tuple]:
+    """Every registered input, in registration order (seq values themselves may differ)."""
+    return [tuple(r[c] for c in _COLUMNS)
+            for r in ledger.db.execute("SELECT * FROM videos ORDER BY seq")]
+
+
+def _line(i: int, vid: str | None = None) -> str:
+    return json.dumps({"path": f"v{i}.mp4", "id": vid or f"v{i}", "license": "CC0-1.0"}) + "\n"
+
+
+def _append(path: Path, text: str) -> None:
+    with path.open("a", encoding="utf-8", newline="") as fh:
+        fh.write(text)
+
+
+def _full_parse(ledgers, path: Path, cfg: IngestConfig | None = None) -> list[tuple]:
+    ref = ledgers("reference")
+    ref.register(read_input(path, cfg))
+    return _rows(ref)
+
+
+def test_an_unchanged_manifest_is_not_parsed(tmp_path, ledgers):
+    m = tmp_path / "m.jsonl"
+    m.write_text("".join(_line(i) for i in range(50)), encoding="utf-8")
+    ledger = ledgers()
+    first = register_input(ledger, m)
+    assert (first.mode, first.rows, first.added) == ("full", 50, 50)
+    again = register_input(ledger, m)
+    assert (again.mode, again.rows, again.added) == ("unchanged", 0, 0)
+    os.utime(m, ns=(m.stat().st_atime_ns, m.stat().st_mtime_ns + 10**9))  # touched only
+    touched = register_input(ledger, m)
+    assert (touched.mode, touched.rows, touched.added) == ("appended", 0, 0)
+
+
+def test_appended_rows_alone_are_parsed_with_the_keys_of_a_full_parse(tmp_path, ledgers):
+    m = tmp_path / "m.jsonl"
+    m.write_text("".join(_line(i) for i in range(100)) + "{broken\n\n", encoding="utf-8")
+    ledger = ledgers()
+    assert register_input(ledger, m).rows == 101
+    # new rows, an id already given in the first part, one given twice in the new part
+    _append(m, "".join(_line(i) for i in range(100, 130)) + _line(7) + _line(131, "v120")
+            + "[1]\r\n" + _line(140))
+    stats = register_input(ledger, m)
+    assert (stats.mode, stats.rows, stats.added) == ("appended", 34, 34)
+    assert _rows(ledger) == _full_parse(ledgers, m)
+    dup = ledger.db.execute("SELECT item_key, reason FROM videos WHERE detail LIKE "
+                            "'%duplicate id%' ORDER BY seq").fetchall()
+    assert [tuple(r) for r in dup] == [("row:m.jsonl:133", "duplicate_id"),
+                                       ("row:m.jsonl:134", "duplicate_id")]
+
+
+def test_csv_appends_keep_the_header_and_quoted_newlines(tmp_path, ledgers):
+    m = tmp_path / "m.csv"
+    m.write_bytes(b"path,id,license\r\nv0.mp4,A,CC0-1.0\r\n\r\nv1.mp4,,\r\n")
+    ledger = ledgers()
+    assert register_input(ledger, m).rows == 2
+    _append(m, '"v 2\nx.mp4",B,CC-BY-4.0\r\nv3.mp4,A,\r\nv4.mp4,C,x,extra\r\n')
+    stats = register_input(ledger, m)
+    assert (stats.mode, stats.rows) == ("appended", 3)
+    assert _rows(ledger) == _full_parse(ledgers, m)
+    assert ledger.db.execute("SELECT reason FROM videos WHERE item_key = 'row:m.csv:5'"
+                             ).fetchone()[0] == "duplicate_id"
+
+
+def _clip(vid: str, start: int) -> str:
+    return json.dumps({"YoutubeID": vid, "Start_timestamp": f"00:00:{start:02d}.000",
+                       "End_timestamp": f"00:00:{start + 2:02d}.000", "Caption": "c"}) + "\n"
+
+
+def test_clip_rows_get_the_same_video_numbers_as_a_full_parse(tmp_path, ledgers):
+    """InternVid-style rows, one per clip: a video coming back later is ``id:X#2``, and rows
+    appended right after its group belong to the item already registered."""
+    m = tmp_path / "clips.jsonl"
+    first = [_clip("a", 0), _clip("a", 3), _clip("b", 0), _clip("a", 9), _clip("c", 0),
+             _clip("c", 4)]
+    m.write_text("".join(first), encoding="utf-8")
+    ledger = ledgers()
+    rerun = ledgers("rerun")  # what a run without this module did: parse it all, again
+    rerun.register(read_input(m))
+    assert register_input(ledger, m).added == 4  # a, b, a#2, c (still open at the end)
+    _append(m, _clip("c", 8) + _clip("a", 20) + _clip("b", 5) + _clip("d", 0))
+    stats = register_input(ledger, m)
+    assert (stats.mode, stats.rows, stats.added) == ("appended", 4, 3)
+    rerun.register(read_input(m))
+    assert _rows(ledger) == _rows(rerun)
+    keys = {r[0] for r in _rows(ledger)}
+    assert keys == {r[0] for r in _full_parse(ledgers, m)}
+    assert keys == {"id:a", "id:b", "id:a#2", "id:c", "id:a#3", "id:b#2", "id:d"}
+
+
+def test_a_torn_last_line_waits_until_it_is_complete(tmp_path, ledgers):
+    m = tmp_path / "m.jsonl"
+    m.write_text(_line(0) + _line(1), encoding="utf-8")
+    ledger = ledgers()
+    register_input(ledger, m)
+    _append(m, _line(2) + '{"path": "v3.mp4", "id": "v3", "lic')
+    stats = register_input(ledger, m)
+    assert (stats.mode, stats.rows, stats.added) == ("appended", 1, 1)
+    assert ledger.pending_count() == 3 and ledger.counts()["videos"]["failed"] == 0
+    _append(m, 'ense": "CC0-1.0"}\n')
+    stats = register_input(ledger, m)
+    assert (stats.mode, stats.rows, stats.added) == ("appended", 1, 1)
+    assert _rows(ledger) == _full_parse(ledgers, m)
+    # a last line without its end that stays so: the next run finding the file unchanged
+    # takes it as complete
+    _append(m, _line(4).rstrip("\n"))
+    assert register_input(ledger, m).added == 0
+    tail = register_input(ledger, m)
+    assert (tail.mode, tail.rows, tail.added) == ("tail", 1, 1)
+    assert register_input(ledger, m).mode == "unchanged"
+    _append(m, "\n" + _line(5))
+    assert register_input(ledger, m).added == 1
+    assert _rows(ledger) == _full_parse(ledgers, m)
+
+
+
+def test_a_clip_row_read_unterminated_is_numbered_again_when_read_whole(tmp_path, ledgers):
+    m = tmp_path / "clips.jsonl"
+    m.write_text(_clip("a", 0) + _clip("a", 3), encoding="utf-8")
+    ledger = ledgers()
+    register_input(ledger, m)
+    _append(m, _clip("b", 0).rstrip("\n"))
+    assert register_input(ledger, m).added == 0  # held back: may be half written
+    assert register_input(ledger, m).mode == "tail"  # unchanged since: taken as it is
+    _append(m, "\n" + _clip("b", 5) + _clip("c", 0))
+    register_input(ledger, m)
+    assert [r[0] for r in _rows(ledger)] == ["id:a", "id:b", "id:c"]
+
+
+@pytest.mark.parametrize("change", ["same_size", "shrunk"])
+def test_a_rewritten_manifest_is_parsed_whole(tmp_path, ledgers, change):
+    m = tmp_path / "m.jsonl"
+    m.write_text("".join(_line(i) for i in range(20)), encoding="utf-8")
+    ledger = ledgers()
+    register_input(ledger, m)
+    before = m.stat()
+    text = m.read_text(encoding="utf-8").replace('"v5"', '"w5"')
+    if change == "shrunk":
+        text = text.split("\n", 3)[3]
+    m.write_text(text, encoding="utf-8")
+    os.utime(m, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
+    stats = register_input(ledger, m)
+    assert stats.mode == "full" and stats.rows == (20 if change == "same_size" else 17)
+    assert stats.added == 1  # id w5; the rest is in the ledger already
+    _append(m, _line(30))
+    assert (register_input(ledger, m).rows, ledger.pending_count()) == (1, 22)
+
+
+def test_a_run_killed_while_registering_reads_the_rows_again(tmp_path, ledgers):
+    m = tmp_path / "m.jsonl"
+    m.write_text("".join(_line(i) for i in range(10)), encoding="utf-8")
+    ledger = ledgers()
+    register_input(ledger, m)
+    bad = "[" * 100_000 + "\n"  # the JSON parser gives up with RecursionError: a crash
+    _append(m, "".join(_line(i) for i in range(10, 2510)) + bad)
+    with pytest.raises(RecursionError):
+        register_input(ledger, m)
+    assert 10 < ledger.pending_count() < 2510  # the first batches were committed
+    m.write_text(m.read_text(encoding="utf-8").replace(bad, _line(3000)), encoding="utf-8")
+    stats = register_input(ledger, m)  # the state was not saved: from the old position
+    assert (stats.mode, stats.rows) == ("appended", 2501)
+    assert ledger.pending_count() == 2511
+    assert _rows(ledger) == _full_parse(ledgers, m)
+
+
+def test_parquet_and_settings_changes_parse_whole(tmp_path, ledgers):
+    p = tmp_path / "m.parquet"
+    pq.write_table(pa.table({"path": ["a.mp4", "b.mp4"], "id": ["A", "B"]}), p)
+    ledger = ledgers()
+    assert register_input(ledger, p).mode == "full"
+    assert register_input(ledger, p).mode == "unchanged"
+    pq.write_table(pa.table({"path": ["a.mp4", "b.mp4", "c.mp4"], "id": ["A", "B", "C"]}), p)
+    stats = register_input(ledger, p)
+    assert (stats.mode, stats.rows, stats.added) == ("full", 3, 1)
+    m = tmp_path / "m.jsonl"
+    m.write_text(json.dumps({"file": "x.mp4", "id": "X"}) + "\n", encoding="utf-8")
+    assert register_input(ledger, m).added == 1  # no ``path`` column: a failed input
+    assert ledger.counts()["videos"]["failed"] == 1
+    stats = register_input(ledger, m, IngestConfig(columns={"path": "file"}))
+    assert (stats.mode, stats.added) == ("full", 1)  # other settings: parsed again
+    assert ledger.pending_count() == 4  # A, B, C and X
+
+
+def test_a_folder_is_scanned_as_before(tmp_path, ledgers):
+    (tmp_path / "a.mp4").write_bytes(b"0")
+    ledger = ledgers()
+    stats = register_input(ledger, tmp_path)
+    assert (stats.mode, stats.rows, stats.added) == ("scan", 1, 1)

@@ -1,0 +1,119 @@
+"""A run killed inside finalize (SIGKILL at chosen points of the global steps) resumes with
+nothing lost or doubled: the same clips, shards, index parts and counts as a run never killed."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from clipfactory.config import Config
+from clipfactory.ledger import Ledger
+from clipfactory.pipeline import run
+from clipfactory.sinks.parts import read_index, read_rejected
+from clipfactory.testing.synth import ShotSpec, write_video
+
+# a process that runs clipfactory with one function replaced by "SIGKILL yourself on call N"
+_KILLER = """
+import importlib, os, signal, sys
+from clipfactory.config import Config
+from clipfactory.pipeline import run
+module, _, name = sys.argv[3].partition(":")
+owner, attr = importlib.import_module(module), name
+if "." in attr:  # Class.method
+    cls, attr = attr.split(".")
+    owner = getattr(owner, cls)
+orig, calls = getattr(owner, attr), [0]
+def killer(*a, **k):
+    calls[0] += 1
+    if calls[0] >= int(sys.argv[4]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return orig(*a, **k)
+setattr(owner, attr, killer)
+run(sys.argv[1], sys.argv[2], Config.model_validate({"workers": 1, "shards": {"max_count": 2}}))
+"""
+
+POINTS = [
+    ("clipfactory.dedup.store:DedupStore.add", 1),  # duplicates dropped, new clips not indexed
+    ("clipfactory.finalize:refresh_stale_shards", 1),  # shards written, no part yet
+    ("clipfactory.sinks.partition:write_part", 2),  # between two parts
+    ("clipfactory.finalize:compact", 1),  # parts written, compacted file not
+    ("clipfactory.finalize:write_card", 1),  # everything but summary's card and report
+]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> tuple[Path, Path]:
+    first, more = tmp_path_factory.mktemp("fk-first"), tmp_path_factory.mktemp("fk-more")
+    for v in range(3):
+        write_video(first / f"v{v}.mp4", [ShotSpec(66, "texture", 10 * v + 1),
+                                          ShotSpec(72, "texture", 10 * v + 2)], gop=30)
+    write_video(more / "v3.mp4", [ShotSpec(70, "texture", 41), ShotSpec(75, "texture", 42)],
+                gop=30)
+    # a re-encode of v1 at another quality: near duplicates of clips already sharded
+    write_video(more / "v1-copy.mp4", [ShotSpec(66, "texture", 11), ShotSpec(72, "texture", 12)],
+                gop=30, crf=30)
+    return first, more
+
+
+def _cfg() -> Config:
+    return Config.model_validate({"workers": 1, "shards": {"max_count": 2}})
+
+
+def _state(out: Path) -> dict:
+    index = sorted((r["clip_id"], r["start_frame"], r["end_frame"], r["file_sha256"], r["shard"])
+                   for r in read_index(out).to_pylist())
+    rejected = sorted((r["clip_id"] or r["item_key"], r["reason"], r["duplicate_of"])
+                      for r in read_rejected(out).to_pylist())
+    members = []
+    for shard in sorted((out / "shards").rglob("*.tar")):
+        with tarfile.open(shard) as t:
+            members += [m.name for m in t.getmembers() if m.name.endswith(".mp4")]
+    ledger = Ledger(out / "ledger.sqlite")
+    try:
+        counts = ledger.counts()
+        indexed = ledger.db.execute("SELECT COUNT(*) FROM dedup_items").fetchone()[0]
+    finally:
+        ledger.close()
+    compacted = sorted(r["clip_id"] for r in pq.read_table(out / "index.parquet").to_pylist())
+    return {"index": index, "rejected": rejected, "members": sorted(members),
+            "counts": {k: counts[k] for k in ("videos", "clips", "dropped_by_reason")},
+            "indexed": indexed, "compacted": compacted}
+
+
+@pytest.fixture(scope="module")
+def reference(corpus, tmp_path_factory) -> dict:
+    first, more = corpus
+    inp, out = tmp_path_factory.mktemp("fk-ref-in"), tmp_path_factory.mktemp("fk-ref") / "out"
+    for f in first.iterdir():
+        shutil.copy(f, inp / f.name)
+    run(inp, out, _cfg())
+    for f in more.iterdir():
+        shutil.copy(f, inp / f.name)
+    run(inp, out, _cfg())
+    state = _state(out)
+    assert state["counts"]["dropped_by_reason"].get("dedup/near_duplicate"), \
+        "the copy was not found as a near duplicate: the test would prove nothing"
+    return state
+
+
+@pytest.mark.parametrize(("point", "call"), POINTS)
+def test_killed_inside_finalize_then_resumed(corpus, reference, tmp_path, point, call) -> None:
+    first, more = corpus
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    for f in first.iterdir():
+        shutil.copy(f, inp / f.name)
+    run(inp, out, _cfg())
+    for f in more.iterdir():
+        shutil.copy(f, inp / f.name)
+    proc = subprocess.run([sys.executable, "-c", _KILLER, str(inp), str(out), point, str(call)],
+                          capture_output=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]  # it died where we said
+    run(inp, out, _cfg())
+    assert _state(out) == reference
