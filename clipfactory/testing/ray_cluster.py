@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from typing import Any
 
-__all__ = ["local_cluster"]
+__all__ = ["local_cluster", "skip_unless_ray_asked", "two_node_cluster"]
 
 
 @contextlib.contextmanager
@@ -30,3 +31,17 @@ def local_cluster(nodes: int = 2, cpus: int = 1, store_bytes: int = 80 << 20) ->
     finally:
         ray.shutdown()
         c.shutdown()
+
+
+def skip_unless_ray_asked(request: Any) -> None:
+    """A cluster costs CPU time: its tests run only under ``-m ray`` (as .ci/run does)."""
+    import pytest
+
+    if "ray" not in (request.config.getoption("markexpr") or "").replace("not ray", ""):
+        pytest.skip("Ray cluster tests run with -m ray")
+
+
+def two_node_cluster() -> Iterator[str]:
+    """For a module fixture: a head without CPUs and two 1-CPU nodes, its address."""
+    with local_cluster(nodes=2, cpus=1) as address:
+        yield address

@@ -18,6 +18,7 @@ from clipfactory.dedup.perceptual import near_duplicate_groups
 from clipfactory.ledger import Ledger
 from clipfactory.pipeline import run
 from clipfactory.sinks.parts import read_index
+from clipfactory.testing.ray_cluster import skip_unless_ray_asked, two_node_cluster
 from clipfactory.testing.synth import ShotSpec, write_video
 from tests.dedup.test_lsh_tables import planted
 
@@ -27,17 +28,12 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
 @pytest.fixture(scope="module", autouse=True)
 def _only_when_asked(request):
-    """A cluster costs CPU time: run these only under ``-m ray`` (as .ci/run does)."""
-    if "ray" not in (request.config.getoption("markexpr") or "").replace("not ray", ""):
-        pytest.skip("Ray cluster tests run with -m ray")
+    skip_unless_ray_asked(request)
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    from clipfactory.testing.ray_cluster import local_cluster
-
-    with local_cluster(nodes=2, cpus=1) as address:
-        yield address
+    yield from two_node_cluster()
 
 
 def _tuples(hashes: np.ndarray) -> list[tuple[int, ...]]:

@@ -18,6 +18,7 @@ from clipfactory.records import ClipRecord
 from clipfactory.sinks.partition import MAP_MIN_PARTS, refresh_parts, shard_rows
 from clipfactory.sinks.parts import index_parts, read_index
 from clipfactory.sinks.stats import kept_stats
+from clipfactory.testing.ray_cluster import skip_unless_ray_asked, two_node_cluster
 
 ray = pytest.importorskip("ray")
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
@@ -27,17 +28,12 @@ SHARDS = 12  # > MAP_MIN_PARTS: the first finalize of an older output, or after 
 
 @pytest.fixture(scope="module", autouse=True)
 def _only_when_asked(request):
-    """A cluster costs CPU time: run these only under ``-m ray`` (as .ci/run does)."""
-    if "ray" not in (request.config.getoption("markexpr") or "").replace("not ray", ""):
-        pytest.skip("Ray cluster tests run with -m ray")
+    skip_unless_ray_asked(request)
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    from clipfactory.testing.ray_cluster import local_cluster
-
-    with local_cluster(nodes=2, cpus=1) as address:
-        yield address
+    yield from two_node_cluster()
 
 
 @pytest.fixture(scope="module")
