@@ -23,10 +23,15 @@ def test_shards_are_the_bytes_the_shard_writer_writes(tmp_path):
         assert _header(name, size) == _tarinfo(name, size).tobuf(
             tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
     clip = tiny_clip()
-    spec = _Spec(25, str(tmp_path), clip, ("CC-BY-4.0", "ungated", "ungated"), True, 0)
-    (name, sha, size, count), videos, clips = make_shard(spec, 0)
+    (tmp_path / "shards").mkdir()
+    spec = _Spec(25, str(tmp_path / "shards"), clip, ("CC-BY-4.0", "ungated", "ungated"), True, 0)
+    (name, sha, size, count), videos, clips, (stats, dedup) = make_shard(spec, 0)
     assert (name, count, len(videos), len(clips)) == ("shard-000000.tar", 25, 3, 25)
-    data = (tmp_path / name).read_bytes()
+    # the index part and statistics the first finalize would have written from the shard
+    part = pq.read_table(tmp_path / "index" / "shard-000000.parquet").to_pylist()
+    assert [r["clip_id"] for r in part] == sorted(c[0] for c in clips)
+    assert json.loads(stats)["clips"] == 25 and len(dedup) == 25
+    data = (tmp_path / "shards" / name).read_bytes()
     samples: dict[str, dict[str, bytes]] = {}
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         for m in tar:
