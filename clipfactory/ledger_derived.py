@@ -24,7 +24,7 @@ __all__ = ["REJECTED_PART_INPUTS", "ensure_derived"]
 
 REJECTED_PART_INPUTS = 4096  # inputs (by registration seq) per rejected part
 
-_VERSION = 1
+_VERSION = 2  # 2: clips_dropped (the re-cut's query without a scan)
 _PART = f"/ {REJECTED_PART_INPUTS}"
 
 _TABLES = """
@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS dedup_lsh (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS videos_seq ON videos(seq);
 CREATE INDEX IF NOT EXISTS clips_shard ON clips(shard) WHERE shard IS NOT NULL;
+CREATE INDEX IF NOT EXISTS clips_dropped ON clips(stage, reason) WHERE state = 'dropped';
 """
 
 _DUR = ("COALESCE(json_extract({r}.record, '$.end_s') - json_extract({r}.record, '$.start_s'),"

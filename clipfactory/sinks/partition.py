@@ -182,11 +182,38 @@ def _rejected_rows(ledger: Ledger, number: int) -> pa.Table:
     return rejected_table(dropped, failed)
 
 
+_MERGED = "kept_stats_merged"
+
+
 def merged_stats(ledger: Ledger, merge: Callable[[Iterable[dict[str, Any]]], dict[str, Any]]
                  ) -> dict[str, Any]:
-    """The statistics of every kept clip: the merge of the per-shard statistics."""
-    return merge(json.loads(r[0]) for r in ledger.db.execute(
-        "SELECT stats FROM shards WHERE stats IS NOT NULL ORDER BY name"))
+    """The statistics of every kept clip: the merge of the per-shard statistics.
+
+    The last merge is kept in the ledger with the (shard, part hash) pairs it covers: when a
+    run only added shards, their statistics are merged into it (O(new shards)); when a shard
+    changed or went (a dedup drop, a takedown), everything is merged again (O(shards))."""
+    parts = dict(ledger.db.execute(
+        "SELECT name, part_sha FROM shards WHERE stats IS NOT NULL").fetchall())
+    cache = ledger.get_meta(_MERGED)
+    if cache and all(parts.get(n) == sha for n, sha in cache["parts"].items()):
+        new = sorted(set(parts) - set(cache["parts"]))
+        if not new:
+            return cache["stats"]
+        stats = merge([cache["stats"], *_stats_of(ledger, new)])
+    else:
+        stats = merge(json.loads(r[0]) for r in ledger.db.execute(
+            "SELECT stats FROM shards WHERE stats IS NOT NULL ORDER BY name"))
+    ledger.set_meta(_MERGED, {"parts": parts, "stats": stats})
+    return stats
+
+
+def _stats_of(ledger: Ledger, names: list[str]) -> Iterator[dict[str, Any]]:
+    for i in range(0, len(names), 500):
+        chunk = names[i:i + 500]
+        for (stats,) in ledger.db.execute(
+                "SELECT stats FROM shards WHERE name IN (" + ",".join("?" * len(chunk)) +
+                ") ORDER BY name", chunk):
+            yield json.loads(stats)
 
 
 def compact(out: Path, which: str = "index") -> int:

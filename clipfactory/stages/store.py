@@ -307,8 +307,9 @@ def annotation_summary(ledger: Ledger, stats: Mapping[str, Any] | Iterable[Any],
     cats: dict[str, int] = dict(st["categories"])
     caps: dict[str, int] = dict(st["caption_status"])
     failed = dict(ledger.db.execute(
+        # CROSS JOIN: the annotation rows first (SQLite would otherwise walk every kept clip)
         "SELECT a.stage || '/' || COALESCE(a.reason, '?'), COUNT(*) FROM annotations a"
-        " JOIN clips c ON c.clip_id = a.clip_id WHERE a.status = 'failed'"
+        " CROSS JOIN clips c ON c.clip_id = a.clip_id WHERE a.status = 'failed'"
         " AND c.state IN ('staged', 'sharded') GROUP BY 1 ORDER BY 2 DESC").fetchall())
     n_vec = ledger.db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
     out: dict[str, Any] = {}
@@ -323,7 +324,8 @@ def annotation_summary(ledger: Ledger, stats: Mapping[str, Any] | Iterable[Any],
             "embedding_models": [  # every model, with the kept clips it embedded (the card)
                 {"model": r[0], "revision": r[1], "dim": r[2], "clips": r[3]}
                 for r in ledger.db.execute(
-                    "SELECT e.model, e.revision, e.dim, COUNT(*) FROM embeddings e JOIN clips c"
+                    "SELECT e.model, e.revision, e.dim, COUNT(*) FROM embeddings e"
+                    " CROSS JOIN clips c"
                     " ON c.clip_id = e.clip_id WHERE c.state IN ('staged', 'sharded')"
                     " GROUP BY 1, 2, 3 ORDER BY 4 DESC, 1")],
             "captions": {"by_status": dict(sorted(caps.items())), "captioner": captioner}

@@ -3,6 +3,7 @@ takes a glob (pyarrow, DuckDB, Polars) reads the parts as one table."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from clipfactory.pipeline import run
 from clipfactory.provenance.takedown import takedown, takedown_rules
 from clipfactory.sinks.index import index_table
 from clipfactory.sinks.parts import index_part, index_parts, read_index, rejected_parts
+from clipfactory.sinks.stats import merge_stats
 from clipfactory.testing.synth import ShotSpec, write_video
 
 
@@ -59,6 +61,16 @@ def test_a_run_writes_only_new_parts_and_the_rows_are_unchanged(corpus, tmp_path
     finally:
         ledger.close()
     assert read_index(out).to_pylist() == want.to_pylist()  # same rows, same order
+    # the card's statistics: the last merge plus the new shard's = all of them merged afresh
+    ledger = Ledger(out / "ledger.sqlite")
+    try:
+        cached = ledger.get_meta("kept_stats_merged")
+        fresh = merge_stats(json.loads(r[0]) for r in ledger.db.execute(
+            "SELECT stats FROM shards ORDER BY name"))
+    finally:
+        ledger.close()
+    assert cached["stats"] == fresh and fresh["clips"] == want.num_rows
+    assert sorted(cached["parts"]) == sorted(shards)
     assert pq.read_table(out / "index.parquet").to_pylist() == want.to_pylist()
     assert sorted(p.name for p in index_parts(out)) == sorted(
         index_part(out, s).name for s in shards)
