@@ -61,7 +61,7 @@ def finalize(out: str | Path, cfg: Config, ledger: Ledger,
     shard_dir.mkdir(exist_ok=True)
     remove_orphan_shards(shard_dir, ledger)
     staged = _check_staged(ledger)
-    store = DedupStore(ledger.db)
+    store = DedupStore(ledger)
     if cfg.dedup_on:
         _dedup(staged, ledger, cfg, shard_dir, store)
         staged = ledger.clips("staged")
@@ -169,7 +169,7 @@ def full_rededup(out: str | Path, cfg: Config, ledger: Ledger) -> dict[str, Any]
     from clipfactory.dedup.ray_dedup import near_groups_for
 
     out = Path(out)
-    store = DedupStore(ledger.db)
+    store = DedupStore(ledger)
     store.rebuild(cfg.dedup)
     items = store.all_items() + [_item(c) for c in _check_staged(ledger)]
     with near_groups_for(cfg) as near:

@@ -20,7 +20,7 @@ from typing import Any
 from clipfactory.ledger_derived import ensure_derived
 from clipfactory.records import ClipRecord, Rejection, SourceItem, VideoResult
 
-__all__ = ["Ledger"]
+__all__ = ["Ledger", "query_in"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -98,6 +98,16 @@ _ADDED_SHARD_COLUMNS = (("part_sha", "TEXT"), ("stats", "TEXT"))
 _SHARD_COLUMNS = "name, sha256, bytes, count, created_at"
 
 
+def query_in(db: sqlite3.Connection, sql: str, values: Iterable[Any],
+             chunk: int = 500) -> Iterator[Any]:
+    """Rows of ``sql`` whose ``{}`` is an ``IN`` list over ``values``, run ``chunk`` values at
+    a time (SQLite bounds the variables of one statement); ``ORDER BY`` holds per chunk."""
+    vals = list(values)
+    for i in range(0, len(vals), chunk):
+        part = vals[i:i + chunk]
+        yield from db.execute(sql.format(",".join("?" * len(part))), part)
+
+
 class Ledger:
     """SQLite-backed state of one output folder."""
 
@@ -110,7 +120,7 @@ class Ledger:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
         self._add_columns()
-        ensure_derived(self.db)  # counts, dirty parts and the dedup index kept by triggers
+        ensure_derived(self)  # counts, dirty parts and the dedup index kept by triggers
 
     def _add_columns(self) -> None:
         """Columns added after the first release, added to older ledgers on open: the manifest
@@ -271,26 +281,15 @@ class Ledger:
     # -- clips --------------------------------------------------------------------------------
     def clips_of(self, item_keys: Iterable[str]) -> list[ClipRecord]:
         """Every clip record (any state) of the given inputs."""
-        keys = list(item_keys)
-        out: list[ClipRecord] = []
-        for i in range(0, len(keys), 500):
-            chunk = keys[i:i + 500]
-            q = ("SELECT record, state, stage, reason, shard FROM clips WHERE item_key IN ("
-                 + ",".join("?" * len(chunk)) + ") ORDER BY clip_id")
-            for r in self.db.execute(q, chunk):
-                out.append(self._clip(r))
-        return out
+        return [self._clip(r) for r in query_in(
+            self.db, "SELECT record, state, stage, reason, shard FROM clips WHERE item_key IN"
+            " ({}) ORDER BY clip_id", item_keys)]
 
     def clips_by_id(self, clip_ids: Iterable[str]) -> list[ClipRecord]:
         """The clip records with the given ids (any state), ordered by clip id."""
-        ids = list(clip_ids)
-        out: list[ClipRecord] = []
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            out += [self._clip(r) for r in self.db.execute(
-                "SELECT record, state, stage, reason, shard FROM clips WHERE clip_id IN ("
-                + ",".join("?" * len(chunk)) + ")", chunk)]
-        return sorted(out, key=lambda c: c.clip_id)
+        return sorted((self._clip(r) for r in query_in(
+            self.db, "SELECT record, state, stage, reason, shard FROM clips WHERE clip_id IN"
+            " ({})", clip_ids)), key=lambda c: c.clip_id)
 
     @staticmethod
     def _clip(r: sqlite3.Row) -> ClipRecord:

@@ -19,6 +19,10 @@ filled from the rows once (the only full scan), all in one transaction.
 from __future__ import annotations
 
 import sqlite3
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from clipfactory.ledger import Ledger
 
 __all__ = ["REJECTED_PART_INPUTS", "ensure_derived"]
 
@@ -113,23 +117,17 @@ def _fill(db: sqlite3.Connection) -> None:
     db.execute(f"INSERT OR IGNORE INTO dirty_rejected SELECT DISTINCT seq {_PART} FROM videos")
 
 
-def ensure_derived(db: sqlite3.Connection) -> None:
+def ensure_derived(ledger: Ledger) -> None:
     """Create the derived tables and triggers; fill them from the rows on a ledger that
-    predates them. ``db`` is in autocommit mode (the ledger's connection)."""
-    row = db.execute("SELECT value FROM meta WHERE key = 'derived_version'").fetchone()
-    if row is not None and int(row[0]) >= _VERSION:
+    predates them (one transaction)."""
+    if (ledger.get_meta("derived_version") or 0) >= _VERSION:
         return
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with ledger.transaction() as db:
         for stmt in _split(_TABLES + _triggers()):
             db.execute(stmt)
         _fill(db)
         db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('derived_version', ?)",
                    (str(_VERSION),))
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
 
 
 def _split(script: str) -> list[str]:

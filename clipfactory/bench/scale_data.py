@@ -33,7 +33,7 @@ import sys
 import tarfile
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +43,8 @@ import numpy as np
 
 from clipfactory.bench.ledger_scale import CLIPS_PER_VIDEO, panda_clip
 from clipfactory.config import Config
-from clipfactory.dedup.store import DedupStore, lsh_keys, with_tx
+from clipfactory.dedup import DedupItem
+from clipfactory.dedup.store import DedupStore, lsh_keys
 from clipfactory.ledger import Ledger
 from clipfactory.records import SourceItem
 from clipfactory.sinks.index import index_table
@@ -70,7 +71,6 @@ def tiny_clip() -> bytes:
     """A valid 16x16, 2-frame H.264 MP4 (~0.9 KB). x264's SEI (its settings as text, ~600
     bytes) is filtered out: at 10^7 samples that is 5 GB more of tar blocks."""
     import av
-    import numpy as np
     from av.bitstream import BitStreamFilterContext
 
     buf = io.BytesIO()
@@ -187,8 +187,8 @@ def make_shard(spec: _Spec, index: int) -> tuple[tuple, list[tuple], list[tuple]
     out = Path(spec.shard_dir).parent
     write_part(index_table(kept), index_part(out, name))
     derived = (json.dumps(kept_stats(kept)),
-               [(c.clip_id, c.exact_hash, c.phash, c.width * c.height, c.num_frames,
-                 lsh_keys(c.phash)) for c in kept])
+               [(DedupItem(c.clip_id, c.exact_hash, tuple(c.phash), c.width, c.height,
+                           c.num_frames), lsh_keys(c.phash)) for c in kept])
     return shard, video_rows, clip_rows, derived
 
 
@@ -228,16 +228,10 @@ def _shards(spec: _Spec, count: int, workers: int) -> Iterator[tuple]:
             yield ahead.popleft().result()
 
 
-def _write_ledger(ledger: Ledger, batch: list[tuple], decision: tuple, rid: int) -> int:
-    """One transaction of shards: inputs done, clips sharded, shards registered with their
-    parts' hashes and statistics, the clips in the dedup index; returns the next dedup rid."""
-    dedup, lsh = [], []
-    for _, _, _, (_, rows) in batch:
-        for clip_id, exact, phash, area, frames, keys in rows:
-            rid += 1
-            dedup.append((rid, clip_id, exact, np.asarray(phash, "<u8").tobytes(), area, frames))
-            first = phash[0] - (1 << 64) if phash[0] >= 1 << 63 else phash[0]
-            lsh += [(key, first, rid) for key in keys]
+def _write_ledger(ledger: Ledger, batch: list[tuple], decision: tuple,
+                  load_dedup: Callable[[Iterable[tuple[DedupItem, list[int]]]], int]) -> None:
+    """One transaction of shards: inputs done, clips sharded; then the shards registered with
+    their parts' hashes and statistics, and the clips loaded into the dedup index."""
     with ledger.transaction() as db:
         db.executemany(
             "UPDATE videos SET state='done', video_id=?, source_sha256=?, frames=2400,"
@@ -246,15 +240,12 @@ def _write_ledger(ledger: Ledger, batch: list[tuple], decision: tuple, rid: int)
         db.executemany(
             "INSERT INTO clips (clip_id, item_key, state, stage, reason, shard, record)"
             " VALUES (?,?,?,?,?,?,?)", [r for _, _, clips, _ in batch for r in clips])
-        db.executemany("INSERT INTO dedup_items (rid, clip_id, exact_hash, phash, area, frames)"
-                       " VALUES (?,?,?,?,?,?)", dedup)
-        db.executemany("INSERT INTO temp.lsh_stage VALUES (?,?,?)", lsh)
     ledger.record_decisions((r[3], *decision) for _, videos, _, _ in batch for r in videos)
     ledger.add_shards([shard for shard, _, _, _ in batch], [])
     with ledger.transaction() as db:
         db.executemany("UPDATE shards SET part_sha = sha256, stats = ? WHERE name = ?",
                        [(stats, shard[0]) for shard, _, _, (stats, _) in batch])
-    return rid
+    load_dedup(pair for _, _, _, (_, pairs) in batch for pair in pairs)
 
 
 def build_dataset(out: str | Path, clips: int, cfg: Config | None = None, *,
@@ -282,20 +273,14 @@ def build_dataset(out: str | Path, clips: int, cfg: Config | None = None, *,
         spec = _Spec(clips, str(out / "shards"), tiny_clip(), (d.license, d.status, d.reason),
                      captions, seed)
         batch: list[tuple] = []
-        rid = 0
-        ledger.db.execute("CREATE TEMP TABLE lsh_stage (key INTEGER, ord INTEGER, rid INTEGER)")
-        for rows in _shards(spec, shards, workers):
-            batch.append(rows)
-            if len(batch) == _SHARDS_PER_TX:
-                rid = _write_ledger(ledger, batch, decision, rid)
-                batch = []
-        if batch:
-            rid = _write_ledger(ledger, batch, decision, rid)
-        # the LSH rows in key order: one sequential B-tree build (DedupStore.rebuild does same)
-        with_tx(ledger.db, "INSERT INTO dedup_lsh SELECT key, ord, rid FROM temp.lsh_stage"
-                " ORDER BY key, ord, rid")
-        ledger.db.execute("DROP TABLE temp.lsh_stage")
-        DedupStore(ledger.db).mark_ready(cfg.dedup)
+        with DedupStore(ledger).bulk(cfg.dedup) as load_dedup:
+            for rows in _shards(spec, shards, workers):
+                batch.append(rows)
+                if len(batch) == _SHARDS_PER_TX:
+                    _write_ledger(ledger, batch, decision, load_dedup)
+                    batch = []
+            if batch:
+                _write_ledger(ledger, batch, decision, load_dedup)
         ledger.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         write_s = time.perf_counter() - t0
         t1 = time.perf_counter()

@@ -25,15 +25,16 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 
 from clipfactory.config import DedupConfig
 from clipfactory.dedup import DedupItem, Duplicate, find_duplicates
 from clipfactory.dedup.perceptual import _band_masks
+from clipfactory.ledger import Ledger, query_in
 
 __all__ = ["BANDS", "WINDOW", "DedupStore", "incremental_duplicates", "item_of", "lsh_keys"]
 
@@ -43,7 +44,6 @@ BANDS = 3
 WINDOW = 32
 _VERSION = 1
 _META = "dedup_index"
-_CHUNK = 500
 
 
 def _signed(x: int) -> int:
@@ -72,14 +72,14 @@ def _unblob(b: bytes | None) -> tuple[int, ...]:
 class DedupStore:
     """The persistent dedup index of one ledger (see the module docstring)."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.db = ledger.db
 
     # -- state ---------------------------------------------------------------------------------
     def ready(self, cfg: DedupConfig) -> bool:
         """True when the index holds every kept clip under the current settings."""
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (_META,)).fetchone()
-        return row is not None and json.loads(row[0]) == self._fingerprint(cfg)
+        return self.ledger.get_meta(_META) == self._fingerprint(cfg)
 
     def invalidate(self) -> None:
         """Mark the index incomplete (clips were kept without going through it)."""
@@ -92,66 +92,77 @@ class DedupStore:
 
     def indexed(self, clip_ids: Iterable[str]) -> set[str]:
         """Which of ``clip_ids`` the index already holds."""
-        ids, out = list(clip_ids), set()
-        for part in _chunks(ids, _CHUNK):
-            out.update(r[0] for r in self.db.execute(
-                "SELECT clip_id FROM dedup_items WHERE clip_id IN (" +
-                ",".join("?" * len(part)) + ")", part))
-        return out
+        return {r[0] for r in query_in(
+            self.db, "SELECT clip_id FROM dedup_items WHERE clip_id IN ({})", clip_ids)}
 
     def size(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM dedup_items").fetchone()[0]
 
     # -- writes --------------------------------------------------------------------------------
-    def add(self, items: Iterable[DedupItem], *, _lsh: str = "dedup_lsh") -> int:
+    def add(self, items: Iterable[DedupItem]) -> int:
         """Index kept clips (one transaction per chunk); return how many were added."""
         n = 0
         for chunk in _chunks(items, 5000):
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
+            with self.ledger.transaction() as db:
                 for it in chunk:
-                    cur = self.db.execute(
-                        "INSERT OR IGNORE INTO dedup_items (clip_id, exact_hash, phash, area,"
-                        " frames) VALUES (?,?,?,?,?)",
-                        (it.clip_id, it.exact_hash or None, _blob(it.phash),
-                         it.width * it.height, it.num_frames))
-                    if cur.rowcount and it.phash:
-                        rid, first = cur.lastrowid, _signed(int(it.phash[0]))
-                        self.db.executemany(
-                            f"INSERT OR IGNORE INTO {_lsh} (key, ord, rid) VALUES (?,?,?)",
-                            [(key, first, rid) for key in lsh_keys(it.phash)])
+                    cur = db.execute(_INSERT_ITEM, _item_row(it))
+                    if cur.rowcount:
+                        db.executemany(_INSERT_LSH.format(table="dedup_lsh"),
+                                       _lsh_rows(cur.lastrowid, it, None))
                     n += cur.rowcount
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            self.db.execute("COMMIT")
         return n
 
-    def rebuild(self, cfg: DedupConfig) -> int:
-        """Rewrite the index from every sharded clip in the ledger; return its size.
+    @contextmanager
+    def bulk(self, cfg: DedupConfig) -> Iterator[Callable[[Iterable[tuple[DedupItem, list[int]
+                                                                          | None]]], int]]:
+        """Fill the index from scratch: yields ``load(pairs)`` taking (item, its LSH keys or
+        None to compute them) and returning how many are loaded so far.
 
-        Streamed in clip-id pages; the LSH rows go to a temporary table first and then into
-        ``dedup_lsh`` in key order (SQLite's external sort), which builds the B-tree in one
-        sequential pass instead of 10^8 random inserts."""
-        t0 = time.perf_counter()
+        The LSH rows go to a temporary table and, at the end, into ``dedup_lsh`` in key
+        order (SQLite's external sort): one sequential B-tree build instead of 10^8 random
+        inserts. The index is marked ready only when the block completes."""
         self.invalidate()
         self.db.execute("DELETE FROM dedup_lsh")
         self.db.execute("DELETE FROM dedup_items")
         self.db.execute("DROP TABLE IF EXISTS temp.lsh_stage")
         self.db.execute("CREATE TEMP TABLE lsh_stage (key INTEGER, ord INTEGER, rid INTEGER)")
+        rid = 0
+
+        def load(pairs: Iterable[tuple[DedupItem, list[int] | None]]) -> int:
+            nonlocal rid
+            items, lsh = [], []
+            for it, keys in pairs:
+                rid += 1
+                items.append((rid, *_item_row(it)))
+                lsh += _lsh_rows(rid, it, keys)
+            with self.ledger.transaction() as db:
+                db.executemany("INSERT INTO dedup_items (rid, clip_id, exact_hash, phash, area,"
+                               " frames) VALUES (?,?,?,?,?,?)", items)
+                db.executemany(_INSERT_LSH.format(table="temp.lsh_stage"), lsh)
+            return rid
+
         try:
-            n = self.add(self._kept_items(), _lsh="temp.lsh_stage")
-            with_tx(self.db, "INSERT OR IGNORE INTO dedup_lsh SELECT key, ord, rid FROM"
-                    " temp.lsh_stage ORDER BY key, ord, rid")
+            yield load
+            with self.ledger.transaction() as db:
+                db.execute("INSERT OR IGNORE INTO dedup_lsh SELECT key, ord, rid FROM"
+                           " temp.lsh_stage ORDER BY key, ord, rid")
         finally:
             self.db.execute("DROP TABLE IF EXISTS temp.lsh_stage")
         self.mark_ready(cfg)
+
+    def rebuild(self, cfg: DedupConfig) -> int:
+        """Rewrite the index from every sharded clip in the ledger (streamed in clip-id
+        pages, loaded by :meth:`bulk`); return its size."""
+        t0 = time.perf_counter()
+        n = 0
+        with self.bulk(cfg) as load:
+            for chunk in _chunks(self._kept_items(), 5000):
+                n = load((it, None) for it in chunk)
         log.info("dedup index rebuilt: %d clips in %.1f s", n, time.perf_counter() - t0)
         return n
 
     def mark_ready(self, cfg: DedupConfig) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                        (_META, json.dumps(self._fingerprint(cfg))))
+        self.ledger.set_meta(_META, self._fingerprint(cfg))
 
     def _kept_items(self) -> Iterator[DedupItem]:
         """Every sharded clip, read in clip-id pages so memory stays bounded."""
@@ -181,11 +192,9 @@ class DedupStore:
         """Indexed clips that could be a duplicate of one of ``new``."""
         rids: set[int] = set()
         if cfg.exact:
-            hashes = sorted({it.exact_hash for it in new if it.exact_hash})
-            for part in _chunks(hashes, _CHUNK):
-                rids.update(r[0] for r in self.db.execute(
-                    "SELECT rid FROM dedup_items WHERE exact_hash IN (" +
-                    ",".join("?" * len(part)) + ")", part))
+            rids.update(r[0] for r in query_in(
+                self.db, "SELECT rid FROM dedup_items WHERE exact_hash IN ({})",
+                sorted({it.exact_hash for it in new if it.exact_hash})))
         if cfg.perceptual:
             for it in new:
                 if not it.phash:
@@ -198,22 +207,29 @@ class DedupStore:
                     rids.update(r[0] for r in self.db.execute(
                         "SELECT rid FROM dedup_lsh WHERE key = ? AND ord < ? ORDER BY ord DESC"
                         " LIMIT ?", (key, first, WINDOW)))
-        out: list[DedupItem] = []
-        for part in _chunks(sorted(rids), _CHUNK):
-            out += [self._item(r) for r in self.db.execute(
-                "SELECT clip_id, exact_hash, phash, area, frames FROM dedup_items WHERE rid IN ("
-                + ",".join("?" * len(part)) + ")", part)]
-        return out
+        return [self._item(r) for r in query_in(
+            self.db, "SELECT clip_id, exact_hash, phash, area, frames FROM dedup_items WHERE rid"
+            " IN ({})", sorted(rids))]
 
 
-def with_tx(db: sqlite3.Connection, sql: str) -> None:
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        db.execute(sql)
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
+_INSERT_ITEM = ("INSERT OR IGNORE INTO dedup_items (clip_id, exact_hash, phash, area, frames)"
+                " VALUES (?,?,?,?,?)")
+_INSERT_LSH = "INSERT OR IGNORE INTO {table} (key, ord, rid) VALUES (?,?,?)"
+
+
+def _item_row(it: DedupItem) -> tuple:
+    """The ``dedup_items`` row of a clip, without its rid."""
+    return (it.clip_id, it.exact_hash or None, _blob(it.phash), it.width * it.height,
+            it.num_frames)
+
+
+def _lsh_rows(rid: int, it: DedupItem, keys: list[int] | None) -> list[tuple[int, int, int]]:
+    """The ``dedup_lsh`` rows of a clip; ``keys`` are its :func:`lsh_keys` when already
+    computed (the bench builder's workers do)."""
+    if not it.phash:
+        return []
+    first = _signed(int(it.phash[0]))
+    return [(key, first, rid) for key in (keys or lsh_keys(it.phash))]
 
 
 def item_of(clip_id: str, record: dict) -> DedupItem:

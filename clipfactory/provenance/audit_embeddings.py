@@ -15,26 +15,21 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from clipfactory.ledger import query_in
 from clipfactory.stages.store import EMBEDDINGS_DIR, ensure_schema
 from clipfactory.worker import file_sha256
 
 __all__ = ["check_embeddings"]
 
 _REMOVAL_STAGES = ("takedown", "policy")
-_CHUNK = 500  # SQLite host parameters per IN (...) query
 
 
 def _states(ledger: Any, ids: list[str]) -> dict[str, tuple[str, str, str]]:
     """clip_id -> (clip state, clip stage, source state) of the given clips (one part's: the
     whole ledger is never held at once)."""
-    found: dict[str, tuple[str, str, str]] = {}
-    for i in range(0, len(ids), _CHUNK):
-        chunk = ids[i:i + _CHUNK]
-        found.update({r[0]: (r[1], r[2], r[3]) for r in ledger.db.execute(
-            "SELECT c.clip_id, c.state, c.stage, v.state FROM clips c JOIN videos v"
-            " ON v.item_key = c.item_key WHERE c.clip_id IN (" + ",".join("?" * len(chunk))
-            + ")", chunk)})
-    return found
+    return {r[0]: (r[1], r[2], r[3]) for r in query_in(
+        ledger.db, "SELECT c.clip_id, c.state, c.stage, v.state FROM clips c JOIN videos v"
+        " ON v.item_key = c.item_key WHERE c.clip_id IN ({})", ids)}
 
 
 def check_embeddings(out: Path, ledger: Any, report: Any) -> None:

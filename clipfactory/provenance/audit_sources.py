@@ -12,12 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from clipfactory.config import Config
+from clipfactory.ledger import query_in
 from clipfactory.policy.optout import OptOutList
 from clipfactory.provenance.ingest import build_gate
 
 __all__ = ["SourceCheck"]
 
-_CHUNK = 500  # SQLite host parameters per IN (...) query
 _SHARDED = "SELECT clip_id, item_key, state, json_extract(record, '$.source') FROM clips"
 
 
@@ -50,12 +50,8 @@ class SourceCheck:
         return {r[0]: (r[1], r[3]) for r in cur if r[2] == "sharded"}
 
     def _videos(self, keys: set[str]) -> dict[str, Any]:
-        keys_l, found = sorted(keys), {}
-        for i in range(0, len(keys_l), _CHUNK):
-            chunk = keys_l[i:i + _CHUNK]
-            q = "SELECT * FROM videos WHERE item_key IN (" + ",".join("?" * len(chunk)) + ")"
-            found.update({r["item_key"]: r for r in self.ledger.db.execute(q, chunk)})
-        return found
+        return {r["item_key"]: r for r in query_in(
+            self.ledger.db, "SELECT * FROM videos WHERE item_key IN ({})", sorted(keys))}
 
     def check(self, shard: str, rows: list[dict[str, Any]], label: str, report: Any, *,
               count: bool = True) -> None:

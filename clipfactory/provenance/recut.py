@@ -30,7 +30,7 @@ from typing import Any
 from clipfactory.config import Config
 from clipfactory.errors import MediaError
 from clipfactory.ids import short_hash
-from clipfactory.ledger import Ledger
+from clipfactory.ledger import Ledger, query_in
 from clipfactory.records import ClipRecord, SourceItem, Span
 
 __all__ = ["ORPHAN_REASON", "mark_orphans", "recut_orphans"]
@@ -42,13 +42,10 @@ ORPHAN_REASON = "keeper_removed"
 def mark_orphans(ledger: Ledger, removed_clip_ids: Iterable[str]) -> list[str]:
     """Mark the dropped duplicates of ``removed_clip_ids`` for a re-cut; returns their ids."""
     ids = list(dict.fromkeys(removed_clip_ids))
-    orphans: list[ClipRecord] = []
-    for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
-        q = ("SELECT record, state, stage, reason, shard FROM clips WHERE state = 'dropped'"
-             " AND stage = 'dedup' AND json_extract(record, '$.duplicate_of') IN ("
-             + ",".join("?" * len(chunk)) + ")")
-        orphans += [ledger._clip(r) for r in ledger.db.execute(q, chunk)]
+    orphans = [ledger._clip(r) for r in query_in(
+        ledger.db, "SELECT record, state, stage, reason, shard FROM clips WHERE state ="
+        " 'dropped' AND stage = 'dedup' AND json_extract(record, '$.duplicate_of') IN ({})",
+        ids)]
     removed = set(ids)
     orphans = [c for c in orphans if c.clip_id not in removed]
     for c in orphans:

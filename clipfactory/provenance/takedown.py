@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from clipfactory.config import Config
-from clipfactory.ledger import Ledger
+from clipfactory.ledger import Ledger, query_in
 from clipfactory.lock import holds_output_lock
 from clipfactory.policy.optout import OptOutList, Rule, facts_of_row, parse_rule
 from clipfactory.provenance.ingest import TAKEDOWN_RULES
@@ -59,12 +59,8 @@ def refresh_outputs(out: str | Path, ledger: Ledger) -> dict:
 
 def _same_bytes(ledger: Ledger, hashes: list[str]) -> list:
     """Inputs whose content hash is one of ``hashes`` (an index lookup, in seq order)."""
-    out = []
-    for i in range(0, len(hashes), 500):
-        part = hashes[i:i + 500]
-        out += ledger.db.execute("SELECT * FROM videos WHERE source_sha256 IN (" +
-                                 ",".join("?" * len(part)) + ")", part).fetchall()
-    return sorted(out, key=lambda r: r["seq"])
+    rows = query_in(ledger.db, "SELECT * FROM videos WHERE source_sha256 IN ({})", hashes)
+    return sorted(rows, key=lambda r: r["seq"])
 
 
 @holds_output_lock("takedown")

@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from clipfactory.ledger import query_in
 from clipfactory.report.rows import MAX_ROWS, RowSample, read_rows
 from clipfactory.sinks.index import INDEX_SCHEMA, REJECTED_SCHEMA
 
@@ -107,13 +108,10 @@ def video_rotations(out: Path, item_keys: list[str]) -> dict[str, int]:
         return {}
     rot: dict[str, int] = {}
     try:
-        for i in range(0, len(item_keys), 500):
-            chunk = item_keys[i:i + 500]
-            q = "SELECT item_key, info FROM videos WHERE item_key IN (" + ",".join(
-                "?" * len(chunk)) + ")"
-            for key, info in db.execute(q, chunk):
-                if info:
-                    rot[key] = int(json.loads(info).get("rotation") or 0)
+        for key, info in query_in(db, "SELECT item_key, info FROM videos WHERE item_key IN"
+                                  " ({})", item_keys):
+            if info:
+                rot[key] = int(json.loads(info).get("rotation") or 0)
     except (sqlite3.Error, ValueError):
         pass
     finally:

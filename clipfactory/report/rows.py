@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from clipfactory.ledger import query_in
 from clipfactory.sinks.parts import (
     INDEX_DIR,
     REJECTED_DIR,
@@ -124,9 +125,9 @@ def kept_rows(out: str | Path, ids: list[str], schema: pa.Schema) -> pa.Table | 
     try:
         db = sqlite3.connect(out / "ledger.sqlite", timeout=10)
         try:
-            shards = {s for (s,) in db.execute(
-                "SELECT DISTINCT shard FROM clips WHERE state = 'sharded' AND clip_id IN ("
-                + ",".join("?" * len(ids)) + ")", ids) if s}
+            shards = {s for (s,) in query_in(
+                db, "SELECT DISTINCT shard FROM clips WHERE state = 'sharded' AND clip_id IN"
+                " ({})", ids) if s}
         finally:
             db.close()
     except sqlite3.Error:

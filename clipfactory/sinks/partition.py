@@ -26,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from clipfactory.ledger import Ledger
+from clipfactory.ledger import Ledger, query_in
 from clipfactory.ledger_derived import REJECTED_PART_INPUTS
 from clipfactory.records import ClipRecord
 from clipfactory.sinks.index import INDEX_SCHEMA, REJECTED_SCHEMA, index_table, rejected_table
@@ -34,6 +34,7 @@ from clipfactory.sinks.parts import (
     INDEX_DIR,
     index_part,
     index_parts,
+    prune_empty_dirs,
     rejected_part,
     rejected_parts,
     shard_of_part,
@@ -118,7 +119,8 @@ def refresh_parts(out: Path, ledger: Ledger, stats_of: StatsOf, *,
             _mark(ledger, "index", upd)
             part.unlink()
             upd.index_deleted += 1
-    _prune(out / INDEX_DIR)
+    if upd.index_deleted or upd.index_written:  # a bucket whose last part went
+        prune_empty_dirs(out / INDEX_DIR)
     for (number,) in ledger.db.execute(
             "SELECT part FROM dirty_rejected ORDER BY part").fetchall():
         _mark(ledger, "rejected", upd)
@@ -172,12 +174,9 @@ def _rejected_rows(ledger: Ledger, number: int) -> pa.Table:
         " ORDER BY seq", (lo, hi)).fetchall()
     keys = [r[0] for r in ledger.db.execute(
         "SELECT item_key FROM videos WHERE seq BETWEEN ? AND ?", (lo, hi))]
-    dropped: list[ClipRecord] = []
-    for i in range(0, len(keys), 500):
-        chunk = keys[i:i + 500]
-        dropped += [Ledger._clip(r) for r in ledger.db.execute(
-            "SELECT record, state, stage, reason, shard FROM clips WHERE state = 'dropped'"
-            " AND item_key IN (" + ",".join("?" * len(chunk)) + ")", chunk)]
+    dropped = [Ledger._clip(r) for r in query_in(
+        ledger.db, "SELECT record, state, stage, reason, shard FROM clips WHERE state ="
+        " 'dropped' AND item_key IN ({})", keys)]
     dropped.sort(key=lambda c: c.clip_id)
     return rejected_table(dropped, failed)
 
@@ -208,12 +207,9 @@ def merged_stats(ledger: Ledger, merge: Callable[[Iterable[dict[str, Any]]], dic
 
 
 def _stats_of(ledger: Ledger, names: list[str]) -> Iterator[dict[str, Any]]:
-    for i in range(0, len(names), 500):
-        chunk = names[i:i + 500]
-        for (stats,) in ledger.db.execute(
-                "SELECT stats FROM shards WHERE name IN (" + ",".join("?" * len(chunk)) +
-                ") ORDER BY name", chunk):
-            yield json.loads(stats)
+    for (stats,) in query_in(ledger.db, "SELECT stats FROM shards WHERE name IN ({})"
+                             " ORDER BY name", names):
+        yield json.loads(stats)
 
 
 def compact(out: Path, which: str = "index") -> int:
@@ -231,12 +227,3 @@ def compact(out: Path, which: str = "index") -> int:
             rows += table.num_rows
     os.replace(tmp, path)
     return rows
-
-
-def _prune(root: Path) -> None:
-    """Remove bucket folders left empty (deepest first)."""
-    if not root.is_dir():
-        return
-    for d in sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True):
-        if not any(d.iterdir()):
-            d.rmdir()

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from clipfactory.ledger_derived import REJECTED_PART_INPUTS
 
 __all__ = ["INDEX_DIR", "REJECTED_DIR", "REJECTED_PART_INPUTS", "index_part", "index_parts",
-           "read_index", "read_rejected", "rejected_part", "rejected_parts", "shard_of_part",
+           "prune_empty_dirs", "read_index", "read_rejected", "rejected_part", "rejected_parts", "shard_of_part",
            "write_part"]
 
 INDEX_DIR = "index"
@@ -71,6 +71,15 @@ def index_parts(out: str | Path) -> list[Path]:
 def rejected_parts(out: str | Path) -> list[Path]:
     """Every rejected part, in input order."""
     return sorted(_parts(Path(out) / REJECTED_DIR))
+
+
+def prune_empty_dirs(root: Path) -> None:
+    """Remove the folders under ``root`` left empty (deepest first; ``root`` stays)."""
+    if not root.is_dir():
+        return
+    for d in sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True):
+        if not any(d.iterdir()):
+            d.rmdir()
 
 
 def write_part(table: pa.Table, path: Path) -> None:

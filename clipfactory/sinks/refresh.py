@@ -16,6 +16,7 @@ from pathlib import Path
 from clipfactory.ledger import Ledger
 from clipfactory.records import ClipRecord
 from clipfactory.sinks.index import clip_row
+from clipfactory.sinks.partition import shard_clips
 from clipfactory.sinks.shard_update import rewrite_shard_members
 
 __all__ = ["refresh_stale_shards", "sample_metadata"]
@@ -41,9 +42,7 @@ def refresh_stale_shards(ledger: Ledger, shard_dir: Path) -> int:
     done = 0
     for name in names:
         path = shard_dir / name
-        clips = [Ledger._clip(r) for r in ledger.db.execute(
-            "SELECT record, state, stage, reason, shard FROM clips WHERE shard = ? AND"
-            " state = 'sharded'", (name,))]
+        clips = shard_clips(ledger, name)
         if path.is_file() and clips:
             info = rewrite_shard_members(path, {c.key: sample_metadata(c) for c in clips})
             with ledger.transaction() as db:

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from clipfactory.ledger import Ledger
+from clipfactory.ledger import Ledger, query_in
 from clipfactory.stages.base import ClipInput, StageOutput
 from clipfactory.worker import file_sha256
 
@@ -227,14 +227,11 @@ class AnnotationStore:
 
     def _records(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            q = ("SELECT clip_id, record, state, shard FROM clips WHERE state IN"
-                 " ('staged', 'sharded') AND clip_id IN (" + ",".join("?" * len(chunk)) + ")")
-            for r in self.ledger.db.execute(q, chunk):
-                rec = json.loads(r[1])
-                rec["_shard"] = r[3] if r[2] == "sharded" else None
-                out[r[0]] = rec
+        for r in query_in(self.ledger.db, "SELECT clip_id, record, state, shard FROM clips"
+                          " WHERE state IN ('staged', 'sharded') AND clip_id IN ({})", ids):
+            rec = json.loads(r[1])
+            rec["_shard"] = r[3] if r[2] == "sharded" else None
+            out[r[0]] = rec
         return out
 
     def _next_part_name(self, offset: int) -> str:
@@ -261,12 +258,9 @@ def remove_embeddings(out: str | Path, ledger: Ledger, clip_ids: Iterable[str]) 
     with ledger.transaction() as db:  # their stage statuses (error details quote no content)
         db.executemany("DELETE FROM annotations WHERE clip_id = ?", [(c,) for c in ids])
     by_part: dict[str, set[str]] = {}
-    for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
-        q = ("SELECT clip_id, part FROM embeddings WHERE clip_id IN ("
-             + ",".join("?" * len(chunk)) + ")")
-        for cid, part in ledger.db.execute(q, chunk):
-            by_part.setdefault(part, set()).add(cid)
+    for cid, part in query_in(ledger.db, "SELECT clip_id, part FROM embeddings WHERE clip_id"
+                              " IN ({})", ids):
+        by_part.setdefault(part, set()).add(cid)
     d = Path(out) / EMBEDDINGS_DIR
     for part, gone in sorted(by_part.items()):
         path = d / part

@@ -24,7 +24,7 @@ def _population(rng: random.Random, n: int, prefix: str) -> list[DedupItem]:
 
 def _store(tmp_path, items: list[DedupItem], cfg: DedupConfig) -> DedupStore:
     ledger = Ledger(tmp_path / "ledger.sqlite")
-    store = DedupStore(ledger.db)
+    store = DedupStore(ledger)
     store.rebuild(cfg)  # empty ledger: the index is ready and empty
     store.add(items)
     return store
@@ -89,7 +89,7 @@ def test_the_index_forgets_clips_that_leave_the_dataset(tmp_path) -> None:
                         exact_hash=f"h{i}", phash=[i, i + 1, i + 2, i + 3, i + 4])
              for i in range(3)]
     ledger.record(VideoResult(item=SourceItem(item_key="v1", source="/v1.mp4"), clips=clips))
-    store = DedupStore(ledger.db)
+    store = DedupStore(ledger)
     store.rebuild(cfg)
     store.add(DedupItem(c.clip_id, c.exact_hash, tuple(c.phash), 64, 64, 10) for c in clips)
     assert store.size() == 3
