@@ -404,6 +404,9 @@ class Config(_Section):
     ray_address: str | None = None  # None: RAY_ADDRESS, else a private local instance
     video_timeout_s: float = 3600.0  # a video still running after this is failed (0 = never)
     skip: list[Literal["filters", "dedup"]] = Field(default_factory=list)
+    # per-stage CPU split of the per-video work in summary.json (throughput.cpu_split);
+    # clipfactory bench turns it on. Costs ~1 % (a thread-CPU clock read per stage and frame)
+    stage_times: bool = False
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
     shots: ShotConfig = Field(default_factory=ShotConfig)

@@ -20,6 +20,7 @@ from clipfactory.fetch.stage import FetchStage
 from clipfactory.filters import check_filters
 from clipfactory.finalize import finalize
 from clipfactory.ledger import Ledger
+from clipfactory.media import stagetime
 from clipfactory.lock import holds_output_lock
 from clipfactory.policy.gate import Gate
 from clipfactory.progress import Progress
@@ -107,6 +108,7 @@ def _process(pending: Iterable[SourceItem], total: int, ledger: Ledger, cfg: Con
     done = 0
     feeder = StageFeeder(stages, out, ledger, cfg) if stages else None
     stage_stats: dict[str, Any] = {}
+    cpu_split: dict[str, float] = {}
     with Progress(total, quiet=quiet) as bar, _closing(feeder):
         def fetch_failed(r: VideoResult) -> None:
             _log_result(r)
@@ -123,6 +125,7 @@ def _process(pending: Iterable[SourceItem], total: int, ledger: Ledger, cfg: Con
                 fetch.done(result)  # the fetched source goes once its outcome is recorded
                 media_s += result.analysed_s
                 cpu_s += result.cpu_s
+                stagetime.merge(cpu_split, result.cpu_split)
                 done += 1
                 _log_result(result)
                 bar.update(result.analysed_s, failed=result.rejection is not None)
@@ -140,6 +143,8 @@ def _process(pending: Iterable[SourceItem], total: int, ledger: Ledger, cfg: Con
         stats["fetch"] = fetch_stats
     if stage_stats:
         stats["stages"] = stage_stats
+    if cpu_split:
+        stats["cpu_split"] = cpu_split
     return stats
 
 

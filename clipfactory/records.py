@@ -197,3 +197,5 @@ class VideoResult:
     wall_s: float = 0.0
     cpu_s: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    # CPU seconds per stage (clipfactory.media.stagetime) when Config.stage_times is on
+    cpu_split: dict[str, float] = field(default_factory=dict)

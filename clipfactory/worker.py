@@ -24,6 +24,7 @@ from clipfactory.errors import MediaError
 from clipfactory.filters import ClipSignals, build_filters, clip_scores, first_rejection
 from clipfactory.filters.text_check import text_overlay_filter
 from clipfactory.ids import clip_key, safe_key, short_hash
+from clipfactory.media import stagetime
 from clipfactory.media.analyse import Signals, analyse
 from clipfactory.media.cut import CutResult, cut_clips
 from clipfactory.media.motion import classify_clip
@@ -96,8 +97,10 @@ def process_video(item: SourceItem, cfg: Config, staging: str | Path) -> VideoRe
     """Process one input end to end (see the module docstring)."""
     wall0, cpu0 = time.perf_counter(), time.process_time()
     result = VideoResult(item=item)
+    thread0 = time.thread_time()
     try:
-        _process(item, cfg, Path(staging), result)
+        with stagetime.measure(cfg.stage_times) as clock:
+            _process(item, cfg, Path(staging), result)
     except MediaError as e:
         result.rejection = Rejection(item.item_key, item.source, e.stage, e.reason, e.detail,
                                      video_id=result.video_id or item.id)
@@ -109,6 +112,9 @@ def process_video(item: SourceItem, cfg: Config, staging: str | Path) -> VideoRe
         discard_clips(result)
     result.wall_s = time.perf_counter() - wall0
     result.cpu_s = time.process_time() - cpu0
+    if clock.enabled:  # what no stage claimed (planning, filters, records) is "other"
+        clock.add("other", int((time.thread_time() - thread0) * 1e9) - sum(clock.ns.values()))
+        result.cpu_split = clock.seconds()
     return result
 
 
@@ -119,9 +125,12 @@ def _process(item: SourceItem, cfg: Config, staging: Path, result: VideoResult) 
                          "remote URLs are fetched by the pipeline (clipfactory.fetch); this "
                          "item reached the worker without a local copy")
     t = time.perf_counter()
+    clock = stagetime.active()
+    mark = clock.now()
     info = probe(path, cfg.ingest)
     result.info = info
     result.source_sha256 = file_sha256(path)
+    clock.lap("probe", mark)
     result.video_id = item.id if item.id is not None else result.source_sha256[:16]
     result.timings["probe"] = time.perf_counter() - t
 

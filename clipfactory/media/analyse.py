@@ -19,12 +19,12 @@ from fractions import Fraction
 
 import av
 import numpy as np
-import xxhash
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from clipfactory.config import AnalysisConfig
 from clipfactory.dedup.perceptual import phash64
 from clipfactory.errors import MediaError
+from clipfactory.media.digest import plane_digest
 from clipfactory.media.motion import (
     enable_motion_vectors,
     fit_global_motion,
@@ -76,30 +76,6 @@ def analysis_size(width: int, height: int, cfg: AnalysisConfig) -> tuple[int, in
     if h > cfg.max_height:
         h, w = cfg.max_height, max(16, round(width * cfg.max_height / max(height, 1)))
     return w - (w % 2), h - (h % 2)
-
-
-_PACKED = ("yuyv", "uyvy", "yvyu", "nv", "p010", "p016", "rgb", "bgr", "argb", "abgr", "0rgb")
-
-
-def _plane_digest(frame: av.VideoFrame) -> int:
-    """64-bit xxh3 of the visible bytes of every plane (line padding excluded): identical decoded
-    content gives identical digests whatever the container or the decoder's buffer alignment.
-    xxh3 runs at memory speed (~0.03 ms for a 640x360 frame, 15x less than blake2b); this is
-    a content fingerprint for dedup, not a security boundary."""
-    h = xxhash.xxh3_64()
-    name = frame.format.name
-    if name.startswith(_PACKED) or not name.startswith(("yuv", "gray", "gbrp")):
-        h.update(frame.to_ndarray(format="rgb24").data)  # rare layouts: hash a canonical form
-        return h.intdigest()
-    bytes_per_sample = 2 if max(c.bits for c in frame.format.components) > 8 else 1
-    for plane in frame.planes:
-        row = plane.width * bytes_per_sample
-        if plane.line_size == row:
-            h.update(memoryview(plane)[: row * plane.height])
-        else:
-            data = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[: plane.height, :row]
-            h.update(np.ascontiguousarray(data).data)
-    return h.intdigest()
 
 
 _NAN5 = (float("nan"),) * 5
@@ -246,7 +222,7 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
                     digests.append(0)
                     n += 1
                     continue
-                digests.append(_plane_digest(frame) if cfg.exact_hash else 0)
+                digests.append(plane_digest(frame) if cfg.exact_hash else 0)
                 small = scaler.reformat(frame, width=aw, height=ah, format="rgb24",
                                         interpolation=Interpolation.AREA).to_ndarray()
                 gray16 = (small.astype(np.uint16) @ _LUMA) >> 8

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from clipfactory.media import stagetime
+
 __all__ = ["MODEL_H", "MODEL_W", "ModelError", "TransNetModel", "default_model_path",
            "load_model", "resize_matrix", "to_model_frames"]
 
@@ -107,10 +109,14 @@ class TransNetModel:
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw call: uint8 ``[b, t, 27, 48, 3]`` -> (single, many), each ``[b, t]``."""
+        clock = stagetime.active()
+        mark = clock.now()
         try:
             single, many = self.session.run(None, {"frames": batch})
         except Exception as e:  # onnxruntime raises its own types; say what failed
             raise ModelError(f"shots model {self.path}: inference failed: {e}") from e
+        finally:  # the model runs inside the shot detector's lap: its own stage
+            clock.move("shot_rules", "shot_model", clock.now() - mark)
         return np.asarray(single, np.float32), np.asarray(many, np.float32)
 
     def predict(self, frames: np.ndarray, *, context: int = 25, step: int = 50,

@@ -1,0 +1,93 @@
+"""Where a video's CPU time goes: per-stage CPU seconds of the per-video work.
+
+``clipfactory bench`` turns this on (``Config.stage_times``) and prints the split; a run with it
+on adds the split to ``summary.json`` (``throughput.stages``). Off, every call is a no-op.
+
+The clock reads the calling thread's CPU time (``time.thread_time_ns``, ~0.6 us a read), so a
+stage's figure is exact when decoders and encoders run in the calling thread (``threads=1``,
+as the bench pins them). With more threads, work done on FFmpeg's own threads is not seen
+here, and the split under-counts decode and encode.
+
+Stages (:data:`STAGES`): ``probe`` (probe and the source's SHA-256), ``decode`` (the analysis
+pass's decoder), ``hashing`` (full-resolution frame digests and perceptual hashes), ``scale``
+(the analysis frame), ``signals`` (brightness, sharpness, motion, camera motion),
+``shot_rules`` (the built-in detector and the hybrid's proposals), ``shot_model`` (the shot
+network), ``cut_decode``/``cut_encode`` (the cutter's decoder and encoder), ``mux_write``
+(demuxing, muxing and writing clip files), ``other`` (the rest of the worker: planning,
+filters, bookkeeping).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+__all__ = ["STAGES", "StageClock", "active", "measure", "merge"]
+
+STAGES = ("probe", "decode", "hashing", "scale", "signals", "shot_rules", "shot_model",
+          "cut_decode", "cut_encode", "mux_write", "other")
+
+_now = time.thread_time_ns
+
+
+class StageClock:
+    """Accumulates CPU nanoseconds per stage. ``lap(stage, t)`` charges the time since ``t``
+    (an earlier ``lap``/``now``) to ``stage`` and returns the new mark."""
+
+    __slots__ = ("enabled", "ns")
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.ns: dict[str, int] = dict.fromkeys(STAGES, 0)
+
+    def now(self) -> int:
+        return _now() if self.enabled else 0
+
+    def lap(self, stage: str, since: int) -> int:
+        if not self.enabled:
+            return 0
+        t = _now()
+        self.ns[stage] += t - since
+        return t
+
+    def add(self, stage: str, ns: int) -> None:
+        if self.enabled:
+            self.ns[stage] += ns
+
+    def move(self, src: str, dst: str, ns: int) -> None:
+        """Re-charge ``ns`` of ``src`` to ``dst`` (work nested inside a lap of ``src``)."""
+        if self.enabled:
+            self.ns[src] -= ns
+            self.ns[dst] += ns
+
+    def seconds(self) -> dict[str, float]:
+        return {k: round(v / 1e9, 6) for k, v in self.ns.items() if v}
+
+
+_OFF = StageClock(enabled=False)
+_active: StageClock = _OFF
+
+
+def active() -> StageClock:
+    """The clock of the video being processed in this process (a disabled one outside
+    :func:`measure`)."""
+    return _active
+
+
+@contextmanager
+def measure(enabled: bool = True) -> Iterator[StageClock]:
+    """Make a fresh clock :func:`active` for the enclosed per-video work."""
+    global _active
+    prev, _active = _active, StageClock(enabled)
+    try:
+        yield _active
+    finally:
+        _active = prev
+
+
+def merge(total: dict[str, float], part: dict[str, float]) -> dict[str, float]:
+    """Add one video's split to a running total (in place; returned)."""
+    for k, v in part.items():
+        total[k] = round(total.get(k, 0.0) + v, 6)
+    return total
