@@ -18,6 +18,14 @@ from clipfactory.sinks import cli as sinks_cli
 __all__ = ["main"]
 
 
+def _workers_flag(text: str) -> int | str:
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a number >= 1 or auto, not {text!r}")
+    return int(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="clipfactory", description=__doc__)
     p.add_argument("--version", action="version", version=f"clipfactory {__version__}")
@@ -26,7 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="curate a folder or manifest into WebDataset shards")
     r.add_argument("--input", required=True, help="folder of videos or .jsonl/.csv/.parquet")
     r.add_argument("--output", required=True, help="output folder (rerun to resume)")
-    r.add_argument("--workers", type=int, default=None, help="worker processes (default 1)")
+    r.add_argument("--workers", type=_workers_flag, default=None,
+                   help="worker processes, or auto (default): one per usable CPU")
     r.add_argument("--config", default=None, help="YAML config file")
     r.add_argument("--executor", choices=["local", "ray"], default=None,
                    help="local process pool (default) or a Ray cluster (docs/ray.md)")
@@ -44,14 +53,19 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("output")
     s.add_argument("--json", action="store_true", help="print the counts as JSON")
 
-    b = sub.add_parser("bench", help="measure throughput against decode-only on a generated corpus")
+    b = sub.add_parser("bench", help="measure throughput against decode-only on a generated "
+                       "corpus or your own files (CPU split by stage, peak RSS)")
     b.add_argument("--minutes", type=float, default=10.0, help="minutes of video to generate")
     b.add_argument("--width", type=int, default=640)
     b.add_argument("--height", type=int, default=360)
+    b.add_argument("--resolution", default=None, metavar="LIST",
+                   help="generated corpus sizes, e.g. 360p,720p,1080p or 640x360: a corpus and "
+                   "a table each (default: --width x --height)")
     b.add_argument("--workdir", default="bench-out", help="where the corpus and outputs go")
     b.add_argument("--workers", type=int, default=1)
-    b.add_argument("--real", default=None, metavar="FOLDER",
-                   help="measure on these videos instead of a generated corpus")
+    b.add_argument("--input", "--real", dest="input", nargs="+", default=None,
+                   metavar="FILE_OR_FOLDER",
+                   help="measure on these videos (files, folders) instead of a generated corpus")
     b.add_argument("--detector", default=None, choices=["hybrid", "builtin", "content", "transnet"],
                    help="shot detector (default: the config's, hybrid)")
     b.add_argument("--embed", action="store_true",
@@ -181,11 +195,28 @@ def _cmd_status(a: argparse.Namespace) -> int:
 
 
 def _cmd_bench(a: argparse.Namespace) -> int:
-    from clipfactory.bench.run import run_bench
+    from clipfactory.bench.run import parse_resolutions, run_bench, run_bench_sizes
 
+    try:
+        sizes = parse_resolutions(a.resolution) if a.resolution else [(a.width, a.height)]
+    except ValueError as e:
+        print(f"clipfactory bench: {e}", file=sys.stderr)
+        return 2
+    if a.input and a.resolution:
+        print("clipfactory bench: --resolution sizes the generated corpus; not with --input",
+              file=sys.stderr)
+        return 2
     if not (a.embed_only or a.caption_only):
-        run_bench(minutes=a.minutes, width=a.width, height=a.height, workdir=a.workdir,
-                  workers=a.workers, videos=a.real, detector=a.detector)
+        try:
+            if a.input:
+                run_bench(workdir=a.workdir, workers=a.workers, detector=a.detector,
+                          inputs=a.input)
+            else:
+                run_bench_sizes(sizes, minutes=a.minutes, workdir=a.workdir, workers=a.workers,
+                                detector=a.detector)
+        except FileNotFoundError as e:  # an --input that is not there, or holds no video
+            print(f"clipfactory bench: {e}", file=sys.stderr)
+            return 2
     if a.embed or a.embed_only:
         from clipfactory.bench.embed import run_embed_bench
 

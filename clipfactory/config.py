@@ -7,7 +7,7 @@ flags. Every field has a default, so an empty YAML file is a valid config.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -74,6 +74,10 @@ class AnalysisConfig(_Section):
     # camera and object motion per frame: the decoder's motion vectors (H.264, MPEG-2/4),
     # phase correlation of the analysis frames for other codecs (VP9, AV1, HEVC...)
     motion: bool = True
+    # NVDEC (FFmpeg's CUDA hwaccel) for the decode: auto = where a CUDA device opens and NVDEC
+    # decodes the stream, else software; always = a video NVDEC cannot decode fails
+    # (analyse/nvdec_unavailable); never = software (clipfactory.media.nvdec, docs/gpu.md)
+    gpu: Literal["auto", "never", "always"] = "auto"
 
 
 class ShotConfig(_Section):
@@ -399,7 +403,9 @@ class RayConfig(_Section):
 class Config(_Section):
     """The whole run."""
 
-    workers: int = 1
+    # worker processes, one video each; "auto": one per usable CPU (affinity and cgroup quota),
+    # no more than memory holds at 512 MiB each (clipfactory.exec.cores.default_workers)
+    workers: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     executor: Literal["local", "ray"] = "local"
     ray_address: str | None = None  # None: RAY_ADDRESS, else a private local instance
     video_timeout_s: float = 3600.0  # a video still running after this is failed (0 = never)
@@ -431,6 +437,13 @@ class Config(_Section):
         if self.filters.min_aesthetic is not None and not self.annotate.aesthetic.model:
             raise ValueError("filters.min_aesthetic needs annotate.aesthetic.model")
         return self
+
+    @property
+    def worker_count(self) -> int:
+        """``workers`` as a number, ``auto`` resolved on this machine."""
+        from clipfactory.exec.cores import resolve_workers  # exec imports this module
+
+        return resolve_workers(self.workers)
 
     @property
     def filters_on(self) -> bool:

@@ -20,8 +20,8 @@ from clipfactory.fetch.stage import FetchStage
 from clipfactory.filters import check_filters
 from clipfactory.finalize import finalize
 from clipfactory.ledger import Ledger
-from clipfactory.media import stagetime
 from clipfactory.lock import holds_output_lock
+from clipfactory.media import stagetime
 from clipfactory.policy.gate import Gate
 from clipfactory.progress import Progress
 from clipfactory.provenance.ingest import gate_inputs, inherit_policy
@@ -82,7 +82,7 @@ def run(input_path: str | Path | None, output: str | Path, cfg: Config | None = 
         gate = gate_inputs(ledger, cfg, out)  # quarantine and opt-outs cost no decoding
         total = ledger.pending_count()
         log.info("run started: %d new inputs, %d pending, %d workers", added, total,
-                 cfg.workers)
+                 cfg.worker_count)
         if executor is None:
             from clipfactory.exec import make_executor
 
@@ -109,6 +109,8 @@ def _process(pending: Iterable[SourceItem], total: int, ledger: Ledger, cfg: Con
     feeder = StageFeeder(stages, out, ledger, cfg) if stages else None
     stage_stats: dict[str, Any] = {}
     cpu_split: dict[str, float] = {}
+    peak_rss = 0.0  # the largest worker's VmHWM
+    decoders: dict[str, int] = {}  # videos per analysis decoder (software, nvdec)
     with Progress(total, quiet=quiet) as bar, _closing(feeder):
         def fetch_failed(r: VideoResult) -> None:
             _log_result(r)
@@ -126,6 +128,9 @@ def _process(pending: Iterable[SourceItem], total: int, ledger: Ledger, cfg: Con
                 media_s += result.analysed_s
                 cpu_s += result.cpu_s
                 stagetime.merge(cpu_split, result.cpu_split)
+                peak_rss = max(peak_rss, result.peak_rss_mib)
+                if result.decoder:
+                    decoders[result.decoder] = decoders.get(result.decoder, 0) + 1
                 done += 1
                 _log_result(result)
                 bar.update(result.analysed_s, failed=result.rejection is not None)
@@ -136,7 +141,7 @@ def _process(pending: Iterable[SourceItem], total: int, ledger: Ledger, cfg: Con
     wall = time.perf_counter() - wall0
     stats = {"videos": done + fetch.failed, "wall_s": round(wall, 3),
              "media_s": round(media_s, 3),
-             "cpu_s": round(cpu_s, 3), "workers": getattr(executor, "workers", cfg.workers),
+             "cpu_s": round(cpu_s, 3), "workers": getattr(executor, "workers", cfg.worker_count),
              "x_realtime": round(media_s / wall, 3) if wall > 0 else 0.0,
              "x_realtime_per_core": round(media_s / cpu_s, 3) if cpu_s > 0 else 0.0}
     if fetch_stats is not None:
@@ -145,6 +150,10 @@ def _process(pending: Iterable[SourceItem], total: int, ledger: Ledger, cfg: Con
         stats["stages"] = stage_stats
     if cpu_split:
         stats["cpu_split"] = cpu_split
+    if decoders:
+        stats["decoders"] = decoders
+    if peak_rss:
+        stats["peak_worker_rss_mib"] = round(peak_rss, 1)
     return stats
 
 

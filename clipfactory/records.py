@@ -192,6 +192,7 @@ class VideoResult:
     clips: list[ClipRecord] = field(default_factory=list)
     rejection: Rejection | None = None
     decoded_frames: int = 0
+    decoder: str = ""  # what decoded the analysis pass: "software" | "nvdec"
     analysed_s: float = 0.0
     warnings: list[str] = field(default_factory=list)
     wall_s: float = 0.0
@@ -199,3 +200,5 @@ class VideoResult:
     timings: dict[str, float] = field(default_factory=dict)
     # CPU seconds per stage (clipfactory.media.stagetime) when Config.stage_times is on
     cpu_split: dict[str, float] = field(default_factory=dict)
+    # the worker process's peak RSS so far (VmHWM), read when this video was done
+    peak_rss_mib: float = 0.0

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import time
 import traceback
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 
 from clipfactory.config import Config
 from clipfactory.errors import MediaError
+from clipfactory.exec.cores import resolve_workers, thread_split, usable_cpus
 from clipfactory.filters import ClipSignals, build_filters, clip_scores, first_rejection
 from clipfactory.filters.text_check import text_overlay_filter
 from clipfactory.ids import clip_key, safe_key, short_hash
@@ -29,6 +29,7 @@ from clipfactory.media.analyse import Signals, analyse
 from clipfactory.media.cut import CutResult, cut_clips
 from clipfactory.media.motion import classify_clip
 from clipfactory.media.probe import probe
+from clipfactory.memory import peak_rss_mib
 from clipfactory.plan import (
     damage_transitions,
     plan_spans,
@@ -70,10 +71,12 @@ def clip_phashes(sig: Signals, span: Span, k: int) -> list[int]:
     return [int(sig.phash[span.start_frame + round(float(p))]) for p in pos]
 
 
-def _threads(cfg_threads: int, workers: int) -> int:
+def _threads(cfg_threads: int, workers: int | str) -> int:
+    """Decoder/encoder threads of one video: the config's, else this machine's usable CPUs
+    split between the workers (clipfactory.exec.cores.thread_split)."""
     if cfg_threads > 0:
         return cfg_threads
-    return max(1, (os.cpu_count() or 1) // max(1, workers))
+    return thread_split(usable_cpus(), resolve_workers(workers))
 
 
 def clip_pix_fmt(path: str) -> str | None:
@@ -112,6 +115,7 @@ def process_video(item: SourceItem, cfg: Config, staging: str | Path) -> VideoRe
         discard_clips(result)
     result.wall_s = time.perf_counter() - wall0
     result.cpu_s = time.process_time() - cpu0
+    result.peak_rss_mib = peak_rss_mib()
     if clock.enabled:  # what no stage claimed (planning, filters, records) is "other"
         clock.add("other", int((time.thread_time() - thread0) * 1e9) - sum(clock.ns.values()))
         result.cpu_split = clock.seconds()
@@ -143,6 +147,7 @@ def _process(item: SourceItem, cfg: Config, staging: Path, result: VideoResult) 
         raise MediaError("analyse", "shot_model_failed", str(e)) from e
     result.timings["analyse"] = time.perf_counter() - t
     result.decoded_frames = sig.frames
+    result.decoder = sig.decoder
     first = int(np.argmax(sig.analysed)) if sig.analysed.any() else sig.frames
     if first >= sig.frames:
         raise MediaError("plan", "span_outside_video",
@@ -190,7 +195,9 @@ def _process(item: SourceItem, cfg: Config, staging: Path, result: VideoResult) 
             result.timings["text"] = time.perf_counter() - t
     result.clips = sorted(clips, key=lambda c: c.start_frame)
     t = time.perf_counter()
+    mark = clock.now()
     _cut(info, sig, result.clips, staging, cfg, threads)
+    clock.lap("mux_write", mark)  # less what the cutter's decoder and encoder moved out
     result.timings["cut"] = time.perf_counter() - t
 
 

@@ -59,7 +59,7 @@ def _size(width: int, height: int, short_side: int) -> tuple[int, int]:
 
 def _rgb(frame: av.VideoFrame, w: int, h: int) -> np.ndarray:
     return frame.reformat(width=w, height=h, format="rgb24",
-                          interpolation=Interpolation.AREA).to_ndarray()
+                          interpolation=Interpolation.AREA, threads=1).to_ndarray()
 
 
 @dataclass

@@ -1,70 +1,99 @@
 """``clipfactory bench``: throughput of each level against the decode-only limit, from one run.
 
-On one generated corpus it measures, in this order and in the same process:
+On a generated corpus (one per ``--resolution``) or on the user's own files (``--input``) it
+measures, in this order:
 
 1. decode-only: every frame decoded, nothing else (the ceiling for anything that decodes);
 2. analysis pass: probe + the one decode pass with every signal and the shot detector, also
    with the built-in rules alone when the configured detector is another one (what the
-   learned part costs);
+   learned part costs), and without camera motion;
 3. full pipeline: ``clipfactory run`` end to end (cut, dedup, shards, index, card).
 
 Each is reported as x-realtime per core (seconds of video per CPU-second, decoder and encoder
 threads pinned to one) and as a ratio to decode-only, plus wall-clock x-realtime and peak RSS.
+Every level runs in a fresh process (:mod:`clipfactory.bench.levels`), so its peak RSS is its
+own; the analysis pass and the full pipeline also split their CPU time by stage
+(:mod:`clipfactory.media.stagetime`).
 """
 
 from __future__ import annotations
 
 import json
-import resource
 import shutil
 import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import av
 
+from clipfactory.bench.levels import (
+    analysis_level,
+    decode_level,
+    decode_only,
+    in_fresh_process,
+    pipeline_level,
+)
 from clipfactory.config import Config
-from clipfactory.media.analyse import analyse
-from clipfactory.media.probe import probe
-from clipfactory.pipeline import run
-from clipfactory.shots import check_detector, make_detector
+from clipfactory.media.stagetime import STAGES
 from clipfactory.testing.synth import make_corpus
 
-__all__ = ["decode_only", "run_bench"]
+__all__ = ["decode_only", "parse_resolutions", "run_bench", "run_bench_sizes",
+           "text_filter_cost", "video_files"]
+
+_LABELS = {"mux_write": "mux/write"}  # otherwise the stage's name, "_" as a space
 
 
-def _videos(folder: Path) -> list[str]:
-    return sorted(str(p) for p in folder.glob("*")
-                  if p.suffix.lower() in (".mp4", ".webm", ".mkv"))
+def parse_resolutions(text: str) -> list[tuple[int, int]]:
+    """``"360p,720p,1080p"`` or ``"640x360,1280x720"`` -> [(width, height), ...]; ``Np`` is
+    16:9 (widths rounded to even)."""
+    sizes = []
+    for part in (p.strip().lower() for p in text.split(",")):
+        try:
+            if part.endswith("p"):
+                h = int(part[:-1])
+                w = round(h * 16 / 9 / 2) * 2
+            else:
+                w, h = (int(x) for x in part.split("x"))
+        except ValueError:
+            raise ValueError(f"not a resolution: {part!r} (360p, 720p or WIDTHxHEIGHT)") from None
+        if w < 16 or h < 16 or w % 2 or h % 2:
+            raise ValueError(f"resolution {w}x{h}: both sides even and at least 16")
+        sizes.append((w, h))
+    return sizes
 
 
-def decode_only(path: str) -> tuple[int, float]:
-    """Decode every video frame single-threaded; return (frames, seconds of video)."""
-    with av.open(path) as c:
-        s = c.streams.video[0]
-        s.codec_context.thread_count = 1
-        n, last = 0, 0.0
-        for f in c.decode(s):
-            n += 1
-            last = f.time or last
-        fps = float(s.average_rate or 30)
-    return n, last + 1.0 / fps
+def video_files(inputs: Iterable[str | Path], extensions: Iterable[str]) -> list[str]:
+    """The videos named by ``inputs``: files as given, folders searched recursively for the
+    ingest's extensions (as ``clipfactory run`` does); absolute, each once, in order."""
+    exts = {e.lower() for e in extensions}
+    found: dict[str, None] = {}
+    for i in inputs:
+        p = Path(i)
+        if p.is_dir():
+            files = sorted(f for f in p.rglob("*") if f.is_file() and
+                           f.suffix.lower() in exts and not f.name.startswith("."))
+        elif p.is_file():
+            files = [p]
+        else:
+            raise FileNotFoundError(f"input not found: {p}")
+        found.update((str(f.resolve()), None) for f in files)
+    return list(found)
 
 
-def _measure(fn: Any, paths: list[str]) -> dict[str, float]:
-    wall0, cpu0 = time.perf_counter(), time.process_time()
-    media = sum(fn(p) for p in paths)
-    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    return {"media_s": media, "wall_s": wall, "cpu_s": cpu,
-            "x_realtime_per_core": media / cpu, "x_realtime": media / wall}
-
-
-def _analysis(cfg: Config) -> Any:
-    def one(path: str) -> float:
-        info = probe(path, cfg.ingest)
-        sig = analyse(info, cfg.analysis, make_detector(cfg.shots), threads=1)
-        return float(sig.times[-1] - sig.times[0]) + 1.0 / sig.fps
-    return one
+def _describe(paths: list[str]) -> dict[str, str]:
+    sizes: Counter[str] = Counter()
+    codecs: set[str] = set()
+    for path in paths:
+        with av.open(path) as c:
+            s = c.streams.video[0]
+            sizes[f"{s.codec_context.width}x{s.codec_context.height}"] += 1
+            codecs.add(s.codec_context.name)
+    size = (next(iter(sizes)) if len(sizes) == 1 else
+            "mixed sizes (" + ", ".join(f"{k} x{n}" for k, n in sizes.most_common(3))
+            + (", ..." if len(sizes) > 3 else "") + ")")
+    return {"size": size, "codec": ", ".join(sorted(codecs))}
 
 
 def text_filter_cost(out: Path, cfg: Config, clips: int = 12) -> dict[str, Any] | None:
@@ -93,73 +122,105 @@ def text_filter_cost(out: Path, cfg: Config, clips: int = 12) -> dict[str, Any] 
     return {"clips": len(rows), "frames": k, "cpu_s_per_clip": cpu / len(rows)}
 
 
-def _rss_mib() -> tuple[float, float]:
-    me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return me, kids
-
-
 def run_bench(minutes: float = 10.0, width: int = 640, height: int = 360,
               workdir: str | Path = "bench-out", workers: int = 1,
-              videos: str | Path | None = None, detector: str | None = None) -> dict[str, Any]:
-    """Generate the corpus (cached between runs), measure, print a table, write bench.json.
-    ``videos``: a folder of videos to measure instead of the generated corpus; ``detector``:
-    the shot detector (default: the config's)."""
+              videos: str | Path | None = None, detector: str | None = None, *,
+              inputs: Sequence[str | Path] | None = None, text_filter: bool = True,
+              json_name: str = "bench.json") -> dict[str, Any]:
+    """Measure every level on one corpus, print a table, write ``workdir/json_name``.
+    ``inputs``: files and folders of videos to measure instead of the generated corpus of
+    ``minutes`` at ``width`` x ``height`` (generated once, cached in ``workdir``); ``videos``:
+    a folder, the old name of ``inputs``; ``detector``: the shot detector (default: the
+    config's); ``text_filter``: also measure the text-overlay filter on the run's clips."""
     work = Path(workdir)
-    corpus = Path(videos) if videos else work / f"corpus-{minutes:g}min-{width}x{height}"
-    if videos is None and (not corpus.is_dir() or not _videos(corpus)):
-        print(f"generating {minutes:g} min of {width}x{height} H.264 with cuts in {corpus} ...")
-        make_corpus(corpus, seconds=minutes * 60, videos=max(2, round(minutes)), width=width,
-                    height=height)
-    paths = _videos(corpus)
-    if not paths:
-        raise FileNotFoundError(f"no videos in {corpus}")
     cfg = Config(workers=workers)
     if detector:
         cfg.shots.detector = detector  # type: ignore[assignment]
     cfg.analysis.decode_threads = 1
     cfg.cut.threads = 1
+    sources = [*(inputs or ()), *([videos] if videos else [])]
+    if not sources:
+        corpus = work / f"corpus-{minutes:g}min-{width}x{height}"
+        if not video_files([corpus] if corpus.is_dir() else [], cfg.ingest.extensions):
+            print(f"generating {minutes:g} min of {width}x{height} H.264 with cuts in {corpus} ...")
+            make_corpus(corpus, seconds=minutes * 60, videos=max(2, round(minutes)),
+                        width=width, height=height)
+        sources = [corpus]
+    paths = video_files(sources, cfg.ingest.extensions)
+    if not paths:
+        raise FileNotFoundError(f"no videos in {', '.join(map(str, sources))}")
+    work.mkdir(parents=True, exist_ok=True)
+    manifest = work / "bench-inputs.jsonl"  # the run reads exactly the files measured above
+    manifest.write_text("".join(json.dumps({"path": p}) + "\n" for p in paths), encoding="utf-8")
 
-    check_detector(cfg.shots)  # the model loads once, outside the timings
-    dec = _measure(lambda p: decode_only(p)[1], paths)
-    ana = _measure(_analysis(cfg), paths)
+    dec = in_fresh_process(decode_level, paths)
+    ana = in_fresh_process(analysis_level, paths, cfg)
     rules = None
     if cfg.shots.detector != "builtin":
         plain = cfg.model_copy(deep=True)
         plain.shots.detector = "builtin"
-        rules = _measure(_analysis(plain), paths)
+        rules = in_fresh_process(analysis_level, paths, plain)
     still = None
     if cfg.analysis.motion:  # what camera motion (vector export + fits) costs the pass
         off = cfg.model_copy(deep=True)
         off.analysis.motion = False
-        still = _measure(_analysis(off), paths)
+        still = in_fresh_process(analysis_level, paths, off)
     out = work / "run"
     shutil.rmtree(out, ignore_errors=True)
-    wall0, cpu0 = time.perf_counter(), time.process_time()
-    summary = run(corpus, out, cfg, quiet=True)
-    wall, driver_cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    t = summary["throughput"]
-    cpu = t["cpu_s"] + driver_cpu
-    full = {"media_s": t["media_s"], "wall_s": wall, "cpu_s": cpu,
-            "x_realtime_per_core": t["media_s"] / cpu, "x_realtime": t["media_s"] / wall}
-    rss_self, rss_children = _rss_mib()
+    full = in_fresh_process(pipeline_level, str(manifest), str(out), cfg)
+    clips = full.pop("clips")
+    if not full["media_s"]:
+        raise RuntimeError(f"the full pipeline analysed no video: every input failed (the "
+                           f"reasons are in {out / 'run.log'})")
     result = {
-        "corpus": {"videos": len(paths), "minutes": dec["media_s"] / 60, "size": f"{width}x{height}",
-                   "codec": "h264"},
+        "corpus": {"videos": len(paths), "minutes": dec["media_s"] / 60, **_describe(paths),
+                   "inputs": [str(s) for s in sources]},
         "workers": workers,
         "detector": cfg.shots.detector,
         "decode_only": dec, "analysis": ana, "analysis_rules_only": rules,
         "analysis_no_motion": still, "pipeline": full,
-        "text_filter": text_filter_cost(out, cfg),
+        "text_filter": text_filter_cost(out, cfg) if text_filter else None,
         "ratio_to_decode": {"analysis": ana["x_realtime_per_core"] / dec["x_realtime_per_core"],
                             "pipeline": full["x_realtime_per_core"] / dec["x_realtime_per_core"]},
-        "peak_rss_mib": {"driver": rss_self, "largest_worker": rss_children},
-        "clips": summary["counts"]["clips"],
-        "core_hours_per_video_hour": cpu / full["media_s"],
+        # each level's own process (VmHWM); the pipeline's driver and its largest worker
+        "peak_rss_mib": {"decode_only": dec["peak_rss_mib"], "analysis": ana["peak_rss_mib"],
+                         "driver": full["driver_peak_rss_mib"],
+                         "largest_worker": full["peak_rss_mib"]},
+        "clips": clips,
+        "core_hours_per_video_hour": full["cpu_s"] / full["media_s"],
     }
-    (work / "bench.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    (work / json_name).write_text(json.dumps(result, indent=2), encoding="utf-8")
     _print(result)
     return result
+
+
+def run_bench_sizes(sizes: Sequence[tuple[int, int]], minutes: float = 10.0,
+                    workdir: str | Path = "bench-out", workers: int = 1,
+                    detector: str | None = None, *, text_filter: bool = True
+                    ) -> list[dict[str, Any]]:
+    """:func:`run_bench` on one generated corpus per (width, height), a table each, then one
+    line per size. With several sizes each result goes to ``bench-WxH.json`` and
+    ``bench.json`` holds them all (``{"runs": [...]}``)."""
+    if len(sizes) == 1:
+        (w, h), = sizes
+        return [run_bench(minutes, w, h, workdir, workers, detector=detector,
+                          text_filter=text_filter)]
+    results = [run_bench(minutes, w, h, workdir, workers, detector=detector,
+                         text_filter=text_filter, json_name=f"bench-{w}x{h}.json")
+               for w, h in sizes]
+    (Path(workdir) / "bench.json").write_text(json.dumps({"runs": results}, indent=2),
+                                              encoding="utf-8")
+    print("\nper resolution: x-realtime per core, the pipeline's ratio to decode-only, the "
+          "largest worker's peak RSS")
+    print(f"{'resolution':<12}{'decode-only':>12}{'analysis':>10}{'pipeline':>10}"
+          f"{'pipeline/decode':>17}{'worker RSS MiB':>16}")
+    for r in results:
+        print(f"{r['corpus']['size']:<12}{r['decode_only']['x_realtime_per_core']:>12.1f}"
+              f"{r['analysis']['x_realtime_per_core']:>10.1f}"
+              f"{r['pipeline']['x_realtime_per_core']:>10.1f}"
+              f"{r['ratio_to_decode']['pipeline']:>17.3f}"
+              f"{r['peak_rss_mib']['largest_worker']:>16.0f}")
+    return results
 
 
 def _print(r: dict[str, Any]) -> None:
@@ -167,7 +228,7 @@ def _print(r: dict[str, Any]) -> None:
     print(f"\nclipfactory bench: {c['videos']} videos, {c['minutes']:.1f} min of {c['size']} "
           f"{c['codec']}, {r['workers']} worker(s), decoder/encoder threads pinned to 1\n")
     print(f"{'level':<24}{'x-realtime/core':>16}{'ratio to decode':>17}{'wall x-realtime':>17}"
-          f"{'CPU s':>9}")
+          f"{'CPU s':>9}{'peak RSS MiB':>14}")
     levels = [("decode-only", "decode_only"), (f"analysis pass ({r['detector']})", "analysis"),
               ("  rules only", "analysis_rules_only"), ("  no camera motion", "analysis_no_motion"),
               ("full pipeline", "pipeline")]
@@ -177,7 +238,9 @@ def _print(r: dict[str, Any]) -> None:
             continue
         ratio = m["x_realtime_per_core"] / r["decode_only"]["x_realtime_per_core"]
         print(f"{name:<24}{m['x_realtime_per_core']:>16.1f}{ratio:>17.2f}{m['x_realtime']:>17.1f}"
-              f"{m['cpu_s']:>9.1f}")
+              f"{m['cpu_s']:>9.1f}{m['peak_rss_mib']:>14.0f}")
+    print(f"(peak RSS: each level in a fresh process; the full pipeline's largest worker, its "
+          f"driver {r['peak_rss_mib']['driver']:.0f} MiB)")
     if r.get("analysis_no_motion"):
         a, b = r["analysis"]["cpu_s"], r["analysis_no_motion"]["cpu_s"]
         print(f"camera motion (vector export, fits): {100 * (a - b) / b:+.1f} % of the analysis "
@@ -186,8 +249,28 @@ def _print(r: dict[str, Any]) -> None:
     if tf:
         print(f"text filter (off by default): {1000 * tf['cpu_s_per_clip']:.0f} ms CPU per clip "
               f"({tf['frames']} frames each, {tf['clips']} clips: grab + PP-OCRv4 det)")
-    rss = r["peak_rss_mib"]
-    print(f"\npeak RSS: driver {rss['driver']:.0f} MiB, largest worker {rss['largest_worker']:.0f} MiB")
-    print(f"clips kept {r['clips']['kept']}, dropped {r['clips']['dropped']}; "
+    _print_split(r["analysis"], r["pipeline"])
+    print(f"\nclips kept {r['clips']['kept']}, dropped {r['clips']['dropped']}; "
           f"{r['core_hours_per_video_hour']:.4f} core-hours per hour of video "
           f"({1 / r['core_hours_per_video_hour']:.1f} video-hours per core-hour)")
+
+
+def _print_split(ana: dict[str, Any], full: dict[str, Any]) -> None:
+    """CPU seconds and share of the level's CPU per stage, in :data:`STAGES` order (stages no
+    code charges yet are absent); the rest is work outside the per-video thread."""
+    a, f = ana.get("cpu_split") or {}, full.get("cpu_split") or {}
+    stages = [s for s in STAGES if s in a or s in f]
+    stages += sorted((set(a) | set(f)) - set(STAGES))
+    print(f"\n{'CPU split':<24}{'analysis pass':>20}{'full pipeline':>20}")
+
+    def cell(split: dict[str, float], total: float, key: str | None) -> str:
+        v = (total - sum(split.values())) if key is None else split.get(key)
+        if v is None:
+            return f"{'-':>20}"
+        return f"{v:>10.2f} s{100 * v / total:>6.1f} %" if total > 0 else f"{v:>10.2f} s{'':>8}"
+
+    for s in stages:
+        print(f"{_LABELS.get(s, s.replace('_', ' ')):<24}{cell(a, ana['cpu_s'], s)}"
+              f"{cell(f, full['cpu_s'], s)}")
+    print(f"{'outside the split':<24}{cell(a, ana['cpu_s'], None)}{cell(f, full['cpu_s'], None)}"
+          "   (driver, other threads)")

@@ -79,5 +79,5 @@ def near_groups_for(cfg: Config) -> Iterator[NearGroups]:
         return
     from clipfactory.exec.ray import connected
 
-    with connected(cfg.ray_address, cfg.workers):
+    with connected(cfg.ray_address, cfg.worker_count):
         yield near_duplicate_groups_ray

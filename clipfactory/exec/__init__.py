@@ -17,7 +17,7 @@ def make_executor(cfg: Config) -> Executor:
     if cfg.executor == "ray":
         from clipfactory.exec.ray import RayExecutor
 
-        return RayExecutor(cfg.ray_address, workers=cfg.workers, timeout_s=cfg.video_timeout_s)
+        return RayExecutor(cfg.ray_address, workers=cfg.worker_count, timeout_s=cfg.video_timeout_s)
     from clipfactory.exec.local import LocalExecutor
 
-    return LocalExecutor(cfg.workers, timeout_s=cfg.video_timeout_s)
+    return LocalExecutor(cfg.worker_count, timeout_s=cfg.video_timeout_s)

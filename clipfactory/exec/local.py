@@ -89,6 +89,8 @@ class LocalExecutor:
             staging: str | Path) -> Iterator[VideoResult]:
         """Yield one result per item, in completion order. ``items`` is pulled one at a time
         when a worker is free, so it may be a lazy iterator that blocks (the prefetcher)."""
+        if cfg.workers != self.workers:  # workers split the CPUs by the pool's actual size
+            cfg = cfg.model_copy(update={"workers": self.workers})
         todo = _Feed(items)
         suspects: deque[SourceItem] = deque()
         while todo or suspects:

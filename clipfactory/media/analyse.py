@@ -24,6 +24,7 @@ from av.video.reformatter import Interpolation, VideoReformatter
 from clipfactory.config import AnalysisConfig
 from clipfactory.dedup.perceptual import phash64
 from clipfactory.errors import MediaError
+from clipfactory.media import stagetime
 from clipfactory.media.digest import plane_digest
 from clipfactory.media.motion import (
     enable_motion_vectors,
@@ -31,6 +32,7 @@ from clipfactory.media.motion import (
     frame_vectors,
     phase_motion,
 )
+from clipfactory.media.nvdec import decoder_of
 from clipfactory.media.probe import open_video
 from clipfactory.records import Transition, VideoInfo
 from clipfactory.shots.base import ShotDetector
@@ -38,6 +40,14 @@ from clipfactory.shots.base import ShotDetector
 __all__ = ["Signals", "analyse", "analysis_size"]
 
 _LUMA = np.array([77, 150, 29], dtype=np.uint16)  # BT.601 weights * 256
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    """float32 luma (0-255, integer valued) of an RGB uint8 frame: ``(77 R + 150 G + 29 B) >> 8``
+    (BT.601), per channel in uint16 (the largest sum, 255 * 256, fits)."""
+    x = rgb.astype(np.uint16)
+    return ((x[..., 0] * _LUMA[0] + x[..., 1] * _LUMA[1] + x[..., 2] * _LUMA[2]) >> 8
+            ).astype(np.float32)
 
 
 @dataclass
@@ -63,6 +73,7 @@ class Signals:
     transitions: list[Transition] = field(default_factory=list)
     decode_errors: int = 0
     end_time: float | None = None  # time of the first frame past a requested end, if any
+    decoder: str = "software"  # "software" | "nvdec" (AnalysisConfig.gpu)
 
     @property
     def frames(self) -> int:
@@ -105,7 +116,9 @@ class _Motion:
     would read as a still camera), and a P-frame after B-frames spans several frames."""
 
     def __init__(self, stream: av.VideoStream, info: VideoInfo) -> None:
-        self.source = "vectors" if info.codec in _MV_CODECS else "phase"
+        # NVDEC skips the software macroblock decode whose vectors +export_mvs exports
+        hw = stream.codec_context.is_hwaccel
+        self.source = "vectors" if info.codec in _MV_CODECS and not hw else "phase"
         self.fps = info.fps or 30.0
         self.stride = max(1, round(self.fps / _PER_SECOND[self.source]))
         self.seen = self.frames = 0
@@ -165,7 +178,7 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
     numbers absolute) but not analysed, and decoding stops at ``end_s``.
     """
     try:
-        container, stream = open_video(info.path, threads=threads)
+        container, stream = open_video(info.path, threads=threads, gpu=cfg.gpu)
     except av.FFmpegError as e:
         raise MediaError("analyse", "open_failed", str(e)) from e
     tb = stream.time_base or Fraction(1, 1)
@@ -184,6 +197,10 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
     fps = info.fps or 0.0
     n = 0
     past_end, end_time = False, None
+    clock = stagetime.active()  # per-stage CPU split (a no-op unless a bench measures)
+    tb_num, tb_den = tb.numerator, tb.denominator  # int arithmetic: float(Fraction) exactly
+    rot = info.rotation // 90
+    mark = clock.now()
     try:
         for packet in container.demux(stream):
             if past_end:
@@ -194,22 +211,25 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
                 errors += 1
                 conceal = True  # frames until the next keyframe are guesses of the decoder
                 continue
+            mark = clock.lap("decode", mark)
             for frame in frames:
-                if frame.pts is None:
+                fpts = frame.pts
+                if fpts is None:
                     pts_ok = False
-                if t0 is None and frame.pts is not None:
-                    t0 = frame.pts
-                t = (float((frame.pts - (t0 or 0)) * tb) if frame.pts is not None and pts_ok
+                if t0 is None and fpts is not None:
+                    t0 = fpts
+                t = (((fpts - (t0 or 0)) * tb_num) / tb_den if fpts is not None and pts_ok
                      else n / (fps or 30.0))
                 if end_s is not None and t >= end_s - 1e-6:
                     past_end = True  # the rest of the file is outside the requested span
                     end_time = t  # ...and this frame's time is where the last kept one ends
                     break
-                if frame.key_frame:
+                is_key = frame.key_frame
+                if is_key:
                     conceal = False
-                pts.append(frame.pts if frame.pts is not None else -1)
+                pts.append(fpts if fpts is not None else -1)
                 times.append(t)
-                key.append(1 if frame.key_frame else 0)
+                key.append(1 if is_key else 0)
                 damaged.append(1 if (conceal or frame.is_corrupt) else 0)
                 inside = start_s is None or t >= start_s - 1e-6
                 inspan.append(1 if inside else 0)
@@ -222,11 +242,15 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
                     digests.append(0)
                     n += 1
                     continue
+                mark = clock.lap("other", mark)
                 digests.append(plane_digest(frame) if cfg.exact_hash else 0)
+                mark = clock.lap("hashing", mark)
+                # threads=1: PyAV's default lets swscale start its own threads, which cost
+                # more CPU than they save on a frame this size (and hide it from the split)
                 small = scaler.reformat(frame, width=aw, height=ah, format="rgb24",
-                                        interpolation=Interpolation.AREA).to_ndarray()
-                gray16 = (small.astype(np.uint16) @ _LUMA) >> 8
-                gray = gray16.astype(np.float32)
+                                        interpolation=Interpolation.AREA, threads=1).to_ndarray()
+                mark = clock.lap("scale", mark)
+                gray = _luma(small)
                 bright.append(float(gray.mean()))
                 sharp.append(_laplacian_var(gray))
                 luma_motion.append(float(np.abs(gray - prev_gray).mean())
@@ -235,10 +259,12 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
                 if motion is not None:
                     cam.extend(motion.update(frame, prev_gray, gray))
                 prev_gray = gray
-                phashes.append(phash64(np.rot90(gray, info.rotation // 90)
-                                       if info.rotation else gray))
+                mark = clock.lap("signals", mark)
+                phashes.append(phash64(np.rot90(gray, rot) if rot else gray))
+                mark = clock.lap("hashing", mark)
                 if detector is not None:
                     found.extend(detector.process(n, small))  # decided early
+                    mark = clock.lap("shot_rules", mark)
                 n += 1
     except av.FFmpegError as e:
         errors += 1
@@ -248,7 +274,9 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
         container.close()
     if n == 0:
         raise MediaError("analyse", "undecodable", "no frame could be decoded")
+    mark = clock.now()
     transitions = found + (detector.finish() if detector is not None else [])
+    clock.lap("shot_rules", mark)
     times_np = np.frombuffer(times, dtype=np.float64).copy()
     pts_np = np.frombuffer(pts, dtype=np.int64).copy() if pts_ok else None
     if pts_np is not None and len(np.unique(pts_np)) != len(pts_np):
@@ -274,4 +302,5 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
         transitions=transitions,
         decode_errors=errors,
         end_time=end_time,
+        decoder=decoder_of(stream),
     )

@@ -55,7 +55,7 @@ def grab_frames(path: str, times: list[float], *, max_side: int = 640, rotation:
                 if pos >= target - 1e-3:
                     w, h = scaled_size(frame.width, frame.height, max_side)
                     rgb = frame.reformat(width=w, height=h, format="rgb24",
-                                         interpolation=Interpolation.AREA).to_ndarray()
+                                         interpolation=Interpolation.AREA, threads=1).to_ndarray()
                     out[i] = np.ascontiguousarray(np.rot90(rgb, rotation // 90)) \
                         if rotation else rgb
                     break

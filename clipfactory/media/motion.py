@@ -13,6 +13,7 @@ tilting up moves it down (ty > 0); zooming in makes it grow (zoom > 0).
 
 from __future__ import annotations
 
+import gc
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -64,6 +65,31 @@ def enable_motion_vectors(stream: av.VideoStream) -> None:
     stream.codec_context.flags2 |= int(av.codec.context.Flags2.export_mvs)
 
 
+class _CycleSweeper:
+    """Frees the decoded frames whose side data was read.
+
+    PyAV's ``frame.side_data`` holds the frame and the frame holds it: a reference cycle that
+    only the cyclic collector frees, and the frame (a full decoded picture) is promoted to the
+    oldest generation while in use, whose collections are rare. Decoded frames piled up: the
+    analysis of 30 s of 1080p H.264 grew by ~200-260 MiB, more on longer videos. Once the
+    frames read since the last sweep hold ``budget`` bytes, a full collection frees them
+    (10-30 ms each; at 1080p one per ~5 s of video, 0.15 s of CPU per 30 s measured).
+    """
+
+    def __init__(self, budget: int) -> None:
+        self.budget, self.pending = budget, 0
+
+    def add(self, frame: av.VideoFrame) -> None:
+        size = sum(p.buffer_size for p in frame.planes)
+        self.pending += size
+        if self.pending >= self.budget:
+            gc.collect()
+            self.pending = size  # this frame is still in use
+
+
+_SWEEPER = _CycleSweeper(64 << 20)
+
+
 def frame_vectors(frame: av.VideoFrame) -> np.ndarray | None:
     """The frame's motion vectors as float32 ``(N, 4)`` rows ``[x, y, dx, dy]``: block centre in
     this frame (pixels) and how the content there moved, from past to present; ``None`` when
@@ -78,6 +104,7 @@ def frame_vectors(frame: av.VideoFrame) -> np.ndarray | None:
     no change measured), not with long fixed B runs (3, no pyramid: 2x). Labels are unaffected.
     """
     side = frame.side_data.get("MOTION_VECTORS")
+    _SWEEPER.add(frame)
     if side is None or len(a := side.to_ndarray()) == 0:
         return None
     sign = np.where(a["source"] > 0, 1.0, -1.0) / np.maximum(a["motion_scale"], 1)

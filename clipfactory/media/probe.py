@@ -11,11 +11,13 @@ import os
 import struct
 from fractions import Fraction
 from pathlib import Path
+from typing import Literal
 
 import av
 
 from clipfactory.config import IngestConfig
 from clipfactory.errors import MediaError
+from clipfactory.media import nvdec
 from clipfactory.records import VideoInfo
 
 __all__ = ["mp4_top_level_boxes", "open_video", "probe"]
@@ -52,9 +54,14 @@ def mp4_top_level_boxes(path: str | Path, limit: int = 64) -> list[tuple[bytes, 
     return boxes
 
 
-def open_video(path: str, threads: int = 1) -> tuple[av.container.InputContainer, av.VideoStream]:
-    """Open ``path`` and return (container, first video stream) with decoder threads set."""
-    container = av.open(path, metadata_errors="ignore")
+def open_video(path: str, threads: int = 1, gpu: Literal["auto", "never", "always"] = "never"
+               ) -> tuple[av.container.InputContainer, av.VideoStream]:
+    """Open ``path`` and return (container, first video stream) with decoder threads set.
+
+    ``gpu`` other than ``"never"`` decodes on NVDEC where it can (:mod:`clipfactory.media.nvdec`;
+    ``decoder_of(stream)`` says which decoder it got); ``"always"`` raises :class:`MediaError`
+    where it cannot."""
+    container = nvdec.open_input(path, gpu)
     if not container.streams.video:
         container.close()
         raise MediaError("probe", "no_video_stream", "the file has no video stream")

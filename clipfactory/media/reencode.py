@@ -46,6 +46,7 @@ from av.video.reformatter import ColorRange, Colorspace, Interpolation, VideoRef
 
 from clipfactory.config import CutConfig
 from clipfactory.errors import MediaError
+from clipfactory.media import stagetime
 from clipfactory.media.audio import AudioTrack, pick_audio_stream
 from clipfactory.media.cutresult import CutResult, usable_pts, video_stream
 from clipfactory.media.encoders import (
@@ -230,7 +231,7 @@ class _Writer:
         # A frame already in the target format and size comes back untouched (no copy).
         fmt = self.target.pix_fmt
         yuv = self.reformatter.reformat(frame, width=self.scaled[0], height=self.scaled[1],
-                                        format=fmt, **self.kw)
+                                        format=fmt, threads=1, **self.kw)
         if self.numpy_path:
             dtype = np.uint16 if yuv.format.components[0].bits > 8 else np.uint8
             w, h = self.scaled[0] & ~1, self.scaled[1] & ~1
@@ -245,13 +246,17 @@ class _Writer:
             flat = np.concatenate([p.ravel() for p in planes])
             yuv = av.VideoFrame.from_ndarray(flat.reshape(-1, self.width), format=fmt)
         if self.target.enc_pix_fmt != fmt:
-            yuv = self.to_encoder.reformat(yuv, format=self.target.enc_pix_fmt)
+            yuv = self.to_encoder.reformat(yuv, format=self.target.enc_pix_fmt, threads=1)
         return yuv
 
     def _encode(self, frame: av.VideoFrame, pts: int) -> None:
         frame.pts, frame.time_base = pts, self.out_tb
         frame.pict_type = av.video.frame.PictureType.NONE  # x264 would obey the source's types
-        for packet in self.stream.encode(frame):
+        clock = stagetime.active()
+        mark = clock.now()
+        packets = self.stream.encode(frame)
+        clock.move("mux_write", "cut_encode", clock.now() - mark)
+        for packet in packets:
             self.out.mux(packet)
         self.frames += 1
 
@@ -373,6 +378,7 @@ class _Reader:
         self.audio_at = self.video_at = -math.inf  # start times (s) of the last packets
         self.ended = False
         vs, aus = self.vstream, self.astream
+        clock = stagetime.active()
         try:
             for packet in self.container.demux(*(s for s in (vs, aus) if s is not None)):
                 if aus is not None and packet.stream_index == aus.index:
@@ -382,10 +388,14 @@ class _Reader:
                     continue
                 if packet.pts is not None:
                     self.video_at = max(self.video_at, float(packet.pts * self.tb))
+                mark = clock.now()
                 try:
-                    yield from vs.decode(packet)
+                    frames = vs.decode(packet)
                 except av.FFmpegError:
                     continue  # the frame-count check catches a span that lost frames
+                finally:  # the cut's own time is mux_write (worker); decoding is cut_decode
+                    clock.move("mux_write", "cut_decode", clock.now() - mark)
+                yield from frames
         except av.FFmpegError:
             # a demuxer error ends the stream: drain what the decoder still holds
             with contextlib.suppress(av.FFmpegError):

@@ -40,6 +40,7 @@ import numpy as np
 
 from clipfactory.config import CutConfig
 from clipfactory.errors import MediaError
+from clipfactory.media import stagetime
 from clipfactory.media.audio import AudioTrack, pick_audio_stream
 from clipfactory.media.cutresult import CutResult, usable_pts, video_stream
 from clipfactory.media.splice import SpliceCodec, rap_check, splice_codec
@@ -73,6 +74,29 @@ class _Gop:
         self.copyable = (self.rap and len(known) == len(self.idx) and self.idx[0] == lo
                          and sorted(known) == list(range(lo, hi)))
 
+    def prefix(self, end: int) -> _Gop | None:
+        """The first packets of this copyable GOP that present exactly the frames ``[lo, m)``
+        for the largest such ``m <= end`` (None when there is none). Decoding is causal in
+        decode order, so those packets alone decode to the same pictures: a clip that ends
+        inside a GOP copies this much of it and re-encodes only the frames after ``m``.
+        Without B-frames ``m == end``; with them, ``m`` falls where the decode order has
+        presented every frame before it (the end of a mini-GOP)."""
+        if not self.copyable:
+            return None
+        best = top = 0
+        for k, i in enumerate(self.idx, 1):
+            if self.lo + k > end:
+                break
+            top = max(top, i)  # idx are distinct frames >= lo: max == lo + k - 1 <=> a prefix
+            if top == self.lo + k - 1:
+                best = k
+        if best == 0:
+            return None
+        part = _Gop(self.n, self.packets[0], self.idx[0], self.rap)
+        part.packets, part.idx = self.packets[:best], self.idx[:best]
+        part.lo, part.hi, part.copyable = self.lo, self.lo + best, True
+        return part
+
 
 class _Run:
     """Consecutive frames ``[start, end)`` of one clip re-encoded by one fresh encoder."""
@@ -91,7 +115,10 @@ class _Run:
         """The run's end is final (a copied GOP or the clip's end follows): flush when full."""
         self.closed = True
         if self.encoder is not None and self.got == self.end - self.start and not self.failed:
+            clock = stagetime.active()
+            mark = clock.now()
             self.packets.extend(self.encoder.encode(None))
+            clock.move("mux_write", "cut_encode", clock.now() - mark)
             self.encoder, self.done = None, True
 
 
@@ -121,11 +148,18 @@ class _Clip:
                 last.close()
             self.segs.append(gop)
         elif not copy_only:
-            if not (isinstance(last, _Run) and not last.closed
-                    and last.end == max(lo, self.decided)):
-                last = _Run(max(lo, self.decided))
-                self.segs.append(last)
-            last.end = hi
+            part = gop.prefix(e) if gop.lo == max(s, self.decided) else None
+            if part is not None:  # the clip ends inside this GOP: copy what it can of it
+                if isinstance(last, _Run) and not last.closed:
+                    last.close()
+                self.segs.append(part)
+                last, lo = part, part.hi
+            if lo < hi:
+                if not (isinstance(last, _Run) and not last.closed
+                        and last.end == max(lo, self.decided)):
+                    last = _Run(max(lo, self.decided))
+                    self.segs.append(last)
+                last.end = hi
         else:
             marker = _Run(hi)  # empty: it only breaks the run of copied GOPs
             marker.done = marker.closed = True
@@ -163,6 +197,7 @@ class _Cutter:
         steps = np.diff(pts)
         self.step = int(np.median(steps)) if len(steps) else max(1, round(1 / (self.rate * self.tb)))
         self.n_frames = len(pts)
+        self.frame_of = {p: i for i, p in enumerate(pts.tolist())}  # strictly increasing
         self.gop_n = 0
         self.dec_gop: int | None = None  # the GOP the decoder was last fed
         self.fed_hi = 0  # the end of the frame range of the GOP last fed
@@ -180,8 +215,7 @@ class _Cutter:
     def index(self, pts: int | None) -> int | None:
         if pts is None:
             return None
-        k = int(np.searchsorted(self.pts, pts))
-        return k if k < self.n_frames and self.pts[k] == pts else None
+        return self.frame_of.get(pts)
 
     def packets(self) -> Iterator[av.Packet]:
         streams = [self.vstream] + ([self.astream] if self.astream is not None else [])
@@ -205,10 +239,14 @@ class _Cutter:
     # -- decoding ----------------------------------------------------------------------
 
     def _decode(self, packet: av.Packet | None) -> list[av.VideoFrame]:
+        clock = stagetime.active()
+        mark = clock.now()
         try:
             return self.vstream.decode(packet)
         except av.FFmpegError:
             return []  # a broken packet loses its frame; the run's count check catches it
+        finally:  # the cut's own time is mux_write (worker); its decoding is cut_decode
+            clock.move("mux_write", "cut_decode", clock.now() - mark)
 
     def drain(self, distribute: bool = True) -> None:
         if self.dec_gop is None:
@@ -261,7 +299,10 @@ class _Cutter:
             frame.pts = src_pts - clip.base  # the frame may go to several clips
             frame.time_base = self.tb
             frame.pict_type = av.video.frame.PictureType.NONE
+            clock = stagetime.active()
+            mark = clock.now()
             run.packets.extend(run.encoder.encode(frame))
+            clock.move("mux_write", "cut_encode", clock.now() - mark)
             run.got += 1
             if run.closed:
                 run.close()

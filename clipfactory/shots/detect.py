@@ -91,7 +91,7 @@ def detect_shots(path: str, shots: ShotConfig | None = None, analysis: AnalysisC
             times.append(float((frame.pts - (t0 or 0)) * tb) if frame.pts is not None
                          else n / fps)
             small = scaler.reformat(frame, width=aw, height=ah, format="rgb24",
-                                    interpolation=Interpolation.AREA).to_ndarray()
+                                    interpolation=Interpolation.AREA, threads=1).to_ndarray()
             d0 = time.process_time()
             found.extend(det.process(n, small))
             det_s += time.process_time() - d0

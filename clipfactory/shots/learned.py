@@ -175,6 +175,10 @@ def load_model(path: str | None = None, device: str = "auto", threads: int = 1
     opts.intra_op_num_threads = max(1, threads)
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    # the hybrid detector's windows vary in length, and a memory pattern is planned and kept
+    # per length: the arena held ~210 MiB after the windows of 8 minutes of real footage;
+    # without patterns ~100 MiB (what its longest window, 69 frames, needs), at the same speed
+    opts.enable_mem_pattern = False
     try:
         session = ort.InferenceSession(path, opts, providers=_providers(device))
     except ModelError:

@@ -35,7 +35,7 @@ def parts_mapper(cfg: Config) -> PartsMapper | None:
     only when enough parts are stale to need them), else None (parts are written here)."""
     if cfg.executor != "ray":
         return None
-    return functools.partial(map_parts_ray, address=cfg.ray_address, num_cpus=cfg.workers)
+    return functools.partial(map_parts_ray, address=cfg.ray_address, num_cpus=cfg.worker_count)
 
 
 def write_parts(out: str, batch: list[tuple[str, list[ClipRow]]],

@@ -66,7 +66,7 @@ class StageFeeder:
             if address:
                 ray.init(address=address, logging_level=logging.WARNING, configure_logging=False)
             else:
-                cpus = self.cfg.workers * max(self.cfg.ray.cpus_per_video, 1e-3) + sum(
+                cpus = self.cfg.worker_count * max(self.cfg.ray.cpus_per_video, 1e-3) + sum(
                     s.resources.cpus * s.workers for s in self.stages)
                 _init_private(ray, math.ceil(cpus))
             self._owns_ray = True

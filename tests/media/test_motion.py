@@ -171,6 +171,28 @@ def test_zero_vectors_count_as_still_in_the_residual():
     assert fit_global_motion(None, 640, 360).inliers == 0
 
 
+def test_frames_whose_vectors_were_read_do_not_pile_up(tmp_path, monkeypatch):
+    """PyAV's frame <-> side-data reference cycle keeps every frame whose vectors were read
+    until a full collection; the sweeper runs one once they hold its budget (1 MiB here:
+    ~12 frames of 320x180)."""
+    import gc
+
+    from clipfactory.media import motion
+
+    monkeypatch.setattr(motion, "_SWEEPER", motion._CycleSweeper(1 << 20))
+    path = write_camera_move(tmp_path / "pan.mp4", "pan_left", seconds=6.0)
+    gc.collect()
+    alive = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        enable_motion_vectors(stream)
+        for i, frame in enumerate(container.decode(stream)):
+            frame_vectors(frame)
+            if i % 30 == 29:
+                alive.append(sum(isinstance(o, av.VideoFrame) for o in gc.get_objects()))
+    assert len(alive) == 6 and max(alive) <= 16
+
+
 def test_phase_motion_sign_and_subpixel():
     rng = np.random.default_rng(3)
     big = np.repeat(np.repeat(rng.random((60, 100)), 4, 0), 4, 1).astype(np.float32) * 200

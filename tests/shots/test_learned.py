@@ -125,3 +125,40 @@ def test_cuda_gives_the_cpu_answer():
     gpu = load_model(None, "cuda")
     assert gpu.on_gpu
     assert np.allclose(gpu.predict(frames)[0], cpu[0], atol=1e-3)
+
+
+def test_colour_histograms_are_scattered_not_one_hot(tmp_path):
+    """The one-hot histogram the exporter writes ([batch, time, 1296, 512] float32: 2.5 MiB a
+    frame) becomes a ScatterElements sum with the same counts; the shipped model has it."""
+    onnx = pytest.importorskip("onnx")
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from clipfactory.shots.export_transnet import lean_histograms
+
+    shipped = onnx.load(default_model_path())
+    ops = [n.op_type for n in shipped.graph.node if "color_hist" in n.name]
+    assert "ScatterElements" in ops and "Equal" not in ops
+
+    def one_hot_model():
+        bins = helper.make_tensor_value_info("bins", TensorProto.INT32, ["b", "t", 1296, 1])
+        out = helper.make_tensor_value_info("hist", TensorProto.FLOAT, ["b", "t", 512])
+        inits = [numpy_helper.from_array(np.arange(512, dtype=np.int32).reshape(1, 1, 1, 512),
+                                         "arange"),
+                 numpy_helper.from_array(np.array([2], np.int64), "axes")]
+        nodes = [helper.make_node("Equal", ["bins", "arange"], ["eq"]),
+                 helper.make_node("Cast", ["eq"], ["hot"], to=TensorProto.FLOAT),
+                 helper.make_node("ReduceSum", ["hot", "axes"], ["hist"], keepdims=0)]
+        graph = helper.make_graph(nodes, "hist", [bins], [out], inits)
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+    lean = lean_histograms(one_hot_model())
+    onnx.checker.check_model(lean)
+    assert [n.op_type for n in lean.graph.node].count("ScatterElements") == 1
+    assert not any(n.op_type == "Equal" for n in lean.graph.node)
+    bins = np.random.default_rng(2).integers(0, 512, (2, 5, 1296, 1), dtype=np.int32)
+    bins[0, 0] = 7  # one bin holds a whole frame
+    got, want = (ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+                 .run(None, {"bins": bins})[0] for m in (lean, one_hot_model()))
+    assert got.shape == (2, 5, 512) and np.array_equal(got, want)
+    assert lean_histograms(lean) is lean  # nothing left to rewrite
