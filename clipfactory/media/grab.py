@@ -2,8 +2,9 @@
 
 For checks that need more than the 160-px analysis frames (burned-in text) on the clips that
 survived the cheap filters. Targets are visited in time order: decoding runs forward from one
-to the next, and seeks (to the keyframe before a target) only across gaps longer than
-``seek_gap_s``, so a video's samples cost about one GOP each, not a decode of the whole file.
+to the next, and seeks (to the keyframe before a target) where the index has a keyframe
+between the last decoded frame and the target, or across gaps longer than ``seek_gap_s``, so a
+video's samples cost about half a GOP each, not a decode of the whole file.
 """
 
 from __future__ import annotations
@@ -26,17 +27,42 @@ def scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     return max(2, round(width * f / 2) * 2), max(2, round(height * f / 2) * 2)
 
 
+def _keyframe_between(stream: av.VideoStream, pos: float, target: float, tb: Fraction,
+                      t0: int | None) -> bool:
+    """Whether the index has a keyframe after ``pos`` (the last decoded frame) and at or before
+    ``target`` (seconds): then seeking decodes from it, less than decoding on from ``pos``.
+    Index timestamps may be DTS (MP4): shifted by the first entry's offset from the stream
+    start, as the cutter does; an empty index says no."""
+    entries = stream.index_entries
+    try:
+        if not len(entries):
+            return False
+        start = t0 or 0
+        shift = max(0, start - entries[0].timestamp)
+        k = entries.search_timestamp(int(target / tb) + start - shift, backward=True)
+        return k >= 0 and float((entries[k].timestamp + shift - start) * tb) > pos + 1e-3
+    except (av.FFmpegError, ValueError, IndexError):
+        return False
+
+
 def grab_frames(path: str, times: list[float], *, max_side: int = 640, rotation: int = 0,
-                threads: int = 1, seek_gap_s: float = 3.0) -> list[np.ndarray | None]:
+                threads: int = 1, seek_gap_s: float = 3.0,
+                preview: bool = False) -> list[np.ndarray | None]:
     """RGB frames (longer side at most ``max_side``, display orientation) at the first frame
     at or after each time in ``times`` (seconds from the stream start, as the analysis pass
-    counts them); None where the file ends first."""
+    counts them); None where the file ends first.
+
+    ``preview``: decode without the in-loop deblocking filter (~22 % less CPU at 1080p). The
+    pictures drift a little from the exact ones along a GOP (38-55 dB PSNR at 160 px on real
+    footage): for pictures a person looks at (the report's thumbnails), not for measurements."""
     order = sorted(range(len(times)), key=lambda i: times[i])
     out: list[np.ndarray | None] = [None] * len(times)
     try:
         container, stream = open_video(path, threads=threads)
     except av.FFmpegError as e:
         raise MediaError("filter", "open_failed", str(e)) from e
+    if preview:
+        stream.codec_context.options = {"skip_loop_filter": "all"}
     tb = stream.time_base or Fraction(1, 1)
     t0 = stream.start_time
     try:
@@ -44,7 +70,8 @@ def grab_frames(path: str, times: list[float], *, max_side: int = 640, rotation:
         pos = -1.0  # time of the last frame decoded
         for i in order:
             target = times[i]
-            if frames is None or target - pos > seek_gap_s:
+            if frames is None or target - pos > seek_gap_s or \
+                    _keyframe_between(stream, pos, target, tb, t0):
                 container.seek(int(target / tb) + (t0 or 0), backward=True, any_frame=False,
                                stream=stream)
                 frames = container.decode(stream)

@@ -114,7 +114,8 @@ def _write(path: Path, data: bytes) -> None:
 def _grab(src: str | io.BytesIO, reqs: list[ThumbRequest]) -> dict[str, list[np.ndarray | None]]:
     times = [t for r in reqs for t in r.times]
     # av.open reads a file object as well as a path
-    frames = grab_frames(src, times, max_side=TILE, rotation=reqs[0].rotation)  # type: ignore[arg-type]
+    frames = grab_frames(src, times, max_side=TILE, rotation=reqs[0].rotation,  # type: ignore[arg-type]
+                         preview=True)
     return {r.clip_id: frames[3 * i:3 * i + 3] for i, r in enumerate(reqs)}
 
 
