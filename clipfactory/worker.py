@@ -113,13 +113,13 @@ def process_video(item: SourceItem, cfg: Config, staging: str | Path) -> VideoRe
                                      f"{type(e).__name__}: {e}", video_id=result.video_id)
     if result.rejection is not None:
         discard_clips(result)
-    result.wall_s = time.perf_counter() - wall0
-    result.cpu_s = time.process_time() - cpu0
     release_memory()  # before the next video: cycles of decoded frames, freed heap
-    result.peak_rss_mib = peak_rss_mib()
     if clock.enabled:  # what no stage claimed (planning, filters, records) is "other"
         clock.add("other", int((time.thread_time() - thread0) * 1e9) - sum(clock.ns.values()))
         result.cpu_split = clock.seconds()
+    result.wall_s = time.perf_counter() - wall0
+    result.cpu_s = time.process_time() - cpu0  # the split's time and the release included
+    result.peak_rss_mib = peak_rss_mib()
     return result
 
 

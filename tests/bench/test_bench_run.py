@@ -25,12 +25,14 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _check_split(level: dict[str, Any], cpu_s: float) -> None:
-    """The split names known stages, none negative, and accounts for most of ``cpu_s``."""
+    """The split names known stages, none negative, and accounts for most of ``cpu_s`` (less
+    up to 50 ms that threads other than the measured one may spend in a level's process:
+    these inputs cost well under a second)."""
     split = level["cpu_split"]
     assert split and set(split) <= set(STAGES)
     assert all(v >= 0 for v in split.values())
     assert {"decode", "probe"} <= set(split)
-    assert 0.5 * cpu_s <= sum(split.values()) <= 1.05 * cpu_s + 0.01
+    assert 0.5 * cpu_s - 0.05 <= sum(split.values()) <= 1.05 * cpu_s + 0.01
 
 
 def test_bench_on_a_folder_measures_every_level(corpus: Path, tmp_path: Path) -> None:
