@@ -3,8 +3,6 @@ keyframe between two targets, or decoding on), and the report's cheaper preview 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import av
 import numpy as np
 import pytest
