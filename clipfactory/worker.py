@@ -100,7 +100,7 @@ def process_video(item: SourceItem, cfg: Config, staging: str | Path) -> VideoRe
     """Process one input end to end (see the module docstring)."""
     wall0, cpu0 = time.perf_counter(), time.process_time()
     result = VideoResult(item=item)
-    thread0 = time.thread_time()
+    thread0 = time.thread_time_ns()
     try:
         with stagetime.measure(cfg.stage_times) as clock:
             _process(item, cfg, Path(staging), result)
@@ -115,7 +115,7 @@ def process_video(item: SourceItem, cfg: Config, staging: str | Path) -> VideoRe
         discard_clips(result)
     release_memory()  # before the next video: cycles of decoded frames, freed heap
     if clock.enabled:  # what no stage claimed (planning, filters, records) is "other"
-        clock.add("other", int((time.thread_time() - thread0) * 1e9) - sum(clock.ns.values()))
+        clock.charge_rest(thread0)
         result.cpu_split = clock.seconds()
     result.wall_s = time.perf_counter() - wall0
     result.cpu_s = time.process_time() - cpu0  # the split's time and the release included

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import resource
 import shutil
 import sys
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from clipfactory.ledger import Ledger
+from clipfactory.memory import peak_rss_mib
 from clipfactory.records import ClipRecord, SourceItem, VideoResult
 
 __all__ = ["CLIPS_PER_VIDEO", "fill", "main", "measure", "panda_clip"]
@@ -128,19 +128,7 @@ def _step(name: str, path: str, q: mp.Queue) -> None:
             ledger.clips("sharded")
     finally:
         ledger.close()
-    q.put((time.perf_counter() - t0, _peak_mib()))
-
-
-def _peak_mib() -> float:
-    """This process's peak RSS. VmHWM, not ``ru_maxrss``: Linux carries a forking parent's
-    peak into the child's ``ru_maxrss`` across exec."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    q.put((time.perf_counter() - t0, peak_rss_mib()))
 
 
 def measure(path: Path, name: str) -> tuple[float, float]:

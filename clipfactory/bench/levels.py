@@ -81,7 +81,7 @@ def analysis_level(paths: list[str], cfg: Config) -> dict[str, Any]:
             clock.lap("probe", mark)
             sig = analyse(info, cfg.analysis, make_detector(cfg.shots), threads=1)
         # what no stage claimed (the detector's glue, building arrays) is "other", as in a run
-        clock.add("other", time.thread_time_ns() - thread0 - sum(clock.ns.values()))
+        clock.charge_rest(thread0)
         stagetime.merge(split, clock.seconds())
         media += float(sig.times[-1] - sig.times[0]) + 1.0 / sig.fps
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0

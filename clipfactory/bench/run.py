@@ -35,8 +35,9 @@ from clipfactory.bench.levels import (
     in_fresh_process,
     pipeline_level,
 )
-from clipfactory.config import Config
+from clipfactory.config import Config, IngestConfig
 from clipfactory.media.stagetime import STAGES
+from clipfactory.sources.reader import read_folder
 from clipfactory.testing.synth import make_corpus
 
 __all__ = ["decode_only", "parse_resolutions", "run_bench", "run_bench_sizes",
@@ -67,13 +68,13 @@ def parse_resolutions(text: str) -> list[tuple[int, int]]:
 def video_files(inputs: Iterable[str | Path], extensions: Iterable[str]) -> list[str]:
     """The videos named by ``inputs``: files as given, folders searched recursively for the
     ingest's extensions (as ``clipfactory run`` does); absolute, each once, in order."""
-    exts = {e.lower() for e in extensions}
+    ingest = IngestConfig(extensions=list(extensions))
     found: dict[str, None] = {}
     for i in inputs:
         p = Path(i)
-        if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and
-                           f.suffix.lower() in exts and not f.name.startswith("."))
+        if p.is_dir():  # what `clipfactory run` reads there, less what is not a file
+            files = [Path(it.source) for it in read_folder(p, ingest)
+                     if Path(it.source).is_file()]
         elif p.is_file():
             files = [p]
         else:

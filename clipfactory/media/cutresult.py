@@ -11,7 +11,7 @@ import numpy as np
 from clipfactory.errors import MediaError
 from clipfactory.records import Span
 
-__all__ = ["CutResult", "usable_pts", "video_stream"]
+__all__ = ["CutResult", "index_keyframe", "usable_pts", "video_stream"]
 
 
 @dataclass(frozen=True)
@@ -60,3 +60,22 @@ def video_stream(container: av.container.InputContainer, source: str,
     vstream.thread_type = "AUTO" if threads != 1 else "SLICE"
     vstream.codec_context.thread_count = max(threads, 0)
     return vstream
+
+
+def index_keyframe(stream: av.VideoStream, first_pts: int, pts: int
+                   ) -> tuple[int | None, int] | None:
+    """What the container's index says about the last keyframe at or before presentation
+    time ``pts``: ``(its index timestamp, shift)``, ``(None, shift)`` when there is none, or
+    None when the index cannot tell (empty, unreadable). Index timestamps may be DTS (MP4):
+    the lookup shifts ``pts`` by ``shift``, the first entry's offset from ``first_pts`` (the
+    first frame's pts), as the mov demuxer's own seek does; the timestamp returned is the
+    index's own. Whether seeking beats decoding on is the callers' question (cutters, grabs)."""
+    entries = stream.index_entries
+    try:
+        if not len(entries):
+            return None
+        shift = max(0, first_pts - entries[0].timestamp)
+        k = entries.search_timestamp(pts - shift, backward=True)
+        return (int(entries[k].timestamp) if k >= 0 else None), shift
+    except (av.FFmpegError, ValueError, IndexError):
+        return None

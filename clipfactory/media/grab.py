@@ -16,6 +16,7 @@ import numpy as np
 from av.video.reformatter import Interpolation
 
 from clipfactory.errors import MediaError
+from clipfactory.media.cutresult import index_keyframe
 from clipfactory.media.probe import open_video
 
 __all__ = ["grab_frames", "scaled_size"]
@@ -30,19 +31,12 @@ def scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
 def _keyframe_between(stream: av.VideoStream, pos: float, target: float, tb: Fraction,
                       t0: int | None) -> bool:
     """Whether the index has a keyframe after ``pos`` (the last decoded frame) and at or before
-    ``target`` (seconds): then seeking decodes from it, less than decoding on from ``pos``.
-    Index timestamps may be DTS (MP4): shifted by the first entry's offset from the stream
-    start, as the cutter does; an empty index says no."""
-    entries = stream.index_entries
-    try:
-        if not len(entries):
-            return False
-        start = t0 or 0
-        shift = max(0, start - entries[0].timestamp)
-        k = entries.search_timestamp(int(target / tb) + start - shift, backward=True)
-        return k >= 0 and float((entries[k].timestamp + shift - start) * tb) > pos + 1e-3
-    except (av.FFmpegError, ValueError, IndexError):
-        return False
+    ``target`` (seconds): then seeking decodes from it, less than decoding on from ``pos``. An
+    index that cannot tell says no."""
+    start = t0 or 0
+    found = index_keyframe(stream, start, int(target / tb) + start)
+    return found is not None and found[0] is not None and \
+        float((found[0] + found[1] - start) * tb) > pos + 1e-3
 
 
 def grab_frames(path: str, times: list[float], *, max_side: int = 640, rotation: int = 0,

@@ -48,7 +48,7 @@ from clipfactory.config import CutConfig
 from clipfactory.errors import MediaError
 from clipfactory.media import stagetime
 from clipfactory.media.audio import AudioTrack, pick_audio_stream
-from clipfactory.media.cutresult import CutResult, usable_pts, video_stream
+from clipfactory.media.cutresult import CutResult, index_keyframe, usable_pts, video_stream
 from clipfactory.media.encoders import (
     codec_name,
     encoder_options,
@@ -432,15 +432,10 @@ class _Reader:
         """Whether the index has a keyframe before pts ``target`` beyond the next frame (else
         a seek would land where we already are). Index timestamps may be DTS (mp4): shift the
         target by the first pts-dts offset, as the mov demuxer's own seek does."""
-        pts, entries = self.pts, self.vstream.index_entries
-        try:
-            if not len(entries):
-                return True
-            ts = target - max(0, int(pts[0]) - entries[0].timestamp)
-            k = entries.search_timestamp(ts, backward=True)
-            return k < 0 or entries[k].timestamp > pts[min(self.last + 1, len(pts) - 1)]
-        except (av.FFmpegError, ValueError, IndexError):
-            return True
+        pts = self.pts
+        found = index_keyframe(self.vstream, int(pts[0]), target)
+        return found is None or found[0] is None or \
+            found[0] > pts[min(self.last + 1, len(pts) - 1)]
 
     def seek_to(self, start: int) -> None:
         """Seek so that frame ``start`` (and the audio from its time) comes next, if it is

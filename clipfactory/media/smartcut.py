@@ -42,7 +42,7 @@ from clipfactory.config import CutConfig
 from clipfactory.errors import MediaError
 from clipfactory.media import stagetime
 from clipfactory.media.audio import AudioTrack, pick_audio_stream
-from clipfactory.media.cutresult import CutResult, usable_pts, video_stream
+from clipfactory.media.cutresult import CutResult, index_keyframe, usable_pts, video_stream
 from clipfactory.media.splice import SpliceCodec, rap_check, splice_codec
 from clipfactory.records import Span
 
@@ -365,15 +365,8 @@ class _Cutter:
         """Whether the index has a keyframe after frame ``pos`` and at or before ``start``
         (else a seek lands where we already are). Index timestamps may be DTS (MP4): shift by
         the first pts-dts offset, as the MP4 demuxer's own seek does."""
-        entries = self.vstream.index_entries
-        try:
-            if not len(entries):
-                return True
-            ts = int(self.pts[start]) - max(0, int(self.pts[0]) - entries[0].timestamp)
-            k = entries.search_timestamp(ts, backward=True)
-            return k < 0 or entries[k].timestamp > self.pts[pos]
-        except (av.FFmpegError, ValueError, IndexError):
-            return True
+        found = index_keyframe(self.vstream, int(self.pts[0]), int(self.pts[start]))
+        return found is None or found[0] is None or found[0] > self.pts[pos]
 
     def seek(self, clip: _Clip) -> Iterator[av.Packet] | None:
         """Seek so that reading starts at a keyframe at or before ``clip``'s first frame."""

@@ -61,6 +61,12 @@ class StageClock:
             self.ns[src] -= ns
             self.ns[dst] += ns
 
+    def charge_rest(self, since: int) -> None:
+        """Charge to ``other`` this thread's CPU since ``since`` (``time.thread_time_ns()``
+        taken before the work began) that no stage claimed."""
+        if self.enabled:
+            self.ns["other"] += _now() - since - sum(self.ns.values())
+
     def seconds(self) -> dict[str, float]:
         return {k: round(v / 1e9, 6) for k, v in self.ns.items() if v}
 

@@ -21,7 +21,8 @@ from clipfactory.records import SourceItem
 from clipfactory.sources.parse import ManifestParse
 from clipfactory.sources.rows import REMOTE_PREFIXES, InputRow
 
-__all__ = ["MANIFEST_SUFFIXES", "REMOTE_PREFIXES", "InputRow", "count_rows", "read_input"]
+__all__ = ["MANIFEST_SUFFIXES", "REMOTE_PREFIXES", "InputRow", "count_rows", "read_folder",
+           "read_input"]
 
 MANIFEST_SUFFIXES = (".jsonl", ".csv", ".parquet")
 
@@ -31,7 +32,7 @@ def read_input(path: str | Path, cfg: IngestConfig | None = None) -> Iterator[In
     cfg = cfg or IngestConfig()
     p = Path(path)
     if p.is_dir():
-        yield from _read_folder(p, cfg)
+        yield from read_folder(p, cfg)
     elif p.suffix.lower() in MANIFEST_SUFFIXES:
         yield from ManifestParse(p, cfg)
     elif p.is_file():
@@ -40,7 +41,9 @@ def read_input(path: str | Path, cfg: IngestConfig | None = None) -> Iterator[In
         raise FileNotFoundError(f"input not found: {p}")
 
 
-def _read_folder(root: Path, cfg: IngestConfig) -> Iterator[SourceItem]:
+def read_folder(root: Path, cfg: IngestConfig) -> Iterator[SourceItem]:
+    """The inputs of a folder: every file named like a video (``cfg.extensions``), searched
+    recursively, hidden names skipped, in sorted order."""
     exts = {e.lower() for e in cfg.extensions}
     files = (f for f in root.rglob("*") if f.suffix.lower() in exts and not f.name.startswith("."))
     for f in sorted(files):
