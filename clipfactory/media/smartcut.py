@@ -14,10 +14,12 @@ and any GOP that is not copyable) is decoded and re-encoded by a fresh encoder m
 source (:mod:`clipfactory.media.splice`), one encoder per run of consecutive frames, each run
 starting with its own IDR/keyframe. The decoder only sees GOPs some clip needs pixels from;
 before decoding a GOP after a gap it is drained and flushed (and primed with the previous GOP
-when this one has leading pictures). A clip's packets are held until it is complete, then get
-fresh timestamps: pts = source pts - the clip's first pts (VFR spacing is kept), and
-dts[j] = the (j - D)-th smallest pts, D being the largest reorder depth in the clip, so dts
-strictly increase and never pass pts. The MP4 is written to a hidden temporary file and
+when this one has leading pictures). Within a GOP, an H.264 packet that no clip shows and no
+picture refers to (a non-reference picture before a clip's first frame or after its last) is
+not decoded at all: the other pictures come out bit for bit the same. A clip's packets are
+held until it is complete, then get fresh timestamps: pts = source pts - the clip's first
+pts (VFR spacing is kept), and dts[j] = the (j - D)-th smallest pts, D being the largest
+reorder depth in the clip, so dts strictly increase and never pass pts. The MP4 is written to a hidden temporary file and
 renamed into place once its packet count and timestamps match the span exactly.
 
 ``keyframe`` mode copies only: the longest run of copyable GOPs inside the span, nothing
@@ -268,11 +270,22 @@ class _Cutter:
             self.drain()
             if (gop.leading or not gop.rap) and prev is not None and prev.n == gop.n - 1:
                 for p in prev.packets:  # prime the references of the leading pictures
-                    self._decode(p)
-        for p in gop.packets:
+                    if not self.splice.disposable(p):  # type: ignore[union-attr]
+                        self._decode(p)
+        for p, i in zip(gop.packets, gop.idx, strict=True):
+            if i is not None and not self._wanted(i) and \
+                    self.splice.disposable(p):  # type: ignore[union-attr]
+                continue  # no clip shows it and no picture refers to it: never decoded
             for f in self._decode(p):
                 self.distribute(f)
         self.dec_gop, self.fed_hi = gop.n, gop.hi
+
+    def _wanted(self, i: int) -> bool:
+        for clip in self.active:
+            run = clip.wants(i)
+            if run is not None and not run.done and not run.failed:
+                return True
+        return False
 
     def distribute(self, frame: av.VideoFrame) -> None:
         i = self.index(frame.pts)

@@ -181,6 +181,26 @@ class SpliceCodec:
             return True
         return _has_idr(bytes(packet), self.length_size)
 
+    def disposable(self, packet: av.Packet) -> bool:
+        """Whether no other picture can depend on this packet's (H.264: every slice has
+        ``nal_ref_idc`` 0 and no parameter set rides along), so that a decoder that never
+        sees it gives every other picture bit for bit. False whenever in doubt."""
+        if self.family != "h264":
+            return False
+        data, size = bytes(packet), self.length_size
+        i, slices = 0, 0
+        while i + size <= len(data):
+            n = int.from_bytes(data[i:i + size], "big")
+            if n == 0 or i + size + n > len(data):
+                return False  # not the framing we expect: decode it
+            head = data[i + size]
+            kind = head & 31
+            if (kind == 1 and head & 0x60) or kind not in (1, 6, 9, 12):
+                return False  # a reference slice, an IDR, a parameter set, anything else
+            slices += kind == 1
+            i += size + n
+        return slices > 0 and i == len(data)
+
     def new_encoder(self, width: int, height: int, tb: Fraction, rate: Fraction,
                     like: av.VideoFrame, threads: int) -> av.CodecContext:
         """A fresh encoder for one re-encoded run (first frame ``like`` gives the colours)."""

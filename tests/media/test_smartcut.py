@@ -293,3 +293,89 @@ def test_bad_spans_and_no_temp_files(tmp_path: Path) -> None:
     assert [r.error.split(":")[0] if r.error else None for r in results] == [
         "bad_span", "bad_span", "out_of_range", None]
     assert sorted(os.listdir(tmp_path / "out")) == ["b3.mp4"]
+
+
+def _bframe_source(path: str, pyramid: str) -> str:
+    shots = [ShotSpec(150, "texture", 15)]
+    with av.open(path, "w") as out:
+        st = out.add_stream("libx264", rate=30, options={
+            "preset": "ultrafast",
+            "x264-params": f"keyint=75:scenecut=0:bframes=3:b-adapt=0:b-pyramid={pyramid}"})
+        st.width, st.height, st.pix_fmt = 320, 180, "yuv420p"
+        st.codec_context.max_b_frames = 3
+        for i in range(150):
+            frame = av.VideoFrame.from_ndarray(render_frame(shots, i, 320, 180), "rgb24")
+            frame.pts = i
+            out.mux(st.encode(frame))
+        out.mux(st.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("pyramid", ["none", "normal"])
+def test_disposable_packets_are_the_decoders_own_non_references(tmp_path: Path,
+                                                                pyramid: str) -> None:
+    """``SpliceCodec.disposable`` marks exactly the packets FFmpeg's own non-reference skipping
+    drops, and a decoder that never sees them gives every other picture bit for bit."""
+    from clipfactory.media.digest import plane_digest
+
+    path = _bframe_source(str(tmp_path / f"{pyramid}.mp4"), pyramid)
+    with av.open(path) as c:
+        vs = c.streams.video[0]
+        splice = splice_codec(c, vs, 18, "ultrafast")
+        assert not isinstance(splice, str)
+        packets = [p for p in c.demux(vs) if p.size]
+        disposable = {int(p.pts) for p in packets if splice.disposable(p)}
+    with av.open(path) as c:
+        frames = {int(f.pts): (plane_digest(f), int(f.pict_type)) for f in c.decode(video=0)}
+    b_frames = {p for p, (_, kind) in frames.items() if kind == int(av.video.frame.PictureType.B)}
+    assert disposable and disposable <= b_frames
+    assert (disposable == b_frames) == (pyramid == "none")  # pyramid B-frames are references
+    with av.open(path) as c:
+        c.streams.video[0].codec_context.skip_frame = "NONREF"
+        assert {int(f.pts) for f in c.decode(video=0)} == set(frames) - disposable
+    with av.open(path) as c:
+        vs = c.streams.video[0]
+        kept = [p for p in c.demux(vs) if p.size and int(p.pts) not in disposable]
+        cc = av.CodecContext.create("h264", "r")
+        cc.extradata = vs.codec_context.extradata
+        got = {}
+        for p in [*kept, None]:
+            for f in cc.decode(p):
+                got[int(f.pts)] = plane_digest(f)
+    assert got == {p: d for p, (d, _) in frames.items() if p not in disposable}
+
+
+def test_the_cutter_does_not_decode_what_nothing_needs(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clips starting late in a long GOP: the non-reference pictures before them are never
+    decoded, and the clip files are byte for byte what decoding everything gives."""
+    from clipfactory.media import smartcut
+    from clipfactory.media.splice import SpliceCodec
+
+    src = _load(_bframe_source(str(tmp_path / "s.mp4"), "normal"))
+    spans = [Span(60, 100), Span(130, 150)]  # keyframes at 0 and 75
+    decoded: list[int] = []
+    real = smartcut._Cutter._decode
+
+    def counting(self: smartcut._Cutter, packet: av.Packet | None) -> list[av.VideoFrame]:
+        if packet is not None:
+            decoded.append(int(packet.pts))
+        return real(self, packet)
+
+    monkeypatch.setattr(smartcut._Cutter, "_decode", counting)
+    fast = cut_clips(src.path, spans, [str(tmp_path / f"f{i}.mp4") for i in range(2)],
+                     frame_pts=src.pts, cfg=CutConfig(audio="drop"))
+    fed = decoded[:]
+    decoded.clear()
+    monkeypatch.setattr(SpliceCodec, "disposable", lambda self, packet: False)
+    full = cut_clips(src.path, spans, [str(tmp_path / f"a{i}.mp4") for i in range(2)],
+                     frame_pts=src.pts, cfg=CutConfig(audio="drop"))
+    assert set(fed) < set(decoded)
+    assert len(fed) < len(decoded) - 20  # ~2/3 of the B-frames before 60 and 130
+    for a, b, span in zip(fast, full, spans, strict=True):
+        assert a.error is None and b.error is None
+        assert Path(a.path).read_bytes() == Path(b.path).read_bytes(), span
+        luma, _, _, _ = _decode(a.path)
+        assert len(luma) == span.num_frames
+        for j, got in enumerate(luma):
+            assert psnr(got, src.luma[span.start_frame + j]) >= 35, (span, j)
