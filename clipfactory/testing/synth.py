@@ -382,13 +382,15 @@ def _rate(fps: float) -> Fraction:
 
 def _add_video_stream(out: av.container.OutputContainer, codec: str, fps: float, width: int,
                       height: int, pix_fmt: str, gop: int | None, bframes: int | None,
-                      crf: int, vfr: bool) -> av.VideoStream:
+                      crf: int, vfr: bool, x264_params: str | None = None) -> av.VideoStream:
     rate = _rate(fps)
     opts: dict[str, str] = {}
     if codec in ("libx264", "libx265"):
         opts = {"preset": "ultrafast", "crf": str(crf)}
         params = "log-level=error:" if codec == "libx265" else ""
         params += "scenecut=0" if gop else ""
+        if x264_params and codec == "libx264":
+            params = ":".join(filter(None, (params, x264_params)))
         if params:
             opts[codec[3:] + "-params"] = params.rstrip(":")
     elif codec == "libvpx-vp9":
@@ -444,11 +446,13 @@ def write_video(path: str | os.PathLike[str], shots: Sequence[ShotSpec], *, fps:
                 width: int = 320, height: int = 180, codec: str = "libx264",
                 pix_fmt: str = "yuv420p", gop: int | None = None, bframes: int | None = None,
                 crf: int = 18, rotation: int = 0, vfr: bool = False, audio: bool = False,
+                x264_params: str | None = None,
                 _muxer_options: dict[str, str] | None = None) -> SynthVideo:
     """Render ``shots`` and encode them with PyAV; the container follows the extension.
 
     ``gop`` sets the keyframe interval (and turns x264/x265 scene-cut keyframes off, so
     keyframes fall exactly every ``gop`` frames); ``bframes`` the maximum B-frames.
+    ``x264_params`` (libx264 only, ``key=value:...``) goes after those, e.g. ``open-gop=1``.
     ``rotation`` (0/90/180/270) is written as a display matrix such that decoded frames report
     ``frame.rotation % 360 == rotation`` (counter-clockwise, PyAV's convention). ``vfr`` writes
     irregular timestamps (see :func:`frame_times`); ``audio`` adds a 440 Hz AAC track (Opus
@@ -464,6 +468,8 @@ def write_video(path: str | os.PathLike[str], shots: Sequence[ShotSpec], *, fps:
     if len(sub) > 1 and ((sub[1].width * 2 != width and sub[1].width != width)
                          or (sub[1].height * 2 != height and sub[1].height != height)):
         raise ValueError(f"{pix_fmt} needs even dimensions, got {width}x{height}")
+    if x264_params and codec != "libx264":
+        raise ValueError(f"x264_params is for libx264, not {codec}")
     path = os.fspath(path)
     if vfr and path.lower().endswith(".avi"):
         raise ValueError("AVI cannot carry variable frame rate")
@@ -471,7 +477,7 @@ def write_video(path: str | os.PathLike[str], shots: Sequence[ShotSpec], *, fps:
     times = frame_times(total, fps, vfr)
     with av.open(path, "w", options=_muxer_options or {}) as out:
         stream = _add_video_stream(out, codec, fps, width, height, pix_fmt, gop, bframes, crf,
-                                   vfr)
+                                   vfr, x264_params)
         if rotation:
             stream.set_display_rotation(rotation)
         sine = _Sine(out) if audio else None

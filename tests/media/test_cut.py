@@ -17,7 +17,7 @@ from clipfactory.media import reencode as cut_mod
 from clipfactory.media.cut import CutResult, cut_clips
 from clipfactory.records import Span
 from clipfactory.testing.compare import psnr
-from clipfactory.testing.synth import ShotSpec, render_frame, write_broken, write_video
+from clipfactory.testing.synth import ShotSpec, write_broken, write_video
 
 SHOTS = [ShotSpec(150, "texture", 1), ShotSpec(150, "texture", 2)]
 REENCODE = CutConfig(mode="transcode")  # every frame re-encoded at the source's size
@@ -173,17 +173,9 @@ def test_open_gop_seek_landing_late_is_retried(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     # Open GOPs: the frames just before each keyframe (117..119) are decoded after it, so a
     # seek for them lands on the keyframe (120), past the target; the cutter seeks again.
-    path, shots = str(tmp_path / "opengop.mp4"), [ShotSpec(300, "texture", 5)]
-    with av.open(path, "w") as out:
-        st = out.add_stream("libx264", rate=30, options={
-            "preset": "ultrafast", "x264-params": "open-gop=1:keyint=120:scenecut=0:bframes=3"})
-        st.width, st.height, st.pix_fmt = 320, 180, "yuv420p"
-        st.codec_context.max_b_frames = 3
-        for i in range(300):
-            frame = av.VideoFrame.from_ndarray(render_frame(shots, i, 320, 180), "rgb24")
-            frame.pts = i
-            out.mux(st.encode(frame))
-        out.mux(st.encode(None))
+    path = str(tmp_path / "opengop.mp4")
+    write_video(path, [ShotSpec(300, "texture", 5)], bframes=3,
+                x264_params="open-gop=1:keyint=120:scenecut=0:bframes=3")
     src = _decode_all(path)
     opened, seeks = _count_io(monkeypatch, path)
     spans = [Span(0, 5), Span(117, 122), Span(238, 242)]

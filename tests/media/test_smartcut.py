@@ -21,7 +21,7 @@ from clipfactory.media.cut import cut_clips
 from clipfactory.media.splice import _length_nals, _parse_sps, splice_codec
 from clipfactory.records import Span
 from clipfactory.testing.compare import psnr
-from clipfactory.testing.synth import ShotSpec, render_frame, write_video
+from clipfactory.testing.synth import ShotSpec, write_video
 
 SHOTS = [ShotSpec(150, "texture", 11), ShotSpec(150, "texture", 12)]
 
@@ -50,17 +50,8 @@ def _load(path: str) -> Src:
 
 
 def _open_gop(path: str) -> str:
-    shots = [ShotSpec(300, "texture", 13)]
-    with av.open(path, "w") as out:
-        st = out.add_stream("libx264", rate=30, options={
-            "preset": "ultrafast", "x264-params": "open-gop=1:keyint=60:scenecut=0:bframes=3"})
-        st.width, st.height, st.pix_fmt = 320, 180, "yuv420p"
-        st.codec_context.max_b_frames = 3
-        for i in range(300):
-            frame = av.VideoFrame.from_ndarray(render_frame(shots, i, 320, 180), "rgb24")
-            frame.pts = i
-            out.mux(st.encode(frame))
-        out.mux(st.encode(None))
+    write_video(path, [ShotSpec(300, "texture", 13)], bframes=3,
+                x264_params="open-gop=1:keyint=60:scenecut=0:bframes=3")
     return path
 
 
@@ -296,18 +287,8 @@ def test_bad_spans_and_no_temp_files(tmp_path: Path) -> None:
 
 
 def _bframe_source(path: str, pyramid: str) -> str:
-    shots = [ShotSpec(150, "texture", 15)]
-    with av.open(path, "w") as out:
-        st = out.add_stream("libx264", rate=30, options={
-            "preset": "ultrafast",
-            "x264-params": f"keyint=75:scenecut=0:bframes=3:b-adapt=0:b-pyramid={pyramid}"})
-        st.width, st.height, st.pix_fmt = 320, 180, "yuv420p"
-        st.codec_context.max_b_frames = 3
-        for i in range(150):
-            frame = av.VideoFrame.from_ndarray(render_frame(shots, i, 320, 180), "rgb24")
-            frame.pts = i
-            out.mux(st.encode(frame))
-        out.mux(st.encode(None))
+    write_video(path, [ShotSpec(150, "texture", 15)], bframes=3,
+                x264_params=f"keyint=75:scenecut=0:bframes=3:b-adapt=0:b-pyramid={pyramid}")
     return path
 
 

@@ -171,6 +171,15 @@ def test_gop_and_bframes(tmp_path, cuts_video):
         assert any(p.pts != p.dts for p in c.demux(video=0) if p.size)
 
 
+def test_x264_params_reach_the_encoder(tmp_path):
+    # keyint=7 instead of the default 250: keyframes every 7 frames
+    v = write_video(tmp_path / "k.mp4", [*TWO, *TWO], bframes=0,
+                    x264_params="keyint=7:scenecut=0")
+    assert [i for i, f in enumerate(decode(v.path)) if f.key_frame] == [0, 7, 14, 21, 28, 35]
+    with pytest.raises(ValueError, match="libx264"):
+        write_video(tmp_path / "k.webm", TWO, codec="libvpx-vp9", x264_params="keyint=12")
+
+
 def test_audio_tracks(tmp_path):
     v = write_video(tmp_path / "av.mp4", TWO, audio=True)
     with av.open(v.path) as c:
