@@ -19,8 +19,9 @@ picture refers to (a non-reference picture before a clip's first frame or after 
 not decoded at all: the other pictures come out bit for bit the same. A clip's packets are
 held until it is complete, then get fresh timestamps: pts = source pts - the clip's first
 pts (VFR spacing is kept), and dts[j] = the (j - D)-th smallest pts, D being the largest
-reorder depth in the clip, so dts strictly increase and never pass pts. The MP4 is written to a hidden temporary file and
-renamed into place once its packet count and timestamps match the span exactly.
+reorder depth in the clip, so dts strictly increase and never pass pts. The MP4 is written
+to a hidden temporary file and renamed into place once its packet count and timestamps match
+the span exactly.
 
 ``keyframe`` mode copies only: the longest run of copyable GOPs inside the span, nothing
 decoded; the result reports the span it actually holds.
@@ -180,6 +181,11 @@ class _Clip:
                 return run
         return None
 
+    def open_run(self, i: int) -> _Run | None:
+        """The run that still waits for frame ``i`` (neither done nor failed), if any."""
+        run = self.wants(i)
+        return run if run is not None and not run.done and not run.failed else None
+
     @property
     def settled(self) -> bool:
         return self.decided >= self.span.end_frame and all(r.done or r.failed for r in self.runs)
@@ -281,11 +287,7 @@ class _Cutter:
         self.dec_gop, self.fed_hi = gop.n, gop.hi
 
     def _wanted(self, i: int) -> bool:
-        for clip in self.active:
-            run = clip.wants(i)
-            if run is not None and not run.done and not run.failed:
-                return True
-        return False
+        return any(clip.open_run(i) is not None for clip in self.active)
 
     def distribute(self, frame: av.VideoFrame) -> None:
         i = self.index(frame.pts)
@@ -296,8 +298,8 @@ class _Cutter:
             for run in clip.runs:
                 if not run.done and not run.failed and run.end <= i:
                     self.fail_run(clip, run)  # its frames can no longer come
-            run = clip.wants(i)
-            if run is None or run.done or run.failed:
+            run = clip.open_run(i)
+            if run is None:
                 continue
             if i != run.start + run.got:
                 self.fail_run(clip, run)

@@ -389,7 +389,7 @@ def _add_video_stream(out: av.container.OutputContainer, codec: str, fps: float,
         opts = {"preset": "ultrafast", "crf": str(crf)}
         params = "log-level=error:" if codec == "libx265" else ""
         params += "scenecut=0" if gop else ""
-        if x264_params and codec == "libx264":
+        if x264_params:  # write_video lets it through for libx264 only
             params = ":".join(filter(None, (params, x264_params)))
         if params:
             opts[codec[3:] + "-params"] = params.rstrip(":")
