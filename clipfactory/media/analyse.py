@@ -3,8 +3,10 @@
 Each decoded frame is (1) hashed at full resolution for exact dedup, then (2) scaled once to a
 small RGB analysis frame from which everything else comes: brightness, sharpness (variance of
 the Laplacian), motion (mean absolute luma change), a 64-bit perceptual hash, and the shot
-detector's features. Only scalars per frame are kept; pixels are dropped as soon as they are
-used, so memory stays small for any video length.
+detector's features. The signals are computed a batch of small frames at a time
+(:mod:`clipfactory.media.framesignals`: numpy's per-call overhead dominates on frames this
+small), bit-identical to one frame at a time. Only scalars per frame are kept beyond a batch, so
+memory stays small for any video length.
 
 Frames the decoder reports as corrupt, and frames after a packet that failed to decode until the
 next keyframe (the decoder conceals errors by guessing), are flagged as damaged; clip planning
@@ -22,33 +24,17 @@ import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from clipfactory.config import AnalysisConfig
-from clipfactory.dedup.perceptual import phash64
 from clipfactory.errors import MediaError
 from clipfactory.media import stagetime
 from clipfactory.media.digest import plane_digest
-from clipfactory.media.motion import (
-    enable_motion_vectors,
-    fit_global_motion,
-    frame_vectors,
-    phase_motion,
-)
+from clipfactory.media.framesignals import NAN5, SignalBatch
+from clipfactory.media.motion import enable_motion_vectors, fit_global_motion, frame_vectors
 from clipfactory.media.nvdec import decoder_of
 from clipfactory.media.probe import open_video
 from clipfactory.records import Transition, VideoInfo
 from clipfactory.shots.base import ShotDetector
 
 __all__ = ["Signals", "analyse", "analysis_size"]
-
-_LUMA = np.array([77, 150, 29], dtype=np.uint16)  # BT.601 weights * 256
-
-
-def _luma(rgb: np.ndarray) -> np.ndarray:
-    """float32 luma (0-255, integer valued) of an RGB uint8 frame: ``(77 R + 150 G + 29 B) >> 8``
-    (BT.601), per channel in uint16 (the largest sum, 255 * 256, fits)."""
-    x = rgb.astype(np.uint16)
-    return ((x[..., 0] * _LUMA[0] + x[..., 1] * _LUMA[1] + x[..., 2] * _LUMA[2]) >> 8
-            ).astype(np.float32)
-
 
 @dataclass
 class Signals:
@@ -89,7 +75,6 @@ def analysis_size(width: int, height: int, cfg: AnalysisConfig) -> tuple[int, in
     return w - (w % 2), h - (h % 2)
 
 
-_NAN5 = (float("nan"),) * 5
 # decoders whose exported motion vectors (flags2 +export_mvs) we trust; others use phase
 # correlation. MPEG-4 Part 2 exports all-zero vectors for its (direct-mode) B-frames, which
 # would read as a still camera; H.264 is checked on pans, tilts and zooms with B-frames.
@@ -126,8 +111,9 @@ class _Motion:
         if self.source == "vectors":
             enable_motion_vectors(stream)
 
-    def update(self, frame: av.VideoFrame, prev_gray: np.ndarray | None,
-               gray: np.ndarray) -> tuple[float, ...]:
+    def update(self, frame: av.VideoFrame, has_prev: bool) -> tuple[float, ...] | None:
+        """This frame's motion, or ``None``: measure it by phase correlation of its luma
+        against the previous analysed frame's (``has_prev``: there is one)."""
         n = self.frames
         self.frames += 1
         if self.source == "vectors":
@@ -145,28 +131,13 @@ class _Motion:
                         return (g.tx / dist, g.ty / dist, g.zoom / dist, g.rot / dist,
                                 g.residual / dist)
             if self.seen or self.frames < _MV_PATIENCE:
-                return _NAN5
+                return NAN5
             self.source = "phase"  # no P-frame vectors at all (all-intra): measure ourselves
             self.stride = max(1, round(self.fps / _PER_SECOND["phase"]))
-        if n - self.last_measured < self.stride or prev_gray is None or \
-                prev_gray.shape != gray.shape or min(gray.shape) < 16:
-            return _NAN5
+        if n - self.last_measured < self.stride or not has_prev:
+            return NAN5
         self.last_measured = n
-        g = phase_motion(prev_gray, gray)
-        return (g.tx, g.ty, g.zoom, g.rot, g.residual)
-
-
-def _laplacian_var(gray: np.ndarray) -> float:
-    """Variance of the Laplacian of the 2x2-pooled luma. Pooling first makes the measure
-    about the picture rather than the codec: block edges and mosquito noise of a low-quality
-    encode (which a Laplacian at full analysis resolution mistakes for detail) average out."""
-    h, w = gray.shape[0] & ~1, gray.shape[1] & ~1
-    if h >= 6 and w >= 6:
-        g = gray[:h, :w]
-        gray = (g[0::2, 0::2] + g[1::2, 0::2] + g[0::2, 1::2] + g[1::2, 1::2]) * 0.25
-    c = gray[1:-1, 1:-1]
-    lap = 4 * c - gray[:-2, 1:-1] - gray[2:, 1:-1] - gray[1:-1, :-2] - gray[1:-1, 2:]
-    return float(lap.var())
+        return None
 
 
 def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None = None, *,
@@ -187,11 +158,9 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
     scaler = VideoReformatter()
     pts, times = array("q"), array("d")
     key, damaged, inspan = array("b"), array("b"), array("b")
-    bright, sharp, luma_motion = array("f"), array("f"), array("f")
-    phashes, digests = array("Q"), array("Q")
-    cam = array("f")  # 5 per frame
+    digests = array("Q")
     motion = _Motion(stream, info) if cfg.motion else None
-    prev_gray: np.ndarray | None = None
+    batch = SignalBatch(ah, aw, info.rotation, camera=motion is not None)
     found: list[Transition] = []
     pts_ok, errors, conceal = True, 0, False
     fps = info.fps or 0.0
@@ -199,7 +168,6 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
     past_end, end_time = False, None
     clock = stagetime.active()  # per-stage CPU split (a no-op unless a bench measures)
     tb_num, tb_den = tb.numerator, tb.denominator  # int arithmetic: float(Fraction) exactly
-    rot = info.rotation // 90
     mark = clock.now()
     try:
         for packet in container.demux(stream):
@@ -234,11 +202,7 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
                 inside = start_s is None or t >= start_s - 1e-6
                 inspan.append(1 if inside else 0)
                 if not inside:
-                    for arr in (bright, sharp, luma_motion):
-                        arr.append(0.0)
-                    if motion is not None:
-                        cam.extend(_NAN5)
-                    phashes.append(0)
+                    batch.skip()
                     digests.append(0)
                     n += 1
                     continue
@@ -250,18 +214,10 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
                 small = scaler.reformat(frame, width=aw, height=ah, format="rgb24",
                                         interpolation=Interpolation.AREA, threads=1).to_ndarray()
                 mark = clock.lap("scale", mark)
-                gray = _luma(small)
-                bright.append(float(gray.mean()))
-                sharp.append(_laplacian_var(gray))
-                luma_motion.append(float(np.abs(gray - prev_gray).mean())
-                                   if prev_gray is not None and prev_gray.shape == gray.shape
-                                   else 0.0)
-                if motion is not None:
-                    cam.extend(motion.update(frame, prev_gray, gray))
-                prev_gray = gray
+                # vectors are read while the frame is here; the rest waits for the batch
+                cam = motion.update(frame, batch.has_prev) if motion is not None else NAN5
+                batch.add(small, cam)  # computes the signals of a full batch
                 mark = clock.lap("signals", mark)
-                phashes.append(phash64(np.rot90(gray, rot) if rot else gray))
-                mark = clock.lap("hashing", mark)
                 if detector is not None:
                     found.extend(detector.process(n, small))  # decided early
                     mark = clock.lap("shot_rules", mark)
@@ -275,6 +231,8 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
     if n == 0:
         raise MediaError("analyse", "undecodable", "no frame could be decoded")
     mark = clock.now()
+    batch.flush()  # what the decoder gave before an error stands
+    mark = clock.lap("signals", mark)
     transitions = found + (detector.finish() if detector is not None else [])
     clock.lap("shot_rules", mark)
     times_np = np.frombuffer(times, dtype=np.float64).copy()
@@ -291,13 +249,13 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
         keyframe=np.frombuffer(key, dtype=np.int8).astype(bool),
         damaged=np.frombuffer(damaged, dtype=np.int8).astype(bool),
         analysed=np.frombuffer(inspan, dtype=np.int8).astype(bool),
-        brightness=np.frombuffer(bright, dtype=np.float32).copy(),
-        sharpness=np.frombuffer(sharp, dtype=np.float32).copy(),
-        motion=np.frombuffer(luma_motion, dtype=np.float32).copy(),
-        camera=(np.frombuffer(cam, dtype=np.float32).reshape(-1, 5).copy()
+        brightness=np.frombuffer(batch.brightness, dtype=np.float32).copy(),
+        sharpness=np.frombuffer(batch.sharpness, dtype=np.float32).copy(),
+        motion=np.frombuffer(batch.motion, dtype=np.float32).copy(),
+        camera=(np.frombuffer(batch.camera, dtype=np.float32).reshape(-1, 5).copy()
                 if motion is not None else None),
         motion_source=motion.source if motion is not None else "",
-        phash=np.frombuffer(phashes, dtype=np.uint64).copy(),
+        phash=np.frombuffer(batch.phash, dtype=np.uint64).copy(),
         digest=np.frombuffer(digests, dtype=np.uint64).copy(),
         transitions=transitions,
         decode_errors=errors,

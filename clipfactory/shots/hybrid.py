@@ -58,34 +58,39 @@ def _luma_cells(coarse: np.ndarray) -> np.ndarray:
 
 
 def mix_proposals(coarse: np.ndarray, min_change: float, max_residual: float,
-                  scales: tuple[int, ...] = _SCALES) -> list[tuple[int, int]]:
+                  scales: tuple[int, ...] = _SCALES, centres: tuple[int, int] | None = None
+                  ) -> list[tuple[int, int]]:
     """Windows ``(c - h, c + h)`` (indices into ``coarse``) whose middle frame looks like the
     average of its ends while the ends differ (``mean|b - a| >= 255 * min_change`` and
     ``mean|m - (a + b) / 2| <= max_residual * mean|b - a|``), except fades: windows whose ends
     are one picture at two brightnesses (``b`` within half the change of ``k * a``), with a
     black end or middle, or whose middle is darker than both ends.
-    ``coarse`` is ``[n, 16 * 9 * 3]`` float32, one colour thumbnail per frame."""
+    ``coarse`` is ``[n, 16 * 9 * 3]`` float32, one colour thumbnail per frame. ``centres``
+    ``(first, last)`` tests only the windows centred there (a stream tests each centre once);
+    each window's test is the same either way."""
     n = len(coarse)
     luma = _luma_cells(coarse)
     bright = luma.mean(axis=1)
     black = (bright <= BLACK_LUMA) & (luma.std(axis=1) <= BLACK_SPREAD)
     power = (coarse ** 2).sum(axis=1) + 1e-6
+    first, last = centres if centres is not None else (0, n)
     out: list[tuple[int, int]] = []
     for h in scales:
-        if n <= 2 * h:
-            break
-        a, m, b = coarse[:n - 2 * h], coarse[h:n - h], coarse[2 * h:]
+        lo, hi = max(0, first - h), min(n - 2 * h, last - h + 1)  # window starts lo .. hi - 1
+        if hi <= lo:
+            continue
+        ia, im, ib = slice(lo, hi), slice(lo + h, hi + h), slice(lo + 2 * h, hi + 2 * h)
+        a, m, b = coarse[ia], coarse[im], coarse[ib]
         change = np.abs(b - a).mean(axis=1)
         residual = np.abs(m - 0.5 * (a + b)).mean(axis=1)
         # one picture at two brightnesses: b is close to k * a (or a to k * b)
         ab = (a * b).sum(axis=1)
-        gain = np.minimum(np.abs(b - (ab / power[:n - 2 * h])[:, None] * a).mean(axis=1),
-                          np.abs(a - (ab / power[2 * h:])[:, None] * b).mean(axis=1))
-        dip = bright[h:n - h] < np.minimum(bright[:n - 2 * h], bright[2 * h:]) - 8.0
+        gain = np.minimum(np.abs(b - (ab / power[ia])[:, None] * a).mean(axis=1),
+                          np.abs(a - (ab / power[ib])[:, None] * b).mean(axis=1))
+        dip = bright[im] < np.minimum(bright[ia], bright[ib]) - 8.0
         hit = ((change >= 255.0 * min_change) & (residual <= max_residual * change)
-               & (gain > 0.5 * change) & ~black[:n - 2 * h] & ~black[2 * h:]
-               & ~black[h:n - h] & ~dip)
-        out.extend((int(c), int(c) + 2 * h) for c in np.flatnonzero(hit))
+               & (gain > 0.5 * change) & ~black[ia] & ~black[ib] & ~black[im] & ~dip)
+        out.extend((lo + int(c), lo + int(c) + 2 * h) for c in np.flatnonzero(hit))
     return out
 
 
@@ -194,7 +199,7 @@ class HybridDetector:
         if upto >= self._next_centre:
             lo = max(self.first, self._next_centre - h, last - self._ring + 1)
             windows = mix_proposals(self._coarse[self._window(lo, last)], self.min_change,
-                                    self.max_residual)
+                                    self.max_residual, centres=(self._next_centre - lo, upto - lo))
             centres = {lo + (a + b) // 2 for a, b in windows}  # the middle of a mix; the
             self._proposed += [(c - _PAD, c + _PAD) for c in sorted(centres)  # network's
                                if self._next_centre <= c <= upto]  # context shows the rest

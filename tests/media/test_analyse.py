@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from clipfactory.config import AnalysisConfig, ShotConfig
-from clipfactory.dedup.perceptual import hamming
+from clipfactory.dedup.perceptual import hamming, phash64
 from clipfactory.media.analyse import analyse, analysis_size
 from clipfactory.media.probe import probe
 from clipfactory.shots import make_detector
@@ -75,3 +75,56 @@ def test_analysis_size_keeps_aspect_and_caps_portrait():
     assert analysis_size(16, 16, cfg) == (16, 16)
     w, h = analysis_size(100, 4000, cfg)
     assert h == 160 and w >= 16 and w % 2 == 0 and h % 2 == 0
+
+
+@pytest.mark.parametrize("codec,rotation", [("libx264", 90), ("mpeg4", 0)])
+def test_batched_signals_equal_each_frame_on_its_own(media_dir, codec, rotation):
+    """The one pass computes its signals a batch at a time; every value equals the per-frame
+    definition on the same decoded frames, in and after the skipped head of a span, and the
+    phase-correlation motion (MPEG-4 exports no usable vectors) equals phase_motion's."""
+    import av
+    from av.video.reformatter import Interpolation, VideoReformatter
+
+    from clipfactory.media.framesignals import reference_signals
+    from clipfactory.media.motion import phase_motion
+
+    path = media_dir / f"batched_{codec}.mkv"
+    write_video(path, [ShotSpec(50, "texture", 3), ShotSpec(40, "fastpan", 4)], codec=codec,
+                rotation=rotation)
+    sig = _run(path, start_s=0.5)
+    info = probe(str(path))
+    aw, ah = analysis_size(info.width, info.height, AnalysisConfig())
+    scaler, prev, want = VideoReformatter(), None, []
+    with av.open(str(path)) as c:
+        for frame in c.decode(video=0):
+            rgb = scaler.reformat(frame, width=aw, height=ah, format="rgb24",
+                                  interpolation=Interpolation.AREA, threads=1).to_ndarray()
+            want.append(reference_signals(rgb, prev))
+            prev = want[-1][0] if len(want) > 15 else None  # 15 frames before 0.5 s
+    assert sig.frames == len(want) == 90 and sig.analysed.sum() == 75
+    for i, (gray, b, s, m) in enumerate(want):
+        if i < 15:
+            assert sig.brightness[i] == sig.sharpness[i] == sig.phash[i] == 0
+            continue
+        assert (sig.brightness[i], sig.sharpness[i], sig.motion[i]) == \
+            (np.float32(b), np.float32(s), np.float32(m)), i
+        assert int(sig.phash[i]) == phash64(np.rot90(gray, rotation // 90)), i
+    measured = np.flatnonzero(~np.isnan(sig.camera[:, 0]))
+    assert len(measured) >= 5
+    if codec == "mpeg4":
+        assert sig.motion_source == "phase"
+        for i in measured:
+            g = phase_motion(want[i - 1][0], want[i][0])
+            assert np.array_equal(sig.camera[i], np.float32(
+                [g.tx, g.ty, g.zoom, g.rot, g.residual])), i
+
+
+def test_the_batched_signals_are_charged_to_their_stages(kinds_video):
+    from clipfactory.media import stagetime
+
+    with stagetime.measure() as clock:
+        _run(kinds_video.path)
+    split = clock.seconds()
+    # the batch runs inside the signals lap and moves its perceptual hashes to hashing
+    assert split["signals"] > 0 and split["hashing"] > 0 and split["decode"] > 0
+    assert all(v >= 0 for v in split.values())

@@ -86,6 +86,23 @@ def test_mix_proposals_are_mixes_not_motion_nor_fades():
     assert mix_proposals(np.repeat(a[:1], 40, axis=0), 0.1, 0.25) == []  # still
 
 
+def test_mix_proposals_on_some_centres_are_those_of_the_whole_window():
+    """The stream tests each centre once (``centres``); a window's verdict must not depend on
+    how many others were tested with it."""
+    rng = np.random.default_rng(5)
+    a, b, c = (rng.uniform(0, 255, 432).astype(np.float32) for _ in range(3))
+    w = np.linspace(0, 1, 30, dtype=np.float32)[:, None]
+    noise = rng.normal(0, 4, (150, 432)).astype(np.float32)
+    frames = np.concatenate([np.repeat(a[None], 40, 0), (1 - w) * a + w * b,
+                             np.repeat(b[None], 20, 0), (1 - w[:20]) * b + w[:20] * c,
+                             np.repeat(c[None], 40, 0)]) + noise
+    whole = mix_proposals(frames, 0.1, 0.25)
+    assert len({(x + y) // 2 for x, y in whole}) > 10  # both dissolves, at several scales
+    for first, last in [(0, 149), (30, 60), (55, 56), (90, 149), (140, 200), (-5, 3)]:
+        part = mix_proposals(frames, 0.1, 0.25, centres=(first, last))
+        assert part == [(x, y) for x, y in whole if first <= (x + y) // 2 <= last]
+
+
 def test_the_analysis_pass_and_the_shots_command_agree(dissolve):
     from clipfactory.config import AnalysisConfig
     from clipfactory.media.analyse import analyse
