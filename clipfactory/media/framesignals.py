@@ -7,7 +7,7 @@ numpy call costs more in overhead than in arithmetic, so :class:`SignalBatch` ke
 of a batch and computes these over all of them at once: about 30 % less CPU per frame.
 
 The values are bit-identical to computing them one frame at a time (tests hold both to
-:func:`reference_signals`): luma, the pooling and the Laplacian are exact in float32 (integers,
+:func:`clipfactory.testing.compare.reference_signals`): luma, the pooling and the Laplacian are exact in float32 (integers,
 and multiples of 1/4 below 2**12), and each mean or variance is numpy's own reduction over one
 frame's contiguous row of the batch, which adds in the same order as the reduction of that
 frame on its own.
@@ -23,7 +23,7 @@ from clipfactory.dedup.perceptual import phash64
 from clipfactory.media import stagetime
 from clipfactory.media.motion import phase_motion
 
-__all__ = ["BATCH", "NAN5", "SignalBatch", "luma", "reference_signals", "sharpness"]
+__all__ = ["BATCH", "NAN5", "SignalBatch", "luma", "sharpness"]
 
 BATCH = 16  # frames: 0.7 MB of 160x90 RGB; larger batches fall out of the cache
 NAN5 = (float("nan"),) * 5
@@ -42,7 +42,7 @@ def luma(rgb: np.ndarray) -> np.ndarray:
     v = np.empty(len(x), np.float32)
     part = np.empty((min(len(x), _GEMV_ROWS), 3), np.float32)  # converted a cache-full at a time
     for i in range(0, len(x), _GEMV_ROWS):
-        p = part[:len(x) - i] if len(x) - i < _GEMV_ROWS else part
+        p = part[:len(x) - i]  # the last piece may be shorter
         p[...] = x[i:i + _GEMV_ROWS]
         np.matmul(p, _WEIGHTS, out=v[i:i + _GEMV_ROWS])
     v *= np.float32(1 / 256)
@@ -68,23 +68,6 @@ def sharpness(gray: np.ndarray) -> np.ndarray:
     lap -= gray[:, 1:-1, :-2]
     lap -= gray[:, 1:-1, 2:]
     return lap.reshape(n, -1).var(axis=1)
-
-
-def reference_signals(rgb: np.ndarray, prev_gray: np.ndarray | None
-                      ) -> tuple[np.ndarray, float, float, float]:
-    """(gray, brightness, sharpness, motion) of one frame, one numpy call at a time: the
-    definition the batch must match, for tests."""
-    x = rgb.astype(np.int64)
-    gray = ((77 * x[..., 0] + 150 * x[..., 1] + 29 * x[..., 2]) >> 8).astype(np.float32)
-    g = gray
-    h, w = g.shape[0] & ~1, g.shape[1] & ~1
-    if h >= 6 and w >= 6:
-        g = (g[:h:2, :w:2] + g[1:h:2, :w:2] + g[:h:2, 1:w:2] + g[1:h:2, 1:w:2]) * 0.25
-    c = g[1:-1, 1:-1]
-    lap = 4 * c - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:]
-    motion = (float(np.abs(gray - prev_gray).mean())
-              if prev_gray is not None and prev_gray.shape == gray.shape else 0.0)
-    return gray, float(gray.mean()), float(lap.var()), motion
 
 
 class SignalBatch:

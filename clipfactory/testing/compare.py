@@ -7,7 +7,7 @@ import os
 import av
 import numpy as np
 
-__all__ = ["psnr", "remux"]
+__all__ = ["psnr", "reference_signals", "remux"]
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -27,3 +27,20 @@ def remux(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
             if pkt.dts is not None:
                 pkt.stream = s_out
                 o.mux(pkt)
+
+
+def reference_signals(rgb: np.ndarray, prev_gray: np.ndarray | None
+                      ) -> tuple[np.ndarray, float, float, float]:
+    """(gray, brightness, sharpness, motion) of one frame, one numpy call at a time: the
+    definition that :class:`clipfactory.media.framesignals.SignalBatch` must match bit for bit."""
+    x = rgb.astype(np.int64)
+    gray = ((77 * x[..., 0] + 150 * x[..., 1] + 29 * x[..., 2]) >> 8).astype(np.float32)
+    g = gray
+    h, w = g.shape[0] & ~1, g.shape[1] & ~1
+    if h >= 6 and w >= 6:
+        g = (g[:h:2, :w:2] + g[1:h:2, :w:2] + g[:h:2, 1:w:2] + g[1:h:2, 1:w:2]) * 0.25
+    c = g[1:-1, 1:-1]
+    lap = 4 * c - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:]
+    motion = (float(np.abs(gray - prev_gray).mean())
+              if prev_gray is not None and prev_gray.shape == gray.shape else 0.0)
+    return gray, float(gray.mean()), float(lap.var()), motion

@@ -85,8 +85,8 @@ def test_batched_signals_equal_each_frame_on_its_own(media_dir, codec, rotation)
     import av
     from av.video.reformatter import Interpolation, VideoReformatter
 
-    from clipfactory.media.framesignals import reference_signals
     from clipfactory.media.motion import phase_motion
+    from clipfactory.testing.compare import reference_signals
 
     path = media_dir / f"batched_{codec}.mkv"
     write_video(path, [ShotSpec(50, "texture", 3), ShotSpec(40, "fastpan", 4)], codec=codec,

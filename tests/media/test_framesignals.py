@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from clipfactory.dedup.perceptual import phash64
-from clipfactory.media.framesignals import NAN5, SignalBatch, luma, reference_signals
+from clipfactory.media.framesignals import NAN5, SignalBatch, luma
 from clipfactory.media.motion import phase_motion
+from clipfactory.testing.compare import reference_signals
 
 
 def test_luma_is_the_integer_formula_for_every_colour():
