@@ -10,6 +10,7 @@ run (``Config.stage_times``) and the largest worker's peak RSS from the workers'
 from __future__ import annotations
 
 import multiprocessing as mp
+import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -22,8 +23,8 @@ from clipfactory.config import Config
 from clipfactory.media import stagetime
 from clipfactory.memory import peak_rss_mib
 
-__all__ = ["analysis_level", "decode_level", "decode_only", "in_fresh_process",
-           "pipeline_level"]
+__all__ = ["analysis_level", "cut_summary", "decode_file", "decode_level", "decode_only",
+           "in_fresh_process", "pipeline_level"]
 
 
 def in_fresh_process(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
@@ -34,17 +35,26 @@ def in_fresh_process(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str,
         return pool.submit(fn, *args).result()
 
 
-def decode_only(path: str) -> tuple[int, float]:
-    """Decode every video frame single-threaded; return (frames, seconds of video)."""
+def decode_file(path: str) -> dict[str, Any]:
+    """Decode every video frame single-threaded: ``frames``, ``seconds`` of video,
+    ``keyframes`` (frames the decoder marks as keyframes) and the ``codec``."""
     with av.open(path) as c:
         s = c.streams.video[0]
         s.codec_context.thread_count = 1
-        n, last = 0, 0.0
+        n, keys, last = 0, 0, 0.0
         for f in c.decode(s):
             n += 1
+            keys += f.key_frame
             last = f.time or last
         fps = float(s.average_rate or 30)
-    return n, last + 1.0 / fps
+        codec = s.codec_context.name
+    return {"frames": n, "seconds": last + 1.0 / fps, "keyframes": keys, "codec": codec}
+
+
+def decode_only(path: str) -> tuple[int, float]:
+    """Decode every video frame single-threaded; return (frames, seconds of video)."""
+    d = decode_file(path)
+    return d["frames"], d["seconds"]
 
 
 def _level(media_s: float, wall_s: float, cpu_s: float, **more: Any) -> dict[str, Any]:
@@ -54,11 +64,19 @@ def _level(media_s: float, wall_s: float, cpu_s: float, **more: Any) -> dict[str
 
 
 def decode_level(paths: list[str]) -> dict[str, Any]:
-    """Decode-only over ``paths``: the ceiling for anything that decodes."""
+    """Decode-only over ``paths``: the ceiling for anything that decodes. ``by_codec``: the
+    seconds and keyframes of each source codec (what a smart cut can copy depends on them)."""
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    media = sum(decode_only(p)[1] for p in paths)
+    files = [decode_file(p) for p in paths]
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    return _level(media, wall, cpu, peak_rss_mib=peak_rss_mib())
+    by_codec: dict[str, dict[str, float]] = {}
+    for d in files:
+        c = by_codec.setdefault(d["codec"], {"videos": 0, "seconds": 0.0, "keyframes": 0})
+        c["videos"] += 1
+        c["seconds"] += d["seconds"]
+        c["keyframes"] += d["keyframes"]
+    return _level(sum(d["seconds"] for d in files), wall, cpu, by_codec=by_codec,
+                  peak_rss_mib=peak_rss_mib())
 
 
 def analysis_level(paths: list[str], cfg: Config) -> dict[str, Any]:
@@ -102,4 +120,27 @@ def pipeline_level(source: str, out: str, cfg: Config) -> dict[str, Any]:
     return _level(t["media_s"], wall, t["cpu_s"] + driver_cpu, driver_cpu_s=driver_cpu,
                   cpu_split=t.get("cpu_split", {}),
                   peak_rss_mib=t.get("peak_worker_rss_mib", 0.0),
-                  driver_peak_rss_mib=peak_rss_mib(), clips=summary["counts"]["clips"])
+                  driver_peak_rss_mib=peak_rss_mib(), clips=summary["counts"]["clips"],
+                  cut=cut_summary(Path(out) / "ledger.sqlite"))
+
+
+def cut_summary(ledger_path: str | Path) -> dict[str, Any]:
+    """What the cutter did, from a run's ledger: every clip it was asked for (whatever
+    happened to the clip later, dedup included), per clip codec and cut method: ``clips``,
+    ``frames`` (their spans) and ``copied`` (frames whose packets were copied; the rest were
+    decoded and re-encoded). One aggregate query: no clip record is loaded."""
+    db = sqlite3.connect(Path(ledger_path))
+    try:
+        rows = db.execute(
+            "SELECT json_extract(record, '$.extra.cut.codec'),"
+            " json_extract(record, '$.extra.cut.method'), COUNT(*),"
+            " SUM(json_extract(record, '$.end_frame') - json_extract(record, '$.start_frame')),"
+            " SUM(COALESCE(json_extract(record, '$.extra.cut.copied_frames'), 0))"
+            " FROM clips WHERE json_extract(record, '$.extra.cut') IS NOT NULL"
+            " GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
+    finally:
+        db.close()
+    parts = [{"codec": codec or "?", "method": method or "?", "clips": n, "frames": int(f or 0),
+              "copied": int(c or 0)} for codec, method, n, f, c in rows]
+    return {"clips": sum(p["clips"] for p in parts), "frames": sum(p["frames"] for p in parts),
+            "copied": sum(p["copied"] for p in parts), "parts": parts}

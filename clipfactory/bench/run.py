@@ -40,7 +40,7 @@ from clipfactory.media.stagetime import STAGES
 from clipfactory.sources.reader import read_folder
 from clipfactory.testing.synth import make_corpus
 
-__all__ = ["decode_only", "parse_resolutions", "run_bench", "run_bench_sizes",
+__all__ = ["cut_lines", "decode_only", "parse_resolutions", "run_bench", "run_bench_sizes",
            "text_filter_cost", "video_files"]
 
 _LABELS = {"mux_write": "mux/write"}  # otherwise the stage's name, "_" as a space
@@ -251,9 +251,43 @@ def _print(r: dict[str, Any]) -> None:
         print(f"text filter (off by default): {1000 * tf['cpu_s_per_clip']:.0f} ms CPU per clip "
               f"({tf['frames']} frames each, {tf['clips']} clips: grab + PP-OCRv4 det)")
     _print_split(r["analysis"], r["pipeline"])
+    cut = r["pipeline"].get("cut")
+    if cut and cut["clips"]:
+        print()
+        for line in cut_lines(cut, r["decode_only"].get("by_codec") or {}):
+            print(line)
     print(f"\nclips kept {r['clips']['kept']}, dropped {r['clips']['dropped']}; "
           f"{r['core_hours_per_video_hour']:.4f} core-hours per hour of video "
           f"({1 / r['core_hours_per_video_hour']:.1f} video-hours per core-hour)")
+
+
+def cut_lines(cut: dict[str, Any], sources: dict[str, dict[str, float]]) -> list[str]:
+    """The cutter's work in words: frames copied against re-encoded, per clip codec (with the
+    cut methods), then how often the sources have a keyframe. A smart cut copies only the
+    whole GOPs inside a clip, so sparse keyframes mean more frames decoded and re-encoded."""
+    def share(part: dict[str, Any]) -> str:
+        redone = part["frames"] - part["copied"]
+        return f"{redone} re-encoded ({100 * redone / max(1, part['frames']):.0f} %)"
+
+    def clips(n: int) -> str:
+        return f"{n} clip" + ("" if n == 1 else "s")
+
+    out = [f"cut: {clips(cut['clips'])}, {cut['frames']} frames, {share(cut)}, the rest copied"]
+    codecs: dict[str, dict[str, Any]] = {}
+    for p in cut["parts"]:
+        c = codecs.setdefault(p["codec"], {"clips": 0, "frames": 0, "copied": 0, "methods": {}})
+        for k in ("clips", "frames", "copied"):
+            c[k] += p[k]
+        c["methods"][p["method"]] = c["methods"].get(p["method"], 0) + p["clips"]
+    for name, c in codecs.items():
+        methods = ", ".join(f"{m} {n}" for m, n in sorted(c["methods"].items()))
+        out.append(f"  {name:<8} {clips(c['clips']):>11} {c['frames']:>9} frames  {share(c)}"
+                   f"  ({methods})")
+    keys = [f"{name} one every {s['seconds'] / s['keyframes']:.1f} s" for name, s in
+            sorted(sources.items()) if s.get("keyframes")]
+    if keys:
+        out.append(f"source keyframes: {', '.join(keys)}")
+    return out
 
 
 def _print_split(ana: dict[str, Any], full: dict[str, Any]) -> None:

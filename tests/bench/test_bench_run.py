@@ -10,8 +10,9 @@ from typing import Any
 import av
 import pytest
 
-from clipfactory.bench.run import parse_resolutions, run_bench, run_bench_sizes
+from clipfactory.bench.run import cut_lines, parse_resolutions, run_bench, run_bench_sizes
 from clipfactory.cli import main
+from clipfactory.ledger import Ledger
 from clipfactory.media.stagetime import STAGES
 from clipfactory.testing.synth import make_corpus
 
@@ -53,6 +54,81 @@ def test_bench_on_a_folder_measures_every_level(corpus: Path, tmp_path: Path) ->
     assert rss["largest_worker"] == full["peak_rss_mib"] > 0 and rss["driver"] > 0
     assert rss["analysis"] == r["analysis"]["peak_rss_mib"]
     assert json.loads((tmp_path / "bench.json").read_text())["pipeline"]["cpu_split"]
+    _check_cut_summary(r, tmp_path / "run" / "ledger.sqlite", corpus)
+
+
+def _check_cut_summary(r: dict[str, Any], ledger_path: Path, corpus: Path) -> None:
+    """The cut summary agrees with the clip records read one by one, and the decode level's
+    keyframe count with the keyframe packets of the sources."""
+    cut = r["pipeline"]["cut"]
+    ledger = Ledger(ledger_path)
+    try:
+        records = [c for c in ledger.clips() if "cut" in c.extra]
+    finally:
+        ledger.db.close()
+    assert records and cut["clips"] == len(records)
+    assert cut["frames"] == sum(c.end_frame - c.start_frame for c in records)
+    assert cut["copied"] == sum(c.extra["cut"]["copied_frames"] for c in records)
+    assert 0 <= cut["copied"] <= cut["frames"]
+    assert [(p["codec"], p["method"]) for p in cut["parts"]] == [("h264", "smart")]
+    keys = 0
+    for path in sorted(corpus.glob("*.mp4")):
+        with av.open(str(path)) as c:
+            keys += sum(1 for p in c.demux(video=0) if p.size and p.is_keyframe)
+    src = r["decode_only"]["by_codec"]
+    assert list(src) == ["h264"] and src["h264"]["keyframes"] == keys > 0
+    assert src["h264"]["videos"] == 2
+    assert src["h264"]["seconds"] == pytest.approx(r["decode_only"]["media_s"])
+
+
+def test_cut_summary_of_a_source_with_cuts_between_keyframes(tmp_path: Path) -> None:
+    """Keyframes every 60 frames and shots of 100 and 110 frames: clips start inside GOPs, so
+    the cutter copies some frames and re-encodes others, and the summary adds them up."""
+    from clipfactory.bench.levels import cut_summary, pipeline_level
+    from clipfactory.config import Config
+    from clipfactory.testing.synth import ShotSpec, write_video
+
+    video = tmp_path / "in" / "v.mp4"
+    video.parent.mkdir()
+    write_video(video, [ShotSpec(100, "texture", 1), ShotSpec(110, "texture", 2),
+                        ShotSpec(100, "texture", 3)], width=160, height=90, gop=60)
+    cfg = Config(workers=1)
+    cfg.shots.detector = "builtin"
+    full = pipeline_level(str(video.parent), str(tmp_path / "run"), cfg)
+    cut = full["cut"]
+    assert cut == cut_summary(tmp_path / "run" / "ledger.sqlite")
+    assert cut["clips"] >= 2 and 0 < cut["copied"] < cut["frames"]
+    ledger = Ledger(tmp_path / "run" / "ledger.sqlite")
+    try:
+        records = [c for c in ledger.clips() if "cut" in c.extra]
+    finally:
+        ledger.db.close()
+    assert cut["frames"] == sum(c.end_frame - c.start_frame for c in records)
+    assert cut["copied"] == sum(c.extra["cut"]["copied_frames"] for c in records)
+    # no B-frames: only a clip's head, up to the source's next keyframe, is re-encoded (a GOP
+    # the clip ends inside is copied up to its end)
+    with av.open(str(video)) as c:
+        keys = [i for i, f in enumerate(c.decode(video=0)) if f.key_frame]
+    assert keys == list(range(0, 310, 60))
+    for c in records:
+        head = min(c.end_frame, next(k for k in [*keys, 10**9] if k >= c.start_frame))
+        assert c.end_frame - c.start_frame - c.extra["cut"]["copied_frames"] == \
+            head - c.start_frame
+
+
+def test_cut_lines_give_shares_per_codec_and_keyframe_spacing() -> None:
+    cut = {"clips": 5, "frames": 400, "copied": 250, "parts": [
+        {"codec": "h264", "method": "reencode", "clips": 1, "frames": 50, "copied": 0},
+        {"codec": "h264", "method": "smart", "clips": 3, "frames": 250, "copied": 200},
+        {"codec": "vp9", "method": "smart", "clips": 1, "frames": 100, "copied": 50}]}
+    lines = cut_lines(cut, {"h264": {"videos": 2, "seconds": 60.0, "keyframes": 20},
+                            "vp9": {"videos": 1, "seconds": 30.0, "keyframes": 0}})
+    assert lines[0] == "cut: 5 clips, 400 frames, 150 re-encoded (38 %), the rest copied"
+    assert lines[1].split() == ["h264", "4", "clips", "300", "frames", "100", "re-encoded",
+                                "(33", "%)", "(reencode", "1,", "smart", "3)"]
+    assert lines[2].split()[:7] == ["vp9", "1", "clip", "100", "frames", "50", "re-encoded"]
+    assert lines[3] == "source keyframes: h264 one every 3.0 s"  # none counted: not a rate
+    assert len(lines) == 4
 
 
 def test_cli_bench_input_file_prints_the_split(corpus: Path, tmp_path: Path,
@@ -64,6 +140,7 @@ def test_cli_bench_input_file_prints_the_split(corpus: Path, tmp_path: Path,
     assert "clipfactory bench: 1 videos" in out
     assert "CPU split" in out and "decode" in out and "outside the split" in out
     assert "peak RSS MiB" in out
+    assert "re-encoded" in out and "source keyframes: h264 one every" in out
     r = json.loads((tmp_path / "bench.json").read_text())
     assert r["corpus"]["inputs"] == [str(video)]
     assert json.loads((tmp_path / "bench-inputs.jsonl").read_text())["path"] == \
