@@ -263,8 +263,8 @@ def _print(r: dict[str, Any]) -> None:
 
 def cut_lines(cut: dict[str, Any], sources: dict[str, dict[str, float]]) -> list[str]:
     """The cutter's work in words: frames copied against re-encoded, per clip codec (with the
-    cut methods), then how often the sources have a keyframe. A smart cut copies only the
-    whole GOPs inside a clip, so sparse keyframes mean more frames decoded and re-encoded."""
+    cut methods), then how often the sources have a keyframe. A smart cut copies packets from
+    the first keyframe inside a clip on, so sparse keyframes mean more frames re-encoded."""
     def share(part: dict[str, Any]) -> str:
         redone = part["frames"] - part["copied"]
         return f"{redone} re-encoded ({100 * redone / max(1, part['frames']):.0f} %)"
