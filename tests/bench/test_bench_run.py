@@ -14,6 +14,7 @@ from clipfactory.bench.run import cut_lines, parse_resolutions, run_bench, run_b
 from clipfactory.cli import main
 from clipfactory.ledger import Ledger
 from clipfactory.media.stagetime import STAGES
+from clipfactory.records import ClipRecord
 from clipfactory.testing.synth import make_corpus
 
 
@@ -57,15 +58,20 @@ def test_bench_on_a_folder_measures_every_level(corpus: Path, tmp_path: Path) ->
     _check_cut_summary(r, tmp_path / "run" / "ledger.sqlite", corpus)
 
 
+def _cut_records(ledger_path: Path) -> list[ClipRecord]:
+    """Every clip record of a run that the cutter was asked for, read one by one."""
+    ledger = Ledger(ledger_path)
+    try:
+        return [c for c in ledger.clips() if "cut" in c.extra]
+    finally:
+        ledger.close()
+
+
 def _check_cut_summary(r: dict[str, Any], ledger_path: Path, corpus: Path) -> None:
     """The cut summary agrees with the clip records read one by one, and the decode level's
     keyframe count with the keyframe packets of the sources."""
     cut = r["pipeline"]["cut"]
-    ledger = Ledger(ledger_path)
-    try:
-        records = [c for c in ledger.clips() if "cut" in c.extra]
-    finally:
-        ledger.db.close()
+    records = _cut_records(ledger_path)
     assert records and cut["clips"] == len(records)
     assert cut["frames"] == sum(c.end_frame - c.start_frame for c in records)
     assert cut["copied"] == sum(c.extra["cut"]["copied_frames"] for c in records)
@@ -98,11 +104,7 @@ def test_cut_summary_of_a_source_with_cuts_between_keyframes(tmp_path: Path) -> 
     cut = full["cut"]
     assert cut == cut_summary(tmp_path / "run" / "ledger.sqlite")
     assert cut["clips"] >= 2 and 0 < cut["copied"] < cut["frames"]
-    ledger = Ledger(tmp_path / "run" / "ledger.sqlite")
-    try:
-        records = [c for c in ledger.clips() if "cut" in c.extra]
-    finally:
-        ledger.db.close()
+    records = _cut_records(tmp_path / "run" / "ledger.sqlite")
     assert cut["frames"] == sum(c.end_frame - c.start_frame for c in records)
     assert cut["copied"] == sum(c.extra["cut"]["copied_frames"] for c in records)
     # no B-frames: only a clip's head, up to the source's next keyframe, is re-encoded (a GOP
