@@ -40,6 +40,13 @@ def test_the_shipped_model_loads_once_and_says_what_it_is():
     assert m.providers[-1] == "CPUExecutionProvider" and not m.on_gpu
 
 
+def test_the_session_keeps_no_arena_or_memory_patterns():
+    """Memory a window used goes back to the process (the cut reuses it): a 1080p worker's
+    peak depends on it (learned.load_model's comment has the figures)."""
+    opts = load_model().session.get_session_options()
+    assert opts.enable_cpu_mem_arena is False and opts.enable_mem_pattern is False
+
+
 def test_predict_is_the_authors_windowing():
     frames = _video(130)
     m = load_model()
