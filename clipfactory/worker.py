@@ -146,6 +146,7 @@ def _process(item: SourceItem, cfg: Config, staging: Path, result: VideoResult) 
                       end_s=item.end_s, threads=threads)
     except ModelError as e:  # the shot model failed on this video: say so, the run goes on
         raise MediaError("analyse", "shot_model_failed", str(e)) from e
+    release_memory()  # what the pass kept for reuse goes back before the cut allocates its own
     result.timings["analyse"] = time.perf_counter() - t
     result.decoded_frames = sig.frames
     result.decoder = sig.decoder

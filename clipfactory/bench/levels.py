@@ -21,7 +21,7 @@ import av
 
 from clipfactory.config import Config
 from clipfactory.media import stagetime
-from clipfactory.memory import peak_rss_mib
+from clipfactory.memory import peak_rss_mib, reuse_freed_memory
 
 __all__ = ["analysis_level", "cut_summary", "decode_file", "decode_level", "decode_only",
            "in_fresh_process", "pipeline_level"]
@@ -65,7 +65,9 @@ def _level(media_s: float, wall_s: float, cpu_s: float, **more: Any) -> dict[str
 
 def decode_level(paths: list[str]) -> dict[str, Any]:
     """Decode-only over ``paths``: the ceiling for anything that decodes. ``by_codec``: the
-    seconds and keyframes of each source codec (what a smart cut can copy depends on them)."""
+    seconds and keyframes of each source codec (what a smart cut can copy depends on them).
+    Like the analysis level, with a pipeline worker's allocator settings."""
+    reuse_freed_memory()
     wall0, cpu0 = time.perf_counter(), time.process_time()
     files = [decode_file(p) for p in paths]
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
@@ -82,11 +84,12 @@ def decode_level(paths: list[str]) -> dict[str, Any]:
 def analysis_level(paths: list[str], cfg: Config) -> dict[str, Any]:
     """Probe and the one analysis pass (every signal and the shot detector) over ``paths``,
     single-threaded, with its per-stage CPU split. The detector's network loads before the
-    clock starts."""
+    clock starts. The process's allocator is set as in a pipeline worker."""
     from clipfactory.media.analyse import analyse
     from clipfactory.media.probe import probe
     from clipfactory.shots import check_detector, make_detector
 
+    reuse_freed_memory()
     check_detector(cfg.shots)
     split: dict[str, float] = {}
     media = 0.0

@@ -19,6 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from clipfactory.config import Config
+from clipfactory.memory import reuse_freed_memory
 from clipfactory.records import Rejection, SourceItem, VideoResult
 from clipfactory.worker import process_video
 
@@ -83,7 +84,9 @@ class LocalExecutor:
         self.task = task
 
     def _pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
+        # a worker's allocator keeps what a video frees for reuse (see reuse_freed_memory)
+        return ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
+                                   initializer=reuse_freed_memory)
 
     def map(self, items: Iterable[SourceItem], cfg: Config,
             staging: str | Path) -> Iterator[VideoResult]:

@@ -35,6 +35,7 @@ from types import ModuleType
 from typing import Any
 
 from clipfactory.config import Config, RayConfig
+from clipfactory.memory import reuse_freed_memory
 from clipfactory.records import Rejection, SourceItem, VideoResult
 from clipfactory.worker import process_video
 
@@ -73,6 +74,7 @@ def setup_worker(cfg: Config) -> None:
     """
     from clipfactory.shots import make_detector
 
+    reuse_freed_memory()
     detector = make_detector(cfg.shots)
     setup = getattr(detector, "setup", None)
     if callable(setup):
@@ -101,7 +103,9 @@ def portable(item: SourceItem) -> SourceItem:
 
 
 def run_task(task: Task, item: SourceItem, cfg: Config, staging: str) -> VideoResult:
-    """The body of one Ray task (a module-level function, so workers import it by name)."""
+    """The body of one Ray task (a module-level function, so workers import it by name). Ray's
+    worker processes are ours to tune: their allocator keeps what a video frees for reuse."""
+    reuse_freed_memory()
     return task(item, cfg, staging)
 
 

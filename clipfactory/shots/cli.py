@@ -45,10 +45,12 @@ def add_commands(sub: Any) -> None:
 def _cmd_shots(a: argparse.Namespace) -> int:
     from clipfactory.config import load_config
     from clipfactory.errors import MediaError
+    from clipfactory.memory import reuse_freed_memory
     from clipfactory.shots import check_detector
     from clipfactory.shots.detect import detect_shots, format_timecode
     from clipfactory.shots.learned import ModelError
 
+    reuse_freed_memory()  # this command's process analyses videos, as a pipeline worker does
     cfg = load_config(a.config)
     if a.detector:
         cfg.shots.detector = a.detector
@@ -86,12 +88,14 @@ def _cmd_shots(a: argparse.Namespace) -> int:
 
 def _cmd_eval(a: argparse.Namespace) -> int:
     from clipfactory.bench.shot_eval import SYSTEMS, run_shot_eval
+    from clipfactory.memory import reuse_freed_memory
 
     systems = [s.strip() for s in a.systems.split(",")] if a.systems else None
     unknown = sorted(set(systems or []) - set(SYSTEMS))
     if unknown:
         print(f"clipfactory: unknown systems {unknown}; known: {sorted(SYSTEMS)}", file=sys.stderr)
         return 2
+    reuse_freed_memory()  # as in `clipfactory shots`, for every system compared
     run_shot_eval(a.workdir, videos=a.videos, seconds=a.seconds, width=a.width, height=a.height,
                   tolerance=a.tolerance, systems=systems, seed=a.seed, real=a.real,
                   split=a.split)

@@ -182,7 +182,8 @@ def load_model(path: str | None = None, device: str = "auto", threads: int = 1
     # and no arena: what a window needed goes back to malloc, where the cut's decoder and
     # encoder reuse it, instead of staying reserved for the next window. Real 1080p footage
     # through one worker peaked at 520 MiB with the arena, 476 MiB without; the network's
-    # runs cost ~8 % more CPU without it (~1 % of the pipeline on transition-dense 360p)
+    # runs cost ~8 % more CPU without it, in page faults, which a pipeline worker's allocator
+    # settings win back (clipfactory.memory.reuse_freed_memory)
     opts.enable_cpu_mem_arena = False
     try:
         session = ort.InferenceSession(path, opts, providers=_providers(device))
