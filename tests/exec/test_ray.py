@@ -30,6 +30,7 @@ from clipfactory.pipeline import run
 from clipfactory.records import SourceItem, VideoResult
 from clipfactory.testing.synth import ShotSpec, write_video
 from clipfactory.worker import process_video
+from tests.exec.test_memory import PAGES_PER_ROUND, churn_task, glibc
 
 ray = pytest.importorskip("ray")
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
@@ -267,14 +268,11 @@ def test_crashing_and_hanging_videos_fail_alone(cluster, tmp_path, actors):
     assert all(results[n].rejection is None for n in "abc")
 
 
+@glibc
 @pytest.mark.parametrize("actors", [False, True], ids=["tasks", "actors"])
 def test_a_ray_worker_reuses_the_memory_it_frees(cluster, tmp_path, actors):
     """Ray's worker processes get the allocator settings of the local pool's workers: the
     churn of tests/exec/test_memory.py faults its pages in once, not every round."""
-    from tests.exec.test_memory import PAGES_PER_ROUND, churn_task, glibc
-
-    if glibc.args[0]:
-        pytest.skip(glibc.kwargs["reason"])
     cfg = Config(executor="ray", ray=RayConfig(actors=actors))
     item = SourceItem(item_key="k:churn", source="churn")
     [r] = list(RayExecutor(task=churn_task).map([item], cfg, tmp_path / "staging"))
