@@ -196,6 +196,8 @@ class LoopbackServer:
             h.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
         if route.send_length:
             h.send_header("Content-Length", str(len(body) - start))
+        if head or start >= len(body):  # the headers are the whole answer
+            self._leave(h)
         h.end_headers()
         if head:
             return None
@@ -229,14 +231,17 @@ class LoopbackServer:
                 h.wfile.flush()
                 time.sleep(pause)
 
-    @staticmethod
-    def _status(h: _Handler, code: int, headers: dict[str, str] | None = None) -> None:
+    def _status(self, h: _Handler, code: int, headers: dict[str, str] | None = None) -> None:
         body = f"<html><body>{code}</body></html>".encode()
         h.send_response(code)
         for k, v in (headers or {}).items():
             h.send_header(k, v)
         h.send_header("Content-Type", "text/html")
         h.send_header("Content-Length", str(len(body)))
+        if h.command == "HEAD":
+            self._leave(h)  # the headers are the whole answer
+            h.end_headers()
+            return
         h.end_headers()
-        if h.command != "HEAD":
-            h.wfile.write(body)
+        self._leave(h)  # before the last bytes, as for a body (see _leave)
+        h.wfile.write(body)
