@@ -31,6 +31,11 @@ def _libc() -> Any:
         return None
 
 
+def _mallopt() -> Any:
+    """glibc's ``mallopt``, or None where the C library has none (or is not glibc)."""
+    return getattr(_libc(), "mallopt", None)
+
+
 def reuse_freed_memory() -> bool:
     """Within a video, keep freed memory for the next allocation instead of returning it to the
     system at once (glibc ``mallopt``; elsewhere a no-op). Returns whether the settings took.
@@ -50,11 +55,11 @@ def reuse_freed_memory() -> bool:
 
     The settings are process-wide: call this in worker processes and in the commands that
     analyse videos in their own process, not in a library caller's."""
-    libc = _libc()
-    if libc is None or not hasattr(libc, "mallopt"):
+    mallopt = _mallopt()
+    if mallopt is None:
         return False
-    return bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_MIB << 20) == 1
-                and libc.mallopt(_M_TRIM_THRESHOLD, KEEP_FREE_MIB << 20) == 1)
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_MIB << 20) == 1
+                and mallopt(_M_TRIM_THRESHOLD, KEEP_FREE_MIB << 20) == 1)
 
 
 def release_memory() -> None:

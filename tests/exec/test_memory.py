@@ -17,11 +17,10 @@ import pytest
 
 from clipfactory.config import Config
 from clipfactory.exec.local import LocalExecutor
-from clipfactory.memory import _libc, peak_rss_mib, release_memory
+from clipfactory.memory import _mallopt, peak_rss_mib, release_memory
 from clipfactory.records import SourceItem, VideoResult
 
-glibc = pytest.mark.skipif(_libc() is None or not hasattr(_libc(), "mallopt"),
-                           reason="the allocator settings are glibc's")
+glibc = pytest.mark.skipif(_mallopt() is None, reason="the allocator settings are glibc's")
 BLOCKS, ROUNDS = 48, 8  # MiB allocated per round, in 1 MiB blocks; rounds measured
 PAGES_PER_ROUND = BLOCKS * (1 << 20) // resource.getpagesize()
 
