@@ -46,7 +46,7 @@ def reuse_freed_memory() -> bool:
     zeroed pages. The analysis pass allocates and frees the same buffers over and over (the
     shot network's tensors, above all, now that its session keeps no arena; each batch's
     arrays). With blocks up to 32 MiB from the heap and up to :data:`KEEP_FREE_MIB` MiB kept
-    free at its top, a process running the network over six windows 13 times took 50,000
+    free at its top, a process timing the network on six windows 12 times took 50,000
     page faults instead of 921,000, and its runs ~12 % less CPU (as fast as with
     onnxruntime's arena, without that memory held through the cut); a worker over 11 real
     360p videos took 323,000 faults instead of 478,000. Nothing computed changes.
