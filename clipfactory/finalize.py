@@ -33,7 +33,11 @@ from clipfactory.policy.report import license_counts, policy_summary, unknown_li
 from clipfactory.records import ClipRecord
 from clipfactory.report import report_after_finalize
 from clipfactory.sinks.card import write_card
-from clipfactory.sinks.layout import remove_orphan_shards, write_staged_shards
+from clipfactory.sinks.layout import (
+    remove_orphan_shards,
+    remove_orphan_staged,
+    write_staged_shards,
+)
 from clipfactory.sinks.partition import (
     compact,
     compacted,
@@ -61,6 +65,7 @@ def finalize(out: str | Path, cfg: Config, ledger: Ledger,
     shard_dir.mkdir(exist_ok=True)
     remove_orphan_shards(shard_dir, ledger)
     staged = _check_staged(ledger)
+    remove_orphan_staged(out / "staging", ledger, staged)
     store = DedupStore(ledger)
     if cfg.dedup_on:
         _dedup(staged, ledger, cfg, shard_dir, store)
@@ -187,13 +192,13 @@ def _drop_duplicates(dups: list[Duplicate], ledger: Ledger, shard_dir: Path,
     missing = [d.clip_id for d in dups if d.clip_id not in known]
     by_id = {**known, **{c.clip_id: c for c in ledger.clips_by_id(missing)}}
     removed_from: dict[str, list[ClipRecord]] = {}
-    changed = []
+    changed, unstaged = [], []
     for d in dups:
         c = by_id[d.clip_id]
         if c.state == "sharded" and c.shard:
             removed_from.setdefault(c.shard, []).append(c)
         elif c.staged_path:
-            Path(c.staged_path).unlink(missing_ok=True)
+            unstaged.append(c.staged_path)
         c.drop("dedup", d.reason)
         c.duplicate_of = d.kept
         c.scores["dedup.distance"] = float(d.distance)
@@ -205,6 +210,7 @@ def _drop_duplicates(dups: list[Duplicate], ledger: Ledger, shard_dir: Path,
         if info is not None:  # registered under its name in shards/ (bucket/shard-N.tar)
             ledger.add_shards([(shard, info.sha256, info.bytes, info.count)], [])
     ledger.update_clips(changed)
+    _remove_staged(unstaged)  # after the drops are recorded: a kill leaves files, not clips
     log.info("dedup removed %d clips (%s)", len(dups), ", ".join(sorted({d.reason for d in dups})))
 
 
@@ -212,11 +218,17 @@ def _write_shards(staged: list[ClipRecord], ledger: Ledger, cfg: Config, shard_d
     """Pack staged clips into new shards (flat or bucketed: :mod:`clipfactory.sinks.layout`)."""
     def done(paths: list[str]) -> None:
         if not cfg.shards.keep_staging:
-            for path in paths:
-                Path(path).unlink(missing_ok=True)
+            _remove_staged(paths)
             _prune_empty_dirs(shard_dir.parent / "staging")
 
     write_staged_shards(staged, ledger, cfg, shard_dir, after_shard=done)
+
+
+def _remove_staged(paths: list[str]) -> None:
+    """Delete staged clip files whose clips the ledger has already sharded or dropped (a kill
+    before this leaves files no clip owns; the next finalize removes them)."""
+    for path in paths:
+        Path(path).unlink(missing_ok=True)
 
 
 def _prune_empty_dirs(root: Path) -> None:

@@ -15,6 +15,7 @@ import pytest
 from clipfactory.config import Config
 from clipfactory.ledger import Ledger
 from clipfactory.pipeline import run
+from clipfactory.provenance.audit import audit
 from clipfactory.sinks.parts import read_index, read_rejected
 from clipfactory.testing.synth import ShotSpec, write_video
 
@@ -23,6 +24,7 @@ _KILLER = """
 import importlib, os, signal, sys
 from clipfactory.config import Config
 from clipfactory.pipeline import run
+from clipfactory.provenance.audit import audit
 module, _, name = sys.argv[3].partition(":")
 owner, attr = importlib.import_module(module), name
 if "." in attr:  # Class.method
@@ -39,6 +41,8 @@ run(sys.argv[1], sys.argv[2], Config.model_validate({"workers": 1, "shards": {"m
 """
 
 POINTS = [
+    ("clipfactory.finalize:_remove_staged", 1),  # duplicates dropped, their files not deleted
+    ("clipfactory.finalize:_remove_staged", 2),  # a shard registered, its clips' files not
     ("clipfactory.dedup.store:DedupStore.add", 1),  # duplicates dropped, new clips not indexed
     ("clipfactory.finalize:refresh_stale_shards", 1),  # shards written, no part yet
     ("clipfactory.sinks.partition:write_part", 2),  # between two parts
@@ -81,7 +85,9 @@ def _state(out: Path) -> dict:
     finally:
         ledger.close()
     compacted = sorted(r["clip_id"] for r in pq.read_table(out / "index.parquet").to_pylist())
-    return {"index": index, "rejected": rejected, "members": sorted(members),
+    staging = sorted(p.relative_to(out).as_posix() for p in (out / "staging").rglob("*")
+                     if p.is_file())
+    return {"staging": staging, "audit": audit(out).ok, "index": index, "rejected": rejected, "members": sorted(members),
             "counts": {k: counts[k] for k in ("videos", "clips", "dropped_by_reason")},
             "indexed": indexed, "compacted": compacted}
 
@@ -99,6 +105,7 @@ def reference(corpus, tmp_path_factory) -> dict:
     state = _state(out)
     assert state["counts"]["dropped_by_reason"].get("dedup/near_duplicate"), \
         "the copy was not found as a near duplicate: the test would prove nothing"
+    assert state["audit"] and not state["staging"]
     return state
 
 
@@ -115,5 +122,7 @@ def test_killed_inside_finalize_then_resumed(corpus, reference, tmp_path, point,
     proc = subprocess.run([sys.executable, "-c", _KILLER, str(inp), str(out), point, str(call)],
                           capture_output=True, timeout=300)
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]  # it died where we said
+    if point.endswith(":_remove_staged"):  # the kill left clip files no clip owns
+        assert "orphan_file" in {p.kind for p in audit(out).problems}
     run(inp, out, _cfg())
     assert _state(out) == reference

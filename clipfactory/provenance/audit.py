@@ -25,7 +25,7 @@ the parts, ``index.parquet`` is a compacted copy that must agree with them. The 
   hold, a clip's bytes differ from its ``file_sha256``, or its ``KEY.json`` disagrees with its
   index row (``orphan_clip``, ``missing_clip``, ``clip_hash_mismatch``,
   ``clip_metadata_mismatch``); the index and the ledger disagree (``index_mismatch``); a
-  clip file lies in ``staging/`` that no staged clip owns (``orphan_file``); the compacted
+  clip file lies in ``staging/`` that no staged or sharded clip owns (``orphan_file``); the compacted
   ``index.parquet`` disagrees with the parts (``stale_compacted_index``, and its rows are
   checked like the parts');
 - a clip present is not allowed under the dataset's policy, comes from a removed or
@@ -58,6 +58,7 @@ from clipfactory.provenance.audit_shards import (
 )
 from clipfactory.provenance.audit_sources import SourceCheck
 from clipfactory.provenance.takedown import open_output
+from clipfactory.sinks.layout import unowned_staged_files
 
 __all__ = ["DEFAULT_SAMPLE", "FULL_UP_TO", "AuditReport", "Problem", "audit"]
 
@@ -137,19 +138,9 @@ class AuditReport:
 
 
 def _check_staging(out: Path, ledger: Any, report: AuditReport) -> None:
-    """Clip files in ``staging/`` that no staged or sharded clip owns. Streams the ledger and
-    keeps only the files on disk in memory."""
-    staging = out / "staging"
-    files = ({str(f.resolve()): f for f in sorted(staging.rglob("*.mp4"))}
-             if staging.is_dir() else {})
-    if not files:
-        return
-    names = {f.name for f in files.values()}
-    for (path,) in ledger.db.execute("SELECT json_extract(record, '$.staged_path') FROM clips"
-                                     " WHERE state IN ('staged', 'sharded')"):
-        if path and path.rsplit("/", 1)[-1] in names:  # resolve only possible owners
-            files.pop(str(Path(path).resolve()), None)
-    for f in sorted(files.values()):
+    """Clip files in ``staging/`` that no staged or sharded clip owns (finalize removes them:
+    the same test, :func:`~clipfactory.sinks.layout.unowned_staged_files`)."""
+    for f in unowned_staged_files(out / "staging", ledger):
         report.add("orphan_file", f"staged clip file no clip owns: {f.relative_to(out)}")
 
 

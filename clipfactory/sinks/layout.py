@@ -10,11 +10,17 @@ Clips are sorted by bucket, then clip id, and each bucket is written in turn, gr
 each group one shard registered with its clips in one ledger transaction. Only one tar is open
 at any time, however many buckets there are; a killed run finds its last registered shard and
 carries on from the next group, so a resumed run gives the same shards as an uninterrupted one.
+
+A clip's staged file is deleted only after its shard is registered (or its drop recorded): a
+kill in between leaves a file no clip owns, never a clip without its file. The next finalize
+removes such files (:func:`remove_orphan_staged`); ``clipfactory audit`` reports them with the
+same test (:func:`unowned_staged_files`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from clipfactory.config import Config
@@ -24,7 +30,10 @@ from clipfactory.sinks.buckets import next_indices, parse_shard_name, shard_name
 from clipfactory.sinks.refresh import sample_metadata
 from clipfactory.sinks.shards import ShardWriter
 
-__all__ = ["remove_orphan_shards", "shard_groups", "write_staged_shards"]
+__all__ = ["remove_orphan_shards", "remove_orphan_staged", "shard_groups",
+           "unowned_staged_files", "write_staged_shards"]
+
+log = logging.getLogger("clipfactory")
 
 
 def remove_orphan_shards(shard_dir: Path, ledger: Ledger) -> None:
@@ -38,6 +47,42 @@ def remove_orphan_shards(shard_dir: Path, ledger: Ledger) -> None:
                 f.rmdir()
         elif f.name.startswith(".") or (f.suffix == ".tar" and rel not in known):
             f.unlink()
+
+
+def unowned_staged_files(staging: Path, ledger: Ledger, owned: Iterable[str] = ()
+                         ) -> list[Path]:
+    """Clip files under ``staging/`` that no staged or sharded clip owns, sorted.
+
+    ``owned`` are staged paths the caller already holds (finalize has every staged clip in
+    hand): the ledger is read only when files remain beyond those, and then streamed, keeping
+    only the files on disk in memory."""
+    files = ({str(f.resolve()): f for f in sorted(staging.rglob("*.mp4"))}
+             if staging.is_dir() else {})
+    for path in owned:
+        files.pop(str(Path(path).resolve()), None)
+    if not files:
+        return []
+    names = {f.name for f in files.values()}
+    for (path,) in ledger.db.execute("SELECT json_extract(record, '$.staged_path') FROM clips"
+                                     " WHERE state IN ('staged', 'sharded')"):
+        if path and path.rsplit("/", 1)[-1] in names:  # resolve only possible owners
+            files.pop(str(Path(path).resolve()), None)
+    return sorted(files.values())
+
+
+def remove_orphan_staged(staging: Path, ledger: Ledger, staged: list[ClipRecord]) -> int:
+    """Delete staged clip files no clip owns: those of clips sharded or dropped by a run killed
+    before it deleted them. Run where no worker is writing (finalize). Returns how many."""
+    gone = unowned_staged_files(staging, ledger, (str(c.staged_path) for c in staged
+                                                  if c.staged_path))
+    for f in gone:
+        f.unlink(missing_ok=True)
+        if f.parent != staging and not any(f.parent.iterdir()):
+            f.parent.rmdir()  # a video's folder with nothing left in it
+    if gone:
+        log.info("staging: removed %d clip files no clip owns (left by a killed run)",
+                 len(gone))
+    return len(gone)
 
 
 def shard_groups(clips: list[ClipRecord], max_count: int, max_bytes: int
