@@ -4,7 +4,9 @@ Outputs are buffered in the driver and committed together: the Parquet part with
 is written first (temporary name, renamed), then one ledger transaction records the part, the
 vectors, each clip's status and its merged scores. A run killed before the commit leaves an
 unregistered part, which the next run deletes, and clips without a status, which it redoes:
-nothing is lost or doubled. Vectors are also kept in the ledger (float16) so the global steps
+nothing is lost or doubled. A clip a stage drops before it is sharded keeps its staged file until
+the drop is committed (a kill after the commit leaves a file no clip owns, which finalize
+deletes). Vectors are also kept in the ledger (float16) so the global steps
 (semantic dedup) can read a cluster's members without scanning the parts.
 """
 
@@ -178,6 +180,7 @@ class AnnotationStore:
         now = time.time()
         status_rows, clip_rows = [], []
         drops: list[str] = []
+        unstaged: list[str] = []  # deleted once the drops are committed (a kill leaves files)
         for stage, model, rev, o in buf:
             rec = records.get(o.clip_id)
             if rec is None:  # removed meanwhile (takedown): nothing to annotate
@@ -197,7 +200,7 @@ class AnnotationStore:
                     drops.append(o.clip_id)
                     rec.update(state="dropped", stage="filter", reason=o.drop)
                     if rec.get("staged_path"):
-                        Path(rec["staged_path"]).unlink(missing_ok=True)
+                        unstaged.append(rec["staged_path"])
                         rec["staged_path"] = None
                 self.saved += 1
             else:
@@ -224,6 +227,8 @@ class AnnotationStore:
                            " WHERE clip_id = ?", [(records[c]["reason"], c) for c in drops])
             # KEY.json (and KEY.txt) of clips already sharded are rewritten by finalize
             db.executemany("INSERT OR IGNORE INTO stale_shards (name) VALUES (?)", stale)
+        for path in unstaged:
+            Path(path).unlink(missing_ok=True)
 
     def _records(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}

@@ -196,3 +196,67 @@ def test_killed_during_the_model_stage_resumes_with_nothing_lost_or_doubled(stag
     by_key = {r["key"]: cid for cid, r in _index(ref).items()}
     for cid, r in index.items():
         assert np.allclose(vecs[cid], ref_vecs[by_key[r["key"]]], atol=1e-6)
+
+
+# a stage whose filter drops every other clip (by clip id), run with the ledger's commit inside
+# the store's flush replaced by SIGKILL when argv[3] is "kill"
+_DROP_SCRIPT = """
+import hashlib, os, signal, sys
+from clipfactory.config import Config
+from clipfactory.ledger import Ledger
+from clipfactory.pipeline import run
+from clipfactory.testing.stages import MeanColourStage
+
+class DropStage(MeanColourStage):
+    def process_batch(self, clips):
+        outs = super().process_batch(clips)
+        for o in outs:
+            if o.ok and int(hashlib.sha256(o.clip_id.encode()).hexdigest(), 16) % 2:
+                o.drop = "scripted_filter"
+        return outs
+
+if __name__ == "__main__":
+    if sys.argv[3] == "kill":
+        orig = Ledger.transaction
+        def transaction(self):
+            if sys._getframe(1).f_code.co_name == "flush":  # the store's commit
+                os.kill(os.getpid(), signal.SIGKILL)
+            return orig(self)
+        Ledger.transaction = transaction
+    run(sys.argv[1], sys.argv[2], Config(workers=1), stages=[DropStage(batch_size=2)])
+"""
+
+
+def _outcome(out: Path) -> dict:
+    db = sqlite3.connect(out / "ledger.sqlite")
+    try:
+        clips = sorted(db.execute("SELECT json_extract(record, '$.key'), state, stage, reason"
+                                  " FROM clips").fetchall())
+    finally:
+        db.close()
+    files = sorted(p.name for p in (out / "staging").rglob("*.mp4"))
+    return {"clips": clips, "staging": files}
+
+
+def test_a_stage_drop_killed_before_its_commit_keeps_the_clip_file(stage_corpus, tmp_path):
+    """A clip a stage drops keeps its staged file until the drop is committed: a run killed at
+    the commit redoes the stage on resume and drops the same clips for the same reason."""
+    script = tmp_path / "drop_stage.py"
+    script.write_text(_DROP_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+
+    def go(out: Path, how: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(script), str(stage_corpus), str(out), how],
+                              env=env, capture_output=True, timeout=240)
+
+    ref, out = tmp_path / "ref", tmp_path / "out"
+    assert go(ref, "plain").returncode == 0
+    want = _outcome(ref)
+    reasons = {(s, r) for _, state, s, r in want["clips"] if state == "dropped"}
+    assert reasons == {("filter", "scripted_filter")}  # some dropped, all by the stage
+    assert go(out, "kill").returncode == -9  # killed at the store's first commit
+    assert len(list((out / "staging").rglob("*.mp4"))) == 8  # no clip lost its file
+    proc = go(out, "plain")
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert _outcome(out) == want
+    assert audit(out).ok
