@@ -1,5 +1,5 @@
-"""This process's peak memory, for the per-video accounting and the benchmarks; keeping freed
-memory for reuse within a video, and handing it back between videos."""
+"""This process's peak memory and page faults, for the per-video accounting and the
+benchmarks; keeping freed memory for reuse within a video, and handing it back between videos."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["KEEP_FREE_MIB", "peak_rss_mib", "release_memory", "reuse_freed_memory"]
+__all__ = ["KEEP_FREE_MIB", "Usage", "peak_rss_mib", "release_memory", "reuse_freed_memory"]
 
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -86,3 +86,18 @@ def peak_rss_mib() -> float:
         pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # no /proc: macOS counts bytes
     return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
+
+
+class Usage:
+    """System CPU time and page faults (minor and major) this process spent since it was made:
+    ``Usage().since()`` after some work gives ``(sys_s, page_faults)``. Both are counted for the
+    whole process, every thread, like ``time.process_time``. Page faults move far less than CPU
+    time on a busy host, so they compare runs that timings cannot (docs/bench.md)."""
+
+    def __init__(self) -> None:
+        self._start = resource.getrusage(resource.RUSAGE_SELF)
+
+    def since(self) -> tuple[float, int]:
+        now = resource.getrusage(resource.RUSAGE_SELF)
+        faults = (now.ru_minflt + now.ru_majflt) - (self._start.ru_minflt + self._start.ru_majflt)
+        return now.ru_stime - self._start.ru_stime, faults

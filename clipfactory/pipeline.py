@@ -104,8 +104,8 @@ def _process(pending: Iterable[SourceItem], total: int, ledger: Ledger, cfg: Con
              stages: list[ModelStage] | None = None) -> dict[str, Any]:
     """Run the per-video work over ``pending`` (pulled lazily; ``total`` sizes the bar)."""
     wall0 = time.perf_counter()
-    media_s = cpu_s = 0.0
-    done = 0
+    media_s = cpu_s = sys_s = 0.0
+    done = faults = 0
     feeder = StageFeeder(stages, out, ledger, cfg) if stages else None
     stage_stats: dict[str, Any] = {}
     cpu_split: dict[str, float] = {}
@@ -127,6 +127,8 @@ def _process(pending: Iterable[SourceItem], total: int, ledger: Ledger, cfg: Con
                 fetch.done(result)  # the fetched source goes once its outcome is recorded
                 media_s += result.analysed_s
                 cpu_s += result.cpu_s
+                sys_s += result.sys_s
+                faults += result.page_faults
                 stagetime.merge(cpu_split, result.cpu_split)
                 peak_rss = max(peak_rss, result.peak_rss_mib)
                 if result.decoder:
@@ -141,7 +143,8 @@ def _process(pending: Iterable[SourceItem], total: int, ledger: Ledger, cfg: Con
     wall = time.perf_counter() - wall0
     stats = {"videos": done + fetch.failed, "wall_s": round(wall, 3),
              "media_s": round(media_s, 3),
-             "cpu_s": round(cpu_s, 3), "workers": getattr(executor, "workers", cfg.worker_count),
+             "cpu_s": round(cpu_s, 3), "sys_cpu_s": round(sys_s, 3), "page_faults": faults,
+             "workers": getattr(executor, "workers", cfg.worker_count),
              "x_realtime": round(media_s / wall, 3) if wall > 0 else 0.0,
              "x_realtime_per_core": round(media_s / cpu_s, 3) if cpu_s > 0 else 0.0}
     if fetch_stats is not None:

@@ -197,6 +197,8 @@ class VideoResult:
     warnings: list[str] = field(default_factory=list)
     wall_s: float = 0.0
     cpu_s: float = 0.0
+    sys_s: float = 0.0  # the part of cpu_s spent in the kernel
+    page_faults: int = 0  # minor and major, the whole worker process while on this video
     timings: dict[str, float] = field(default_factory=dict)
     # CPU seconds per stage (clipfactory.media.stagetime) when Config.stage_times is on
     cpu_split: dict[str, float] = field(default_factory=dict)

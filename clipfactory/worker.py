@@ -29,7 +29,7 @@ from clipfactory.media.analyse import Signals, analyse
 from clipfactory.media.cut import CutResult, cut_clips
 from clipfactory.media.motion import classify_clip
 from clipfactory.media.probe import probe
-from clipfactory.memory import peak_rss_mib, release_memory
+from clipfactory.memory import Usage, peak_rss_mib, release_memory
 from clipfactory.plan import (
     damage_transitions,
     plan_spans,
@@ -98,7 +98,7 @@ def discard_clips(result: VideoResult) -> None:
 
 def process_video(item: SourceItem, cfg: Config, staging: str | Path) -> VideoResult:
     """Process one input end to end (see the module docstring)."""
-    wall0, cpu0 = time.perf_counter(), time.process_time()
+    wall0, cpu0, usage = time.perf_counter(), time.process_time(), Usage()
     result = VideoResult(item=item)
     thread0 = time.thread_time_ns()
     try:
@@ -119,6 +119,7 @@ def process_video(item: SourceItem, cfg: Config, staging: str | Path) -> VideoRe
         result.cpu_split = clock.seconds()
     result.wall_s = time.perf_counter() - wall0
     result.cpu_s = time.process_time() - cpu0  # the split's time and the release included
+    result.sys_s, result.page_faults = usage.since()
     result.peak_rss_mib = peak_rss_mib()
     return result
 

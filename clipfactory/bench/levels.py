@@ -5,6 +5,9 @@ its own, not the largest of everything measured before it in one process, and it
 read inside that process. The analysis levels charge their CPU to the stages of
 :mod:`clipfactory.media.stagetime` (``cpu_split``); the full pipeline gets its split from the
 run (``Config.stage_times``) and the largest worker's peak RSS from the workers' results.
+Every level also reports its system CPU time (``sys_s``, part of ``cpu_s``) and page faults
+(``page_faults``): the decode and analysis levels over their timed work, the full pipeline over
+the workers' videos plus the driver's whole run.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import av
 
 from clipfactory.config import Config
 from clipfactory.media import stagetime
-from clipfactory.memory import peak_rss_mib, reuse_freed_memory
+from clipfactory.memory import Usage, peak_rss_mib, reuse_freed_memory
 
 __all__ = ["analysis_level", "cut_summary", "decode_file", "decode_level", "decode_only",
            "in_fresh_process", "pipeline_level"]
@@ -57,8 +60,10 @@ def decode_only(path: str) -> tuple[int, float]:
     return d["frames"], d["seconds"]
 
 
-def _level(media_s: float, wall_s: float, cpu_s: float, **more: Any) -> dict[str, Any]:
-    return {"media_s": media_s, "wall_s": wall_s, "cpu_s": cpu_s,
+def _level(media_s: float, wall_s: float, cpu_s: float, usage: tuple[float, int],
+           **more: Any) -> dict[str, Any]:
+    return {"media_s": media_s, "wall_s": wall_s, "cpu_s": cpu_s, "sys_s": usage[0],
+            "page_faults": usage[1],
             "x_realtime_per_core": media_s / cpu_s if cpu_s > 0 else 0.0,
             "x_realtime": media_s / wall_s if wall_s > 0 else 0.0, **more}
 
@@ -68,16 +73,16 @@ def decode_level(paths: list[str]) -> dict[str, Any]:
     seconds and keyframes of each source codec (what a smart cut can copy depends on them).
     Like the analysis level, with a pipeline worker's allocator settings."""
     reuse_freed_memory()
-    wall0, cpu0 = time.perf_counter(), time.process_time()
+    wall0, cpu0, usage = time.perf_counter(), time.process_time(), Usage()
     files = [decode_file(p) for p in paths]
-    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    wall, cpu, used = time.perf_counter() - wall0, time.process_time() - cpu0, usage.since()
     by_codec: dict[str, dict[str, float]] = {}
     for d in files:
         c = by_codec.setdefault(d["codec"], {"videos": 0, "seconds": 0.0, "keyframes": 0})
         c["videos"] += 1
         c["seconds"] += d["seconds"]
         c["keyframes"] += d["keyframes"]
-    return _level(sum(d["seconds"] for d in files), wall, cpu, by_codec=by_codec,
+    return _level(sum(d["seconds"] for d in files), wall, cpu, used, by_codec=by_codec,
                   peak_rss_mib=peak_rss_mib())
 
 
@@ -93,7 +98,7 @@ def analysis_level(paths: list[str], cfg: Config) -> dict[str, Any]:
     check_detector(cfg.shots)
     split: dict[str, float] = {}
     media = 0.0
-    wall0, cpu0 = time.perf_counter(), time.process_time()
+    wall0, cpu0, usage = time.perf_counter(), time.process_time(), Usage()
     for path in paths:
         thread0 = time.thread_time_ns()
         with stagetime.measure() as clock:
@@ -105,8 +110,8 @@ def analysis_level(paths: list[str], cfg: Config) -> dict[str, Any]:
         clock.charge_rest(thread0)
         stagetime.merge(split, clock.seconds())
         media += float(sig.times[-1] - sig.times[0]) + 1.0 / sig.fps
-    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    return _level(media, wall, cpu, cpu_split=split, peak_rss_mib=peak_rss_mib())
+    wall, cpu, used = time.perf_counter() - wall0, time.process_time() - cpu0, usage.since()
+    return _level(media, wall, cpu, used, cpu_split=split, peak_rss_mib=peak_rss_mib())
 
 
 def pipeline_level(source: str, out: str, cfg: Config) -> dict[str, Any]:
@@ -116,11 +121,14 @@ def pipeline_level(source: str, out: str, cfg: Config) -> dict[str, Any]:
     from clipfactory.pipeline import run
 
     cfg = cfg.model_copy(update={"stage_times": True})
-    wall0, cpu0 = time.perf_counter(), time.process_time()
+    wall0, cpu0, usage = time.perf_counter(), time.process_time(), Usage()
     summary = run(Path(source), Path(out), cfg, quiet=True)
     wall, driver_cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    driver_sys, driver_faults = usage.since()
     t = summary["throughput"]
-    return _level(t["media_s"], wall, t["cpu_s"] + driver_cpu, driver_cpu_s=driver_cpu,
+    used = (t["sys_cpu_s"] + driver_sys, t["page_faults"] + driver_faults)
+    return _level(t["media_s"], wall, t["cpu_s"] + driver_cpu, used, driver_cpu_s=driver_cpu,
+                  driver_page_faults=driver_faults,
                   cpu_split=t.get("cpu_split", {}),
                   peak_rss_mib=t.get("peak_worker_rss_mib", 0.0),
                   driver_peak_rss_mib=peak_rss_mib(), clips=summary["counts"]["clips"],

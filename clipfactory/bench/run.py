@@ -229,7 +229,7 @@ def _print(r: dict[str, Any]) -> None:
     print(f"\nclipfactory bench: {c['videos']} videos, {c['minutes']:.1f} min of {c['size']} "
           f"{c['codec']}, {r['workers']} worker(s), decoder/encoder threads pinned to 1\n")
     print(f"{'level':<24}{'x-realtime/core':>16}{'ratio to decode':>17}{'wall x-realtime':>17}"
-          f"{'CPU s':>9}{'peak RSS MiB':>14}")
+          f"{'CPU s':>9}{'sys s':>7}{'faults k':>10}{'peak RSS MiB':>14}")
     levels = [("decode-only", "decode_only"), (f"analysis pass ({r['detector']})", "analysis"),
               ("  rules only", "analysis_rules_only"), ("  no camera motion", "analysis_no_motion"),
               ("full pipeline", "pipeline")]
@@ -239,9 +239,12 @@ def _print(r: dict[str, Any]) -> None:
             continue
         ratio = m["x_realtime_per_core"] / r["decode_only"]["x_realtime_per_core"]
         print(f"{name:<24}{m['x_realtime_per_core']:>16.1f}{ratio:>17.2f}{m['x_realtime']:>17.1f}"
-              f"{m['cpu_s']:>9.1f}{m['peak_rss_mib']:>14.0f}")
+              f"{m['cpu_s']:>9.1f}{m['sys_s']:>7.1f}{m['page_faults'] / 1000:>10.0f}"
+              f"{m['peak_rss_mib']:>14.0f}")
     print(f"(peak RSS: each level in a fresh process; the full pipeline's largest worker, its "
-          f"driver {r['peak_rss_mib']['driver']:.0f} MiB)")
+          f"driver {r['peak_rss_mib']['driver']:.0f} MiB)\n(sys s, faults k: kernel CPU seconds "
+          f"and thousands of page faults, steadier than CPU s on a busy host; the full "
+          f"pipeline's include its driver's {r['pipeline']['driver_page_faults'] / 1000:.0f}k)")
     if r.get("analysis_no_motion"):
         a, b = r["analysis"]["cpu_s"], r["analysis_no_motion"]["cpu_s"]
         print(f"camera motion (vector export, fits): {100 * (a - b) / b:+.1f} % of the analysis "

@@ -45,10 +45,13 @@ def test_bench_on_a_folder_measures_every_level(corpus: Path, tmp_path: Path) ->
         m = r[level]
         assert m["media_s"] == pytest.approx(6.0, abs=0.5)
         assert m["cpu_s"] > 0 and m["x_realtime_per_core"] > 0 and m["peak_rss_mib"] > 0
+        # decoding faults pages in (frame buffers); kernel time is a part of the CPU time
+        assert m["page_faults"] > 0 and 0 <= m["sys_s"] <= m["cpu_s"] + 0.05
     assert r["analysis_rules_only"] is None  # the detector is the rules already
     _check_split(r["analysis"], r["analysis"]["cpu_s"])
     full = r["pipeline"]  # the split covers the workers' per-video work, not the driver
     _check_split(full, full["cpu_s"] - full["driver_cpu_s"])
+    assert 0 < full["driver_page_faults"] < full["page_faults"]  # the workers' are added
     assert {"cut_decode", "cut_encode", "mux_write"} & set(full["cpu_split"]) or \
         r["clips"]["kept"] == 0
     rss = r["peak_rss_mib"]
@@ -141,7 +144,7 @@ def test_cli_bench_input_file_prints_the_split(corpus: Path, tmp_path: Path,
     out = capsys.readouterr().out
     assert "clipfactory bench: 1 videos" in out
     assert "CPU split" in out and "decode" in out and "outside the split" in out
-    assert "peak RSS MiB" in out
+    assert "peak RSS MiB" in out and "faults k" in out and "sys s" in out
     assert "re-encoded" in out and "source keyframes: h264 one every" in out
     r = json.loads((tmp_path / "bench.json").read_text())
     assert r["corpus"]["inputs"] == [str(video)]
