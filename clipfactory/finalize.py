@@ -34,6 +34,7 @@ from clipfactory.records import ClipRecord
 from clipfactory.report import report_after_finalize
 from clipfactory.sinks.card import write_card
 from clipfactory.sinks.layout import (
+    locate_staged,
     remove_orphan_shards,
     remove_orphan_staged,
     write_staged_shards,
@@ -64,7 +65,7 @@ def finalize(out: str | Path, cfg: Config, ledger: Ledger,
     shard_dir = out / "shards"
     shard_dir.mkdir(exist_ok=True)
     remove_orphan_shards(shard_dir, ledger)
-    staged = _check_staged(ledger)
+    staged = _check_staged(ledger, out / "staging")
     remove_orphan_staged(out / "staging", ledger, staged)
     store = DedupStore(ledger)
     if cfg.dedup_on:
@@ -126,16 +127,21 @@ def _compact(out: Path, cfg: Config, counts: dict[str, Any], ledger: Ledger) -> 
     return out_files
 
 
-def _check_staged(ledger: Ledger) -> list[ClipRecord]:
-    staged, lost = [], []
+def _check_staged(ledger: Ledger, staging: Path) -> list[ClipRecord]:
+    """The staged clips whose files are there (found at their place in ``staging`` when the
+    recorded path misses them); the rest are dropped as ``staged_file_missing``."""
+    staged, changed = [], []
     for c in ledger.clips("staged"):
-        if c.staged_path and Path(c.staged_path).is_file():
+        before = c.staged_path
+        if locate_staged(c, staging):
             staged.append(c)
+            if c.staged_path != before:
+                changed.append(c)
         else:
             c.drop("finalize", "staged_file_missing")
-            lost.append(c)
-    if lost:
-        ledger.update_clips(lost)
+            changed.append(c)
+    if changed:
+        ledger.update_clips(changed)
     return staged
 
 
@@ -176,7 +182,7 @@ def full_rededup(out: str | Path, cfg: Config, ledger: Ledger) -> dict[str, Any]
     out = Path(out)
     store = DedupStore(ledger)
     store.rebuild(cfg.dedup)
-    items = store.all_items() + [_item(c) for c in _check_staged(ledger)]
+    items = store.all_items() + [_item(c) for c in _check_staged(ledger, out / "staging")]
     with near_groups_for(cfg) as near:
         dups = find_duplicates(items, cfg.dedup, near=near)
         _drop_duplicates(dups, ledger, out / "shards", {})

@@ -28,6 +28,7 @@ from clipfactory.provenance.ingest import gate_inputs, inherit_policy
 from clipfactory.provenance.recut import recut_orphans
 from clipfactory.records import Rejection, SourceItem, VideoResult
 from clipfactory.shots import check_detector
+from clipfactory.sinks.layout import relocate_staged
 from clipfactory.sources.manifest_state import register_input
 from clipfactory.stages import ModelStage, build_stages, check_stages
 from clipfactory.stages.feeder import StageFeeder
@@ -65,7 +66,7 @@ def run(input_path: str | Path | None, output: str | Path, cfg: Config | None = 
     if cfg.filters_on:
         check_filters(cfg.filters)  # the text model, when the text filter is on
     stages = build_stages(cfg) if stages is None else stages
-    out = Path(output)
+    out = Path(output).absolute()  # staged paths must not depend on the working directory
     out.mkdir(parents=True, exist_ok=True)
     handler = _setup_logging(out)
     ledger = Ledger(out / "ledger.sqlite")
@@ -78,6 +79,7 @@ def run(input_path: str | Path | None, output: str | Path, cfg: Config | None = 
         check_stages(stages, ledger)  # missing weights stop the run before any work
         ledger.set_meta("config", cfg.model_dump(mode="json"))
         _sweep_temp_files(out / "staging")
+        relocate_staged(out / "staging", ledger)  # before the model stages read any
         added = register_input(ledger, input_path, cfg.ingest).added if input_path else 0
         gate = gate_inputs(ledger, cfg, out)  # quarantine and opt-outs cost no decoding
         total = ledger.pending_count()

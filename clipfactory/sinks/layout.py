@@ -20,6 +20,7 @@ same test (:func:`unowned_staged_files`).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -30,8 +31,8 @@ from clipfactory.sinks.buckets import next_indices, parse_shard_name, shard_name
 from clipfactory.sinks.refresh import sample_metadata
 from clipfactory.sinks.shards import ShardWriter
 
-__all__ = ["remove_orphan_shards", "remove_orphan_staged", "shard_groups",
-           "unowned_staged_files", "write_staged_shards"]
+__all__ = ["locate_staged", "relocate_staged", "remove_orphan_shards", "remove_orphan_staged", "shard_groups",
+           "staged_place", "unowned_staged_files", "write_staged_shards"]
 
 log = logging.getLogger("clipfactory")
 
@@ -49,25 +50,71 @@ def remove_orphan_shards(shard_dir: Path, ledger: Ledger) -> None:
             f.unlink()
 
 
+def staged_place(path: str) -> tuple[str, str]:
+    """Where a staged clip file sits inside ``staging/``: (its video's folder, its name). Every
+    staged file is ``staging/FOLDER/KEY.mp4``, so this names it wherever the output folder is
+    (or was, when the path was recorded)."""
+    head, name = os.path.split(path)
+    return os.path.basename(head), name
+
+
 def unowned_staged_files(staging: Path, ledger: Ledger, owned: Iterable[str] = ()
                          ) -> list[Path]:
-    """Clip files under ``staging/`` that no staged or sharded clip owns, sorted.
+    """Clip files under ``staging/`` that no staged or sharded clip owns, sorted. A clip owns
+    the file at its path's place (:func:`staged_place`): no path is resolved.
 
     ``owned`` are staged paths the caller already holds (finalize has every staged clip in
     hand): the ledger is read only when files remain beyond those, and then streamed, keeping
     only the files on disk in memory."""
-    files = ({str(f.resolve()): f for f in sorted(staging.rglob("*.mp4"))}
-             if staging.is_dir() else {})
+    files: dict[tuple[str, str], str] = {}  # place -> the folder it lies in
+    if staging.is_dir():
+        for folder, _, names in os.walk(staging):
+            parent = os.path.basename(folder)
+            for name in names:
+                if name.endswith(".mp4"):
+                    files[parent, name] = folder
     for path in owned:
-        files.pop(str(Path(path).resolve()), None)
+        files.pop(staged_place(path), None)
     if not files:
         return []
-    names = {f.name for f in files.values()}
     for (path,) in ledger.db.execute("SELECT json_extract(record, '$.staged_path') FROM clips"
                                      " WHERE state IN ('staged', 'sharded')"):
-        if path and path.rsplit("/", 1)[-1] in names:  # resolve only possible owners
-            files.pop(str(Path(path).resolve()), None)
-    return sorted(files.values())
+        if path:
+            files.pop(staged_place(path), None)
+    return sorted(Path(folder, name) for (_, name), folder in files.items())
+
+
+def locate_staged(clip: ClipRecord, staging: Path) -> bool:
+    """Whether a staged clip's file is there. Where the recorded path does not reach it but the
+    file lies at its place in this ``staging/`` (a path recorded relative to another working
+    directory, or an output folder moved between a killed run and its resume), the clip's
+    ``staged_path`` is pointed there (the caller records the change)."""
+    p = clip.staged_path
+    if not p:
+        return False
+    if os.path.isabs(p) and os.path.isfile(p):
+        return True
+    here = staging.joinpath(*staged_place(p))
+    if here.is_file():
+        clip.staged_path = str(here)
+        return True
+    return False
+
+
+def relocate_staged(staging: Path, ledger: Ledger) -> int:
+    """Point every staged clip whose recorded path misses its file at the file's place in this
+    ``staging/`` (:func:`locate_staged`), before anything reads the files (a run's start: the
+    model stages read clips left unannotated). Returns how many moved."""
+    moved = []
+    for c in ledger.clips("staged"):
+        before = c.staged_path
+        if locate_staged(c, staging) and c.staged_path != before:
+            moved.append(c)
+    if moved:
+        ledger.update_clips(moved)
+        log.info("staging: %d staged clips found at a new path (output moved, or recorded "
+                 "relative to another directory)", len(moved))
+    return len(moved)
 
 
 def remove_orphan_staged(staging: Path, ledger: Ledger, staged: list[ClipRecord]) -> int:
