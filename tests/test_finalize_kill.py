@@ -24,7 +24,6 @@ _KILLER = """
 import importlib, os, signal, sys
 from clipfactory.config import Config
 from clipfactory.pipeline import run
-from clipfactory.provenance.audit import audit
 module, _, name = sys.argv[3].partition(":")
 owner, attr = importlib.import_module(module), name
 if "." in attr:  # Class.method
@@ -87,7 +86,8 @@ def _state(out: Path) -> dict:
     compacted = sorted(r["clip_id"] for r in pq.read_table(out / "index.parquet").to_pylist())
     staging = sorted(p.relative_to(out).as_posix() for p in (out / "staging").rglob("*")
                      if p.is_file())
-    return {"staging": staging, "audit": audit(out).ok, "index": index, "rejected": rejected, "members": sorted(members),
+    return {"staging": staging, "audit": audit(out).ok, "index": index, "rejected": rejected,
+            "members": sorted(members),
             "counts": {k: counts[k] for k in ("videos", "clips", "dropped_by_reason")},
             "indexed": indexed, "compacted": compacted}
 

@@ -25,9 +25,9 @@ the parts, ``index.parquet`` is a compacted copy that must agree with them. The 
   hold, a clip's bytes differ from its ``file_sha256``, or its ``KEY.json`` disagrees with its
   index row (``orphan_clip``, ``missing_clip``, ``clip_hash_mismatch``,
   ``clip_metadata_mismatch``); the index and the ledger disagree (``index_mismatch``); a
-  clip file lies in ``staging/`` that no staged or sharded clip owns (``orphan_file``); the compacted
-  ``index.parquet`` disagrees with the parts (``stale_compacted_index``, and its rows are
-  checked like the parts');
+  clip file lies in ``staging/`` that no staged or sharded clip owns (``orphan_file``); the
+  compacted ``index.parquet`` disagrees with the parts (``stale_compacted_index``, and its rows
+  are checked like the parts');
 - a clip present is not allowed under the dataset's policy, comes from a removed or
   quarantined source, or from a source the opt-out list or an earlier takedown names
   (``not_allowed``, ``removed_source``, ``quarantined_source``, ``opted_out``);
