@@ -31,8 +31,8 @@ from clipfactory.sinks.buckets import next_indices, parse_shard_name, shard_name
 from clipfactory.sinks.refresh import sample_metadata
 from clipfactory.sinks.shards import ShardWriter
 
-__all__ = ["locate_staged", "relocate_staged", "remove_orphan_shards", "remove_orphan_staged", "shard_groups",
-           "staged_place", "unowned_staged_files", "write_staged_shards"]
+__all__ = ["locate_staged", "relocate_staged", "remove_orphan_shards", "remove_orphan_staged",
+           "shard_groups", "staged_place", "unowned_staged_files", "write_staged_shards"]
 
 log = logging.getLogger("clipfactory")
 
