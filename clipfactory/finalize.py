@@ -35,8 +35,10 @@ from clipfactory.report import report_after_finalize
 from clipfactory.sinks.card import write_card
 from clipfactory.sinks.layout import (
     locate_staged,
+    prune_staging_dirs,
     remove_orphan_shards,
     remove_orphan_staged,
+    remove_staged_files,
     write_staged_shards,
 )
 from clipfactory.sinks.partition import (
@@ -216,7 +218,7 @@ def _drop_duplicates(dups: list[Duplicate], ledger: Ledger, shard_dir: Path,
         if info is not None:  # registered under its name in shards/ (bucket/shard-N.tar)
             ledger.add_shards([(shard, info.sha256, info.bytes, info.count)], [])
     ledger.update_clips(changed)
-    _remove_staged(unstaged)  # after the drops are recorded: a kill leaves files, not clips
+    remove_staged_files(unstaged)  # after the drops are recorded: a kill leaves files, not clips
     log.info("dedup removed %d clips (%s)", len(dups), ", ".join(sorted({d.reason for d in dups})))
 
 
@@ -224,22 +226,9 @@ def _write_shards(staged: list[ClipRecord], ledger: Ledger, cfg: Config, shard_d
     """Pack staged clips into new shards (flat or bucketed: :mod:`clipfactory.sinks.layout`)."""
     def done(paths: list[str]) -> None:
         if not cfg.shards.keep_staging:
-            _remove_staged(paths)
-            _prune_empty_dirs(shard_dir.parent / "staging")
+            remove_staged_files(paths)
+            prune_staging_dirs(shard_dir.parent / "staging")
 
     write_staged_shards(staged, ledger, cfg, shard_dir, after_shard=done)
 
 
-def _remove_staged(paths: list[str]) -> None:
-    """Delete staged clip files whose clips the ledger has already sharded or dropped (a kill
-    before this leaves files no clip owns; the next finalize removes them)."""
-    for path in paths:
-        Path(path).unlink(missing_ok=True)
-
-
-def _prune_empty_dirs(root: Path) -> None:
-    if not root.is_dir():
-        return
-    for d in sorted((p for p in root.iterdir() if p.is_dir()), reverse=True):
-        if not any(d.iterdir()):
-            d.rmdir()

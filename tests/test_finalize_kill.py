@@ -40,8 +40,8 @@ run(sys.argv[1], sys.argv[2], Config.model_validate({"workers": 1, "shards": {"m
 """
 
 POINTS = [
-    ("clipfactory.finalize:_remove_staged", 1),  # duplicates dropped, their files not deleted
-    ("clipfactory.finalize:_remove_staged", 2),  # a shard registered, its clips' files not
+    ("clipfactory.finalize:remove_staged_files", 1),  # duplicates dropped, files not deleted
+    ("clipfactory.finalize:remove_staged_files", 2),  # a shard registered, its clips' files not
     ("clipfactory.dedup.store:DedupStore.add", 1),  # duplicates dropped, new clips not indexed
     ("clipfactory.finalize:refresh_stale_shards", 1),  # shards written, no part yet
     ("clipfactory.sinks.partition:write_part", 2),  # between two parts
@@ -122,7 +122,7 @@ def test_killed_inside_finalize_then_resumed(corpus, reference, tmp_path, point,
     proc = subprocess.run([sys.executable, "-c", _KILLER, str(inp), str(out), point, str(call)],
                           capture_output=True, timeout=300)
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]  # it died where we said
-    if point.endswith(":_remove_staged"):  # the kill left clip files no clip owns
+    if point.endswith(":remove_staged_files"):  # the kill left clip files no clip owns
         assert "orphan_file" in {p.kind for p in audit(out).problems}
     run(inp, out, _cfg())
     assert _state(out) == reference

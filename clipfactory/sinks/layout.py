@@ -31,8 +31,9 @@ from clipfactory.sinks.buckets import next_indices, parse_shard_name, shard_name
 from clipfactory.sinks.refresh import sample_metadata
 from clipfactory.sinks.shards import ShardWriter
 
-__all__ = ["locate_staged", "relocate_staged", "remove_orphan_shards", "remove_orphan_staged",
-           "shard_groups", "staged_place", "unowned_staged_files", "write_staged_shards"]
+__all__ = ["locate_staged", "prune_staging_dirs", "relocate_staged", "remove_orphan_shards",
+           "remove_orphan_staged", "remove_staged_files", "shard_groups", "staged_place",
+           "unowned_staged_files", "write_staged_shards"]
 
 log = logging.getLogger("clipfactory")
 
@@ -122,14 +123,29 @@ def remove_orphan_staged(staging: Path, ledger: Ledger, staged: list[ClipRecord]
     before it deleted them. Run where no worker is writing (finalize). Returns how many."""
     gone = unowned_staged_files(staging, ledger, (str(c.staged_path) for c in staged
                                                   if c.staged_path))
-    for f in gone:
-        f.unlink(missing_ok=True)
-        if f.parent != staging and not any(f.parent.iterdir()):
-            f.parent.rmdir()  # a video's folder with nothing left in it
     if gone:
+        remove_staged_files(str(f) for f in gone)
+        prune_staging_dirs(staging)  # video folders with nothing left in them
         log.info("staging: removed %d clip files no clip owns (left by a killed run)",
                  len(gone))
     return len(gone)
+
+
+def remove_staged_files(paths: Iterable[str]) -> None:
+    """Delete staged clip files whose clips the ledger has already sharded or dropped. Call it
+    after that commit: a kill before it then leaves files no clip owns, which the next finalize
+    removes (:func:`remove_orphan_staged`), never a clip without its file."""
+    for path in paths:
+        Path(path).unlink(missing_ok=True)
+
+
+def prune_staging_dirs(staging: Path) -> None:
+    """Remove the video folders in ``staging/`` that hold nothing."""
+    if not staging.is_dir():
+        return
+    for d in sorted((p for p in staging.iterdir() if p.is_dir()), reverse=True):
+        if not any(d.iterdir()):
+            d.rmdir()
 
 
 def shard_groups(clips: list[ClipRecord], max_count: int, max_bytes: int

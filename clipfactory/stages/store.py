@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clipfactory.ledger import Ledger, query_in
+from clipfactory.sinks.layout import remove_staged_files
 from clipfactory.stages.base import ClipInput, StageOutput
 from clipfactory.worker import file_sha256
 
@@ -227,8 +228,7 @@ class AnnotationStore:
                            " WHERE clip_id = ?", [(records[c]["reason"], c) for c in drops])
             # KEY.json (and KEY.txt) of clips already sharded are rewritten by finalize
             db.executemany("INSERT OR IGNORE INTO stale_shards (name) VALUES (?)", stale)
-        for path in unstaged:
-            Path(path).unlink(missing_ok=True)
+        remove_staged_files(unstaged)
 
     def _records(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
