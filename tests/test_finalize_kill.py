@@ -84,8 +84,7 @@ def _state(out: Path) -> dict:
     finally:
         ledger.close()
     compacted = sorted(r["clip_id"] for r in pq.read_table(out / "index.parquet").to_pylist())
-    staging = sorted(p.relative_to(out).as_posix() for p in (out / "staging").rglob("*")
-                     if p.is_file())
+    staging = sorted(p.relative_to(out).as_posix() for p in (out / "staging").rglob("*"))
     return {"staging": staging, "audit": audit(out).ok, "index": index, "rejected": rejected,
             "members": sorted(members),
             "counts": {k: counts[k] for k in ("videos", "clips", "dropped_by_reason")},
