@@ -41,10 +41,18 @@ def _cfg(clip, pred, **filters) -> Config:
         "filters": filters})
 
 
-def test_scores_are_the_predictor_of_each_clip_vector(setup, tmp_path):
+@pytest.fixture(scope="module")
+def scored(setup, tmp_path_factory):
+    """One run with the predictor and no filter: the reference both tests read."""
     corpus, clip, pred, _ = setup
-    out = tmp_path / "out"
+    out = tmp_path_factory.mktemp("scored") / "out"
     run(corpus, out, _cfg(clip, pred))
+    return out
+
+
+def test_scores_are_the_predictor_of_each_clip_vector(setup, scored):
+    _, _, pred, _ = setup
+    out = scored
     index = {r["clip_id"]: r for r in pq.read_table(out / "index.parquet").to_pylist()}
     vecs = {r["clip_id"]: np.asarray(r["embedding"], np.float32)
             for r in pq.read_table(out / "embeddings").to_pylist()}
@@ -61,10 +69,9 @@ def test_scores_are_the_predictor_of_each_clip_vector(setup, tmp_path):
     assert len({round(dict(r["scores"])["aesthetic"], 4) for r in index.values()}) == 6
 
 
-def test_min_aesthetic_drops_before_the_shards(setup, tmp_path):
+def test_min_aesthetic_drops_before_the_shards(setup, scored, tmp_path):
     corpus, clip, pred, _ = setup
-    ref = tmp_path / "ref"
-    run(corpus, ref, _cfg(clip, pred))
+    ref = scored
     scores = sorted(dict(r["scores"])["aesthetic"]
                     for r in pq.read_table(ref / "index.parquet").to_pylist())
     cut = (scores[2] + scores[3]) / 2
