@@ -21,16 +21,30 @@ from pathlib import Path
 from clipfactory.config import Config, PolicyConfig
 from clipfactory.ledger import Ledger
 from clipfactory.policy.gate import Gate
-from clipfactory.policy.optout import OptOutList
+from clipfactory.policy.optout import OptOutList, facts_of_row
 from clipfactory.policy.policy import Decision
 from clipfactory.provenance.removal import remove_inputs
 
-__all__ = ["TAKEDOWN_RULES", "build_gate", "gate_inputs", "inherit_policy"]
+__all__ = ["TAKEDOWN_REASONS", "TAKEDOWN_RULES", "build_gate", "gate_inputs", "inherit_policy",
+           "remember_reason"]
 
 log = logging.getLogger("clipfactory")
 TAKEDOWN_RULES = "takedown_rules"  # ledger meta key: rule texts of every takedown so far
+# ledger meta key: {rule text: the reason given with the takedown that added it}, so that a
+# takedown interrupted before its audit record is recorded with its own reason by the run that
+# finishes it
+TAKEDOWN_REASONS = "takedown_reasons"
 _GATING = ("name", "allow", "deny", "allow_unknown")
 _INPUT = ("dataset_terms", "declared_license", "opt_out_file")
+
+
+def remember_reason(ledger: Ledger, rules: Iterable[str], reason: str) -> None:
+    """Keep ``reason`` for each takedown rule text in ``rules`` (the first reason a rule was
+    given stays)."""
+    reasons: dict[str, str] = ledger.get_meta(TAKEDOWN_REASONS, {})
+    new = {r: reason for r in rules if r not in reasons}
+    if new:
+        ledger.set_meta(TAKEDOWN_REASONS, {**reasons, **new})
 
 
 def inherit_policy(cfg: Config, previous: dict | None) -> Config:
@@ -101,8 +115,30 @@ def _fingerprint(gate: Gate) -> str:
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
+def _by_takedown_reason(gate: Gate, rows: list[sqlite3.Row], reasons: dict[str, str]
+                        ) -> dict[str, tuple[list[sqlite3.Row], list[str]]]:
+    """Rows grouped by the reason of the takedown whose rule they match (one audit record
+    each, with the rules matched), said to be finished by this run."""
+    out: dict[str, tuple[list[sqlite3.Row], list[str]]] = {}
+    for r in rows:
+        rule = gate.takedowns.match(facts_of_row(r))
+        if rule is None:  # the bytes of a source taken down (Gate.decide)
+            text = "same content as a source that was taken down"
+        else:
+            text = reasons.get(rule.text) or "a takedown whose reason was not recorded"
+        part, rules = out.setdefault(f"{text} (finished by a later run)", ([], []))
+        part.append(r)
+        if rule is not None and rule.text not in rules:
+            rules.append(rule.text)
+    return out
+
+
 def _recheck_done(ledger: Ledger, gate: Gate, out: Path) -> None:
-    """Remove inputs already in the dataset that the current opt-outs or policy exclude."""
+    """Remove inputs already in the dataset that the current opt-outs or policy exclude.
+
+    An input that matches a takedown rule here belongs to a takedown that stopped before it
+    was finished (a takedown removes what it matches before it returns): it is removed and
+    recorded as that takedown, with the reason given to it."""
     hits: list[tuple[sqlite3.Row, Decision]] = []
     for r in ledger.iter_videos("done"):
         d = gate.decide_row(r)
@@ -111,16 +147,27 @@ def _recheck_done(ledger: Ledger, gate: Gate, out: Path) -> None:
     if not hits:
         return
     ledger.record_decisions(gate.decision_row(r["item_key"], d, r["license"]) for r, d in hits)
-    for kind in ("opt_out", "policy"):
-        group = [(r, d) for r, d in hits
-                 if (d.reason in ("opted_out", "taken_down")) == (kind == "opt_out")]
+    reasons: dict[str, str] = ledger.get_meta(TAKEDOWN_REASONS, {})
+    for kind in ("takedown", "opt_out", "policy"):
+        group = [(r, d) for r, d in hits if kind == {"taken_down": "takedown",
+                                                     "opted_out": "opt_out"}.get(d.reason,
+                                                                                 "policy")]
         if not group:
             continue
         rows = [r for r, _ in group]
         why = {r["item_key"]: f"{d.reason}: {d.detail}" for r, d in group}
         codes = {r["item_key"]: d.reason for r, d in group}
+        if kind == "takedown":
+            for text, (part, rules) in _by_takedown_reason(gate, rows, reasons).items():
+                removal = remove_inputs(out, ledger, part, why, kind=kind, reason=text,
+                                        state="removed", stage="takedown", codes=codes,
+                                        rules=rules)
+                log.warning("%s: removed %d inputs (%d clips)", text, len(part),
+                            len(removal.clips))
+            continue
         if kind == "opt_out":
-            text = f"opt-out list {gate.cfg.opt_out_file or ''} applied to the dataset".strip()
+            text = (f"opt-out list {gate.cfg.opt_out_file} applied to the dataset"
+                    if gate.cfg.opt_out_file else "opt-out list applied to the dataset")
             removal = remove_inputs(out, ledger, rows, why, kind=kind, reason=text,
                                     state="removed", stage="takedown", codes=codes,
                                     rules=[r.text for r in gate.optout.rules])

@@ -18,7 +18,7 @@ from clipfactory.config import Config
 from clipfactory.ledger import Ledger, query_in
 from clipfactory.lock import holds_output_lock
 from clipfactory.policy.optout import OptOutList, Rule, facts_of_row, parse_rule
-from clipfactory.provenance.ingest import TAKEDOWN_RULES
+from clipfactory.provenance.ingest import TAKEDOWN_RULES, remember_reason
 from clipfactory.provenance.removal import Removal, remove_inputs
 
 __all__ = ["open_output", "refresh_outputs", "takedown", "takedown_rules"]
@@ -80,6 +80,9 @@ def takedown(out: str | Path, rules: OptOutList, reason: str, *,
     try:
         kept = list(dict.fromkeys([*ledger.get_meta(TAKEDOWN_RULES, []),
                                    *(r.canonical for r in rules.rules)]))
+        # the reason first: a takedown killed before its audit record is finished by the
+        # next run, which records it with this reason (provenance.ingest)
+        remember_reason(ledger, [r.canonical for r in rules.rules], reason)
         ledger.set_meta(TAKEDOWN_RULES, kept)
         rows, why = [], {}
         for r in ledger.iter_videos():  # paged: memory stays bounded at any dataset size

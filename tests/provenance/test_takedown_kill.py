@@ -1,0 +1,143 @@
+"""A takedown killed at any step (SIGKILL at chosen points of ``remove_inputs``) is finished
+by the next takedown or by the next run: the same dataset as a takedown never killed, not one
+byte of a removed clip left, and the audit clean."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from clipfactory.config import Config
+from clipfactory.ledger import Ledger
+from clipfactory.pipeline import run
+from clipfactory.provenance.audit import audit
+from clipfactory.provenance.takedown import takedown, takedown_rules
+from clipfactory.sinks.parts import read_index, read_rejected
+from clipfactory.testing.synth import ShotSpec, write_video
+
+pytestmark = pytest.mark.slow  # a run and two takedowns per kill point: ~5 s each
+
+# a process that takes the victims down with one function replaced by "SIGKILL on call N"
+_KILLER = """
+import importlib, os, signal, sys
+from clipfactory.provenance.takedown import takedown, takedown_rules
+module, _, name = sys.argv[2].partition(":")
+owner, attr = importlib.import_module(module), name
+if "." in attr:  # Class.method
+    cls, attr = attr.split(".")
+    owner = getattr(owner, cls)
+orig, calls = getattr(owner, attr), [0]
+def killer(*a, **k):
+    calls[0] += 1
+    if calls[0] >= int(sys.argv[3]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return orig(*a, **k)
+setattr(owner, attr, killer)
+takedown(sys.argv[1], takedown_rules(sources=sys.argv[4:]), "a request")
+"""
+
+POINTS = [
+    ("clipfactory.provenance.removal:_rewrite", 1),  # rules kept, nothing removed yet
+    ("clipfactory.provenance.removal:_rewrite", 2),  # one shard rewritten, the other not
+    ("clipfactory.provenance.removal:mark_orphans", 1),  # clips dropped, keepers not marked
+    ("clipfactory.provenance.removal:append_audit", 1),  # all gone, no audit record yet
+    ("clipfactory.ledger:Ledger.set_video_state", 1),  # audit record, inputs not marked
+    ("clipfactory.provenance.takedown:refresh_outputs", 1),  # index and card not rewritten
+]
+
+
+def _cfg() -> Config:
+    return Config.model_validate({"workers": 1, "shards": {"max_count": 2}})
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[Path, Path, list[str]]:
+    """A dataset of 4 videos (8 clips, 4 shards), and the two victims' paths."""
+    inp = tmp_path_factory.mktemp("tk-in")
+    for v in range(4):
+        write_video(inp / f"v{v}.mp4", [ShotSpec(66, "texture", 10 * v + 1),
+                                        ShotSpec(72, "texture", 10 * v + 2)], gop=30)
+    out = tmp_path_factory.mktemp("tk-built") / "out"
+    run(inp, out, _cfg())
+    return inp, out, [str(inp / "v1.mp4"), str(inp / "v2.mp4")]
+
+
+def _state(out: Path) -> dict:
+    index = sorted((r["clip_id"], r["start_frame"], r["end_frame"], r["file_sha256"])
+                   for r in read_index(out).to_pylist())
+    rejected = sorted((r["clip_id"] or r["item_key"], r["stage"], r["reason"])
+                      for r in read_rejected(out).to_pylist())
+    members, blobs = [], []
+    for shard in sorted((out / "shards").rglob("*.tar")):
+        with tarfile.open(shard) as t:
+            for m in t.getmembers():
+                if m.name.endswith(".mp4"):
+                    members.append(m.name.split(".")[0])
+                    blobs.append(t.extractfile(m).read())  # type: ignore[union-attr]
+    ledger = Ledger(out / "ledger.sqlite")
+    try:
+        counts = ledger.counts()
+        states = sorted((r["item_key"], r["state"]) for r in ledger.iter_videos())
+    finally:
+        ledger.close()
+    leftovers = sorted(p.name for p in out.rglob("*") if p.is_file()
+                       and (p.name.startswith(".") or p.name.endswith(".part")))
+    return {"index": index, "rejected": rejected, "members": sorted(members),
+            "blobs": sorted(len(b) for b in blobs), "states": states,
+            "counts": {k: counts[k] for k in ("videos", "clips", "dropped_by_reason")},
+            "audit": [p.kind for p in audit(out).problems], "leftovers": leftovers}
+
+
+@pytest.fixture(scope="module")
+def reference(built, tmp_path_factory) -> tuple[dict, set[bytes]]:
+    """The state after a takedown never killed, and the bytes of the victims' clips."""
+    _, out0, victims = built
+    out = tmp_path_factory.mktemp("tk-ref") / "out"
+    shutil.copytree(out0, out)
+    before = {r["clip_id"] for r in read_index(out).to_pylist()}
+    removal = takedown(out, takedown_rules(sources=victims), "a request")
+    state = _state(out)
+    gone = before - {c[0] for c in state["index"]}
+    assert len(gone) == 4 and set(removal.clips) == gone, "the takedown removed nothing"
+    assert len(removal.shards) >= 2, "the victims share one shard: point 2 would prove nothing"
+    assert state["audit"] == [] and state["leftovers"] == []
+    blobs = set()
+    for shard in (out0 / "shards").rglob("*.tar"):
+        with tarfile.open(shard) as t:
+            blobs |= {t.extractfile(m).read() for m in t.getmembers()  # type: ignore[union-attr]
+                      if m.name.endswith(".mp4") and m.name.split(".")[0] in gone}
+    return state, blobs
+
+
+@pytest.mark.parametrize("resume", ["takedown", "run"])
+@pytest.mark.parametrize(("point", "call"), POINTS)
+def test_a_killed_takedown_is_finished_by_the_next_command(built, reference, tmp_path, point,
+                                                           call, resume) -> None:
+    inp, out0, victims = built
+    want, victim_bytes = reference
+    out = tmp_path / "out"
+    shutil.copytree(out0, out)
+    proc = subprocess.run([sys.executable, "-c", _KILLER, str(out), point, str(call), *victims],
+                          capture_output=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]  # it died where we said
+    if resume == "takedown":  # the request again, as a user whose command died would
+        takedown(out, takedown_rules(sources=victims), "a request")
+    else:  # or the next run: the kept rules finish the removal
+        run(inp, out, _cfg())
+    assert _state(out) == want
+    for shard in (out / "shards").rglob("*.tar"):  # not one byte of a removed clip
+        data = shard.read_bytes()
+        assert not any(b in data for b in victim_bytes)
+    # the audit trail names both victims as taken down, with the request's own reason, also
+    # where a run finished the takedown (one record per attempt that removed something)
+    records = [json.loads(line) for line in (out / "audit.jsonl").read_text().splitlines()]
+    assert {r["kind"] for r in records} == {"takedown"}
+    assert all(r["reason"].startswith("a request") for r in records)
+    assert {v["item_key"] for r in records for v in r["videos"]} == {"file:v1.mp4",
+                                                                     "file:v2.mp4"}
