@@ -17,27 +17,15 @@ from clipfactory.ledger import Ledger
 from clipfactory.pipeline import run
 from clipfactory.provenance.audit import audit
 from clipfactory.sinks.parts import read_index, read_rejected
+from clipfactory.testing.killpoint import kill_point_script
 from clipfactory.testing.synth import ShotSpec, write_video
 
-# a process that runs clipfactory with one function replaced by "SIGKILL yourself on call N"
-_KILLER = """
-import importlib, os, signal, sys
+# clipfactory run, killed on the N-th call of one function (argv: point, N, input, output)
+_KILLER = kill_point_script("""
 from clipfactory.config import Config
 from clipfactory.pipeline import run
-module, _, name = sys.argv[3].partition(":")
-owner, attr = importlib.import_module(module), name
-if "." in attr:  # Class.method
-    cls, attr = attr.split(".")
-    owner = getattr(owner, cls)
-orig, calls = getattr(owner, attr), [0]
-def killer(*a, **k):
-    calls[0] += 1
-    if calls[0] >= int(sys.argv[4]):
-        os.kill(os.getpid(), signal.SIGKILL)
-    return orig(*a, **k)
-setattr(owner, attr, killer)
-run(sys.argv[1], sys.argv[2], Config.model_validate({"workers": 1, "shards": {"max_count": 2}}))
-"""
+run(sys.argv[3], sys.argv[4], Config.model_validate({"workers": 1, "shards": {"max_count": 2}}))
+""")
 
 POINTS = [
     ("clipfactory.finalize:remove_staged_files", 1),  # duplicates dropped, files not deleted
@@ -118,7 +106,7 @@ def test_killed_inside_finalize_then_resumed(corpus, reference, tmp_path, point,
     run(inp, out, _cfg())
     for f in more.iterdir():
         shutil.copy(f, inp / f.name)
-    proc = subprocess.run([sys.executable, "-c", _KILLER, str(inp), str(out), point, str(call)],
+    proc = subprocess.run([sys.executable, "-c", _KILLER, point, str(call), str(inp), str(out)],
                           capture_output=True, timeout=300)
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]  # it died where we said
     if point.endswith(":remove_staged_files"):  # the kill left clip files no clip owns

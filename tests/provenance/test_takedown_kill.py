@@ -19,28 +19,17 @@ from clipfactory.pipeline import run
 from clipfactory.provenance.audit import audit
 from clipfactory.provenance.takedown import takedown, takedown_rules
 from clipfactory.sinks.parts import read_index, read_rejected
+from clipfactory.testing.killpoint import kill_point_script
 from clipfactory.testing.synth import ShotSpec, write_video
 
 pytestmark = pytest.mark.slow  # a run and two takedowns per kill point: ~5 s each
 
-# a process that takes the victims down with one function replaced by "SIGKILL on call N"
-_KILLER = """
-import importlib, os, signal, sys
+# the victims taken down, killed on the N-th call of one function (argv: point, N, output,
+# victims)
+_KILLER = kill_point_script("""
 from clipfactory.provenance.takedown import takedown, takedown_rules
-module, _, name = sys.argv[2].partition(":")
-owner, attr = importlib.import_module(module), name
-if "." in attr:  # Class.method
-    cls, attr = attr.split(".")
-    owner = getattr(owner, cls)
-orig, calls = getattr(owner, attr), [0]
-def killer(*a, **k):
-    calls[0] += 1
-    if calls[0] >= int(sys.argv[3]):
-        os.kill(os.getpid(), signal.SIGKILL)
-    return orig(*a, **k)
-setattr(owner, attr, killer)
-takedown(sys.argv[1], takedown_rules(sources=sys.argv[4:]), "a request")
-"""
+takedown(sys.argv[3], takedown_rules(sources=sys.argv[4:]), "a request")
+""")
 
 POINTS = [
     ("clipfactory.provenance.removal:_rewrite", 1),  # rules kept, nothing removed yet
@@ -123,7 +112,7 @@ def test_a_killed_takedown_is_finished_by_the_next_command(built, reference, tmp
     want, victim_bytes = reference
     out = tmp_path / "out"
     shutil.copytree(out0, out)
-    proc = subprocess.run([sys.executable, "-c", _KILLER, str(out), point, str(call), *victims],
+    proc = subprocess.run([sys.executable, "-c", _KILLER, point, str(call), str(out), *victims],
                           capture_output=True, timeout=300)
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]  # it died where we said
     if resume == "takedown":  # the request again, as a user whose command died would
