@@ -49,10 +49,10 @@ from clipfactory.sinks.partition import (
     refresh_parts,
 )
 from clipfactory.sinks.ray_parts import parts_mapper
-from clipfactory.sinks.refresh import refresh_stale_shards
+from clipfactory.sinks.refresh import refresh_stale_shards, register_rewritten_shard
 from clipfactory.sinks.shards import rewrite_shard_without
 from clipfactory.sinks.stats import kept_stats, merge_stats
-from clipfactory.stages.store import annotation_summary
+from clipfactory.stages.store import annotation_summary, ensure_schema
 
 __all__ = ["finalize", "full_rededup"]
 
@@ -212,12 +212,21 @@ def _drop_duplicates(dups: list[Duplicate], ledger: Ledger, shard_dir: Path,
         c.scores["dedup.distance"] = float(d.distance)
         c.shard, c.staged_path = None, None
         changed.append(c)
+    # the drops first, with their shards marked stale in the same commit: a kill before a
+    # shard is rewritten leaves it stale, and the next finalize (a run's, or this command's
+    # again) rewrites it to the ledger's clips (refresh_stale_shards). The other order left
+    # shards without clips the ledger still listed, which only `dedup --full` again mended.
+    ensure_schema(ledger)
+    with ledger.transaction() as db:
+        db.executemany(
+            "UPDATE clips SET state=?, stage=?, reason=?, shard=?, record=? WHERE clip_id=?",
+            [(c.state, c.stage, c.reason, c.shard, json.dumps(c.to_dict()), c.clip_id)
+             for c in changed])
+        db.executemany("INSERT OR IGNORE INTO stale_shards (name) VALUES (?)",
+                       [(shard,) for shard in removed_from])
     for shard, gone in removed_from.items():
         info = rewrite_shard_without(shard_dir / shard, {c.key for c in gone})
-        ledger.remove_shard(shard)
-        if info is not None:  # registered under its name in shards/ (bucket/shard-N.tar)
-            ledger.add_shards([(shard, info.sha256, info.bytes, info.count)], [])
-    ledger.update_clips(changed)
+        register_rewritten_shard(ledger, shard, info)
     remove_staged_files(unstaged)  # after the drops are recorded: a kill leaves files, not clips
     log.info("dedup removed %d clips (%s)", len(dups), ", ".join(sorted({d.reason for d in dups})))
 

@@ -113,3 +113,57 @@ def test_killed_inside_finalize_then_resumed(corpus, reference, tmp_path, point,
         assert "orphan_file" in {p.kind for p in audit(out).problems}
     run(inp, out, _cfg())
     assert _state(out) == reference
+
+
+# `dedup --full` killed on the N-th call of one function (argv: point, N, output)
+_DEDUP_KILLER = kill_point_script("""
+from clipfactory.cli import main
+sys.exit(main(["dedup", "--full", sys.argv[3]]))
+""")
+
+DEDUP_POINTS = [
+    ("clipfactory.finalize:rewrite_shard_without", 1),  # drops recorded, no shard rewritten
+    ("clipfactory.finalize:register_rewritten_shard", 1),  # a shard rewritten, not registered
+    ("clipfactory.finalize:finalize", 1),  # shards rewritten, index and card not
+]
+
+
+@pytest.fixture(scope="module")
+def undeduped(corpus, tmp_path_factory) -> tuple[Path, Path, dict]:
+    """The corpus (the copy of v1 included) run without dedup, and the state a `dedup --full`
+    never killed leaves it in."""
+    first, more = corpus
+    inp, out = tmp_path_factory.mktemp("fk-dd-in"), tmp_path_factory.mktemp("fk-dd") / "out"
+    for f in [*first.iterdir(), *more.iterdir()]:
+        shutil.copy(f, inp / f.name)
+    run(inp, out, Config.model_validate({"workers": 1, "shards": {"max_count": 2},
+                                         "skip": ["dedup"]}))
+    ref = tmp_path_factory.mktemp("fk-dd-ref") / "out"
+    shutil.copytree(out, ref)
+    proc = subprocess.run([sys.executable, "-m", "clipfactory.cli", "dedup", "--full", str(ref)],
+                          capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    state = _state(ref)
+    assert state["counts"]["dropped_by_reason"].get("dedup/near_duplicate"), \
+        "dedup --full dropped nothing: the test would prove nothing"
+    assert state["audit"]
+    return inp, out, state
+
+
+@pytest.mark.slow  # ~4 s each; .ci/run runs them after the default suite
+@pytest.mark.parametrize("resume", ["dedup", "run"])
+@pytest.mark.parametrize(("point", "call"), DEDUP_POINTS)
+def test_killed_full_dedup_then_finished(undeduped, tmp_path, point, call, resume) -> None:
+    inp, built, want = undeduped
+    out = tmp_path / "out"
+    shutil.copytree(built, out)
+    proc = subprocess.run([sys.executable, "-c", _DEDUP_KILLER, point, str(call), str(out)],
+                          capture_output=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]  # it died where we said
+    if resume == "dedup":
+        proc = subprocess.run([sys.executable, "-m", "clipfactory.cli", "dedup", "--full",
+                               str(out)], capture_output=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    else:  # the next run finishes what the dedup recorded
+        run(inp, out, _cfg())
+    assert _state(out) == want

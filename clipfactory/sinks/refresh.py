@@ -2,9 +2,10 @@
 
 ``KEY.json`` is the clip's index row; ``KEY.txt`` its caption when it has one (the WebDataset
 convention training loaders read). Annotations that arrive after a clip was sharded mark its
-shard stale in the ledger (same transaction as the annotation); :func:`refresh_stale_shards`
-rewrites those shards' metadata members atomically and registers the new hashes. A run killed
-in between finds the shard still marked and does it again.
+shard stale in the ledger (same transaction as the annotation), and so does a dedup that drops
+sharded clips (same transaction as the drops); :func:`refresh_stale_shards` rewrites those
+shards atomically to the ledger's clips and registers the new hashes. A run killed in between
+finds the shard still marked and does it again.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from clipfactory.records import ClipRecord
 from clipfactory.sinks.index import clip_row
 from clipfactory.sinks.partition import shard_clips
 from clipfactory.sinks.shard_update import rewrite_shard_members
+from clipfactory.sinks.shards import ShardInfo, read_shard_keys, rewrite_shard_without
 
-__all__ = ["refresh_stale_shards", "sample_metadata"]
+__all__ = ["refresh_stale_shards", "register_rewritten_shard", "sample_metadata"]
 
 log = logging.getLogger("clipfactory")
 
@@ -33,8 +35,24 @@ def sample_metadata(c: ClipRecord) -> dict[str, bytes]:
     return out
 
 
+def register_rewritten_shard(ledger: Ledger, name: str, info: ShardInfo | None) -> None:
+    """Record a shard's new hash, size and count (or that it is gone, ``info`` None) and that
+    it is up to date, in one commit."""
+    with ledger.transaction() as db:
+        if info is None:
+            db.execute("DELETE FROM shards WHERE name = ?", (name,))
+        else:
+            db.execute("UPDATE shards SET sha256 = ?, bytes = ?, count = ? WHERE name = ?",
+                       (info.sha256, info.bytes, info.count, name))
+        db.execute("DELETE FROM stale_shards WHERE name = ?", (name,))
+
+
 def refresh_stale_shards(ledger: Ledger, shard_dir: Path) -> int:
-    """Rewrite the metadata of every shard marked stale; return how many were rewritten."""
+    """Bring every shard marked stale in line with the ledger; return how many were rewritten.
+
+    A stale shard ends up holding exactly its kept clips, each with its current metadata:
+    samples of clips dropped since it was written (a dedup that stopped before its rewrite)
+    go, and a shard left with none is deleted."""
     try:
         names = [r[0] for r in ledger.db.execute("SELECT name FROM stale_shards ORDER BY name")]
     except Exception:  # a ledger from before annotations: nothing can be stale
@@ -43,15 +61,24 @@ def refresh_stale_shards(ledger: Ledger, shard_dir: Path) -> int:
     for name in names:
         path = shard_dir / name
         clips = shard_clips(ledger, name)
-        if path.is_file() and clips:
-            info = rewrite_shard_members(path, {c.key: sample_metadata(c) for c in clips})
-            with ledger.transaction() as db:
-                db.execute("UPDATE shards SET sha256 = ?, bytes = ? WHERE name = ?",
-                           (info.sha256, info.bytes, name))
-                db.execute("DELETE FROM stale_shards WHERE name = ?", (name,))
-            done += 1
-        else:
+        if not path.is_file():
+            if clips:  # lost from disk with clips in it: the audit's to report, not ours
+                ledger.db.execute("DELETE FROM stale_shards WHERE name = ?", (name,))
+            else:  # emptied and deleted by a dedup that stopped before recording it
+                register_rewritten_shard(ledger, name, None)
+            continue
+        owned = {c.key for c in clips}
+        unowned = [k for k in read_shard_keys(path) if k not in owned]
+        if not clips and not unowned:  # nothing in it to keep or remove
             ledger.db.execute("DELETE FROM stale_shards WHERE name = ?", (name,))
+            continue
+        info: ShardInfo | None = None
+        if unowned:
+            info = rewrite_shard_without(path, unowned)  # None: nothing left, file deleted
+        if clips:
+            info = rewrite_shard_members(path, {c.key: sample_metadata(c) for c in clips})
+        register_rewritten_shard(ledger, name, info)
+        done += 1
     if done:
-        log.info("rewrote the metadata of %d shard(s) after late annotations", done)
+        log.info("rewrote %d stale shard(s) to the ledger's clips", done)
     return done
