@@ -218,10 +218,7 @@ def _drop_duplicates(dups: list[Duplicate], ledger: Ledger, shard_dir: Path,
     # shards without clips the ledger still listed, which only `dedup --full` again mended.
     ensure_schema(ledger)
     with ledger.transaction() as db:
-        db.executemany(
-            "UPDATE clips SET state=?, stage=?, reason=?, shard=?, record=? WHERE clip_id=?",
-            [(c.state, c.stage, c.reason, c.shard, json.dumps(c.to_dict()), c.clip_id)
-             for c in changed])
+        ledger.write_clips(db, changed)
         db.executemany("INSERT OR IGNORE INTO stale_shards (name) VALUES (?)",
                        [(shard,) for shard in removed_from])
     for shard, gone in removed_from.items():

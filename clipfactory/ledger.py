@@ -310,10 +310,16 @@ class Ledger:
     def update_clips(self, clips: Iterable[ClipRecord]) -> None:
         """Persist state changes of existing clips (one transaction)."""
         with self.transaction() as db:
-            db.executemany(
-                "UPDATE clips SET state=?, stage=?, reason=?, shard=?, record=? WHERE clip_id=?",
-                [(c.state, c.stage, c.reason, c.shard, json.dumps(c.to_dict()), c.clip_id)
-                 for c in clips])
+            self.write_clips(db, clips)
+
+    @staticmethod
+    def write_clips(db: sqlite3.Connection, clips: Iterable[ClipRecord]) -> None:
+        """Persist state changes of existing clips on ``db``, inside the caller's transaction
+        (with whatever else must commit together with them)."""
+        db.executemany(
+            "UPDATE clips SET state=?, stage=?, reason=?, shard=?, record=? WHERE clip_id=?",
+            [(c.state, c.stage, c.reason, c.shard, json.dumps(c.to_dict()), c.clip_id)
+             for c in clips])
 
     def add_shards(self, shards: Iterable[tuple[str, str, int, int]],
                    clips: Iterable[ClipRecord]) -> None:
@@ -323,10 +329,7 @@ class Ledger:
             db.executemany(
                 "INSERT OR REPLACE INTO shards (name, sha256, bytes, count, created_at)"
                 " VALUES (?,?,?,?,?)", [(*s, now) for s in shards])
-            db.executemany(
-                "UPDATE clips SET state=?, stage=?, reason=?, shard=?, record=? WHERE clip_id=?",
-                [(c.state, c.stage, c.reason, c.shard, json.dumps(c.to_dict()), c.clip_id)
-                 for c in clips])
+            self.write_clips(db, clips)
 
     def shards(self) -> list[sqlite3.Row]:
         """Every shard: name, sha256, bytes, count, created_at (in name order)."""

@@ -26,7 +26,7 @@ from clipfactory.policy.policy import Decision
 from clipfactory.provenance.removal import remove_inputs
 
 __all__ = ["TAKEDOWN_REASONS", "TAKEDOWN_RULES", "build_gate", "gate_inputs", "inherit_policy",
-           "remember_reason"]
+           "keep_takedown_rules"]
 
 log = logging.getLogger("clipfactory")
 TAKEDOWN_RULES = "takedown_rules"  # ledger meta key: rule texts of every takedown so far
@@ -34,17 +34,24 @@ TAKEDOWN_RULES = "takedown_rules"  # ledger meta key: rule texts of every takedo
 # takedown interrupted before its audit record is recorded with its own reason by the run that
 # finishes it
 TAKEDOWN_REASONS = "takedown_reasons"
+# the audit record's kind for a decision's reason, in the re-check of inputs already in
+# the dataset (any other reason: the policy)
+_KIND_OF = {"taken_down": "takedown", "opted_out": "opt_out"}
 _GATING = ("name", "allow", "deny", "allow_unknown")
 _INPUT = ("dataset_terms", "declared_license", "opt_out_file")
 
 
-def remember_reason(ledger: Ledger, rules: Iterable[str], reason: str) -> None:
-    """Keep ``reason`` for each takedown rule text in ``rules`` (the first reason a rule was
-    given stays)."""
+def keep_takedown_rules(ledger: Ledger, rules: Iterable[str], reason: str) -> None:
+    """Add takedown rule texts to the ledger's, with ``reason`` kept for each new one (the
+    first reason a rule was given stays). The reasons go first: a takedown killed before its
+    audit record is finished by the next run, which records it with its reason."""
+    rules = list(rules)
     reasons: dict[str, str] = ledger.get_meta(TAKEDOWN_REASONS, {})
     new = {r: reason for r in rules if r not in reasons}
     if new:
         ledger.set_meta(TAKEDOWN_REASONS, {**reasons, **new})
+    ledger.set_meta(TAKEDOWN_RULES, list(dict.fromkeys([*ledger.get_meta(TAKEDOWN_RULES, []),
+                                                        *rules])))
 
 
 def inherit_policy(cfg: Config, previous: dict | None) -> Config:
@@ -149,9 +156,7 @@ def _recheck_done(ledger: Ledger, gate: Gate, out: Path) -> None:
     ledger.record_decisions(gate.decision_row(r["item_key"], d, r["license"]) for r, d in hits)
     reasons: dict[str, str] = ledger.get_meta(TAKEDOWN_REASONS, {})
     for kind in ("takedown", "opt_out", "policy"):
-        group = [(r, d) for r, d in hits if kind == {"taken_down": "takedown",
-                                                     "opted_out": "opt_out"}.get(d.reason,
-                                                                                 "policy")]
+        group = [(r, d) for r, d in hits if _KIND_OF.get(d.reason, "policy") == kind]
         if not group:
             continue
         rows = [r for r, _ in group]

@@ -38,7 +38,7 @@ from clipfactory.fetch.base import FetchError
 from clipfactory.fetch.gate import FetchGate
 from clipfactory.fetch.http import parse_retry_after
 from clipfactory.lock import holds_output_lock
-from clipfactory.provenance.ingest import TAKEDOWN_RULES, remember_reason
+from clipfactory.provenance.ingest import keep_takedown_rules
 from clipfactory.provenance.removal import Removal, remove_inputs
 from clipfactory.provenance.takedown import open_output, refresh_outputs
 
@@ -286,9 +286,7 @@ def revalidate(out: str | Path, *, purge: bool = False, rate: float = 1.0,
             hit = [rows_by_key[k] for c in gone for k in c.item_keys]
             why = {k: f"{c.url}: {c.detail}" for c in gone for k in c.item_keys}
             rules = [f"url:{c.url}" for c in gone]
-            remember_reason(ledger, rules, reason)
-            ledger.set_meta(TAKEDOWN_RULES, list(dict.fromkeys(
-                [*ledger.get_meta(TAKEDOWN_RULES, []), *rules])))
+            keep_takedown_rules(ledger, rules, reason)
             report.removal = remove_inputs(out, ledger, hit, why, kind="revalidate",
                                            reason=reason, state="removed", stage="takedown",
                                            codes=dict.fromkeys(why, "source_gone"), rules=rules)

@@ -18,7 +18,7 @@ from clipfactory.config import Config
 from clipfactory.ledger import Ledger, query_in
 from clipfactory.lock import holds_output_lock
 from clipfactory.policy.optout import OptOutList, Rule, facts_of_row, parse_rule
-from clipfactory.provenance.ingest import TAKEDOWN_RULES, remember_reason
+from clipfactory.provenance.ingest import keep_takedown_rules
 from clipfactory.provenance.removal import Removal, remove_inputs
 
 __all__ = ["open_output", "refresh_outputs", "takedown", "takedown_rules"]
@@ -78,12 +78,7 @@ def takedown(out: str | Path, rules: OptOutList, reason: str, *,
     out = Path(out)
     ledger = open_output(out)
     try:
-        kept = list(dict.fromkeys([*ledger.get_meta(TAKEDOWN_RULES, []),
-                                   *(r.canonical for r in rules.rules)]))
-        # the reason first: a takedown killed before its audit record is finished by the
-        # next run, which records it with this reason (provenance.ingest)
-        remember_reason(ledger, [r.canonical for r in rules.rules], reason)
-        ledger.set_meta(TAKEDOWN_RULES, kept)
+        keep_takedown_rules(ledger, (r.canonical for r in rules.rules), reason)
         rows, why = [], {}
         for r in ledger.iter_videos():  # paged: memory stays bounded at any dataset size
             if r["state"] != "removed" and (rule := rules.match(facts_of_row(r))) is not None:

@@ -19,7 +19,7 @@ from clipfactory.records import ClipRecord
 from clipfactory.sinks.index import clip_row
 from clipfactory.sinks.partition import shard_clips
 from clipfactory.sinks.shard_update import rewrite_shard_members
-from clipfactory.sinks.shards import ShardInfo, read_shard_keys, rewrite_shard_without
+from clipfactory.sinks.shards import ShardInfo
 
 __all__ = ["refresh_stale_shards", "register_rewritten_shard", "sample_metadata"]
 
@@ -61,22 +61,17 @@ def refresh_stale_shards(ledger: Ledger, shard_dir: Path) -> int:
     for name in names:
         path = shard_dir / name
         clips = shard_clips(ledger, name)
-        if not path.is_file():
-            if clips:  # lost from disk with clips in it: the audit's to report, not ours
-                ledger.db.execute("DELETE FROM stale_shards WHERE name = ?", (name,))
-            else:  # emptied and deleted by a dedup that stopped before recording it
-                register_rewritten_shard(ledger, name, None)
+        if not clips:
+            # every sample in it was dropped (a dedup that stopped before the rewrite), or the
+            # file is gone already
+            path.unlink(missing_ok=True)
+            register_rewritten_shard(ledger, name, None)
             continue
-        owned = {c.key for c in clips}
-        unowned = [k for k in read_shard_keys(path) if k not in owned]
-        if not clips and not unowned:  # nothing in it to keep or remove
+        if not path.is_file():  # lost from disk with clips in it: the audit's to report
             ledger.db.execute("DELETE FROM stale_shards WHERE name = ?", (name,))
             continue
-        info: ShardInfo | None = None
-        if unowned:
-            info = rewrite_shard_without(path, unowned)  # None: nothing left, file deleted
-        if clips:
-            info = rewrite_shard_members(path, {c.key: sample_metadata(c) for c in clips})
+        info = rewrite_shard_members(path, {c.key: sample_metadata(c) for c in clips},
+                                     keep={c.key for c in clips})
         register_rewritten_shard(ledger, name, info)
         done += 1
     if done:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import itertools
 import tarfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from clipfactory.sinks.shards import _ENCODING, ShardInfo, _iter_files, _split_key, _TarSink
@@ -19,15 +19,18 @@ from clipfactory.sinks.shards import _ENCODING, ShardInfo, _iter_files, _split_k
 __all__ = ["rewrite_shard_members"]
 
 
-def rewrite_shard_members(path: str | Path, updates: Mapping[str, Mapping[str, bytes]]
-                          ) -> ShardInfo:
+def rewrite_shard_members(path: str | Path, updates: Mapping[str, Mapping[str, bytes]],
+                          keep: Collection[str] | None = None) -> ShardInfo:
     """Rewrite ``path`` with ``updates[key][ext]`` as the member ``KEY.EXT`` of each listed
-    sample (added when the sample lacks it; other members kept as they are)."""
+    sample (added when the sample lacks it; other members kept as they are). With ``keep``,
+    samples whose key is not in it are left out."""
     p = Path(path)
     sink = _TarSink(p)
     try:
         with tarfile.open(p, "r:", encoding=_ENCODING) as src:
             for key, group in itertools.groupby(_iter_files(src), lambda m: _split_key(m.name)):
+                if keep is not None and key not in keep:
+                    continue
                 new = updates.get(key, {})
                 members = [(m.name, m.size, lambda m=m: src.extractfile(m)) for m in group
                            if m.name[len(key) + 1:] not in new]
