@@ -13,9 +13,10 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+from clipfactory.consent.checker import REFUSALS
 from clipfactory.ledger import Ledger
 
-__all__ = ["consent_summary", "record_consent"]
+__all__ = ["consent_summary", "record_consent", "unfinished_purges"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS consent (
@@ -44,6 +45,27 @@ def record_consent(ledger: Ledger, item_key: str, evidence: Iterable[dict[str, A
     with ledger.transaction() as db:
         db.execute("DELETE FROM consent WHERE item_key = ?", (item_key,))
         db.executemany("INSERT OR REPLACE INTO consent VALUES (?,?,?,?,?,?)", rows)
+
+
+def unfinished_purges(ledger: Ledger) -> dict[str, tuple[str, str]]:
+    """Inputs still in the dataset (``done``) with evidence that refused them (``enforced``):
+    ``revalidate --purge`` decided to purge them and stopped before it had (only a purge
+    records refusing evidence against an input in the dataset; a run's fetch records it
+    against an input that then fails). Maps each item key to the refusal's code (its first
+    refusing signal, as the purge recorded it) and its detail (as ``revalidate`` says it)."""
+    _ensure(ledger)
+    rows = ledger.db.execute(
+        "SELECT c.item_key, c.signal, c.evidence FROM consent c JOIN videos v USING (item_key)"
+        " WHERE c.enforced = 1 AND v.state = 'done' ORDER BY v.seq, c.rowid")
+    found: dict[str, tuple[str, str]] = {}
+    for key, signal, evidence in rows:
+        if key in found and found[key][0] in REFUSALS:
+            continue
+        e = json.loads(evidence)
+        detail = f"consent/{signal}: {e.get('where')}: {e.get('value')} ({e.get('url')})"
+        if key not in found or signal in REFUSALS:
+            found[key] = (signal, detail)
+    return found
 
 
 def consent_summary(ledger: Ledger, mode: str) -> dict[str, Any]:

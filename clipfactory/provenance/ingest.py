@@ -19,14 +19,15 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from clipfactory.config import Config, PolicyConfig
-from clipfactory.ledger import Ledger
+from clipfactory.consent.store import unfinished_purges
+from clipfactory.ledger import Ledger, query_in
 from clipfactory.policy.gate import Gate
 from clipfactory.policy.optout import OptOutList, facts_of_row
 from clipfactory.policy.policy import Decision
 from clipfactory.provenance.removal import remove_inputs
 
-__all__ = ["TAKEDOWN_REASONS", "TAKEDOWN_RULES", "build_gate", "gate_inputs", "inherit_policy",
-           "keep_takedown_rules"]
+__all__ = ["CONSENT_PURGE_REASON", "TAKEDOWN_REASONS", "TAKEDOWN_RULES", "build_gate",
+           "finish_consent_purges", "gate_inputs", "inherit_policy", "keep_takedown_rules"]
 
 log = logging.getLogger("clipfactory")
 TAKEDOWN_RULES = "takedown_rules"  # ledger meta key: rule texts of every takedown so far
@@ -37,21 +38,57 @@ TAKEDOWN_REASONS = "takedown_reasons"
 # the audit record's kind for a decision's reason, in the re-check of inputs already in
 # the dataset (any other reason: the policy)
 _KIND_OF = {"taken_down": "takedown", "opted_out": "opt_out"}
+# the audit reason of inputs purged because their sites' consent signals now refuse them
+CONSENT_PURGE_REASON = "the source's site reserves it from AI training"
 _GATING = ("name", "allow", "deny", "allow_unknown")
 _INPUT = ("dataset_terms", "declared_license", "opt_out_file")
 
 
-def keep_takedown_rules(ledger: Ledger, rules: Iterable[str], reason: str) -> None:
+def keep_takedown_rules(ledger: Ledger, rules: Iterable[str], reason: str, *,
+                        kind: str = "takedown", code: str = "taken_down") -> None:
     """Add takedown rule texts to the ledger's, with ``reason`` kept for each new one (the
-    first reason a rule was given stays). The reasons go first: a takedown killed before its
-    audit record is finished by the next run, which records it with its reason."""
+    first reason a rule was given stays), and the audit kind and the code of the command that
+    gave it where they are not a takedown's (``revalidate``, ``source_gone``). The reasons go
+    first: a takedown killed before its audit record is finished by the next run, which
+    records it as that command would have."""
     rules = list(rules)
-    reasons: dict[str, str] = ledger.get_meta(TAKEDOWN_REASONS, {})
-    new = {r: reason for r in rules if r not in reasons}
+    reasons: dict[str, str | dict] = ledger.get_meta(TAKEDOWN_REASONS, {})
+    said: str | dict = reason if (kind, code) == ("takedown", "taken_down") else {
+        "reason": reason, "kind": kind, "code": code}
+    new = {r: said for r in rules if r not in reasons}
     if new:
         ledger.set_meta(TAKEDOWN_REASONS, {**reasons, **new})
     ledger.set_meta(TAKEDOWN_RULES, list(dict.fromkeys([*ledger.get_meta(TAKEDOWN_RULES, []),
                                                         *rules])))
+
+
+def _takedown_said(said: str | dict | None) -> tuple[str, str, str]:
+    """(reason, audit kind, code) of a rule's entry in ``TAKEDOWN_REASONS``."""
+    if isinstance(said, dict):
+        return (said.get("reason") or _UNRECORDED, said.get("kind") or "takedown",
+                said.get("code") or "taken_down")
+    return said or _UNRECORDED, "takedown", "taken_down"
+
+
+_UNRECORDED = "a takedown whose reason was not recorded"
+
+
+def finish_consent_purges(ledger: Ledger, out: str | Path, by: str) -> int:
+    """Finish what a killed ``revalidate --purge`` decided (the refusals it recorded against
+    inputs still in the dataset) whatever the consent mode is now: a purge that began may have
+    rewritten shards already, and only finishing it leaves them matching the ledger. The audit
+    record says it was finished ``by`` a later command. Returns the inputs removed."""
+    found = unfinished_purges(ledger)
+    if not found:
+        return 0
+    rows = list(query_in(ledger.db, "SELECT * FROM videos WHERE item_key IN ({})"
+                         " ORDER BY seq", found))
+    text = f"{CONSENT_PURGE_REASON} (finished by a later {by})"
+    removal = remove_inputs(out, ledger, rows, {k: d for k, (_, d) in found.items()},
+                            kind="revalidate", reason=text, state="removed", stage="consent",
+                            codes={k: code for k, (code, _) in found.items()})
+    log.warning("%s: removed %d inputs (%d clips)", text, len(rows), len(removal.clips))
+    return len(rows)
 
 
 def inherit_policy(cfg: Config, previous: dict | None) -> Config:
@@ -101,6 +138,7 @@ def gate_inputs(ledger: Ledger, cfg: Config, out: str | Path) -> Gate:
         log.info("policy: %d quarantined inputs are allowed now and requeued", len(requeue))
     ledger.record_decisions(gate.decision_row(r["item_key"], d, r["license"])
                             for r, d in decided)
+    finish_consent_purges(ledger, out, "run")
     if gate.gating and ledger.get_meta(_CHECKED) != (fp := _fingerprint(gate)):
         # inputs done since the last check were gated when they were recorded, so the whole
         # dataset is re-checked only when the policy, the opt-outs or the takedowns changed
@@ -122,18 +160,20 @@ def _fingerprint(gate: Gate) -> str:
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
-def _by_takedown_reason(gate: Gate, rows: list[sqlite3.Row], reasons: dict[str, str]
-                        ) -> dict[str, tuple[list[sqlite3.Row], list[str]]]:
-    """Rows grouped by the reason of the takedown whose rule they match (one audit record
-    each, with the rules matched), said to be finished by this run."""
-    out: dict[str, tuple[list[sqlite3.Row], list[str]]] = {}
+def _by_takedown_reason(gate: Gate, rows: list[sqlite3.Row], reasons: dict[str, str | dict]
+                        ) -> dict[tuple[str, str, str], tuple[list[sqlite3.Row], list[str]]]:
+    """Rows grouped by the (reason, audit kind, code) of the takedown whose rule they match:
+    one audit record each, with the rules matched, said to be finished by this run."""
+    out: dict[tuple[str, str, str], tuple[list[sqlite3.Row], list[str]]] = {}
     for r in rows:
         rule = gate.takedowns.match(facts_of_row(r))
         if rule is None:  # the bytes of a source taken down (Gate.decide)
-            text = "same content as a source that was taken down"
+            text, kind, code = "same content as a source that was taken down", "takedown", \
+                "taken_down"
         else:
-            text = reasons.get(rule.text) or "a takedown whose reason was not recorded"
-        part, rules = out.setdefault(f"{text} (finished by a later run)", ([], []))
+            text, kind, code = _takedown_said(reasons.get(rule.text))
+        part, rules = out.setdefault((f"{text} (finished by a later run)", kind, code),
+                                     ([], []))
         part.append(r)
         if rule is not None and rule.text not in rules:
             rules.append(rule.text)
@@ -154,7 +194,7 @@ def _recheck_done(ledger: Ledger, gate: Gate, out: Path) -> None:
     if not hits:
         return
     ledger.record_decisions(gate.decision_row(r["item_key"], d, r["license"]) for r, d in hits)
-    reasons: dict[str, str] = ledger.get_meta(TAKEDOWN_REASONS, {})
+    reasons: dict[str, str | dict] = ledger.get_meta(TAKEDOWN_REASONS, {})
     for kind in ("takedown", "opt_out", "policy"):
         group = [(r, d) for r, d in hits if _KIND_OF.get(d.reason, "policy") == kind]
         if not group:
@@ -163,9 +203,11 @@ def _recheck_done(ledger: Ledger, gate: Gate, out: Path) -> None:
         why = {r["item_key"]: f"{d.reason}: {d.detail}" for r, d in group}
         codes = {r["item_key"]: d.reason for r, d in group}
         if kind == "takedown":
-            for text, (part, rules) in _by_takedown_reason(gate, rows, reasons).items():
-                removal = remove_inputs(out, ledger, part, why, kind=kind, reason=text,
-                                        state="removed", stage="takedown", codes=codes,
+            for (text, said_kind, code), (part, rules) in _by_takedown_reason(
+                    gate, rows, reasons).items():
+                removal = remove_inputs(out, ledger, part, why, kind=said_kind, reason=text,
+                                        state="removed", stage="takedown",
+                                        codes=dict.fromkeys((r["item_key"] for r in part), code),
                                         rules=rules)
                 log.warning("%s: removed %d inputs (%d clips)", text, len(part),
                             len(removal.clips))

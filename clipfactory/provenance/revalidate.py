@@ -38,7 +38,11 @@ from clipfactory.fetch.base import FetchError
 from clipfactory.fetch.gate import FetchGate
 from clipfactory.fetch.http import parse_retry_after
 from clipfactory.lock import holds_output_lock
-from clipfactory.provenance.ingest import keep_takedown_rules
+from clipfactory.provenance.ingest import (
+    CONSENT_PURGE_REASON,
+    finish_consent_purges,
+    keep_takedown_rules,
+)
 from clipfactory.provenance.removal import Removal, remove_inputs
 from clipfactory.provenance.takedown import open_output, refresh_outputs
 
@@ -259,6 +263,8 @@ def revalidate(out: str | Path, *, purge: bool = False, rate: float = 1.0,
     try:
         cfg = Config.model_validate(ledger.get_meta("config") or {})
         report.consent_mode = cfg.policy.consent
+        if purge:  # a purge this command began before and did not finish goes first
+            finish_consent_purges(ledger, out, "revalidate")
         gate = _gate(timeout, allow_private_network or cfg.fetch.allow_private_network,
                      limiter)
         rows = ledger.videos("done")
@@ -286,7 +292,7 @@ def revalidate(out: str | Path, *, purge: bool = False, rate: float = 1.0,
             hit = [rows_by_key[k] for c in gone for k in c.item_keys]
             why = {k: f"{c.url}: {c.detail}" for c in gone for k in c.item_keys}
             rules = [f"url:{c.url}" for c in gone]
-            keep_takedown_rules(ledger, rules, reason)
+            keep_takedown_rules(ledger, rules, reason, kind="revalidate", code="source_gone")
             report.removal = remove_inputs(out, ledger, hit, why, kind="revalidate",
                                            reason=reason, state="removed", stage="takedown",
                                            codes=dict.fromkeys(why, "source_gone"), rules=rules)
@@ -297,10 +303,10 @@ def revalidate(out: str | Path, *, purge: bool = False, rate: float = 1.0,
             codes = {k: c.signal or "consent" for c in refused for k in c.item_keys}
             report.consent_removal = remove_inputs(
                 out, ledger, hit, why, kind="revalidate",
-                reason="the source's site reserves it from AI training", state="removed",
+                reason=CONSENT_PURGE_REASON, state="removed",
                 stage="consent", codes=codes)
-        if report.removal is not None or report.consent_removal is not None:
-            refresh_outputs(out, ledger)
+        if purge:  # also when nothing was purged now: an earlier purge may have been killed
+            refresh_outputs(out, ledger)  # before this (incremental: cheap when up to date)
         return report
     finally:
         ledger.close()
