@@ -9,13 +9,20 @@ every chosen clip's provenance (its source row, policy decision, embedding), ``i
 ``rejected.parquet`` (the clips left out: ``mix/over_target`` or ``mix/not_in_target``), the
 card (target and achieved mix) and ``embeddings/``. The clips chosen within a category are a
 uniform sample, deterministic for a seed.
+
+DST is marked unfinished (``.mix-unfinished``, the command's parameters) before anything goes
+into it, and the mark goes last. A mix killed part-way is written again from the start by the
+same command (the partial DST is cleared); another command refuses the folder and says why.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
+import os
+import shutil
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -34,9 +41,12 @@ from clipfactory.sinks.shard_update import rewrite_shard_members
 from clipfactory.stages.store import EMBEDDINGS_DIR, PART_SCHEMA, ensure_schema
 from clipfactory.worker import file_sha256
 
-__all__ = ["MixError", "parse_target", "plan_mix", "write_mix"]
+__all__ = ["UNFINISHED", "MixError", "parse_target", "plan_mix", "write_mix"]
 
+log = logging.getLogger("clipfactory")
 OTHER = "other"  # a target key covering every category the target does not name
+UNFINISHED = ".mix-unfinished"  # in DST while a mix is written: the command's parameters
+_MARK_TMP = UNFINISHED + ".tmp"
 
 
 class MixError(ValueError):
@@ -103,8 +113,9 @@ def write_mix(src: str | Path, dst: str | Path, target: dict[str, float], *,
     src, dst = Path(src), Path(dst)
     if not (src / "ledger.sqlite").is_file():
         raise MixError(f"{src} is not a clipfactory output (no ledger.sqlite)")
-    if dst.exists() and any(p.name != LOCK_FILE for p in dst.iterdir()):
-        raise MixError(f"{dst} exists and is not empty; a mix is written to a new folder")
+    params = {"source": str(src.resolve()), "target": target, "max_clips": max_clips,
+              "seed": seed}
+    _may_write(dst, params)
     sl = Ledger(src / "ledger.sqlite")
     try:
         kept = sl.clips("sharded")
@@ -122,14 +133,53 @@ def write_mix(src: str | Path, dst: str | Path, target: dict[str, float], *,
             chosen += sorted(by_label.get(lab, []), key=lambda c: _order(c.clip_id, seed))[:n]
         left = [c for c in kept if c.clip_id not in {x.clip_id for x in chosen}]
         n = sum(plan.values())
-        meta = {"source": str(src.resolve()), "target": target, "max_clips": max_clips,
-                "seed": seed, "clips": n, "available": {k: len(v) for k, v in by_label.items()},
+        meta = {**params, "clips": n, "available": {k: len(v) for k, v in by_label.items()},
                 "achieved": {k: (v / n if n else 0.0) for k, v in plan.items()},
                 "counts": dict(plan)}
         with output_lock(dst, "mix", create=True):  # created only now: a refusal writes nothing
-            return _write(src, dst, sl, chosen, left, target, meta)
+            if _may_write(dst, params):  # under the lock: nobody else is writing it
+                log.warning("%s: clearing the mix a killed command left unfinished, to write "
+                            "it again", dst)
+                for p in dst.iterdir():
+                    if p.name in (LOCK_FILE, UNFINISHED):
+                        continue
+                    if p.is_dir():
+                        shutil.rmtree(p)
+                    else:
+                        p.unlink()
+            _mark_unfinished(dst, params)
+            summary = _write(src, dst, sl, chosen, left, target, meta)
+            (dst / UNFINISHED).unlink()
+            return summary
     finally:
         sl.close()
+
+
+def _may_write(dst: Path, params: dict[str, Any]) -> bool:
+    """Whether DST holds an unfinished mix of the same parameters (to clear); ``MixError``
+    when it holds anything else."""
+    if not dst.exists() or not any(p.name not in (LOCK_FILE, _MARK_TMP) for p in dst.iterdir()):
+        return False
+    mark = dst / UNFINISHED
+    if not mark.is_file():
+        raise MixError(f"{dst} exists and is not empty; a mix is written to a new folder")
+    try:
+        was = json.loads(mark.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        was = None
+    if was != json.loads(json.dumps(params)):
+        raise MixError(f"{dst} holds an unfinished mix with other parameters ({was}); run "
+                       "that mix again to finish it, or remove the folder")
+    return True
+
+
+def _mark_unfinished(dst: Path, params: dict[str, Any]) -> None:
+    tmp = dst / _MARK_TMP
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(params, fh, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, dst / UNFINISHED)
 
 
 def _write(src: Path, dst: Path, sl: Ledger, chosen: list[ClipRecord],

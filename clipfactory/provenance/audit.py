@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clipfactory.annotate.mix import UNFINISHED as UNFINISHED_MIX
 from clipfactory.config import Config
 from clipfactory.policy.optout import OptOutList
 from clipfactory.provenance.audit_embeddings import check_embeddings
@@ -222,6 +223,9 @@ def audit(out: str | Path, opt_out_file: str | Path | None = None, *,
     report = AuditReport()
     ledger = open_output(out)
     try:
+        if (out / UNFINISHED_MIX).is_file():
+            report.add("unfinished_mix", "a `clipfactory mix` into this folder stopped before "
+                       "it finished: run the same command again to finish it")
         cfg = _policy(ledger, report)
         extra = OptOutList.from_file(opt_out_file) if opt_out_file else OptOutList()
         inv = take_inventory(out, ledger)

@@ -12,6 +12,8 @@ import math
 import random
 import re
 import sqlite3
+import subprocess
+import sys
 import tarfile
 from collections import Counter
 from pathlib import Path
@@ -22,12 +24,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from clipfactory.annotate.frames import sample_frames
-from clipfactory.annotate.mix import MixError, parse_target, plan_mix, write_mix
+from clipfactory.annotate.mix import UNFINISHED, MixError, parse_target, plan_mix, write_mix
 from clipfactory.cli import main
 from clipfactory.config import Config
 from clipfactory.pipeline import run
 from clipfactory.provenance.audit import audit
 from clipfactory.stages.base import ClipInput, ModelStage, Resources, StageOutput
+from clipfactory.testing.killpoint import kill_point_script
 from clipfactory.testing.synth import ShotSpec, write_video
 
 # -- parse_target ---------------------------------------------------------------------------
@@ -364,3 +367,54 @@ def test_cli_mix_with_other(src, tmp_path, capsys):
     cats = Counter(r["category"] for r in _index(out).values())
     assert cats["driving"] == 1 and sum(cats.values()) == 5
     assert audit(out).ok
+
+
+# -- a mix killed part-way ------------------------------------------------------------------
+
+# argv: point, N, src, dst, target (JSON)
+_KILLER = kill_point_script("""
+import json
+from clipfactory.annotate.mix import write_mix
+write_mix(sys.argv[3], sys.argv[4], json.loads(sys.argv[5]), seed=0)
+""")
+
+
+def _dataset(out: Path) -> dict:
+    shards = {s.relative_to(out).as_posix(): _members(s)
+              for s in sorted((out / "shards").rglob("*.tar"))}
+    rejected = sorted((r["clip_id"], r["reason"])
+                      for r in pq.read_table(out / "rejected.parquet").to_pylist())
+    index = sorted((r["clip_id"], r["shard"], r["file_sha256"], r["category"])
+                   for r in _index(out).values())
+    return {"index": index, "rejected": rejected, "shards": shards, "vectors": _vectors(out),
+            "files": sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
+                            if p.is_file() and p.suffix != ".html" and "report" not in p.parts)}
+
+
+@pytest.mark.slow  # a subprocess and a mix per kill point: ~3 s each
+@pytest.mark.parametrize(("point", "call"), [
+    ("clipfactory.annotate.mix:_mark_unfinished", 1),  # the folder and its lock only
+    ("clipfactory.annotate.mix:_copy_shards", 1),  # the ledger's rows, no shard
+    ("clipfactory.annotate.mix:rewrite_shard_members", 2),  # shards half relabelled
+    ("clipfactory.annotate.mix:_copy_embeddings", 1),  # shards registered, no vectors
+    ("clipfactory.pipeline:finalize", 1),  # all but the index and the card
+])
+def test_a_killed_mix_is_written_again_by_the_same_command(src, dst, tmp_path, point, call):
+    out = tmp_path / "mixed"
+    proc = subprocess.run([sys.executable, "-c", _KILLER, point, str(call), str(src),
+                           str(out), json.dumps(TARGET)], capture_output=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]  # it died where we said
+    if point != "clipfactory.annotate.mix:_mark_unfinished":
+        # another mix into the unfinished folder is refused, and touches nothing
+        before = sorted(p.name for p in out.rglob("*"))
+        with pytest.raises(MixError, match="unfinished mix with other parameters"):
+            write_mix(src, out, TARGET, seed=1)
+        assert sorted(p.name for p in out.rglob("*")) == before
+        if (out / "ledger.sqlite").is_file():  # the audit says what the folder is
+            assert "unfinished_mix" in {p.kind for p in audit(out).problems}
+    write_mix(src, out, TARGET, seed=0)
+    assert not (out / UNFINISHED).exists()
+    assert _dataset(out) == _dataset(dst)
+    assert audit(out).ok
+    with pytest.raises(MixError, match="exists and is not empty"):  # finished: a dataset now
+        write_mix(src, out, TARGET, seed=0)
