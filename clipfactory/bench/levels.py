@@ -12,17 +12,16 @@ the workers' videos plus the driver's whole run.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import sqlite3
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import av
 
 from clipfactory.config import Config
+from clipfactory.exec.pool import spawn_pool
 from clipfactory.media import stagetime
 from clipfactory.memory import Usage, peak_rss_mib, reuse_freed_memory
 
@@ -34,7 +33,7 @@ def in_fresh_process(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str,
     """Call ``fn(*args)`` in a newly spawned process and return what it returns. (A pool's
     worker process, not ``multiprocessing.Pool``'s: those are daemons and cannot start the
     pipeline's own workers.)"""
-    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+    with spawn_pool(1) as pool:
         return pool.submit(fn, *args).result()
 
 

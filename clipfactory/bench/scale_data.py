@@ -25,7 +25,6 @@ import argparse
 import hashlib
 import io
 import json
-import multiprocessing as mp
 import os
 import random
 import shutil
@@ -34,7 +33,7 @@ import tarfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from clipfactory.bench.ledger_scale import CLIPS_PER_VIDEO, panda_clip
 from clipfactory.config import Config
 from clipfactory.dedup import DedupItem
 from clipfactory.dedup.store import DedupStore, lsh_keys
+from clipfactory.exec.pool import spawn_pool
 from clipfactory.ledger import Ledger
 from clipfactory.records import SourceItem
 from clipfactory.sinks.index import index_table
@@ -218,7 +218,7 @@ def _shards(spec: _Spec, count: int, workers: int) -> Iterator[tuple]:
         yield from (make_shard(spec, i) for i in range(count))
         return
     # spawn, not fork: the driver holds an open SQLite connection
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+    with spawn_pool(workers) as pool:
         ahead: deque[Future] = deque()
         for i in range(count):
             ahead.append(pool.submit(make_shard, spec, i))

@@ -10,7 +10,6 @@ pool is killed and restarted and the other videos in flight are queued again.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -19,6 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from clipfactory.config import Config
+from clipfactory.exec.pool import spawn_pool
 from clipfactory.memory import reuse_freed_memory
 from clipfactory.records import Rejection, SourceItem, VideoResult
 from clipfactory.worker import process_video
@@ -85,8 +85,7 @@ class LocalExecutor:
 
     def _pool(self) -> ProcessPoolExecutor:
         # a worker's allocator keeps what a video frees for reuse (see reuse_freed_memory)
-        return ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
-                                   initializer=reuse_freed_memory)
+        return spawn_pool(self.workers, reuse_freed_memory)
 
     def map(self, items: Iterable[SourceItem], cfg: Config,
             staging: str | Path) -> Iterator[VideoResult]:

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
+
+import pytest
 
 from clipfactory.config import Config
 from clipfactory.exec.local import LocalExecutor
@@ -43,3 +50,66 @@ def test_a_hanging_input_times_out_and_the_rest_completes(tmp_path):
     assert sorted(results) == ["a", "b", "c", "hang"]
     assert results["hang"].rejection.reason == "timeout"
     assert all(results[n].rejection is None for n in "abc")
+
+
+_DRIVER = """
+import sys
+from clipfactory.config import Config
+from clipfactory.exec.local import LocalExecutor
+from clipfactory.records import SourceItem
+from tests.exec.test_local import flaky_task
+items = [SourceItem(item_key="k:hang", source="hang"), SourceItem(item_key="k:a", source="a")]
+for _ in LocalExecutor(workers=2, task=flaky_task).map(items, Config(), sys.argv[1]):
+    pass
+"""
+
+
+def _children(pid: int) -> list[int]:
+    """Live processes whose parent is ``pid`` and that are pool workers."""
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{d}/stat").read_text()
+            cmd = Path(f"/proc/{d}/cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid and fields[0] != "Z" and b"multiprocessing-fork" in cmd:
+            found.append(int(d))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_end_when_the_driver_is_killed(tmp_path):
+    """A driver killed with SIGKILL (the OOM killer, a power-cut test) leaves no worker behind:
+    neither the one busy with a video nor the idle one waiting for its next task."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    driver = subprocess.Popen([sys.executable, "-c", _DRIVER, str(tmp_path)], env=env,
+                              start_new_session=True, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        workers: list[int] = []
+        while time.monotonic() < deadline and len(workers) < 2:
+            assert driver.poll() is None, driver.stderr.read().decode()  # type: ignore[union-attr]
+            workers = _children(driver.pid)
+            time.sleep(0.1)
+        assert len(workers) == 2, "the pool's workers never started"
+        time.sleep(1.0)  # one of them is inside the hanging task by now
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(_alive(w) for w in workers):
+            time.sleep(0.1)
+        assert not any(_alive(w) for w in workers), "orphaned workers are still running"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(driver.pid, signal.SIGKILL)
