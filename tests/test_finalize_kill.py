@@ -17,7 +17,7 @@ from clipfactory.ledger import Ledger
 from clipfactory.pipeline import run
 from clipfactory.provenance.audit import audit
 from clipfactory.sinks.parts import read_index, read_rejected
-from clipfactory.testing.killpoint import kill_point_script
+from clipfactory.testing.killpoint import check_every_kill, kill_point_script
 from clipfactory.testing.synth import ShotSpec, write_video
 
 # clipfactory run, killed on the N-th call of one function (argv: point, N, input, output)
@@ -167,3 +167,23 @@ def test_killed_full_dedup_then_finished(undeduped, tmp_path, point, call, resum
     else:  # the next run finishes what the dedup recorded
         run(inp, out, _cfg())
     assert _state(out) == want
+
+
+def _full_dedup(out: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "clipfactory.cli", "dedup", "--full", str(out)],
+                          capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+
+
+@pytest.mark.slow  # every write of a `dedup --full` killed in turn: ~1 min each
+@pytest.mark.parametrize("resume", ["dedup", "run"])
+@pytest.mark.parametrize("point", ["os:replace", "clipfactory.ledger:Ledger.transaction",
+                                   "clipfactory.ledger:Ledger.set_meta"])
+def test_full_dedup_killed_at_every_step_is_all_or_nothing(undeduped, tmp_path, point, resume):
+    """Killed before each of its writes in turn, then finished: the dedup's dataset, or
+    (killed before the drops were recorded, finished by a run) the dataset without it."""
+    inp, built, _ = undeduped
+    finish = _full_dedup if resume == "dedup" else (lambda out: run(inp, out, _cfg()))
+    kills = check_every_kill(_DEDUP_KILLER, point, built, tmp_path, args=lambda o: [str(o)],
+                             command=_full_dedup, finish=finish, state=_state)
+    assert kills, f"dedup --full never called {point}"

@@ -9,6 +9,7 @@ what the later fetch saw.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -16,7 +17,8 @@ from typing import Any
 from clipfactory.consent.checker import REFUSALS
 from clipfactory.ledger import Ledger
 
-__all__ = ["consent_summary", "record_consent", "unfinished_purges"]
+__all__ = ["consent_summary", "ensure_consent", "record_consent", "unfinished_purges",
+           "write_consent"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS consent (
@@ -32,19 +34,26 @@ CREATE TABLE IF NOT EXISTS consent (
 _EXAMPLES = 20
 
 
-def _ensure(ledger: Ledger) -> None:
+def ensure_consent(ledger: Ledger) -> None:
+    """The consent table exists (outside a transaction: this commits)."""
     ledger.db.executescript(_SCHEMA)
 
 
 def record_consent(ledger: Ledger, item_key: str, evidence: Iterable[dict[str, Any]],
                    enforced: bool) -> None:
     """Replace the input's evidence with ``evidence`` (an empty list clears it)."""
-    _ensure(ledger)
+    ensure_consent(ledger)
+    with ledger.transaction() as db:
+        write_consent(db, item_key, evidence, enforced)
+
+
+def write_consent(db: sqlite3.Connection, item_key: str, evidence: Iterable[dict[str, Any]],
+                  enforced: bool) -> None:
+    """:func:`record_consent` inside the caller's transaction (the table exists)."""
     rows = [(item_key, e["signal"], int(enforced), e.get("url"), json.dumps(e, sort_keys=True),
              e.get("seen_at")) for e in evidence]
-    with ledger.transaction() as db:
-        db.execute("DELETE FROM consent WHERE item_key = ?", (item_key,))
-        db.executemany("INSERT OR REPLACE INTO consent VALUES (?,?,?,?,?,?)", rows)
+    db.execute("DELETE FROM consent WHERE item_key = ?", (item_key,))
+    db.executemany("INSERT OR REPLACE INTO consent VALUES (?,?,?,?,?,?)", rows)
 
 
 def unfinished_purges(ledger: Ledger) -> dict[str, tuple[str, str]]:
@@ -53,7 +62,7 @@ def unfinished_purges(ledger: Ledger) -> dict[str, tuple[str, str]]:
     records refusing evidence against an input in the dataset; a run's fetch records it
     against an input that then fails). Maps each item key to the refusal's code (its first
     refusing signal, as the purge recorded it) and its detail (as ``revalidate`` says it)."""
-    _ensure(ledger)
+    ensure_consent(ledger)
     rows = ledger.db.execute(
         "SELECT c.item_key, c.signal, c.evidence FROM consent c JOIN videos v USING (item_key)"
         " WHERE c.enforced = 1 AND v.state = 'done' ORDER BY v.seq, c.rowid")
@@ -71,7 +80,7 @@ def unfinished_purges(ledger: Ledger) -> dict[str, tuple[str, str]]:
 def consent_summary(ledger: Ledger, mode: str) -> dict[str, Any]:
     """For the summary and the card: the mode, refusals by signal (inputs refused now),
     signals recorded without gating on inputs in the dataset, and a few refusals in full."""
-    _ensure(ledger)
+    ensure_consent(ledger)
     refused: Counter[str] = Counter()
     recorded: Counter[str] = Counter()
     examples: list[dict[str, Any]] = []

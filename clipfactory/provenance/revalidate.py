@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 from clipfactory import __version__
 from clipfactory.config import Config, FetchConfig
-from clipfactory.consent.store import record_consent
+from clipfactory.consent.store import ensure_consent, write_consent
 from clipfactory.fetch.base import FetchError
 from clipfactory.fetch.gate import FetchGate
 from clipfactory.fetch.http import parse_retry_after
@@ -284,15 +284,21 @@ def revalidate(out: str | Path, *, purge: bool = False, rate: float = 1.0,
             for c in report.refused()]})
         rows_by_key = {r["item_key"]: r for rs in by_url.values() for r in rs}
         enforce = report.consent_mode == "enforce"
-        for c in report.refused():
-            for k in c.item_keys:
-                record_consent(ledger, k, c.evidence, enforced=enforce and purge)
         gone = report.gone()
+        rules = [f"url:{c.url}" for c in gone]
+        ensure_consent(ledger)
+        # every decision in one transaction, before anything is removed: a purge killed at
+        # any point is finished whole by the next command, or (killed before this) not begun
+        with ledger.transaction() as db:
+            for c in report.refused():
+                for k in c.item_keys:
+                    write_consent(db, k, c.evidence, enforced=enforce and purge)
+            if purge and gone:
+                keep_takedown_rules(ledger, rules, reason, kind="revalidate",
+                                    code="source_gone")
         if purge and gone:
             hit = [rows_by_key[k] for c in gone for k in c.item_keys]
             why = {k: f"{c.url}: {c.detail}" for c in gone for k in c.item_keys}
-            rules = [f"url:{c.url}" for c in gone]
-            keep_takedown_rules(ledger, rules, reason, kind="revalidate", code="source_gone")
             report.removal = remove_inputs(out, ledger, hit, why, kind="revalidate",
                                            reason=reason, state="removed", stage="takedown",
                                            codes=dict.fromkeys(why, "source_gone"), rules=rules)

@@ -23,7 +23,7 @@ from clipfactory.pipeline import run
 from clipfactory.provenance.audit import audit
 from clipfactory.provenance.revalidate import revalidate
 from clipfactory.sinks.parts import read_index, read_rejected
-from clipfactory.testing.killpoint import kill_point_script
+from clipfactory.testing.killpoint import check_every_kill, kill_point_script
 from clipfactory.testing.loopback import LoopbackServer
 from clipfactory.testing.synth import ShotSpec, write_video
 
@@ -155,3 +155,26 @@ def test_a_killed_purge_is_finished_by_the_next_command(site, reference, tmp_pat
     assert set(named) == {"dead.mp4", "later.mp4"}
     assert named["dead.mp4"].startswith("source no longer available upstream")
     assert named["later.mp4"].startswith("the source's site reserves it from AI training")
+
+
+@pytest.mark.parametrize("resume", ["revalidate", "run"])
+@pytest.mark.parametrize("point", ["os:replace", "os:unlink",
+                                   "clipfactory.ledger:Ledger.transaction",
+                                   "clipfactory.ledger:Ledger.set_meta"])
+def test_a_purge_killed_at_every_step_is_all_or_nothing(site, tmp_path, point, resume):
+    """Killed before each of its writes in turn, then finished: the purge's dataset, or
+    (killed before it recorded its decisions, finished by a run) the dataset without it."""
+    manifest, out0 = site
+
+    def command(out: Path) -> None:
+        revalidate(out, purge=True, rate=0, allow_private_network=True)
+
+    def finish(out: Path) -> None:
+        if resume == "revalidate":
+            command(out)
+        else:
+            run(manifest, out, _cfg())
+
+    kills = check_every_kill(_KILLER, point, out0, tmp_path, args=lambda o: [str(o)],
+                             command=command, finish=finish, state=_state)
+    assert kills, f"revalidate --purge never called {point}"

@@ -19,7 +19,7 @@ from clipfactory.pipeline import run
 from clipfactory.provenance.audit import audit
 from clipfactory.provenance.takedown import takedown, takedown_rules
 from clipfactory.sinks.parts import read_index, read_rejected
-from clipfactory.testing.killpoint import kill_point_script
+from clipfactory.testing.killpoint import check_every_kill, kill_point_script
 from clipfactory.testing.synth import ShotSpec, write_video
 
 pytestmark = pytest.mark.slow  # a run and two takedowns per kill point: ~5 s each
@@ -130,3 +130,29 @@ def test_a_killed_takedown_is_finished_by_the_next_command(built, reference, tmp
     assert all(r["reason"].startswith("a request") for r in records)
     assert {v["item_key"] for r in records for v in r["videos"]} == {"file:v1.mp4",
                                                                      "file:v2.mp4"}
+
+
+# the takedown's durable steps: file renames and deletions, ledger transactions and meta
+SWEEP = ["os:replace", "os:unlink", "clipfactory.ledger:Ledger.transaction",
+         "clipfactory.ledger:Ledger.set_meta"]
+
+
+@pytest.mark.parametrize("resume", ["takedown", "run"])
+@pytest.mark.parametrize("point", SWEEP)
+def test_a_takedown_killed_at_every_step_is_all_or_nothing(built, tmp_path, point, resume):
+    """Killed before each of its writes in turn, then finished: the takedown's dataset, or
+    (killed before the rules were kept, finished by a run) the dataset without it."""
+    inp, out0, victims = built
+
+    def command(out: Path) -> None:
+        takedown(out, takedown_rules(sources=victims), "a request")
+
+    def finish(out: Path) -> None:
+        if resume == "takedown":
+            command(out)
+        else:
+            run(inp, out, _cfg())
+
+    kills = check_every_kill(_KILLER, point, out0, tmp_path, args=lambda o: [str(o), *victims],
+                             command=command, finish=finish, state=_state)
+    assert kills, f"the takedown never called {point}"
