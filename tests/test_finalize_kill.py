@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -18,6 +17,7 @@ from clipfactory.pipeline import run
 from clipfactory.provenance.audit import audit
 from clipfactory.sinks.parts import read_index, read_rejected
 from clipfactory.testing.killpoint import check_every_kill, kill_point_script
+from clipfactory.testing.outputs import clip_members
 from clipfactory.testing.synth import ShotSpec, write_video
 
 # clipfactory run, killed on the N-th call of one function (argv: point, N, input, output)
@@ -61,10 +61,6 @@ def _state(out: Path) -> dict:
                    for r in read_index(out).to_pylist())
     rejected = sorted((r["clip_id"] or r["item_key"], r["reason"], r["duplicate_of"])
                       for r in read_rejected(out).to_pylist())
-    members = []
-    for shard in sorted((out / "shards").rglob("*.tar")):
-        with tarfile.open(shard) as t:
-            members += [m.name for m in t.getmembers() if m.name.endswith(".mp4")]
     ledger = Ledger(out / "ledger.sqlite")
     try:
         counts = ledger.counts()
@@ -74,7 +70,7 @@ def _state(out: Path) -> dict:
     compacted = sorted(r["clip_id"] for r in pq.read_table(out / "index.parquet").to_pylist())
     staging = sorted(p.relative_to(out).as_posix() for p in (out / "staging").rglob("*"))
     return {"staging": staging, "audit": audit(out).ok, "index": index, "rejected": rejected,
-            "members": sorted(members),
+            "members": sorted(clip_members(out)),
             "counts": {k: counts[k] for k in ("videos", "clips", "dropped_by_reason")},
             "indexed": indexed, "compacted": compacted}
 

@@ -12,7 +12,6 @@ import json
 import shutil
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,7 @@ from clipfactory.provenance.revalidate import revalidate
 from clipfactory.sinks.parts import read_index, read_rejected
 from clipfactory.testing.killpoint import check_every_kill, kill_point_script
 from clipfactory.testing.loopback import LoopbackServer
+from clipfactory.testing.outputs import assert_no_clip_bytes, clip_members
 from clipfactory.testing.synth import ShotSpec, write_video
 
 pytestmark = pytest.mark.slow  # a subprocess and a resume per kill point: ~1 s each
@@ -84,10 +84,6 @@ def _state(out: Path) -> dict:
                    for r in read_index(out).to_pylist())
     rejected = sorted((r["clip_id"] or r["item_key"], r["stage"], r["reason"])
                       for r in read_rejected(out).to_pylist())
-    members = []
-    for shard in sorted((out / "shards").rglob("*.tar")):
-        with tarfile.open(shard) as t:
-            members += [m.name for m in t.getmembers() if m.name.endswith(".mp4")]
     ledger = Ledger(out / "ledger.sqlite")
     try:
         counts = ledger.counts()
@@ -96,7 +92,7 @@ def _state(out: Path) -> dict:
         consent = sorted(ledger.db.execute("SELECT item_key, signal, enforced FROM consent"))
     finally:
         ledger.close()
-    return {"index": index, "rejected": rejected, "members": sorted(members), "videos": videos,
+    return {"index": index, "rejected": rejected, "members": sorted(clip_members(out)), "videos": videos,
             "consent": consent,
             "counts": {k: counts[k] for k in ("videos", "clips", "dropped_by_reason")},
             "audit": [p.kind for p in audit(out).problems]}
@@ -104,12 +100,7 @@ def _state(out: Path) -> dict:
 
 def _clip_bytes(out: Path, video_ids: set[str]) -> set[bytes]:
     keys = {r["clip_id"] for r in read_index(out).to_pylist() if r["video_id"] in video_ids}
-    blobs = set()
-    for shard in (out / "shards").rglob("*.tar"):
-        with tarfile.open(shard) as t:
-            blobs |= {t.extractfile(m).read() for m in t.getmembers()  # type: ignore[union-attr]
-                      if m.name.endswith(".mp4") and m.name.split(".")[0] in keys}
-    return blobs
+    return {b for name, b in clip_members(out).items() if name.split(".")[0] in keys}
 
 
 @pytest.fixture(scope="module")
@@ -145,9 +136,7 @@ def test_a_killed_purge_is_finished_by_the_next_command(site, reference, tmp_pat
     else:  # or the next run: the kept rules and the recorded refusals finish the purge
         run(manifest, out, _cfg())
     assert _state(out) == want
-    for shard in (out / "shards").rglob("*.tar"):  # not one byte of a purged clip
-        data = shard.read_bytes()
-        assert not any(b in data for b in purged_bytes)
+    assert_no_clip_bytes(out, purged_bytes)
     # the audit trail names both purged sources, each with its own reason
     records = [json.loads(line) for line in (out / "audit.jsonl").read_text().splitlines()]
     named = {v["source_url"].rsplit("/", 1)[-1]: r["reason"] for r in records

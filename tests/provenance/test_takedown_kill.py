@@ -8,7 +8,6 @@ import json
 import shutil
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from clipfactory.provenance.audit import audit
 from clipfactory.provenance.takedown import takedown, takedown_rules
 from clipfactory.sinks.parts import read_index, read_rejected
 from clipfactory.testing.killpoint import check_every_kill, kill_point_script
+from clipfactory.testing.outputs import assert_no_clip_bytes, clip_members
 from clipfactory.testing.synth import ShotSpec, write_video
 
 pytestmark = pytest.mark.slow  # a run and two takedowns per kill point: ~5 s each
@@ -62,13 +62,7 @@ def _state(out: Path) -> dict:
                    for r in read_index(out).to_pylist())
     rejected = sorted((r["clip_id"] or r["item_key"], r["stage"], r["reason"])
                       for r in read_rejected(out).to_pylist())
-    members, blobs = [], []
-    for shard in sorted((out / "shards").rglob("*.tar")):
-        with tarfile.open(shard) as t:
-            for m in t.getmembers():
-                if m.name.endswith(".mp4"):
-                    members.append(m.name.split(".")[0])
-                    blobs.append(t.extractfile(m).read())  # type: ignore[union-attr]
+    clips = clip_members(out)
     ledger = Ledger(out / "ledger.sqlite")
     try:
         counts = ledger.counts()
@@ -77,8 +71,8 @@ def _state(out: Path) -> dict:
         ledger.close()
     leftovers = sorted(p.name for p in out.rglob("*") if p.is_file()
                        and (p.name.startswith(".") or p.name.endswith(".part")))
-    return {"index": index, "rejected": rejected, "members": sorted(members),
-            "blobs": sorted(len(b) for b in blobs), "states": states,
+    return {"index": index, "rejected": rejected, "members": sorted(n.split(".")[0] for n in clips),
+            "blobs": sorted(len(b) for b in clips.values()), "states": states,
             "counts": {k: counts[k] for k in ("videos", "clips", "dropped_by_reason")},
             "audit": [p.kind for p in audit(out).problems], "leftovers": leftovers}
 
@@ -96,12 +90,7 @@ def reference(built, tmp_path_factory) -> tuple[dict, set[bytes]]:
     assert len(gone) == 4 and set(removal.clips) == gone, "the takedown removed nothing"
     assert len(removal.shards) >= 2, "the victims share one shard: point 2 would prove nothing"
     assert state["audit"] == [] and state["leftovers"] == []
-    blobs = set()
-    for shard in (out0 / "shards").rglob("*.tar"):
-        with tarfile.open(shard) as t:
-            blobs |= {t.extractfile(m).read() for m in t.getmembers()  # type: ignore[union-attr]
-                      if m.name.endswith(".mp4") and m.name.split(".")[0] in gone}
-    return state, blobs
+    return state, {b for n, b in clip_members(out0).items() if n.split(".")[0] in gone}
 
 
 @pytest.mark.parametrize("resume", ["takedown", "run"])
@@ -120,9 +109,7 @@ def test_a_killed_takedown_is_finished_by_the_next_command(built, reference, tmp
     else:  # or the next run: the kept rules finish the removal
         run(inp, out, _cfg())
     assert _state(out) == want
-    for shard in (out / "shards").rglob("*.tar"):  # not one byte of a removed clip
-        data = shard.read_bytes()
-        assert not any(b in data for b in victim_bytes)
+    assert_no_clip_bytes(out, victim_bytes)
     # the audit trail names both victims as taken down, with the request's own reason, also
     # where a run finished the takedown (one record per attempt that removed something)
     records = [json.loads(line) for line in (out / "audit.jsonl").read_text().splitlines()]
