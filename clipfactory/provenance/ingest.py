@@ -27,7 +27,8 @@ from clipfactory.policy.policy import Decision
 from clipfactory.provenance.removal import remove_inputs
 
 __all__ = ["CONSENT_PURGE_REASON", "TAKEDOWN_REASONS", "TAKEDOWN_RULES", "build_gate",
-           "finish_consent_purges", "gate_inputs", "inherit_policy", "keep_takedown_rules"]
+           "finish_consent_purges", "finish_takedowns", "gate_inputs", "inherit_policy",
+           "keep_takedown_rules"]
 
 log = logging.getLogger("clipfactory")
 TAKEDOWN_RULES = "takedown_rules"  # ledger meta key: rule texts of every takedown so far
@@ -160,10 +161,11 @@ def _fingerprint(gate: Gate) -> str:
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
-def _by_takedown_reason(gate: Gate, rows: list[sqlite3.Row], reasons: dict[str, str | dict]
+def _by_takedown_reason(gate: Gate, rows: list[sqlite3.Row], reasons: dict[str, str | dict],
+                        by: str
                         ) -> dict[tuple[str, str, str], tuple[list[sqlite3.Row], list[str]]]:
     """Rows grouped by the (reason, audit kind, code) of the takedown whose rule they match:
-    one audit record each, with the rules matched, said to be finished by this run."""
+    one audit record each, with the rules matched, said to be finished ``by`` this command."""
     out: dict[tuple[str, str, str], tuple[list[sqlite3.Row], list[str]]] = {}
     for r in rows:
         rule = gate.takedowns.match(facts_of_row(r))
@@ -172,12 +174,46 @@ def _by_takedown_reason(gate: Gate, rows: list[sqlite3.Row], reasons: dict[str, 
                 "taken_down"
         else:
             text, kind, code = _takedown_said(reasons.get(rule.text))
-        part, rules = out.setdefault((f"{text} (finished by a later run)", kind, code),
+        part, rules = out.setdefault((f"{text} (finished by a later {by})", kind, code),
                                      ([], []))
         part.append(r)
         if rule is not None and rule.text not in rules:
             rules.append(rule.text)
     return out
+
+
+def _finish_takedowns(ledger: Ledger, gate: Gate, out: Path,
+                      hits: list[tuple[sqlite3.Row, Decision]], by: str) -> None:
+    """Remove inputs a kept takedown rule matches (``hits``, each with its decision), each
+    group recorded as the command that kept the rule would have, finished ``by`` this one."""
+    why = {r["item_key"]: f"{d.reason}: {d.detail}" for r, d in hits}
+    reasons: dict[str, str | dict] = ledger.get_meta(TAKEDOWN_REASONS, {})
+    for (text, kind, code), (part, rules) in _by_takedown_reason(
+            gate, [r for r, _ in hits], reasons, by).items():
+        removal = remove_inputs(out, ledger, part, why, kind=kind, reason=text,
+                                state="removed", stage="takedown",
+                                codes=dict.fromkeys((r["item_key"] for r in part), code),
+                                rules=rules)
+        log.warning("%s: removed %d inputs (%d clips)", text, len(part), len(removal.clips))
+
+
+def finish_takedowns(ledger: Ledger, out: str | Path, by: str) -> int:
+    """Finish the takedowns (and ``revalidate --purge`` removals of gone sources) whose rules
+    were kept and that stopped before they removed everything they match: inputs still in the
+    dataset that a kept rule matches go, as :func:`gate_inputs` does for a run. For commands
+    other than a run, which re-check the dataset only when its rules or policy change.
+    Returns the inputs removed."""
+    cfg = Config.model_validate(ledger.get_meta("config") or {})
+    gate = build_gate(ledger, cfg.policy)
+    if not gate.takedowns.rules and not gate.removed_hashes:
+        return 0
+    hits = [(r, d) for r in ledger.iter_videos("done")
+            if (d := gate.decide_row(r)).reason == "taken_down"]
+    if hits:
+        ledger.record_decisions(gate.decision_row(r["item_key"], d, r["license"])
+                                for r, d in hits)
+        _finish_takedowns(ledger, gate, Path(out), hits, by)
+    return len(hits)
 
 
 def _recheck_done(ledger: Ledger, gate: Gate, out: Path) -> None:
@@ -194,7 +230,6 @@ def _recheck_done(ledger: Ledger, gate: Gate, out: Path) -> None:
     if not hits:
         return
     ledger.record_decisions(gate.decision_row(r["item_key"], d, r["license"]) for r, d in hits)
-    reasons: dict[str, str | dict] = ledger.get_meta(TAKEDOWN_REASONS, {})
     for kind in ("takedown", "opt_out", "policy"):
         group = [(r, d) for r, d in hits if _KIND_OF.get(d.reason, "policy") == kind]
         if not group:
@@ -203,14 +238,7 @@ def _recheck_done(ledger: Ledger, gate: Gate, out: Path) -> None:
         why = {r["item_key"]: f"{d.reason}: {d.detail}" for r, d in group}
         codes = {r["item_key"]: d.reason for r, d in group}
         if kind == "takedown":
-            for (text, said_kind, code), (part, rules) in _by_takedown_reason(
-                    gate, rows, reasons).items():
-                removal = remove_inputs(out, ledger, part, why, kind=said_kind, reason=text,
-                                        state="removed", stage="takedown",
-                                        codes=dict.fromkeys((r["item_key"] for r in part), code),
-                                        rules=rules)
-                log.warning("%s: removed %d inputs (%d clips)", text, len(part),
-                            len(removal.clips))
+            _finish_takedowns(ledger, gate, out, group, "run")
             continue
         if kind == "opt_out":
             text = (f"opt-out list {gate.cfg.opt_out_file} applied to the dataset"

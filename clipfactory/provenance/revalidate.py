@@ -41,6 +41,7 @@ from clipfactory.lock import holds_output_lock
 from clipfactory.provenance.ingest import (
     CONSENT_PURGE_REASON,
     finish_consent_purges,
+    finish_takedowns,
     keep_takedown_rules,
 )
 from clipfactory.provenance.removal import Removal, remove_inputs
@@ -263,8 +264,9 @@ def revalidate(out: str | Path, *, purge: bool = False, rate: float = 1.0,
     try:
         cfg = Config.model_validate(ledger.get_meta("config") or {})
         report.consent_mode = cfg.policy.consent
-        if purge:  # a purge this command began before and did not finish goes first
-            finish_consent_purges(ledger, out, "revalidate")
+        if purge:  # a purge this command began before and did not finish goes first,
+            finish_consent_purges(ledger, out, "revalidate")  # also where the site came back
+            finish_takedowns(ledger, out, "revalidate")
         gate = _gate(timeout, allow_private_network or cfg.fetch.allow_private_network,
                      limiter)
         rows = ledger.videos("done")

@@ -76,7 +76,7 @@ def site(tmp_path_factory):
         srv.routes["/v/dead.mp4"].fault, srv.routes["/v/dead.mp4"].times = "status", -1
         srv.routes["/v/dead.mp4"].status = 404
         srv.routes["/v/later.mp4"].headers["tdm-reservation"] = "1"
-        yield manifest, out
+        yield manifest, out, srv
 
 
 def _state(out: Path) -> dict:
@@ -106,7 +106,7 @@ def _clip_bytes(out: Path, video_ids: set[str]) -> set[bytes]:
 @pytest.fixture(scope="module")
 def reference(site, tmp_path_factory) -> tuple[dict, set[bytes]]:
     """The state after a purge never killed, and the bytes of the purged clips."""
-    _, out0 = site
+    out0 = site[1]
     out = tmp_path_factory.mktemp("pk-ref") / "out"
     shutil.copytree(out0, out)
     report = revalidate(out, purge=True, rate=0, allow_private_network=True)
@@ -122,7 +122,7 @@ def reference(site, tmp_path_factory) -> tuple[dict, set[bytes]]:
 @pytest.mark.parametrize(("point", "call"), POINTS)
 def test_a_killed_purge_is_finished_by_the_next_command(site, reference, tmp_path, point, call,
                                                         resume) -> None:
-    manifest, out0 = site
+    manifest, out0, _ = site
     want, purged_bytes = reference
     out = tmp_path / "out"
     shutil.copytree(out0, out)
@@ -153,7 +153,7 @@ def test_a_killed_purge_is_finished_by_the_next_command(site, reference, tmp_pat
 def test_a_purge_killed_at_every_step_is_all_or_nothing(site, tmp_path, point, resume):
     """Killed before each of its writes in turn, then finished: the purge's dataset, or
     (killed before it recorded its decisions, finished by a run) the dataset without it."""
-    manifest, out0 = site
+    manifest, out0, _ = site
 
     def command(out: Path) -> None:
         revalidate(out, purge=True, rate=0, allow_private_network=True)
@@ -167,3 +167,27 @@ def test_a_purge_killed_at_every_step_is_all_or_nothing(site, tmp_path, point, r
     kills = check_every_kill(_KILLER, point, out0, tmp_path, args=lambda o: [str(o)],
                              command=command, finish=finish, state=_state)
     assert kills, f"revalidate --purge never called {point}"
+
+
+def test_a_killed_purge_is_finished_when_the_gone_source_is_back(site, reference, tmp_path):
+    """Killed after the gone source's clips left their shard, the purge is finished by the
+    next `revalidate --purge` even though the source answers again by then: its rule was
+    kept, and a rule kept is a removal decided."""
+    _, out0, srv = site
+    want, _ = reference
+    out = tmp_path / "out"
+    shutil.copytree(out0, out)
+    point = "clipfactory.provenance.removal:append_audit"
+    proc = subprocess.run([sys.executable, "-c", _KILLER, point, "1", str(out)],
+                          capture_output=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    assert audit(out).problems, "the kill left a consistent output: wrong window"
+    route = srv.routes["/v/dead.mp4"]
+    route.fault = None  # the site has the video again
+    try:
+        report = revalidate(out, purge=True, rate=0, allow_private_network=True)
+    finally:
+        route.fault = "status"
+    # both decided removals were finished first; only the source that stays was checked
+    assert report.counts() == {"ok": 1}, report.render()
+    assert _state(out) == want
