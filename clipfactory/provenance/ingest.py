@@ -7,6 +7,9 @@
   policy requeues it; nothing is decoded for a quarantined input), and apply opt-outs and a
   changed policy retroactively to inputs already in the dataset, removing their clips.
 - :meth:`Gate.check` (called per result) stamps each clip with its license and decision.
+- :func:`finish_consent_purges` and :func:`finish_takedowns`: finish removals that a killed
+  command decided and recorded (refusing consent evidence, kept takedown rules) but did not
+  complete; a run and ``revalidate --purge`` call them first.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ TAKEDOWN_REASONS = "takedown_reasons"
 # the audit record's kind for a decision's reason, in the re-check of inputs already in
 # the dataset (any other reason: the policy)
 _KIND_OF = {"taken_down": "takedown", "opted_out": "opt_out"}
+_UNRECORDED = "a takedown whose reason was not recorded"
 # the audit reason of inputs purged because their sites' consent signals now refuse them
 CONSENT_PURGE_REASON = "the source's site reserves it from AI training"
 _GATING = ("name", "allow", "deny", "allow_unknown")
@@ -69,9 +73,6 @@ def _takedown_said(said: str | dict | None) -> tuple[str, str, str]:
         return (said.get("reason") or _UNRECORDED, said.get("kind") or "takedown",
                 said.get("code") or "taken_down")
     return said or _UNRECORDED, "takedown", "taken_down"
-
-
-_UNRECORDED = "a takedown whose reason was not recorded"
 
 
 def finish_consent_purges(ledger: Ledger, out: str | Path, by: str) -> int:
