@@ -20,6 +20,7 @@ import pytest
 
 pytest.importorskip("PIL")
 
+from clipfactory.annotate.after import caption_dataset
 from clipfactory.annotate.caption_frames import encode_jpeg, read_caption_frames
 from clipfactory.cli import main
 from clipfactory.config import Config
@@ -27,6 +28,7 @@ from clipfactory.pipeline import run
 from clipfactory.provenance.audit import audit
 from clipfactory.provenance.takedown import takedown, takedown_rules
 from clipfactory.stages.base import ClipInput
+from clipfactory.testing.killpoint import check_every_kill, kill_point_script
 from clipfactory.testing.synth import ShotSpec, write_video
 from clipfactory.testing.vlm_server import VLMServer, describe_images
 
@@ -271,3 +273,49 @@ def test_models_probes_the_caption_server(tmp_path, capsys):
         assert "status   ok" in capsys.readouterr().out
     assert main(["models", "--config", str(cfg)]) == 2  # the server is gone
     assert "does not answer" in capsys.readouterr().out
+
+
+# `clipfactory caption` killed on the N-th call of one function (argv: point, N, output, url)
+_CAPTION_KILLER = kill_point_script("""
+from clipfactory.annotate.after import caption_dataset
+from clipfactory.config import CaptionConfig
+caption_dataset(sys.argv[3], CaptionConfig(backend="openai", base_url=sys.argv[4],
+                model="fake-vlm", fps=1, max_frames=4, max_side=96, batch=2, concurrency=1))
+""")
+
+
+def _captioned(out: Path) -> dict:
+    """What captioning changes: the index's captions, every sample's KEY.json and KEY.txt, the
+    full audit."""
+    index = sorted((r["clip_id"], r["caption_status"], r["caption"], r["file_sha256"])
+                   for r in _index(out).values())
+    members = {}
+    for shard in sorted((out / "shards").rglob("*.tar")):
+        with tarfile.open(shard) as t:
+            for m in t.getmembers():
+                if m.name.endswith((".json", ".txt")):
+                    members[m.name] = t.extractfile(m).read()  # type: ignore[union-attr]
+    return {"index": index, "members": members,
+            "audit": [p.kind for p in audit(out, full=True).problems]}
+
+
+@pytest.mark.slow  # every write of `clipfactory caption` killed in turn: ~20 s each
+@pytest.mark.parametrize("point", ["os:replace", "clipfactory.ledger:Ledger.transaction",
+                                   "clipfactory.ledger:Ledger.set_meta"])
+def test_caption_killed_at_every_step_is_finished_by_the_next(corpus, server, tmp_path, point):
+    """Killed before each of its file renames (shards, parts), ledger transactions or meta
+    writes in turn, `clipfactory caption` run again gives the dataset of a caption never
+    killed."""
+    base = tmp_path / "base"
+    run(corpus, base, Config.model_validate({"workers": 1, "shards": {"max_count": 2}}))
+    cc = _cfg(server, batch=2, concurrency=1).annotate.captions
+
+    def caption(out: Path) -> None:
+        caption_dataset(out, cc)
+
+    kills = check_every_kill(_CAPTION_KILLER, point, base, tmp_path / "k",
+                             args=lambda o: [str(o), server.base_url], command=caption,
+                             finish=caption, state=_captioned)
+    assert kills, f"caption never called {point}"
+    done = _captioned(tmp_path / "k" / "done")
+    assert {r[1] for r in done["index"]} == {"ok"} and done["audit"] == []
