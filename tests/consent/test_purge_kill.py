@@ -58,7 +58,8 @@ def _cfg() -> Config:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """The three sources served, a manifest of them, and a dataset made from it (2 clips,
-    one shard per source); then the site changes: one source gone, one reserved."""
+    one shard per source); then the site changes: one source gone, one reserved. Yields
+    (manifest, dataset, server)."""
     media = tmp_path_factory.mktemp("pk-media")
     with LoopbackServer() as srv:
         rows = []
