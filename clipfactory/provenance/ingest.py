@@ -18,7 +18,7 @@ import hashlib
 import json
 import logging
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from clipfactory.config import Config, PolicyConfig
@@ -208,13 +208,21 @@ def finish_takedowns(ledger: Ledger, out: str | Path, by: str) -> int:
     gate = build_gate(ledger, cfg.policy)
     if not gate.takedowns.rules and not gate.removed_hashes:
         return 0
-    hits = [(r, d) for r in ledger.iter_videos("done")
-            if (d := gate.decide_row(r)).reason == "taken_down"]
+    hits = _decide_done(ledger, gate, lambda d: d.reason == "taken_down")
+    if hits:
+        _finish_takedowns(ledger, gate, Path(out), hits, by)
+    return len(hits)
+
+
+def _decide_done(ledger: Ledger, gate: Gate, hit: Callable[[Decision], bool]
+                 ) -> list[tuple[sqlite3.Row, Decision]]:
+    """The inputs in the dataset whose decision now is a ``hit``, with it; their decisions
+    are recorded."""
+    hits = [(r, d) for r in ledger.iter_videos("done") if hit(d := gate.decide_row(r))]
     if hits:
         ledger.record_decisions(gate.decision_row(r["item_key"], d, r["license"])
                                 for r, d in hits)
-        _finish_takedowns(ledger, gate, Path(out), hits, by)
-    return len(hits)
+    return hits
 
 
 def _recheck_done(ledger: Ledger, gate: Gate, out: Path) -> None:
@@ -223,24 +231,17 @@ def _recheck_done(ledger: Ledger, gate: Gate, out: Path) -> None:
     An input that matches a takedown rule here belongs to a takedown that stopped before it
     was finished (a takedown removes what it matches before it returns): it is removed and
     recorded as that takedown, with the reason given to it."""
-    hits: list[tuple[sqlite3.Row, Decision]] = []
-    for r in ledger.iter_videos("done"):
-        d = gate.decide_row(r)
-        if not d.allowed:
-            hits.append((r, d))
-    if not hits:
-        return
-    ledger.record_decisions(gate.decision_row(r["item_key"], d, r["license"]) for r, d in hits)
+    hits = _decide_done(ledger, gate, lambda d: not d.allowed)
     for kind in ("takedown", "opt_out", "policy"):
         group = [(r, d) for r, d in hits if _KIND_OF.get(d.reason, "policy") == kind]
         if not group:
             continue
-        rows = [r for r, _ in group]
-        why = {r["item_key"]: f"{d.reason}: {d.detail}" for r, d in group}
-        codes = {r["item_key"]: d.reason for r, d in group}
         if kind == "takedown":
             _finish_takedowns(ledger, gate, out, group, "run")
             continue
+        rows = [r for r, _ in group]
+        why = {r["item_key"]: f"{d.reason}: {d.detail}" for r, d in group}
+        codes = {r["item_key"]: d.reason for r, d in group}
         if kind == "opt_out":
             text = (f"opt-out list {gate.cfg.opt_out_file} applied to the dataset"
                     if gate.cfg.opt_out_file else "opt-out list applied to the dataset")
