@@ -29,6 +29,7 @@ from clipfactory.consent.store import consent_summary
 from clipfactory.dedup import DedupItem, Duplicate
 from clipfactory.dedup.store import DedupStore, incremental_duplicates
 from clipfactory.ledger import Ledger
+from clipfactory.media.stagetime import PhaseClock
 from clipfactory.policy.report import license_counts, policy_summary, unknown_license_clips
 from clipfactory.records import ClipRecord
 from clipfactory.report import report_after_finalize
@@ -60,9 +61,12 @@ log = logging.getLogger("clipfactory")
 
 
 def finalize(out: str | Path, cfg: Config, ledger: Ledger,
-             stats: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Dedup and shard the new clips; bring index parts, summary, card and report up to date."""
+             stats: dict[str, Any] | None = None, *,
+             phases: PhaseClock | None = None) -> dict[str, Any]:
+    """Dedup and shard the new clips; bring index parts, summary, card and report up to date.
+    ``phases``: the run's driver clock, charged per step (``clipfactory bench``)."""
     t0 = time.perf_counter()
+    phases = phases or PhaseClock(enabled=False)
     out = Path(out)
     shard_dir = out / "shards"
     shard_dir.mkdir(exist_ok=True)
@@ -75,11 +79,14 @@ def finalize(out: str | Path, cfg: Config, ledger: Ledger,
         staged = ledger.clips("staged")
     else:
         store.invalidate()  # clips kept now bypass the index: rebuild it when dedup is back on
+    phases.lap("dedup")
     _write_shards(staged, ledger, cfg, shard_dir)
     refresh_stale_shards(ledger, shard_dir)  # annotations that came after the clip was sharded
+    phases.lap("shards")
     parts = refresh_parts(out, ledger, kept_stats, map_parts=parts_mapper(cfg))  # Ray: tasks
     counts = ledger.counts()
     files = _compact(out, cfg, counts, ledger)
+    phases.lap("index")
     if stats and stats["videos"]:
         ledger.set_meta("throughput", stats)
     kept = merged_stats(ledger, merge_stats)
@@ -101,7 +108,9 @@ def finalize(out: str | Path, cfg: Config, ledger: Ledger,
     tmp.write_text(json.dumps(summary, indent=2), encoding="utf-8")
     os.replace(tmp, out / "summary.json")
     write_card(out / "README.md", summary, kept, cfg.to_yaml())
+    phases.lap("summary")
     report_after_finalize(out)  # report.html: a failure is logged, never raised
+    phases.lap("report")
     log.info("finalize: %.2f s (%d new index parts, %d rejected parts)",
              time.perf_counter() - t0, parts.index_written, parts.rejected_written)
     return summary

@@ -62,6 +62,7 @@ def run(input_path: str | Path | None, output: str | Path, cfg: Config | None = 
     ``input_path`` None adds nothing and runs what is pending (``clipfactory retry``).
     ``stages`` replaces the model stages the config turns on (``annotate``)."""
     cfg = cfg or Config()
+    phases = stagetime.PhaseClock(cfg.stage_times)  # the driver's CPU split (bench)
     check_detector(cfg.shots)  # a broken model file stops the run here, not once per video
     if cfg.filters_on:
         check_filters(cfg.filters)  # the text model, when the text filter is on
@@ -89,11 +90,16 @@ def run(input_path: str | Path | None, output: str | Path, cfg: Config | None = 
             from clipfactory.exec import make_executor
 
             executor = make_executor(cfg)
+        phases.lap("start")
         stats = _process(ledger.pending(), total, ledger, cfg, out, executor, quiet, gate,
                          stages)
+        phases.lap("results")
         recut_orphans(out, cfg, ledger)  # duplicates of clips a removal took out
-        summary = finalize(out, cfg, ledger, stats)
+        phases.lap("recut")
+        summary = finalize(out, cfg, ledger, stats, phases=phases)
         log.info("run finished: %s", json.dumps(summary["counts"]))
+        if phases.enabled:  # returned, not in summary.json (the report is built from that)
+            summary["driver_split"] = phases.seconds
         return summary
     finally:
         ledger.close()

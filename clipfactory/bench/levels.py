@@ -115,7 +115,8 @@ def analysis_level(paths: list[str], cfg: Config) -> dict[str, Any]:
 
 def pipeline_level(source: str, out: str, cfg: Config) -> dict[str, Any]:
     """``clipfactory run`` end to end into ``out``, with the per-stage split on. CPU is the
-    workers' per-video CPU plus this driver's; the split covers the workers' per-video work.
+    workers' per-video CPU plus this driver's; ``cpu_split`` covers the workers' per-video
+    work, ``driver_split`` the driver's phases (``stagetime.DRIVER_PHASES``).
     ``peak_rss_mib`` is the largest worker's, ``driver_peak_rss_mib`` this process's."""
     from clipfactory.pipeline import run
 
@@ -129,6 +130,7 @@ def pipeline_level(source: str, out: str, cfg: Config) -> dict[str, Any]:
     return _level(t["media_s"], wall, t["cpu_s"] + driver_cpu, used, driver_cpu_s=driver_cpu,
                   driver_page_faults=driver_faults,
                   cpu_split=t.get("cpu_split", {}),
+                  driver_split=summary.get("driver_split", {}),
                   peak_rss_mib=t.get("peak_worker_rss_mib", 0.0),
                   driver_peak_rss_mib=peak_rss_mib(), clips=summary["counts"]["clips"],
                   cut=cut_summary(Path(out) / "ledger.sqlite"))

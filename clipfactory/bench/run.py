@@ -36,7 +36,7 @@ from clipfactory.bench.levels import (
     pipeline_level,
 )
 from clipfactory.config import Config, IngestConfig
-from clipfactory.media.stagetime import STAGES
+from clipfactory.media.stagetime import DRIVER_PHASES, STAGES
 from clipfactory.sources.reader import read_folder
 from clipfactory.testing.synth import make_corpus
 
@@ -295,7 +295,8 @@ def cut_lines(cut: dict[str, Any], sources: dict[str, dict[str, float]]) -> list
 
 def _print_split(ana: dict[str, Any], full: dict[str, Any]) -> None:
     """CPU seconds and share of the level's CPU per stage, in :data:`STAGES` order (stages no
-    code charges yet are absent); the rest is work outside the per-video thread."""
+    code charges yet are absent), then the full pipeline's driver per phase
+    (:data:`DRIVER_PHASES`); the rest is work outside both (imports, other threads)."""
     a, f = ana.get("cpu_split") or {}, full.get("cpu_split") or {}
     stages = [s for s in STAGES if s in a or s in f]
     stages += sorted((set(a) | set(f)) - set(STAGES))
@@ -310,5 +311,11 @@ def _print_split(ana: dict[str, Any], full: dict[str, Any]) -> None:
     for s in stages:
         print(f"{_LABELS.get(s, s.replace('_', ' ')):<24}{cell(a, ana['cpu_s'], s)}"
               f"{cell(f, full['cpu_s'], s)}")
-    print(f"{'outside the split':<24}{cell(a, ana['cpu_s'], None)}{cell(f, full['cpu_s'], None)}"
-          "   (driver, other threads)")
+    d = full.get("driver_split") or {}
+    phases = [p for p in DRIVER_PHASES if p in d] + sorted(set(d) - set(DRIVER_PHASES))
+    for p in phases:
+        print(f"{'driver: ' + p:<24}{cell({}, ana['cpu_s'], p)}{cell(d, full['cpu_s'], p)}")
+    rest = {**f, **{f"driver: {p}": v for p, v in d.items()}}
+    print(f"{'outside the split':<24}{cell(a, ana['cpu_s'], None)}"
+          f"{cell(rest, full['cpu_s'], None)}   "
+          f"({'' if d else 'driver, '}other threads)")

@@ -1,7 +1,7 @@
 """Where a video's CPU time goes: per-stage CPU seconds of the per-video work.
 
 ``clipfactory bench`` turns this on (``Config.stage_times``) and prints the split; a run with it
-on adds the split to ``summary.json`` (``throughput.stages``). Off, every call is a no-op.
+on adds the split to ``summary.json`` (``throughput.cpu_split``). Off, every call is a no-op.
 
 The clock reads the calling thread's CPU time (``time.thread_time_ns``, ~0.6 us a read), so a
 stage's figure is exact when decoders and encoders run in the calling thread (``threads=1``,
@@ -15,6 +15,12 @@ pass's decoder), ``hashing`` (full-resolution frame digests and perceptual hashe
 network), ``cut_decode``/``cut_encode`` (the cutter's decoder and encoder), ``mux_write``
 (demuxing, muxing and writing clip files), ``other`` (the rest of the worker: planning,
 filters, bookkeeping).
+
+The run's driver (one process, on records only) is split by phase instead, with a process CPU
+clock (:class:`PhaseClock`, :data:`DRIVER_PHASES`): ``start`` (model checks, ledger, inputs,
+gate), ``results`` (recording each video's outcome as it comes back; model stages that run
+in the driver), ``recut``, and finalize's ``dedup``, ``shards``, ``index`` (parts and compacted
+files), ``summary`` (summary and card) and ``report`` (the page and its thumbnails).
 """
 
 from __future__ import annotations
@@ -23,10 +29,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["STAGES", "StageClock", "active", "measure", "merge"]
+__all__ = ["DRIVER_PHASES", "STAGES", "PhaseClock", "StageClock", "active", "measure", "merge"]
 
 STAGES = ("probe", "decode", "hashing", "scale", "signals", "shot_rules", "shot_model",
           "cut_decode", "cut_encode", "mux_write", "other")
+
+# the run's driver, in order (PhaseClock)
+DRIVER_PHASES = ("start", "results", "recut", "dedup", "shards", "index", "summary", "report")
 
 _now = time.thread_time_ns
 
@@ -97,3 +106,23 @@ def merge(total: dict[str, float], part: dict[str, float]) -> dict[str, float]:
     for k, v in part.items():
         total[k] = round(total.get(k, 0.0) + v, 6)
     return total
+
+
+class PhaseClock:
+    """Process CPU seconds per phase of a run's driver (:data:`DRIVER_PHASES`), counted over
+    every thread of the process (the report's thumbnail threads count in ``report``); worker
+    processes are not in it. ``lap(phase)`` charges the CPU since the clock was made or since
+    the last lap to ``phase``. Disabled, every call is a no-op."""
+
+    __slots__ = ("enabled", "mark", "seconds")
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.mark = time.process_time() if enabled else 0.0
+        self.seconds: dict[str, float] = {}
+
+    def lap(self, phase: str) -> None:
+        if self.enabled:
+            t = time.process_time()
+            self.seconds[phase] = round(self.seconds.get(phase, 0.0) + t - self.mark, 6)
+            self.mark = t

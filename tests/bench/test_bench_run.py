@@ -13,7 +13,7 @@ import pytest
 from clipfactory.bench.run import cut_lines, parse_resolutions, run_bench, run_bench_sizes
 from clipfactory.cli import main
 from clipfactory.ledger import Ledger
-from clipfactory.media.stagetime import STAGES
+from clipfactory.media.stagetime import DRIVER_PHASES, STAGES
 from clipfactory.records import ClipRecord
 from clipfactory.testing.synth import make_corpus
 
@@ -52,6 +52,11 @@ def test_bench_on_a_folder_measures_every_level(corpus: Path, tmp_path: Path) ->
     full = r["pipeline"]  # the split covers the workers' per-video work, not the driver
     _check_split(full, full["cpu_s"] - full["driver_cpu_s"])
     assert 0 < full["driver_page_faults"] < full["page_faults"]  # the workers' are added
+    # the driver's phases, in every thread of its process: together nearly all of its CPU
+    driver = full["driver_split"]
+    assert set(driver) == set(DRIVER_PHASES) and all(v >= 0 for v in driver.values())
+    assert 0.5 * full["driver_cpu_s"] - 0.05 <= sum(driver.values()) <= full["driver_cpu_s"] + 1e-5
+    assert driver["report"] > 0 and (tmp_path / "run" / "report.html").is_file()
     assert {"cut_decode", "cut_encode", "mux_write"} & set(full["cpu_split"]) or \
         r["clips"]["kept"] == 0
     rss = r["peak_rss_mib"]
@@ -144,6 +149,7 @@ def test_cli_bench_input_file_prints_the_split(corpus: Path, tmp_path: Path,
     out = capsys.readouterr().out
     assert "clipfactory bench: 1 videos" in out
     assert "CPU split" in out and "decode" in out and "outside the split" in out
+    assert "driver: start" in out and "driver: report" in out
     assert "peak RSS MiB" in out and "faults k" in out and "sys s" in out
     assert "re-encoded" in out and "source keyframes: h264 one every" in out
     r = json.loads((tmp_path / "bench.json").read_text())
