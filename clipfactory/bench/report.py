@@ -12,6 +12,7 @@ charts run over all of them; thumbnails are capped whatever the size.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 from clipfactory.config import Config
 from clipfactory.pipeline import run
 from clipfactory.report import build_report
+from clipfactory.sinks.parts import INDEX_DIR, REJECTED_DIR
 from clipfactory.testing.synth import make_corpus
 
 __all__ = ["main", "repeat_rows", "run_report_bench"]
@@ -44,17 +46,31 @@ def _repeat(table: pa.Table, n: int, id_cols: tuple[str, ...]) -> pa.Table:
 
 
 def repeat_rows(src: Path, dst: Path, clips: int) -> None:
-    """Copy output ``src`` to ``dst`` with ``clips`` kept and ``clips`` dropped-clip rows."""
+    """Copy output ``src`` to ``dst`` with ``clips`` kept and ``clips`` dropped-clip rows, as
+    compacted files only: the report reads the index and rejected parts instead when their
+    folders exist, so they are left out, and ``summary.json`` counts the new rows (the report
+    decides from those counts whether to sample)."""
     if dst.exists():
         shutil.rmtree(dst)
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("report_files", "report.html"))
+    shutil.copytree(src, dst, ignore=lambda d, names: [
+        n for n in names if n in ("report_files", "report.html", INDEX_DIR, REJECTED_DIR)
+        and Path(d) == src])
     index = pq.read_table(src / "index.parquet")
     rejected = pq.read_table(src / "rejected.parquet")
     is_clip = pc.equal(rejected.column("kind"), "clip")
     videos, dropped = rejected.filter(pc.invert(is_clip)), rejected.filter(is_clip)
-    pq.write_table(_repeat(index, clips, ("clip_id",)), dst / "index.parquet")
-    pq.write_table(pa.concat_tables([videos, _repeat(dropped, clips, ("clip_id", "duplicate_of"))]),
-                   dst / "rejected.parquet")
+    index = _repeat(index, clips, ("clip_id",))
+    dropped = _repeat(dropped, clips, ("clip_id", "duplicate_of"))
+    pq.write_table(index, dst / "index.parquet")
+    pq.write_table(pa.concat_tables([videos, dropped]), dst / "rejected.parquet")
+    summary = json.loads((src / "summary.json").read_text(encoding="utf-8"))
+    counts = summary["counts"]
+    counts["clips"].update(kept=len(index), dropped=len(dropped))
+    reasons = pc.binary_join_element_wise(pc.fill_null(dropped.column("stage"), "?"),
+                                          pc.fill_null(dropped.column("reason"), "?"), "/")
+    counts["dropped_by_reason"] = {d["values"]: d["counts"]
+                                   for d in pc.value_counts(reasons).to_pylist()}
+    (dst / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
 
 
 def run_report_bench(workdir: str | Path, sizes: list[int], minutes: float = 4.0,

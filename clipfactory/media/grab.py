@@ -4,11 +4,14 @@ For checks that need more than the 160-px analysis frames (burned-in text) on th
 survived the cheap filters. Targets are visited in time order: decoding runs forward from one
 to the next, and seeks (to the keyframe before a target) where the index has a keyframe
 between the last decoded frame and the target, or across gaps longer than ``seek_gap_s``, so a
-video's samples cost about half a GOP each, not a decode of the whole file.
+video's samples cost about half a GOP each, not a decode of the whole file. On the way to a
+target, H.264 pictures that no other picture depends on (non-reference B-frames) are not
+decoded at all: every picture returned is bit for bit what a full decode gives.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 
 import av
@@ -18,6 +21,7 @@ from av.video.reformatter import Interpolation
 from clipfactory.errors import MediaError
 from clipfactory.media.cutresult import index_keyframe
 from clipfactory.media.probe import open_video
+from clipfactory.media.splice import disposable_check
 
 __all__ = ["grab_frames", "scaled_size"]
 
@@ -37,6 +41,19 @@ def _keyframe_between(stream: av.VideoStream, pos: float, target: float, tb: Fra
     found = index_keyframe(stream, start, int(target / tb) + start)
     return found is not None and found[0] is not None and \
         float((found[0] + found[1] - start) * tb) > pos + 1e-3
+
+
+def _decode(container: av.container.InputContainer, stream: av.VideoStream,
+            skip: Callable[[av.Packet], bool] | None, aim: list[int]) -> Iterator[av.VideoFrame]:
+    """The stream's frames from the current position, as ``container.decode(stream)`` gives
+    them, except that a packet no other picture depends on (``skip``) is not decoded when its
+    picture comes before ``aim[0]`` (a pts; read at every packet): the pictures a caller
+    wants, and every one after them, come out bit for bit the same."""
+    for packet in container.demux(stream):
+        if skip is not None and packet.size and packet.pts is not None and \
+                packet.pts < aim[0] and skip(packet):
+            continue
+        yield from packet.decode()
 
 
 def grab_frames(path: str, times: list[float], *, max_side: int = 640, rotation: int = 0,
@@ -59,16 +76,19 @@ def grab_frames(path: str, times: list[float], *, max_side: int = 640, rotation:
         stream.codec_context.options = {"skip_loop_filter": "all"}
     tb = stream.time_base or Fraction(1, 1)
     t0 = stream.start_time
+    skip = disposable_check(stream) if t0 is not None else None
+    aim = [0]  # the pts before which a picture nothing depends on is not decoded
     try:
         frames = None
         pos = -1.0  # time of the last frame decoded
         for i in order:
             target = times[i]
+            aim[0] = int((target - 1e-3) / tb) + (t0 or 0)
             if frames is None or target - pos > seek_gap_s or \
                     _keyframe_between(stream, pos, target, tb, t0):
                 container.seek(int(target / tb) + (t0 or 0), backward=True, any_frame=False,
                                stream=stream)
-                frames = container.decode(stream)
+                frames = _decode(container, stream, skip, aim)
             for frame in frames:
                 if t0 is None and frame.pts is not None:
                     t0 = frame.pts

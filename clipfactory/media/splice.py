@@ -29,7 +29,7 @@ from fractions import Fraction
 
 import av
 
-__all__ = ["SpliceCodec", "rap_check", "splice_codec"]
+__all__ = ["SpliceCodec", "disposable_check", "rap_check", "splice_codec"]
 
 _FAMILY = {"h264": "h264", "vp9": "vp9", "libvpx-vp9": "vp9", "av1": "av1", "libdav1d": "av1",
            "libaom-av1": "av1", "mpeg4": "mpeg4"}
@@ -182,24 +182,8 @@ class SpliceCodec:
         return _has_idr(bytes(packet), self.length_size)
 
     def disposable(self, packet: av.Packet) -> bool:
-        """Whether no other picture can depend on this packet's (H.264: every slice has
-        ``nal_ref_idc`` 0 and no parameter set rides along), so that a decoder that never
-        sees it gives every other picture bit for bit. False whenever in doubt."""
-        if self.family != "h264":
-            return False
-        data, size = bytes(packet), self.length_size
-        i, slices = 0, 0
-        while i + size <= len(data):
-            n = int.from_bytes(data[i:i + size], "big")
-            if n == 0 or i + size + n > len(data):
-                return False  # not the framing we expect: decode it
-            head = data[i + size]
-            kind = head & 31
-            if (kind == 1 and head & 0x60) or kind not in (1, 6, 9, 12):
-                return False  # a reference slice, an IDR, a parameter set, anything else
-            slices += kind == 1
-            i += size + n
-        return slices > 0 and i == len(data)
+        """Whether no other picture can depend on this packet's (:func:`_disposable`)."""
+        return self.family == "h264" and _disposable(bytes(packet), self.length_size)
 
     def new_encoder(self, width: int, height: int, tb: Fraction, rate: Fraction,
                     like: av.VideoFrame, threads: int) -> av.CodecContext:
@@ -267,6 +251,35 @@ def _has_idr(data: bytes, length_size: int) -> bool:
     """Whether an AVCC packet holds an IDR slice (a keyframe without one is a recovery-point
     I picture: an open GOP, whose leading pictures need the previous GOP)."""
     return any(n and n[0] & 31 == 5 for n in _length_nals(data, length_size))
+
+
+def _disposable(data: bytes, size: int) -> bool:
+    """Whether no other picture can depend on this AVCC packet's (H.264: every slice has
+    ``nal_ref_idc`` 0 and no parameter set rides along), so that a decoder that never sees it
+    gives every other picture bit for bit. False whenever in doubt."""
+    i, slices = 0, 0
+    while i + size <= len(data):
+        n = int.from_bytes(data[i:i + size], "big")
+        if n == 0 or i + size + n > len(data):
+            return False  # not the framing we expect: decode it
+        head = data[i + size]
+        kind = head & 31
+        if (kind == 1 and head & 0x60) or kind not in (1, 6, 9, 12):
+            return False  # a reference slice, an IDR, a parameter set, anything else
+        slices += kind == 1
+        i += size + n
+    return slices > 0 and i == len(data)
+
+
+def disposable_check(vstream: av.VideoStream) -> Callable[[av.Packet], bool] | None:
+    """A test for packets no other picture depends on (H.264 in AVCC framing), which a reader
+    that does not want their own pictures may leave undecoded; None for other codecs."""
+    cc = vstream.codec_context
+    x = bytes(cc.extradata or b"") if cc else b""
+    if cc is not None and _FAMILY.get(cc.name) == "h264" and len(x) > 6 and x[0] == 1:
+        size = (x[4] & 3) + 1
+        return lambda p: _disposable(bytes(p), size)
+    return None
 
 
 def rap_check(vstream: av.VideoStream) -> Callable[[av.Packet], bool]:

@@ -1,5 +1,6 @@
 """grab_frames: exact frames at given times, whichever way it reaches them (seeking to a
-keyframe between two targets, or decoding on), and the report's cheaper preview decode."""
+keyframe between two targets, or decoding on, leaving undecoded the H.264 pictures before a
+target that nothing depends on), and the report's cheaper preview decode."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import numpy as np
 import pytest
 from av.video.reformatter import Interpolation
 
-from clipfactory.media.grab import grab_frames
+from clipfactory.media.digest import plane_digest
+from clipfactory.media.grab import _decode, grab_frames
+from clipfactory.media.splice import disposable_check
 from clipfactory.testing.compare import psnr
 from clipfactory.testing.synth import ShotSpec, write_video
 
@@ -45,3 +48,56 @@ def test_preview_frames_are_close_to_the_exact_ones(video) -> None:
     for i, g in zip(idx, got, strict=True):
         assert g is not None and g.shape == frames[i].shape
         assert psnr(g, frames[i]) >= 35, i
+
+
+@pytest.fixture(scope="module", params=["none", "normal"])
+def bframes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+            ) -> tuple[str, dict[int, str], set[int]]:
+    """150 frames, 3 B-frames per P (pyramid or not), a keyframe every 75: the path, each
+    frame's digest by pts, and the pts of the packets no other picture depends on."""
+    path = str(tmp_path_factory.mktemp("bframes") / f"{request.param}.mp4")
+    write_video(path, [ShotSpec(150, "texture", 15)], bframes=3,
+                x264_params=f"keyint=75:scenecut=0:bframes=3:b-adapt=0:b-pyramid={request.param}")
+    with av.open(path) as c:
+        vs = c.streams.video[0]
+        skip = disposable_check(vs)
+        assert skip is not None
+        disposable = {int(p.pts) for p in c.demux(vs) if p.size and skip(p)}
+    with av.open(path) as c:
+        frames = {int(f.pts): plane_digest(f) for f in c.decode(video=0)}
+    assert len(frames) == 150 and disposable
+    return path, frames, disposable
+
+
+def test_pictures_nothing_needs_before_the_target_are_not_decoded(bframes) -> None:
+    path, frames, disposable = bframes
+    order = sorted(frames)
+    aim = order[60]  # inside the first GOP's second half
+    with av.open(path) as c:
+        vs = c.streams.video[0]
+        got = {int(f.pts): plane_digest(f) for f in _decode(c, vs, disposable_check(vs), [aim])}
+    assert set(got) == {p for p in frames if p >= aim or p not in disposable}
+    assert {p for p in disposable if p < aim} and not {p for p in disposable if p < aim} & set(got)
+    assert all(got[p] == frames[p] for p in got)  # every picture decoded is bit for bit
+
+
+def test_frames_are_exact_when_the_ones_before_them_are_skipped(bframes) -> None:
+    path, frames, disposable = bframes
+    with av.open(path) as c:
+        tb = c.streams.video[0].time_base
+        t0 = c.streams.video[0].start_time or 0
+    with av.open(path) as c:
+        exact = [f.reformat(width=160, height=90, format="rgb24",
+                            interpolation=Interpolation.AREA).to_ndarray()
+                 for f in c.decode(video=0)]
+    order = sorted(frames)
+    # a target that is itself a disposable picture, the one after it, and targets one at a
+    # time and together (decoding on from one to the next)
+    picks = [i for i, p in enumerate(order) if p in disposable and 10 < i < 140][:3]
+    picks += [picks[0] + 1, 74, 75, 149]
+    for i in picks:
+        g = grab_frames(path, [float((order[i] - t0) * tb)], max_side=160)[0]
+        assert g is not None and np.array_equal(g, exact[i]), i
+    together = grab_frames(path, [float((order[i] - t0) * tb) for i in picks], max_side=160)
+    for i, g in zip(picks, together, strict=True):
+        assert g is not None and np.array_equal(g, exact[i]), i

@@ -147,3 +147,20 @@ def test_a_compacted_index_is_sampled_by_row_group(parts_only):
     assert "1 of 9 rejected rows (1 of 9 row groups of rejected.parquet)" in text
     [kept] = root.find_all(lambda n: n.attrs.get("id") == "kept")
     assert len(_figures(kept)) == 1 and _figures(kept)[0].find_all(lambda n: n.tag == "img")
+
+
+def test_the_report_bench_times_a_page_over_the_rows_it_asks_for(curated, tmp_path):
+    """``python -m clipfactory.bench.report``'s stand-in for a large dataset: the report built
+    on it counts and samples the repeated rows, not the parts the run wrote."""
+    from clipfactory.bench.report import repeat_rows
+
+    dst = tmp_path / "x300"
+    repeat_rows(curated, dst, 300)
+    assert not (dst / INDEX_DIR).exists() and not (dst / REJECTED_DIR).exists()
+    r = build_report(dst, per_reason=2, kept=5, groups=1)
+    assert (r.kept, r.dropped) == (300, 300)
+    index = pq.read_table(dst / "index.parquet")
+    assert index.num_rows == 300 and len(set(index.column("clip_id").to_pylist())) == 300
+    counts = json.loads((dst / "summary.json").read_text())["counts"]
+    assert sum(counts["dropped_by_reason"].values()) == 300
+    assert r.made == r.shown - r.placeholders >= 5  # real thumbnails of the repeated rows
