@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from clipfactory import __version__
+from clipfactory.atomic import write_atomic
 from clipfactory.config import Config
 from clipfactory.consent.store import consent_summary
 from clipfactory.dedup import DedupItem, Duplicate
@@ -104,9 +104,7 @@ def finalize(out: str | Path, cfg: Config, ledger: Ledger,
     }
     if ledger.get_meta("mix"):  # a dataset written by `clipfactory mix`
         summary["mix"] = ledger.get_meta("mix")
-    tmp = out / ".summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    os.replace(tmp, out / "summary.json")
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2))
     write_card(out / "README.md", summary, kept, cfg.to_yaml())
     phases.lap("summary")
     report_after_finalize(out)  # report.html: a failure is logged, never raised

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from clipfactory.atomic import write_atomic
 from clipfactory.config import FetchConfig
 from clipfactory.fetch.base import FetchError, FetchResult, url_key
 from clipfactory.fetch.gate import FetchGate, private_address_error
@@ -257,6 +258,4 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data))

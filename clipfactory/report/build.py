@@ -8,11 +8,11 @@ pictures of the removed sources go too) and a failure only logs a warning.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from clipfactory.atomic import write_atomic
 from clipfactory.report.data import load_report_data
 from clipfactory.report.render import render_page
 from clipfactory.report.rows import MAX_ROWS
@@ -59,9 +59,7 @@ def build_report(out: str | Path, *, per_reason: int = 8, kept: int = 24, groups
                 "duplicates per group": per_group}
     page = render_page(data, samples, thumbs, settings=settings)
     path = out / REPORT_FILE
-    tmp = out / f".{REPORT_FILE}.part"
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, page, tag="part")
     pruned = prune_thumbs(out, {t.file for t in thumbs.values() if t.file})
     files = [t for t in thumbs.values() if t.file]
     return ReportResult(path, data.kept_total, data.dropped_total, len(thumbs),

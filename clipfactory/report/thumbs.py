@@ -26,6 +26,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from clipfactory.atomic import write_atomic
 from clipfactory.errors import MediaError
 from clipfactory.ids import short_hash
 from clipfactory.media.grab import grab_frames
@@ -105,12 +106,6 @@ def _strip(frames: list[np.ndarray | None]) -> np.ndarray | None:
     return strip
 
 
-def _write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _grab(src: str | io.BytesIO, reqs: list[ThumbRequest]) -> dict[str, list[np.ndarray | None]]:
     times = [t for r in reqs for t in r.times]
     # av.open reads a file object as well as a path
@@ -178,7 +173,7 @@ def make_thumbs(out: Path, requests: Iterable[ThumbRequest], *, cache: bool = Tr
                 continue
             rel = f"{THUMB_DIR}/{thumb_name(clip_id)}"
             try:
-                _write(out / rel, encode_jpeg(strip))
+                write_atomic(out / rel, encode_jpeg(strip), tag="part")
             except (av.FFmpegError, OSError, ValueError) as e:  # one clip, not the report
                 done.append(Thumb(clip_id, why=f"cannot make the thumbnail: {e}"))
                 continue

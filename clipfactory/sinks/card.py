@@ -3,11 +3,11 @@ licenses and the attribution list."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from clipfactory.atomic import write_atomic
 from clipfactory.consent.card import consent_lines
 from clipfactory.policy.report import license_sections, md_cell
 from clipfactory.records import ClipRecord
@@ -129,7 +129,4 @@ def _annotation_lines(summary: dict[str, Any]) -> list[str]:
 def write_card(path: str | Path, summary: dict[str, Any],
                stats: Mapping[str, Any] | Iterable[ClipRecord], config_yaml: str) -> None:
     """Write the card atomically (``stats`` may be the kept clips themselves, when few)."""
-    p = Path(path)
-    tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_text(render_card(summary, as_stats(stats), config_yaml), encoding="utf-8")
-    os.replace(tmp, p)
+    write_atomic(path, render_card(summary, as_stats(stats), config_yaml))

@@ -4,7 +4,6 @@ per dropped clip or failed input). Both are written to a temporary name and rena
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from clipfactory.atomic import replacing
 from clipfactory.records import ClipRecord
 
 __all__ = ["INDEX_SCHEMA", "REJECTED_SCHEMA", "bucket_of", "clip_row", "index_table",
@@ -84,9 +84,8 @@ def clip_row(c: ClipRecord) -> dict[str, Any]:
 
 
 def _write(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
 
 
 def _table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:

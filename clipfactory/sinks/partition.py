@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from clipfactory.atomic import replacing
 from clipfactory.ledger import Ledger, query_in
 from clipfactory.ledger_derived import REJECTED_PART_INPUTS
 from clipfactory.records import ClipRecord
@@ -217,13 +217,11 @@ def compact(out: Path, which: str = "index") -> int:
     (memory: one part), to a temporary name renamed when complete; return the row count."""
     parts, schema = ((index_parts(out), INDEX_SCHEMA) if which == "index"
                      else (rejected_parts(out), REJECTED_SCHEMA))
-    path = out / f"{which}.parquet"
-    tmp = path.with_name(f".{path.name}.tmp")
     rows = 0
-    with pq.ParquetWriter(tmp, schema, compression="zstd") as w:
+    with replacing(out / f"{which}.parquet") as tmp, \
+            pq.ParquetWriter(tmp, schema, compression="zstd") as w:
         for p in parts:
             table = pq.read_table(p, schema=schema)
             w.write_table(table)
             rows += table.num_rows
-    os.replace(tmp, path)
     return rows

@@ -25,6 +25,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from clipfactory.atomic import replacing
 from clipfactory.ledger_derived import REJECTED_PART_INPUTS
 
 __all__ = ["INDEX_DIR", "REJECTED_DIR", "REJECTED_PART_INPUTS", "index_part", "index_parts",
@@ -88,9 +89,8 @@ def write_part(table: pa.Table, path: Path) -> None:
         path.unlink(missing_ok=True)
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
 
 
 def _read(paths: Iterable[Path], schema: pa.Schema, columns: list[str] | None) -> pa.Table:

@@ -13,7 +13,6 @@ deletes). Vectors are also kept in the ledger (float16) so the global steps
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from clipfactory.atomic import replacing
 from clipfactory.ledger import Ledger, query_in
 from clipfactory.sinks.layout import remove_staged_files
 from clipfactory.stages.base import ClipInput, StageOutput
@@ -87,11 +87,8 @@ def _write_part(path: Path, rows: list[tuple[str, np.ndarray]], model: str,
         "clip_id": [r[0] for r in rows],
         "embedding": [r[1].astype(np.float32).tolist() for r in rows],
         "model": [model] * len(rows), "revision": [revision] * len(rows)}, schema=PART_SCHEMA)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    with replacing(path, durable=True) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
 
 
 class AnnotationStore:
@@ -274,9 +271,8 @@ def remove_embeddings(out: str | Path, ledger: Ledger, clip_ids: Iterable[str]) 
             keep = pa.array([c not in gone for c in table.column("clip_id").to_pylist()])
             table = table.filter(keep)
             if table.num_rows:
-                tmp = path.with_name(f".{path.name}.tmp")
-                pq.write_table(table, tmp, compression="zstd")
-                os.replace(tmp, path)
+                with replacing(path, durable=True) as tmp:
+                    pq.write_table(table, tmp, compression="zstd")
                 sha: str | None = file_sha256(str(path))
             else:
                 path.unlink()
