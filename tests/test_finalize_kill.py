@@ -1,5 +1,6 @@
-"""A run killed inside finalize (SIGKILL at chosen points of the global steps) resumes with
-nothing lost or doubled: the same clips, shards, index parts and counts as a run never killed."""
+"""A run killed inside finalize (SIGKILL at chosen points of the global steps, and, slow, before
+every write of the run in turn) resumes with nothing lost or doubled: the same clips, shards,
+index parts and counts as a run never killed."""
 
 from __future__ import annotations
 
@@ -183,3 +184,37 @@ def test_full_dedup_killed_at_every_step_is_all_or_nothing(undeduped, tmp_path, 
     kills = check_every_kill(_DEDUP_KILLER, point, built, tmp_path, args=lambda o: [str(o)],
                              command=_full_dedup, finish=finish, state=_state)
     assert kills, f"dedup --full never called {point}"
+
+
+@pytest.fixture(scope="module")
+def first_run(corpus, tmp_path_factory) -> tuple[Path, Path]:
+    """An output after a run of the first three videos, and an input folder that now also
+    holds the new video and the near duplicate."""
+    first, more = corpus
+    inp, out = tmp_path_factory.mktemp("fk-sweep-in"), tmp_path_factory.mktemp("fk-sweep") / "out"
+    for f in first.iterdir():
+        shutil.copy(f, inp / f.name)
+    run(inp, out, _cfg())
+    for f in more.iterdir():
+        shutil.copy(f, inp / f.name)
+    return inp, out
+
+
+@pytest.mark.slow  # every write of a run's second pass killed in turn: ~25 s per point
+@pytest.mark.parametrize("point", ["os:replace", "os:fsync", "os:unlink",
+                                   "clipfactory.ledger:Ledger.transaction",
+                                   "clipfactory.ledger:Ledger.set_meta"])
+def test_a_run_killed_at_every_write_resumes_to_the_same_dataset(first_run, reference, tmp_path,
+                                                                 point) -> None:
+    """A run that adds videos, killed before each of its file renames (clips, shards, parts,
+    compacted files, summary, card, report), syncs, deletions, ledger transactions and meta
+    writes in turn, then run again: the dataset of a run never killed, every time."""
+    inp, base = first_run
+
+    def again(out: Path) -> None:
+        run(inp, out, _cfg())
+
+    kills = check_every_kill(_KILLER, point, base, tmp_path, args=lambda o: [str(inp), str(o)],
+                             command=again, finish=again, state=_state)
+    assert kills, f"a run never called {point}"
+    assert _state(base) != reference  # the first run alone is not the result: kills matter
