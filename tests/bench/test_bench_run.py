@@ -182,10 +182,12 @@ def test_bench_one_corpus_and_table_per_resolution(tmp_path: Path,
                               text_filter=False)
     assert [r["corpus"]["size"] for r in results] == ["160x90", "320x180"]
     for (w, h), r in zip(sizes, results, strict=True):
-        corpus = tmp_path / f"corpus-0.05min-{w}x{h}"
+        corpus = tmp_path / f"corpus-0.05min-{w}x{h}-veryfast-k96"
         with av.open(str(sorted(corpus.glob("*.mp4"))[0])) as c:
             s = c.streams.video[0]
             assert (s.codec_context.width, s.codec_context.height) == (w, h)
+            # encoded as most footage is, with B-frames (decode order is not display order)
+            assert any(p.pts != p.dts for p in c.demux(s) if p.size)
         assert json.loads((tmp_path / f"bench-{w}x{h}.json").read_text())["corpus"]["size"] \
             == f"{w}x{h}"
         _check_split(r["analysis"], r["analysis"]["cpu_s"])

@@ -254,3 +254,17 @@ def test_make_corpus(tmp_path):
     assert counts["video_000_small.mp4"] == (counts["video_000.mp4"][0], 80, 48)
     means = [luma(f.to_ndarray(format="rgb24")).mean() for f in decode(paths[1])]
     assert min(means) < 15 and max(means) > 60  # video 1 holds the dark shot
+
+
+def test_preset_reaches_the_encoder(tmp_path):
+    """``ultrafast`` (the default) writes no B-frames; ``veryfast`` writes them, as most
+    footage has, and every frame is still there."""
+    fast = write_video(tmp_path / "u.mp4", [*TWO, *TWO])
+    typical = write_video(tmp_path / "v.mp4", [*TWO, *TWO], preset="veryfast")
+    kinds = {}
+    for name, v in (("ultrafast", fast), ("veryfast", typical)):
+        with av.open(v.path) as c:
+            kinds[name] = {int(f.pict_type) for f in c.decode(video=0)}
+    b = int(av.video.frame.PictureType.B)
+    assert b not in kinds["ultrafast"] and b in kinds["veryfast"]
+    assert len(decode(typical.path)) == len(decode(fast.path)) == 40
