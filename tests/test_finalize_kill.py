@@ -76,15 +76,21 @@ def _state(out: Path) -> dict:
             "indexed": indexed, "compacted": compacted}
 
 
-@pytest.fixture(scope="module")
-def reference(corpus, tmp_path_factory) -> dict:
+def _first_run(corpus: tuple[Path, Path], inp: Path, out: Path) -> None:
+    """Run the first three videos from ``inp`` into ``out``, then add the new video and the
+    near duplicate to ``inp`` for the next run."""
     first, more = corpus
-    inp, out = tmp_path_factory.mktemp("fk-ref-in"), tmp_path_factory.mktemp("fk-ref") / "out"
     for f in first.iterdir():
         shutil.copy(f, inp / f.name)
     run(inp, out, _cfg())
     for f in more.iterdir():
         shutil.copy(f, inp / f.name)
+
+
+@pytest.fixture(scope="module")
+def reference(corpus, tmp_path_factory) -> dict:
+    inp, out = tmp_path_factory.mktemp("fk-ref-in"), tmp_path_factory.mktemp("fk-ref") / "out"
+    _first_run(corpus, inp, out)
     run(inp, out, _cfg())
     state = _state(out)
     assert state["counts"]["dropped_by_reason"].get("dedup/near_duplicate"), \
@@ -95,14 +101,9 @@ def reference(corpus, tmp_path_factory) -> dict:
 
 @pytest.mark.parametrize(("point", "call"), POINTS)
 def test_killed_inside_finalize_then_resumed(corpus, reference, tmp_path, point, call) -> None:
-    first, more = corpus
     inp, out = tmp_path / "in", tmp_path / "out"
     inp.mkdir()
-    for f in first.iterdir():
-        shutil.copy(f, inp / f.name)
-    run(inp, out, _cfg())
-    for f in more.iterdir():
-        shutil.copy(f, inp / f.name)
+    _first_run(corpus, inp, out)
     proc = subprocess.run([sys.executable, "-c", _KILLER, point, str(call), str(inp), str(out)],
                           capture_output=True, timeout=300)
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]  # it died where we said
@@ -190,13 +191,8 @@ def test_full_dedup_killed_at_every_step_is_all_or_nothing(undeduped, tmp_path, 
 def first_run(corpus, tmp_path_factory) -> tuple[Path, Path]:
     """An output after a run of the first three videos, and an input folder that now also
     holds the new video and the near duplicate."""
-    first, more = corpus
     inp, out = tmp_path_factory.mktemp("fk-sweep-in"), tmp_path_factory.mktemp("fk-sweep") / "out"
-    for f in first.iterdir():
-        shutil.copy(f, inp / f.name)
-    run(inp, out, _cfg())
-    for f in more.iterdir():
-        shutil.copy(f, inp / f.name)
+    _first_run(corpus, inp, out)
     return inp, out
 
 
