@@ -15,15 +15,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["replacing", "write_atomic"]
+__all__ = ["replacing", "temp_path", "write_atomic"]
+
+
+def temp_path(path: str | Path, tag: str = "tmp") -> Path:
+    """The hidden temporary name :func:`replacing` writes ``path`` under (``.NAME.<tag>``)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{tag}")
 
 
 @contextmanager
 def replacing(path: str | Path, *, durable: bool = False, tag: str = "tmp") -> Iterator[Path]:
     """Yield the temporary path (``.NAME.<tag>`` beside ``path``) to write; when the block
     ends without an exception it is renamed onto ``path``, else deleted."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{tag}")
+    tmp = temp_path(path, tag)
     try:
         yield tmp
         if durable:

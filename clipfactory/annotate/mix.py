@@ -21,7 +21,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import shutil
 import tarfile
 from pathlib import Path
@@ -31,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
+from clipfactory.atomic import temp_path, write_atomic
 from clipfactory.config import Config
 from clipfactory.ledger import Ledger
 from clipfactory.lock import LOCK_FILE, holds_output_lock, output_lock
@@ -46,7 +46,6 @@ __all__ = ["UNFINISHED", "MixError", "parse_target", "plan_mix", "write_mix"]
 log = logging.getLogger("clipfactory")
 OTHER = "other"  # a target key covering every category the target does not name
 UNFINISHED = ".mix-unfinished"  # in DST while a mix is written: the command's parameters
-_MARK_TMP = UNFINISHED + ".tmp"
 
 
 class MixError(ValueError):
@@ -158,7 +157,8 @@ def write_mix(src: str | Path, dst: str | Path, target: dict[str, float], *,
 def _may_write(dst: Path, params: dict[str, Any]) -> bool:
     """Whether DST holds an unfinished mix of the same parameters (to clear); ``MixError``
     when it holds anything else."""
-    if not dst.exists() or not any(p.name not in (LOCK_FILE, _MARK_TMP) for p in dst.iterdir()):
+    mark_tmp = temp_path(dst / UNFINISHED).name  # a mark killed while it was written
+    if not dst.exists() or not any(p.name not in (LOCK_FILE, mark_tmp) for p in dst.iterdir()):
         return False
     mark = dst / UNFINISHED
     if not mark.is_file():
@@ -174,12 +174,7 @@ def _may_write(dst: Path, params: dict[str, Any]) -> bool:
 
 
 def _mark_unfinished(dst: Path, params: dict[str, Any]) -> None:
-    tmp = dst / _MARK_TMP
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(params, fh, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, dst / UNFINISHED)
+    write_atomic(dst / UNFINISHED, json.dumps(params, sort_keys=True), durable=True)
 
 
 def _write(src: Path, dst: Path, sl: Ledger, chosen: list[ClipRecord],

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from clipfactory.config import Config
 from clipfactory.pipeline import run
 from clipfactory.report import build_report
+from clipfactory.report.sample import reason_column
 from clipfactory.sinks.parts import INDEX_DIR, REJECTED_DIR
 from clipfactory.testing.synth import make_corpus
 
@@ -66,10 +67,8 @@ def repeat_rows(src: Path, dst: Path, clips: int) -> None:
     summary = json.loads((src / "summary.json").read_text(encoding="utf-8"))
     counts = summary["counts"]
     counts["clips"].update(kept=len(index), dropped=len(dropped))
-    reasons = pc.binary_join_element_wise(pc.fill_null(dropped.column("stage"), "?"),
-                                          pc.fill_null(dropped.column("reason"), "?"), "/")
     counts["dropped_by_reason"] = {d["values"]: d["counts"]
-                                   for d in pc.value_counts(reasons).to_pylist()}
+                                   for d in pc.value_counts(reason_column(dropped)).to_pylist()}
     (dst / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
 
 

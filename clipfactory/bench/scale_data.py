@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from clipfactory.atomic import write_atomic
 from clipfactory.bench.ledger_scale import CLIPS_PER_VIDEO, panda_clip
 from clipfactory.config import Config
 from clipfactory.dedup import DedupItem
@@ -132,9 +133,7 @@ class TarBuilder:
         size = sum(map(len, self.parts)) + 2 * _BLOCK
         self.parts.append(b"\0" * (2 * _BLOCK + -size % _RECORD))
         data = b"".join(self.parts)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_atomic(path, data)
         return hashlib.sha256(data).hexdigest(), len(data)
 
 
