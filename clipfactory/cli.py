@@ -9,13 +9,16 @@ from pathlib import Path
 
 from clipfactory import __version__
 from clipfactory.annotate import cli as annotate_cli
+from clipfactory.errors import OutputFull, out_of_space
 from clipfactory.fetch import cli as fetch_cli
 from clipfactory.provenance import cli as provenance_cli
 from clipfactory.report import cli as report_cli
 from clipfactory.shots import cli as shots_cli
 from clipfactory.sinks import cli as sinks_cli
 
-__all__ = ["main"]
+__all__ = ["EXIT_STORAGE_FULL", "main"]
+
+EXIT_STORAGE_FULL = 3  # any command: a disk it writes to is full (or over quota); run it again
 
 
 def _workers_flag(text: str) -> int | str:
@@ -278,16 +281,32 @@ def main(argv: list[str] | None = None) -> int:
                 "config": _cmd_config, **provenance_cli.COMMANDS, **fetch_cli.COMMANDS,
                 **shots_cli.COMMANDS, **annotate_cli.COMMANDS,
                 **report_cli.COMMANDS, **sinks_cli.COMMANDS}
-    if getattr(a, "no_wait", False):  # take the output's lock now, or say who holds it
-        from clipfactory.lock import OutputLocked, output_lock
+    try:
+        if getattr(a, "no_wait", False):  # take the output's lock now, or say who holds it
+            from clipfactory.lock import OutputLocked, output_lock
 
-        try:
-            with output_lock(a.output, a.command, wait=False, create=a.command == "run"):
-                return handlers[a.command](a)
-        except OutputLocked as e:
-            print(f"clipfactory: {e}", file=sys.stderr)
-            return 2
-    return handlers[a.command](a)
+            try:
+                with output_lock(a.output, a.command, wait=False, create=a.command == "run"):
+                    return handlers[a.command](a)
+            except OutputLocked as e:
+                print(f"clipfactory: {e}", file=sys.stderr)
+                return 2
+        return handlers[a.command](a)
+    except Exception as e:
+        if not out_of_space(e):
+            raise
+        print(f"clipfactory: {a.command} stopped: a disk it writes to is full "
+              f"({_first_line(e)}).\n"
+              "Nothing already recorded is lost: inputs that were in flight stay pending and "
+              "every output file is replaced whole or not at all. Free some space and run the "
+              "same command again; it carries on from there.", file=sys.stderr)
+        return EXIT_STORAGE_FULL
+
+
+def _first_line(e: BaseException) -> str:
+    cause = e.__cause__ if isinstance(e, OutputFull) and e.__cause__ is not None else e
+    text = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {text[0] if text else ''}"
 
 
 if __name__ == "__main__":

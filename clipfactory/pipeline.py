@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 from clipfactory.config import Config
+from clipfactory.errors import OutputFull, out_of_space
 from clipfactory.fetch.stage import FetchStage
 from clipfactory.filters import check_filters
 from clipfactory.finalize import finalize
@@ -46,8 +48,31 @@ class Executor(Protocol):
             staging: str | Path) -> Iterator[VideoResult]: ...
 
 
+class _RunLog(logging.FileHandler):
+    """``run.log``. On a full disk its lines are lost, not the run: the command says on
+    stderr why it stopped."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not out_of_space(sys.exc_info()[1]):
+            super().handleError(record)
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except OSError as e:
+            if not out_of_space(e):
+                raise
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError as e:
+            if not out_of_space(e):
+                raise
+
+
 def _setup_logging(out: Path) -> logging.Handler:
-    handler = logging.FileHandler(out / "run.log", encoding="utf-8")
+    handler = _RunLog(out / "run.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
@@ -101,6 +126,13 @@ def run(input_path: str | Path | None, output: str | Path, cfg: Config | None = 
         if phases.enabled:  # returned, not in summary.json (the report is built from that)
             summary["driver_split"] = phases.seconds
         return summary
+    except Exception as e:
+        if not out_of_space(e):
+            raise
+        log.error("run stopped: a disk it writes to is full (%s)", e)
+        if isinstance(e, OutputFull):
+            raise
+        raise OutputFull(f"{type(e).__name__}: {e}") from e
     finally:
         ledger.close()
         log.removeHandler(handler)
@@ -127,8 +159,12 @@ def _process(pending: Iterable[SourceItem], total: int, ledger: Ledger, cfg: Con
         fetch = FetchStage(cfg, out, ledger, on_failure=fetch_failed)  # URLs -> local files
         if feeder is not None:
             feeder.start()  # clips earlier runs left unannotated go first
+        results = executor.map(fetch.wrap(pending), cfg, out / "staging")
         try:
-            for result in executor.map(fetch.wrap(pending), cfg, out / "staging"):
+            for result in results:
+                if result.halt is not None:  # nothing of it is recorded: it stays pending
+                    raise OutputFull(f"writing the clips of {result.item.source}: "
+                                     f"{result.halt}")
                 _record(result, ledger, gate)
                 if feeder is not None:
                     feeder.feed(result)  # kept clips stream into the model stages
@@ -145,6 +181,9 @@ def _process(pending: Iterable[SourceItem], total: int, ledger: Ledger, cfg: Con
                 _log_result(result)
                 bar.update(result.analysed_s, failed=result.rejection is not None)
         finally:
+            close = getattr(results, "close", None)  # a generator: its workers stop now,
+            if close is not None:  # and the videos they were on stay pending
+                close()
             fetch_stats = fetch.close()
         if feeder is not None:
             stage_stats = feeder.finish()

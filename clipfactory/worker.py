@@ -19,7 +19,7 @@ import av
 import numpy as np
 
 from clipfactory.config import Config
-from clipfactory.errors import MediaError
+from clipfactory.errors import MediaError, out_of_space
 from clipfactory.exec.cores import resolve_workers, thread_split, usable_cpus
 from clipfactory.filters import ClipSignals, build_filters, clip_scores, first_rejection
 from clipfactory.filters.text_check import text_overlay_filter
@@ -104,14 +104,18 @@ def process_video(item: SourceItem, cfg: Config, staging: str | Path) -> VideoRe
     try:
         with stagetime.measure(cfg.stage_times) as clock:
             _process(item, cfg, Path(staging), result)
-    except MediaError as e:
-        result.rejection = Rejection(item.item_key, item.source, e.stage, e.reason, e.detail,
-                                     video_id=result.video_id or item.id)
-    except Exception as e:  # a bug or an input nobody foresaw: record it, never kill the run
-        log.error("unexpected error on %s:\n%s", item.source, traceback.format_exc())
-        result.rejection = Rejection(item.item_key, item.source, "internal", "unexpected_error",
-                                     f"{type(e).__name__}: {e}", video_id=result.video_id)
-    if result.rejection is not None:
+    except Exception as e:
+        if out_of_space(e):  # the output's storage, not this input: the run stops
+            result.halt = f"{type(e).__name__}: {e}"
+        elif isinstance(e, MediaError):
+            result.rejection = Rejection(item.item_key, item.source, e.stage, e.reason,
+                                         e.detail, video_id=result.video_id or item.id)
+        else:  # a bug or an input nobody foresaw: record it, never kill the run
+            log.error("unexpected error on %s:\n%s", item.source, traceback.format_exc())
+            result.rejection = Rejection(item.item_key, item.source, "internal",
+                                         "unexpected_error", f"{type(e).__name__}: {e}",
+                                         video_id=result.video_id)
+    if result.rejection is not None or result.halt is not None:
         discard_clips(result)
     release_memory()  # before the next video: cycles of decoded frames, freed heap
     if clock.enabled:  # what no stage claimed (planning, filters, records) is "other"
@@ -283,8 +287,15 @@ def _cut(info: VideoInfo, sig: Signals, clips: list[ClipRecord], staging: Path, 
     # never share staged files
     folder = staging / f"{safe_key(keep[0].video_id, 24)}_{short_hash(keep[0].item_key, 10)}"
     paths = [str(folder / f"{c.key}.mp4") for c in keep]
-    results = cut_clips(info.path, [Span(c.start_frame, c.end_frame) for c in keep], paths,
-                        frame_pts=sig.pts, rotation=info.rotation, cfg=cfg.cut, threads=threads)
+    try:
+        results = cut_clips(info.path, [Span(c.start_frame, c.end_frame) for c in keep], paths,
+                            frame_pts=sig.pts, rotation=info.rotation, cfg=cfg.cut,
+                            threads=threads)
+    except Exception as e:
+        if out_of_space(e):  # the input is redone once there is room: free what it wrote
+            for p in paths:
+                Path(p).unlink(missing_ok=True)
+        raise
     for clip, res in zip(keep, results, strict=True):
         clip.extra["cut"] = cut_info(res)
         if res.error:

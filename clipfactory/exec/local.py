@@ -100,6 +100,9 @@ class LocalExecutor:
             killed = False
             try:
                 killed = yield from self._drain(pool, todo, suspects, cfg, staging)
+            except GeneratorExit:  # the caller stopped (a full disk, an interrupt): what
+                killed = True  # runs now would be thrown away, so it stops at once
+                raise
             finally:
                 if killed:
                     _kill(pool)

@@ -32,15 +32,17 @@ from pathlib import Path
 from typing import Any
 
 from clipfactory.config import FetchConfig
+from clipfactory.errors import out_of_space
 from clipfactory.fetch.base import FetchError, FetchResult, url_key
 from clipfactory.fetch.gate import ConsentMode
 from clipfactory.fetch.polite import HostPause, Politeness
 from clipfactory.fetch.router import Router, needs_fetch
 from clipfactory.records import Rejection, SourceItem, VideoResult
 
-__all__ = ["FetchFailure", "Prefetcher"]
+__all__ = ["DISK_FULL", "FetchFailure", "Prefetcher"]
 
 log = logging.getLogger("clipfactory.fetch")
+DISK_FULL = "disk_full"  # a fetch's reason when its disk refused a write: never recorded
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
@@ -200,12 +202,16 @@ class Prefetcher:
             reused = res is not None
             if res is None:
                 res = self._download(item)
-        except FetchError as e:
-            if e.reason != "interrupted":
-                failure = FetchFailure(item, e)
-        except Exception as e:  # a bug or a library surprise: this item fails, not the run
-            log.exception("fetching %s failed unexpectedly", item.source)
-            failure = FetchFailure(item, FetchError("fetch_error", f"{type(e).__name__}: {e}"))
+        except Exception as e:
+            if out_of_space(e):  # the disk the sources go to: the driver stops the run
+                failure = FetchFailure(item, FetchError(DISK_FULL, f"{type(e).__name__}: {e}"))
+            elif isinstance(e, FetchError):
+                if e.reason != "interrupted":
+                    failure = FetchFailure(item, e)
+            else:  # a bug or a library surprise: this item fails, not the run
+                log.exception("fetching %s failed unexpectedly", item.source)
+                failure = FetchFailure(item, FetchError("fetch_error",
+                                                        f"{type(e).__name__}: {e}"))
         with self._cv:
             self._running -= 1
             self.fetch_s += time.perf_counter() - t0
