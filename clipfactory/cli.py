@@ -9,16 +9,16 @@ from pathlib import Path
 
 from clipfactory import __version__
 from clipfactory.annotate import cli as annotate_cli
-from clipfactory.errors import OutputFull, out_of_space
+from clipfactory.errors import StorageRefused, storage_refusal, storage_refused
 from clipfactory.fetch import cli as fetch_cli
 from clipfactory.provenance import cli as provenance_cli
 from clipfactory.report import cli as report_cli
 from clipfactory.shots import cli as shots_cli
 from clipfactory.sinks import cli as sinks_cli
 
-__all__ = ["EXIT_STORAGE_FULL", "main"]
+__all__ = ["EXIT_STORAGE", "main"]
 
-EXIT_STORAGE_FULL = 3  # any command: a disk it writes to is full (or over quota); run it again
+EXIT_STORAGE = 3  # any command: a disk it writes to is full, over quota or read-only
 
 
 def _workers_flag(text: str) -> int | str:
@@ -293,20 +293,25 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
         return handlers[a.command](a)
     except Exception as e:
-        if not out_of_space(e):
+        if not storage_refused(e):
             raise
-        print(f"clipfactory: {a.command} stopped: a disk it writes to is full "
+        what = storage_refusal(e)
+        fix = "Free some space" if what == "full" else \
+            "Make it writable (a disk the system remounted read-only after errors needs checking)"
+        print(f"clipfactory: {a.command} stopped: a disk it writes to is {what} "
               f"({_first_line(e)}).\n"
               "Nothing already recorded is lost: inputs that were in flight stay pending and "
-              "every output file is replaced whole or not at all. Free some space and run the "
-              "same command again; it carries on from there.", file=sys.stderr)
-        return EXIT_STORAGE_FULL
+              f"every output file is replaced whole or not at all. {fix}, then run the same "
+              "command again; it carries on from there.", file=sys.stderr)
+        return EXIT_STORAGE
 
 
 def _first_line(e: BaseException) -> str:
-    cause = e.__cause__ if isinstance(e, OutputFull) and e.__cause__ is not None else e
-    text = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {text[0] if text else ''}"
+    """What refused: the first line of a :class:`StorageRefused` (it names the write), or of
+    the error that reached here (``OSError: [Errno 28] ...``)."""
+    lines = str(e).strip().splitlines()
+    first = lines[0] if lines else ""
+    return first if isinstance(e, StorageRefused) else f"{type(e).__name__}: {first}"
 
 
 if __name__ == "__main__":

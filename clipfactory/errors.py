@@ -1,15 +1,15 @@
 """The error types that say whose fault a failure is: an input's (:class:`MediaError`, recorded
-against it) or the output storage's (:class:`OutputFull`, which stops the run)."""
+against it) or the storage's (:class:`StorageRefused`, which stops the command)."""
 
 from __future__ import annotations
 
 import errno
 import sqlite3
 
-__all__ = ["MediaError", "OutputFull", "out_of_space"]
+__all__ = ["MediaError", "StorageRefused", "storage_refusal", "storage_refused"]
 
-_FULL = (errno.ENOSPC, errno.EDQUOT)
-_SQLITE_FULL = 13  # "database or disk is full"
+_ERRNO = {errno.ENOSPC: "full", errno.EDQUOT: "full", errno.EROFS: "read-only"}
+_SQLITE = {13: "full", 8: "read-only"}  # SQLITE_FULL, SQLITE_READONLY
 
 
 class MediaError(Exception):
@@ -26,25 +26,36 @@ class MediaError(Exception):
         self.detail = detail
 
 
-class OutputFull(Exception):
-    """The output's storage refused a write: no space left on the device, or the user's disk
-    quota is spent. That is not the input's fault, and every later input would fail the same
-    way, so the run stops instead of recording it: the videos in flight stay pending, what was
-    recorded stays, and a run after space is freed carries on from there."""
+class StorageRefused(Exception):
+    """A disk the command writes to refused a write: it is full, the user's quota is spent, or
+    it is (or was remounted) read-only. That is not the input's fault, and every later input
+    would fail the same way, so the command stops instead of recording it: the videos in
+    flight stay pending, what was recorded stays, and the same command run once the disk
+    takes writes again carries on from there. ``what``: ``"full"`` or ``"read-only"``."""
+
+    def __init__(self, message: str, what: str = "full") -> None:
+        super().__init__(message)
+        self.what = what
 
 
-def out_of_space(err: BaseException | None) -> bool:
-    """Whether ``err``, or an exception it was raised from or during, says the storage is full
-    (``ENOSPC``/``EDQUOT`` from the OS or FFmpeg, SQLite's ``SQLITE_FULL``)."""
+def storage_refusal(err: BaseException | None) -> str | None:
+    """``"full"`` or ``"read-only"`` when ``err``, or an exception it was raised from or
+    during, says a disk refused a write (``ENOSPC``, ``EDQUOT``, ``EROFS`` from the OS or
+    FFmpeg; SQLite's ``SQLITE_FULL``, ``SQLITE_READONLY``); else None."""
     seen: set[int] = set()
     while err is not None and id(err) not in seen:
         seen.add(id(err))
-        if isinstance(err, OutputFull):
-            return True
-        if isinstance(err, OSError) and err.errno in _FULL:
-            return True
+        if isinstance(err, StorageRefused):
+            return err.what
+        if isinstance(err, OSError) and err.errno in _ERRNO:
+            return _ERRNO[err.errno]
         if isinstance(err, sqlite3.Error) and \
-                getattr(err, "sqlite_errorcode", None) == _SQLITE_FULL:
-            return True
+                getattr(err, "sqlite_errorcode", None) in _SQLITE:
+            return _SQLITE[err.sqlite_errorcode]  # type: ignore[attr-defined]
         err = err.__cause__ or err.__context__
-    return False
+    return None
+
+
+def storage_refused(err: BaseException | None) -> bool:
+    """Whether :func:`storage_refusal` names a refusal."""
+    return storage_refusal(err) is not None

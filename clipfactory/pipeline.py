@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from clipfactory.config import Config
-from clipfactory.errors import OutputFull, out_of_space
+from clipfactory.errors import StorageRefused, storage_refusal, storage_refused
 from clipfactory.fetch.stage import FetchStage
 from clipfactory.filters import check_filters
 from clipfactory.finalize import finalize
@@ -53,21 +53,21 @@ class _RunLog(logging.FileHandler):
     stderr why it stopped."""
 
     def handleError(self, record: logging.LogRecord) -> None:
-        if not out_of_space(sys.exc_info()[1]):
+        if not storage_refused(sys.exc_info()[1]):
             super().handleError(record)
 
     def flush(self) -> None:
         try:
             super().flush()
         except OSError as e:
-            if not out_of_space(e):
+            if not storage_refused(e):
                 raise
 
     def close(self) -> None:
         try:
             super().close()
         except OSError as e:
-            if not out_of_space(e):
+            if not storage_refused(e):
                 raise
 
 
@@ -127,12 +127,12 @@ def run(input_path: str | Path | None, output: str | Path, cfg: Config | None = 
             summary["driver_split"] = phases.seconds
         return summary
     except Exception as e:
-        if not out_of_space(e):
+        if not storage_refused(e):
             raise
-        log.error("run stopped: a disk it writes to is full (%s)", e)
-        if isinstance(e, OutputFull):
+        log.error("run stopped: a disk it writes to is %s (%s)", storage_refusal(e), e)
+        if isinstance(e, StorageRefused):
             raise
-        raise OutputFull(f"{type(e).__name__}: {e}") from e
+        raise StorageRefused(f"{type(e).__name__}: {e}", storage_refusal(e) or "full") from e
     finally:
         ledger.close()
         log.removeHandler(handler)
@@ -163,8 +163,9 @@ def _process(pending: Iterable[SourceItem], total: int, ledger: Ledger, cfg: Con
         try:
             for result in results:
                 if result.halt is not None:  # nothing of it is recorded: it stays pending
-                    raise OutputFull(f"writing the clips of {result.item.source}: "
-                                     f"{result.halt}")
+                    what, detail = result.halt
+                    raise StorageRefused(f"writing the clips of {result.item.source}: {detail}",
+                                         what)
                 _record(result, ledger, gate)
                 if feeder is not None:
                     feeder.feed(result)  # kept clips stream into the model stages

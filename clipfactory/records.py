@@ -191,9 +191,10 @@ class VideoResult:
     info: VideoInfo | None = None
     clips: list[ClipRecord] = field(default_factory=list)
     rejection: Rejection | None = None
-    # the output's storage is full (clipfactory.errors.OutputFull): nothing of this input is
-    # recorded, it stays pending, and the run stops
-    halt: str | None = None
+    # (what, detail): the output's disk refused a write, "full" or "read-only"
+    # (clipfactory.errors.StorageRefused): nothing of this input is recorded, it stays pending,
+    # and the run stops
+    halt: tuple[str, str] | None = None
     decoded_frames: int = 0
     decoder: str = ""  # what decoded the analysis pass: "software" | "nvdec"
     analysed_s: float = 0.0

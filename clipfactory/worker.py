@@ -19,7 +19,7 @@ import av
 import numpy as np
 
 from clipfactory.config import Config
-from clipfactory.errors import MediaError, out_of_space
+from clipfactory.errors import MediaError, storage_refusal, storage_refused
 from clipfactory.exec.cores import resolve_workers, thread_split, usable_cpus
 from clipfactory.filters import ClipSignals, build_filters, clip_scores, first_rejection
 from clipfactory.filters.text_check import text_overlay_filter
@@ -105,8 +105,9 @@ def process_video(item: SourceItem, cfg: Config, staging: str | Path) -> VideoRe
         with stagetime.measure(cfg.stage_times) as clock:
             _process(item, cfg, Path(staging), result)
     except Exception as e:
-        if out_of_space(e):  # the output's storage, not this input: the run stops
-            result.halt = f"{type(e).__name__}: {e}"
+        what = storage_refusal(e)
+        if what is not None:  # the output's storage, not this input: the run stops
+            result.halt = (what, f"{type(e).__name__}: {e}")
         elif isinstance(e, MediaError):
             result.rejection = Rejection(item.item_key, item.source, e.stage, e.reason,
                                          e.detail, video_id=result.video_id or item.id)
@@ -292,7 +293,7 @@ def _cut(info: VideoInfo, sig: Signals, clips: list[ClipRecord], staging: Path, 
                             frame_pts=sig.pts, rotation=info.rotation, cfg=cfg.cut,
                             threads=threads)
     except Exception as e:
-        if out_of_space(e):  # the input is redone once there is room: free what it wrote
+        if storage_refused(e):  # the input is redone once there is room: free what it wrote
             for p in paths:
                 Path(p).unlink(missing_ok=True)
         raise

@@ -27,25 +27,27 @@ import numpy as np
 import pytest
 import yaml
 
-from clipfactory.cli import EXIT_STORAGE_FULL
+from clipfactory.cli import EXIT_STORAGE
 from clipfactory.config import Config
-from clipfactory.errors import MediaError, OutputFull, out_of_space
+from clipfactory.errors import MediaError, StorageRefused, storage_refusal, storage_refused
 from clipfactory.pipeline import run
 from clipfactory.provenance.audit import audit
 from clipfactory.sinks.parts import read_index, read_rejected
 from clipfactory.testing.loopback import LoopbackServer
 from clipfactory.testing.synth import ShotSpec, write_video
 
-# inside the namespace: mount a tmpfs of $1 bytes on $2; `clipfactory run` into $5 with the
-# arguments after it; give the tmpfs room; run again; audit; and copy the output to $3/out
-# (before the namespace, and a tmpfs the output is on, go away)
+# inside the namespace: mount a tmpfs with options $1 (its size, or read-only) on $2; run
+# `clipfactory run` into $5 with the arguments after it; remount the tmpfs with options $6
+# (room, or writable); run again; audit; and copy the output to $3/out (before the namespace,
+# and a tmpfs the output is on, go away)
 _SCRIPT = r"""
 set -u
-size=$1; mnt=$2; host=$3; py=$4; out=$5; shift 5
-mount -t tmpfs -o size=$size tmpfs "$mnt" || exit 90
+opts=$1; mnt=$2; host=$3; py=$4; out=$5; again=$6; shift 6
+mkdir -p "$mnt"
+mount -t tmpfs -o "$opts" tmpfs "$mnt" || exit 90
 "$py" -m clipfactory.cli run --output "$out" --quiet "$@" > "$host/first.out" 2> "$host/first.err"
 echo $? > "$host/first.rc"
-mount -o remount,size=256m "$mnt"
+mount -o "remount,$again" "$mnt"
 "$py" -m clipfactory.cli run --output "$out" --quiet "$@" > "$host/second.out" 2> "$host/second.err"
 echo $? > "$host/second.rc"
 "$py" -m clipfactory.cli audit "$out" > "$host/audit.out" 2>&1
@@ -76,9 +78,11 @@ needs_namespace = pytest.mark.skipif(
     UNSHARE is None, reason="no private mount namespace here (unshare, user namespaces)")
 
 
-def _in_namespace(size: int, mnt: Path, host: Path, out: Path, *run_args: str) -> None:
-    proc = subprocess.run([*UNSHARE, "bash", "-c", _SCRIPT, "full", str(size), str(mnt),
-                           str(host), sys.executable, str(out), *run_args],
+def _in_namespace(size: int | str, mnt: Path, host: Path, out: Path, *run_args: str) -> None:
+    """``size``: bytes, then room to spare; or ``"ro"``, then writable."""
+    opts, again = ("ro", "rw") if size == "ro" else (f"size={size}", "size=256m")
+    proc = subprocess.run([*UNSHARE, "bash", "-c", _SCRIPT, "storage", opts, str(mnt),
+                           str(host), sys.executable, str(out), again, *run_args],
                           capture_output=True, timeout=600)
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-2000:]
 
@@ -115,7 +119,7 @@ def reference(tmp_path_factory) -> tuple[Path, Path, dict]:
 @needs_namespace
 # the room given, as a share of the finished dataset: the ledger's first writes fail; a clip of
 # the first, second or third video; the shards (the staged clips and their shard side by side)
-@pytest.mark.parametrize("share", [0.05, 0.3, 0.6, 0.9, 1.3, 1.6])
+@pytest.mark.parametrize("share", [0.05, 0.3, 0.9, 1.3])
 def test_a_run_that_fills_its_disk_stops_cleanly_and_resumes_to_the_same_dataset(
         reference, tmp_path, share):
     inp, ref_out, ref = reference
@@ -129,9 +133,9 @@ def test_a_run_that_fills_its_disk_stops_cleanly_and_resumes_to_the_same_dataset
     first = int((host / "first.rc").read_text())
     err = (host / "first.err").read_text()
     if share < 1.0:  # less room than the finished dataset takes: the first run cannot finish
-        assert first == EXIT_STORAGE_FULL, err
-    assert first in (0, EXIT_STORAGE_FULL), err
-    if first == EXIT_STORAGE_FULL:
+        assert first == EXIT_STORAGE, err
+    assert first in (0, EXIT_STORAGE), err
+    if first == EXIT_STORAGE:
         assert "stopped: a disk it writes to is full" in err
         assert "No space left on device" in err or "disk is full" in err, err
         assert "Traceback" not in err and "Logging error" not in err, err
@@ -146,10 +150,34 @@ def test_a_run_that_fills_its_disk_stops_cleanly_and_resumes_to_the_same_dataset
     assert audit(host / "out").ok
 
 
+
+@needs_namespace
+def test_a_staging_disk_that_turns_read_only_stops_the_run_and_resumes(reference, tmp_path):
+    """The ledger's disk takes writes, the one the workers write clips to does not (as after
+    the system remounts a failing disk read-only): exit 3, "read-only", nothing recorded
+    against the videos; writable again, the same command finishes the dataset."""
+    inp, _, ref = reference
+    host = tmp_path / "host"
+    out = host / "out"
+    (out / "staging").mkdir(parents=True)
+    _in_namespace("ro", out / "staging", host, out, "--input", str(inp), "--workers", "1")
+
+    err = (host / "first.err").read_text()
+    assert int((host / "first.rc").read_text()) == EXIT_STORAGE, err
+    assert "stopped: a disk it writes to is read-only" in err and "Read-only file system" in err
+    assert "writing the clips of" in err and "Make it writable" in err
+    assert "Traceback" not in err, err
+    assert int((host / "second.rc").read_text()) == 0, (host / "second.err").read_text()
+    assert int((host / "audit.rc").read_text()) == 0, (host / "audit.out").read_text()
+    got = _state(out)
+    assert not [r for r in got["rejected"] if r[1] == "cut"]
+    assert got == ref
+
+
 def test_full_storage_errors_are_told_apart_from_an_inputs(tmp_path):
     with pytest.raises(OSError) as disk, open("/dev/full", "wb", buffering=0) as fh:
         fh.write(b"clip bytes")
-    assert disk.value.errno == errno.ENOSPC and out_of_space(disk.value)
+    assert disk.value.errno == errno.ENOSPC and storage_refused(disk.value)
 
     # FFmpeg's own write error, through PyAV, as the cutter meets it
     with pytest.raises(av.FFmpegError) as ff, \
@@ -161,7 +189,7 @@ def test_full_storage_errors_are_told_apart_from_an_inputs(tmp_path):
                 np.random.default_rng(i).integers(0, 255, (48, 64, 3), np.uint8), "rgb24")
             for packet in stream.encode(frame):
                 out.mux(packet)
-    assert out_of_space(ff.value)
+    assert storage_refused(ff.value)
 
     db = sqlite3.connect(tmp_path / "small.sqlite")
     db.execute("CREATE TABLE t (x BLOB)")
@@ -169,7 +197,7 @@ def test_full_storage_errors_are_told_apart_from_an_inputs(tmp_path):
     with pytest.raises(sqlite3.OperationalError) as full:
         db.execute("INSERT INTO t VALUES (?)", (b"x" * 100_000,))
     db.close()
-    assert out_of_space(full.value)
+    assert storage_refused(full.value)
 
     try:  # raised while handling, or from, a full disk: still the storage's
         try:
@@ -177,14 +205,22 @@ def test_full_storage_errors_are_told_apart_from_an_inputs(tmp_path):
         except OSError as e:
             raise MediaError("cut", "encode_failed", str(e)) from e
     except MediaError as wrapped:
-        assert out_of_space(wrapped)
-    assert out_of_space(OutputFull("x"))
+        assert storage_refused(wrapped)
+    assert storage_refused(StorageRefused("x"))
+
+    assert storage_refusal(OSError(errno.EROFS, "Read-only file system")) == "read-only"
+    assert storage_refusal(disk.value) == "full"
+    ro = sqlite3.connect(f"file:{tmp_path / 'small.sqlite'}?mode=ro", uri=True)
+    with pytest.raises(sqlite3.OperationalError) as readonly:
+        ro.execute("INSERT INTO t VALUES (x'00')")
+    ro.close()
+    assert storage_refusal(readonly.value) == "read-only"
 
     # what an input's fault looks like is not
-    assert not out_of_space(MediaError("probe", "not_a_media_file"))
-    assert not out_of_space(FileNotFoundError(errno.ENOENT, "gone"))
-    assert not out_of_space(sqlite3.OperationalError("no such table: t"))
-    assert not out_of_space(None)
+    assert not storage_refused(MediaError("probe", "not_a_media_file"))
+    assert not storage_refused(FileNotFoundError(errno.ENOENT, "gone"))
+    assert not storage_refused(sqlite3.OperationalError("no such table: t"))
+    assert not storage_refused(None)
 
 
 @needs_namespace
@@ -219,8 +255,8 @@ def test_a_fetch_that_fills_the_sources_disk_stops_the_run_and_resumes(reference
     err = (host / "first.err").read_text()
     first = int((host / "first.rc").read_text())
     if isinstance(room, int):
-        assert first == EXIT_STORAGE_FULL, err
-    if first == EXIT_STORAGE_FULL:
+        assert first == EXIT_STORAGE, err
+    if first == EXIT_STORAGE:
         assert "stopped: a disk it writes to is full" in err and "fetching http://" in err, err
         assert "Traceback" not in err, err
     assert int((host / "second.rc").read_text()) == 0, (host / "second.err").read_text()

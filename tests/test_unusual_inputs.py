@@ -122,6 +122,7 @@ DROPPED: dict[str, tuple[tuple[ShotSpec, ...], int, int, tuple[str, str]]] = {
 }
 
 # name -> (stage, reason) of the video-level rejection
+NOT_UTF8 = b"latin1 caf\xe9.mp4"
 FAILED: dict[str, tuple[str, str]] = {
     "broken/zero_byte.mp4": ("probe", "empty_file"),
     "broken/text.mp4": ("probe", "not_a_media_file"),
@@ -130,6 +131,8 @@ FAILED: dict[str, tuple[str, str]] = {
     "fake.mp4": ("probe", "not_a_file"),  # a directory named like a video
     "dangling.mp4": ("probe", "missing_file"),  # a symlink to nothing
     "zz link to av1.mp4": ("ingest", "duplicate_source"),  # a symlink to another input
+    # a valid video whose name is Latin-1 bytes, not UTF-8: recorded with its bytes escaped
+    NOT_UTF8.decode("utf-8", "backslashreplace"): ("ingest", "path_not_utf8"),
 }
 
 
@@ -263,6 +266,8 @@ def media(sandbox: Path) -> Path:
         write_video(d / name, shots, fps=FPS, width=w, height=h)
     write_broken(d / "broken")
     _write_garbage_middle(d / GARBAGE)
+    write_video(d / "latin1.tmp.mp4", [ShotSpec(45, seed=500)], width=160, height=90)
+    os.rename(os.fsencode(d / "latin1.tmp.mp4"), os.fsencode(d) + b"/" + NOT_UTF8)
     (d / "fake.mp4").mkdir()
     os.symlink(d / "no_such_video.mp4", d / "dangling.mp4")
     os.symlink("av1.mp4", d / "zz link to av1.mp4")

@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from clipfactory.config import FetchConfig
-from clipfactory.errors import out_of_space
+from clipfactory.errors import storage_refused
 from clipfactory.fetch.base import Fetcher, FetchError, FetchResult
 
 __all__ = ["HostPause", "Politeness", "host_key"]
@@ -202,7 +202,7 @@ class Politeness:
                 with self.slot(host):
                     result = fetcher.fetch(url, dest_dir, max_bytes, expected_sha256)
             except FetchError as e:
-                if out_of_space(e):  # no retry: the disk, not the host (the run stops)
+                if storage_refused(e):  # no retry: the disk, not the host (the run stops)
                     raise
                 e.attempts = attempts
                 if e.reason == "interrupted" or e.reason.startswith("host_paused_"):

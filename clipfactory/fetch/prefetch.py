@@ -32,17 +32,18 @@ from pathlib import Path
 from typing import Any
 
 from clipfactory.config import FetchConfig
-from clipfactory.errors import out_of_space
+from clipfactory.errors import storage_refused
 from clipfactory.fetch.base import FetchError, FetchResult, url_key
 from clipfactory.fetch.gate import ConsentMode
 from clipfactory.fetch.polite import HostPause, Politeness
 from clipfactory.fetch.router import Router, needs_fetch
 from clipfactory.records import Rejection, SourceItem, VideoResult
 
-__all__ = ["DISK_FULL", "FetchFailure", "Prefetcher"]
+__all__ = ["STORAGE_REFUSED", "FetchFailure", "Prefetcher"]
 
 log = logging.getLogger("clipfactory.fetch")
-DISK_FULL = "disk_full"  # a fetch's reason when its disk refused a write: never recorded
+STORAGE_REFUSED = "storage_refused"  # a fetch's reason when its disk refused a write:
+# never recorded (the run stops)
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
@@ -203,8 +204,10 @@ class Prefetcher:
             if res is None:
                 res = self._download(item)
         except Exception as e:
-            if out_of_space(e):  # the disk the sources go to: the driver stops the run
-                failure = FetchFailure(item, FetchError(DISK_FULL, f"{type(e).__name__}: {e}"))
+            if storage_refused(e):  # the disk the sources go to: the driver stops the run
+                refused = FetchError(STORAGE_REFUSED, f"{type(e).__name__}: {e}")
+                refused.__cause__ = e  # what the disk said, for the driver's message
+                failure = FetchFailure(item, refused)
             elif isinstance(e, FetchError):
                 if e.reason != "interrupted":
                     failure = FetchFailure(item, e)

@@ -19,8 +19,8 @@ from typing import Any
 
 from clipfactory.config import Config
 from clipfactory.consent.store import record_consent
-from clipfactory.errors import OutputFull
-from clipfactory.fetch.prefetch import DISK_FULL, FetchFailure, Prefetcher
+from clipfactory.errors import StorageRefused, storage_refusal
+from clipfactory.fetch.prefetch import STORAGE_REFUSED, FetchFailure, Prefetcher
 from clipfactory.fetch.router import needs_fetch
 from clipfactory.ledger import Ledger
 from clipfactory.records import SourceItem, VideoResult
@@ -80,8 +80,9 @@ class FetchStage:
             yield item
 
     def _record_failure(self, failure: FetchFailure) -> None:
-        if failure.error.reason == DISK_FULL:  # not the item's fault: it stays pending
-            raise OutputFull(f"fetching {failure.item.source}: {failure.error.detail}")
+        if failure.error.reason == STORAGE_REFUSED:  # not the item's fault: it stays pending
+            raise StorageRefused(f"fetching {failure.item.source}: {failure.error.detail}",
+                                 storage_refusal(failure.error) or "full") from failure.error
         if failure.error.stage == "consent":
             record_consent(self.ledger, failure.item.item_key, failure.error.evidence,
                            enforced=True)
@@ -105,7 +106,7 @@ class FetchStage:
             return None
         self.prefetcher.close()
         for failure in self.prefetcher.failures():  # finished while the run was stopping
-            if failure.error.reason != DISK_FULL:  # (those stay pending)
+            if failure.error.reason != STORAGE_REFUSED:  # (those stay pending)
                 self._record_failure(failure)
         stats = self.prefetcher.stats()
         for pause in self.prefetcher.polite.pauses():

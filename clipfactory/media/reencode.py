@@ -45,7 +45,7 @@ import numpy as np
 from av.video.reformatter import ColorRange, Colorspace, Interpolation, VideoReformatter
 
 from clipfactory.config import CutConfig
-from clipfactory.errors import MediaError, out_of_space
+from clipfactory.errors import MediaError, storage_refused
 from clipfactory.media import stagetime
 from clipfactory.media.audio import AudioTrack, pick_audio_stream
 from clipfactory.media.cutresult import CutResult, index_keyframe, usable_pts, video_stream
@@ -295,7 +295,7 @@ class _Writer:
             if self.audio is not None:
                 self.audio.mux(self.out)
         except Exception as e:  # one clip's failure must not take the others down
-            if out_of_space(e):  # ... unless it is the output's: then the run stops
+            if storage_refused(e):  # ... unless it is the output's: then the run stops
                 raise
             self.error = f"encode_failed: {type(e).__name__}: {e}"
 
@@ -348,7 +348,7 @@ class _Writer:
             except _Mismatch as e:
                 self.error = f"cut_mismatch: {e}"
             except Exception as e:
-                if out_of_space(e):
+                if storage_refused(e):
                     self._discard()
                     raise
                 self.error = f"encode_failed: {type(e).__name__}: {e}"

@@ -42,7 +42,7 @@ import av
 import numpy as np
 
 from clipfactory.config import CutConfig
-from clipfactory.errors import MediaError, out_of_space
+from clipfactory.errors import MediaError, storage_refused
 from clipfactory.media import stagetime
 from clipfactory.media.audio import AudioTrack, pick_audio_stream
 from clipfactory.media.cutresult import CutResult, index_keyframe, usable_pts, video_stream
@@ -367,7 +367,7 @@ class _Cutter:
             except _NoKeyframe as e:
                 clip.error = str(e)
             except (av.FFmpegError, OSError, ValueError) as e:
-                if out_of_space(e):  # the output's failure, not this clip's: the run stops
+                if storage_refused(e):  # the output's failure, not this clip's: the run stops
                     _remove(_tmp(clip.path))
                     raise
                 clip.error = f"splice_failed: {type(e).__name__}: {e}"

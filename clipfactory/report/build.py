@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clipfactory.atomic import write_atomic
-from clipfactory.errors import out_of_space
+from clipfactory.errors import storage_refused
 from clipfactory.report.data import load_report_data
 from clipfactory.report.render import render_page
 from clipfactory.report.rows import MAX_ROWS
@@ -75,11 +75,11 @@ def report_after_finalize(out: str | Path) -> ReportResult | None:
     """:func:`build_report` over at most ``AFTER_RUN_ROWS`` rows per table, so that every run
     pays a bounded price for its report at any dataset size; a failure is logged, never raised
     (the report must not fail a run), except a full disk, which stops the command like any of
-    its writes (:class:`clipfactory.errors.OutputFull`): the next run writes the report."""
+    its writes (:class:`clipfactory.errors.StorageRefused`): the next run writes the report."""
     try:
         r = build_report(out, max_rows=AFTER_RUN_ROWS)
     except Exception as e:  # anything at all: the dataset is written already
-        if out_of_space(e):
+        if storage_refused(e):
             raise
         log.warning("report.html not written: %s: %s", type(e).__name__, e, exc_info=True)
         return None

@@ -13,11 +13,12 @@ again only what was appended to a manifest since the last one
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from clipfactory.config import IngestConfig
-from clipfactory.records import SourceItem
+from clipfactory.records import Rejection, SourceItem
 from clipfactory.sources.parse import ManifestParse
 from clipfactory.sources.rows import REMOTE_PREFIXES, InputRow
 
@@ -36,22 +37,44 @@ def read_input(path: str | Path, cfg: IngestConfig | None = None) -> Iterator[In
     elif p.suffix.lower() in MANIFEST_SUFFIXES:
         yield from ManifestParse(p, cfg)
     elif p.is_file():
-        yield SourceItem(item_key=f"file:{p.resolve()}", source=str(p.resolve()))
+        full = str(p.resolve())
+        yield _not_utf8(f"file:{full}", full) or SourceItem(item_key=f"file:{full}", source=full)
     else:
         raise FileNotFoundError(f"input not found: {p}")
 
 
-def read_folder(root: Path, cfg: IngestConfig) -> Iterator[SourceItem]:
+def read_folder(root: Path, cfg: IngestConfig) -> Iterator[InputRow]:
     """The inputs of a folder: every file named like a video (``cfg.extensions``), searched
-    recursively, hidden names skipped, in sorted order."""
+    recursively, hidden names skipped, in sorted order. A path that is not valid UTF-8 is
+    rejected (``ingest/path_not_utf8``) and the others go on."""
     exts = {e.lower() for e in cfg.extensions}
     files = (f for f in root.rglob("*") if f.suffix.lower() in exts and not f.name.startswith("."))
     for f in sorted(files):
         # Everything named like a video is an input: a directory, a FIFO or a dangling link
         # then gets its specific rejection from the probe (not_a_file, missing_file) instead
         # of vanishing from the run without a trace.
-        rel = f.relative_to(root).as_posix()
-        yield SourceItem(item_key=f"file:{rel}", source=str(f.resolve()))
+        rel, full = f.relative_to(root).as_posix(), str(f.resolve())
+        yield _not_utf8(f"file:{rel}", full) or SourceItem(item_key=f"file:{rel}", source=full)
+
+
+def _not_utf8(item_key: str, path: str) -> Rejection | None:
+    """The rejection of a path the file system gave in bytes that are not UTF-8 (a name from
+    a Latin-1 or CP-1252 system: Python holds it with surrogate escapes), or None. The ledger,
+    the index and the shards hold text, so it cannot be recorded as it is; it is shown with
+    its bytes escaped (``caf\\xe9.mp4``) and the user renames it."""
+    try:
+        path.encode("utf-8")
+        return None
+    except UnicodeEncodeError:
+        pass
+
+    def shown(text: str) -> str:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+
+    return Rejection(shown(item_key), shown(path), "ingest", "path_not_utf8",
+                     "the file's path is not valid UTF-8, so it cannot be recorded; rename it "
+                     "(for example `convmv -f latin1 -t utf-8 -r --notest FOLDER`) and run "
+                     "again")
 
 
 def count_rows(rows: Iterable[InputRow]) -> int:
