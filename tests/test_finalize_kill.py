@@ -214,3 +214,28 @@ def test_a_run_killed_at_every_write_resumes_to_the_same_dataset(first_run, refe
                              command=again, finish=again, state=_state)
     assert kills, f"a run never called {point}"
     assert _state(base) != reference  # the first run alone is not the result: kills matter
+
+
+def test_an_output_inside_the_input_folder_resumes_without_taking_its_clips_as_inputs(
+        corpus, tmp_path) -> None:
+    """``--output videos/out`` with ``--input videos``: a run killed with clips staged under
+    the output leaves .mp4 files inside the input folder; the resumed run must not register
+    them as new videos (clips of clips), and ends as a run never killed."""
+    first, _ = corpus
+    ref_in, inp = tmp_path / "ref", tmp_path / "in"
+    for folder in (ref_in, inp):
+        folder.mkdir()
+        for f in first.iterdir():
+            shutil.copy(f, folder / f.name)
+    run(ref_in, ref_in / "out", _cfg())
+    reference = _state(ref_in / "out")
+    assert reference["counts"]["videos"]["total"] == 3
+
+    out = inp / "out"
+    proc = subprocess.run([sys.executable, "-c", _KILLER, "clipfactory.finalize:finalize", "1",
+                           str(inp), str(out)], capture_output=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    staged = list((out / "staging").rglob("*.mp4"))
+    assert staged  # the killed run left its clips inside the input folder
+    run(inp, out, _cfg())
+    assert _state(out) == reference

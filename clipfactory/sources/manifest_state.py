@@ -132,7 +132,8 @@ def register_input(ledger: Ledger, path: str | Path, cfg: IngestConfig | None = 
     t0 = time.perf_counter()
     p = Path(path)
     if not (p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES):
-        counter = _Counter(read_input(p, cfg))
+        # a folder that holds the output: the output's own files (staged clips) are not inputs
+        counter = _Counter(read_input(p, cfg, skip=ledger.path.parent))
         added = ledger.register(counter)
         return RegisterStats(str(p), "scan", counter.n, added, time.perf_counter() - t0)
     ensure_schema(ledger.db)

@@ -28,12 +28,14 @@ __all__ = ["MANIFEST_SUFFIXES", "REMOTE_PREFIXES", "InputRow", "count_rows", "re
 MANIFEST_SUFFIXES = (".jsonl", ".csv", ".parquet")
 
 
-def read_input(path: str | Path, cfg: IngestConfig | None = None) -> Iterator[InputRow]:
-    """Yield one item (or rejection) per video in a folder or per manifest row."""
+def read_input(path: str | Path, cfg: IngestConfig | None = None, *,
+               skip: str | Path | None = None) -> Iterator[InputRow]:
+    """Yield one item (or rejection) per video in a folder or per manifest row. ``skip``: a
+    folder whose files are never inputs (the output, when it lies inside the input folder)."""
     cfg = cfg or IngestConfig()
     p = Path(path)
     if p.is_dir():
-        yield from read_folder(p, cfg)
+        yield from read_folder(p, cfg, skip=skip)
     elif p.suffix.lower() in MANIFEST_SUFFIXES:
         yield from ManifestParse(p, cfg)
     elif p.is_file():
@@ -43,18 +45,36 @@ def read_input(path: str | Path, cfg: IngestConfig | None = None) -> Iterator[In
         raise FileNotFoundError(f"input not found: {p}")
 
 
-def read_folder(root: Path, cfg: IngestConfig) -> Iterator[InputRow]:
+def read_folder(root: Path, cfg: IngestConfig, *,
+                skip: str | Path | None = None) -> Iterator[InputRow]:
     """The inputs of a folder: every file named like a video (``cfg.extensions``), searched
     recursively, hidden names skipped, in sorted order. A path that is not valid UTF-8 is
-    rejected (``ingest/path_not_utf8``) and the others go on."""
+    rejected (``ingest/path_not_utf8``) and the others go on. Files under ``skip`` are left
+    out: with ``--output`` inside the input folder, a killed run's staged clips would
+    otherwise come back as new inputs."""
     exts = {e.lower() for e in cfg.extensions}
-    files = (f for f in root.rglob("*") if f.suffix.lower() in exts and not f.name.startswith("."))
+    inside = _parts_inside(root, skip)
+    files = (f for f in root.rglob("*") if f.suffix.lower() in exts and not f.name.startswith(".")
+             and not any(f.relative_to(root).parts[:len(p)] == p for p in inside))
     for f in sorted(files):
         # Everything named like a video is an input: a directory, a FIFO or a dangling link
         # then gets its specific rejection from the probe (not_a_file, missing_file) instead
         # of vanishing from the run without a trace.
         rel, full = f.relative_to(root).as_posix(), str(f.resolve())
         yield _not_utf8(f"file:{rel}", full) or SourceItem(item_key=f"file:{rel}", source=full)
+
+
+def _parts_inside(root: Path, skip: str | Path | None) -> list[tuple[str, ...]]:
+    """The folders below ``root`` (as path parts) that hold the output ``skip``'s files: the
+    output itself when it is below ``root`` (both resolved); its clip and download folders
+    when it is ``root`` itself; none when it is elsewhere."""
+    if skip is None:
+        return []
+    try:
+        parts = Path(skip).resolve().relative_to(root.resolve()).parts
+    except ValueError:
+        return []
+    return [parts] if parts else [("staging",), ("sources",)]
 
 
 def _not_utf8(item_key: str, path: str) -> Rejection | None:

@@ -67,3 +67,25 @@ def test_csv_and_parquet_manifests(tmp_path):
 def test_missing_input_raises(tmp_path):
     with pytest.raises(FileNotFoundError):
         list(read_input(tmp_path / "nope"))
+
+
+def test_a_folder_leaves_out_the_output_inside_it(tmp_path):
+    (tmp_path / "out" / "staging" / "v").mkdir(parents=True)
+    for name in ["x.mp4", "out/staging/v/clip.mp4", "outtakes.mp4", "out2/y.mp4"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"0")
+    keys = sorted(i.item_key for i in read_input(tmp_path, skip=tmp_path / "out"))
+    assert keys == ["file:out2/y.mp4", "file:outtakes.mp4", "file:x.mp4"]
+    # the same folder named another way (relative, through a symlink) is still the output
+    (tmp_path.parent / f"{tmp_path.name}-link").symlink_to(tmp_path)
+    via_link = tmp_path.parent / f"{tmp_path.name}-link" / "out"
+    assert sorted(i.item_key for i in read_input(tmp_path, skip=via_link)) == keys
+    # an output elsewhere leaves nothing out; the input folder itself as the output, its clip
+    # and download folders
+    assert len(list(read_input(tmp_path, skip=tmp_path.parent / "elsewhere"))) == 4
+    (tmp_path / "staging" / "v").mkdir(parents=True)
+    (tmp_path / "staging" / "v" / "clip.mp4").write_bytes(b"0")
+    (tmp_path / "sources").mkdir()
+    (tmp_path / "sources" / "fetched.mp4").write_bytes(b"0")
+    assert sorted(i.item_key for i in read_input(tmp_path, skip=tmp_path)) == \
+        ["file:out/staging/v/clip.mp4", *keys]
