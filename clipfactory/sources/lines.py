@@ -11,6 +11,7 @@ complete) or to leave it for a later run. Such a row is never part of the saved 
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 from collections.abc import Iterator
@@ -61,17 +62,23 @@ class LineCursor:
         return self._jsonl()
 
     def _lines(self) -> Iterator[str]:
-        """Decoded lines from ``done``; ``_ended`` says whether the last one had its end."""
+        """Decoded lines from ``done``; ``_ended`` says whether the last one had its end. A
+        UTF-8 byte order mark opening the file (Excel's "CSV UTF-8" writes one) is not text:
+        it would become part of the first column's name or make the first JSON row invalid."""
         with self.path.open("rb") as fh:
             fh.seek(self.done.offset)
+            bom = self.done.offset == 0
             for raw in fh:
                 # one read line ends at \n; a lone \r inside it ends a text-mode line too
                 pieces = [raw] if b"\r" not in raw else raw.splitlines(keepends=True)
                 last = len(pieces) - 1
                 for i, piece in enumerate(pieces):
-                    self._unsaved.append(piece)
+                    self._unsaved.append(piece)  # (the mark included: offsets count bytes)
                     # a \r at the very end of the file may be the first half of a \r\n
                     self._ended = piece.endswith(b"\n") or (piece.endswith(b"\r") and i < last)
+                    if bom:
+                        bom = False
+                        piece = piece.removeprefix(codecs.BOM_UTF8)
                     yield piece.decode("utf-8", errors="replace")
         self._eof = True
 

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -89,3 +90,21 @@ def test_a_folder_leaves_out_the_output_inside_it(tmp_path):
     (tmp_path / "sources" / "fetched.mp4").write_bytes(b"0")
     assert sorted(i.item_key for i in read_input(tmp_path, skip=tmp_path)) == \
         ["file:out/staging/v/clip.mp4", *keys]
+
+
+def test_a_byte_order_mark_opening_a_manifest_is_not_part_of_its_first_row(tmp_path):
+    """Excel's "CSV UTF-8" export starts the file with a UTF-8 BOM (and ends lines with CRLF):
+    the first column must still be ``path``, and the first JSON line must still parse."""
+    bom = b"\xef\xbb\xbf"
+    (tmp_path / "m.csv").write_bytes(bom + b"path,license\r\nv1.mp4,CC-BY-4.0\r\nv2.mp4,CC0-1.0\r\n")
+    (tmp_path / "m.jsonl").write_bytes(
+        bom + b'{"path": "v1.mp4", "license": "CC-BY-4.0"}\r\n{"path": "v2.mp4"}\r\n')
+    for name in ("m.csv", "m.jsonl"):
+        items, rej = _items(list(read_input(tmp_path / name)))
+        assert not rej, (name, rej)
+        assert [(Path(i.source).name, i.license) for i in items] == \
+            [("v1.mp4", "CC-BY-4.0"), ("v2.mp4", "CC0-1.0" if name == "m.csv" else None)]
+    # a mark later in the file is text like any other (only the file's first bytes are one)
+    (tmp_path / "late.jsonl").write_bytes(b'{"path": "v1.mp4"}\n' + bom + b'{"path": "v2.mp4"}\n')
+    items, rej = _items(list(read_input(tmp_path / "late.jsonl")))
+    assert len(items) == 1 and len(rej) == 1
