@@ -105,7 +105,8 @@ class LineCursor:
             self._commit(n)
 
     def _csv(self) -> Iterator[RawRow]:
-        reader = csv.DictReader(self._lines(), fieldnames=self.done.header)
+        reader = csv.DictReader(self._lines(), fieldnames=self.done.header,
+                                delimiter=_delimiter(self.path))
         if self.done.header is None:
             header = reader.fieldnames  # reads the first record
             if header is None:
@@ -136,6 +137,19 @@ class LineCursor:
             yield n, row
         else:
             self.held_back = True
+
+
+def _delimiter(path: Path) -> str:
+    """The CSV's delimiter, from its header line (read again on every read, so that a resumed
+    read splits as the first did): ``,``, else the one of ``;`` (Excel in locales whose decimal
+    mark is a comma), tab and ``|`` the header holds most of; ``,`` when it holds none."""
+    with path.open("rb") as fh:
+        header = fh.readline().removeprefix(codecs.BOM_UTF8).decode("utf-8", errors="replace")
+    if "," in header:
+        return ","
+    counts = {d: header.count(d) for d in (";", "\t", "|")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
 
 
 def _json_row(text: str) -> dict[str, Any] | str:

@@ -223,3 +223,23 @@ def test_a_folder_is_scanned_as_before(tmp_path, ledgers):
     ledger = ledgers()
     stats = register_input(ledger, tmp_path)
     assert (stats.mode, stats.rows, stats.added) == ("scan", 1, 1)
+
+
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_a_csv_split_by_semicolons_or_tabs_is_read_so_after_an_append_too(tmp_path, ledgers, sep):
+    """Excel writes ``;`` where the decimal mark is a comma; TSV files end in .csv too. The
+    header says which: every row, the appended ones included (read from an offset, past the
+    header), splits the same way."""
+    m = tmp_path / "m.csv"
+    m.write_bytes(b"\xef\xbb\xbf" + sep.join(["path", "id", "license"]).encode() + b"\r\n"
+                  + b"".join(sep.join([f"v{i}.mp4", f"v{i}", "CC-BY-4.0"]).encode() + b"\r\n"
+                             for i in range(3)))
+    ledger = ledgers()
+    assert register_input(ledger, m).added == 3
+    _append(m, "".join(sep.join([f"v{i}.mp4", f"v{i}", "CC0-1.0"]) + "\r\n" for i in (3, 4)))
+    stats = register_input(ledger, m)
+    assert (stats.mode, stats.added) == ("appended", 2)
+    rows = _rows(ledger)
+    assert rows == _full_parse(ledgers, m)
+    assert [(r[2], r[4], r[11]) for r in rows] == \
+        [(f"v{i}", "CC-BY-4.0" if i < 3 else "CC0-1.0", None) for i in range(5)]
