@@ -1,4 +1,5 @@
-"""Rows of a line-based manifest (JSON lines, CSV) read from a byte offset, with where each ends.
+"""Rows of a line-based manifest (JSON lines, CSV, a ``.txt`` list of URLs or paths) read from a
+byte offset, with where each ends.
 
 A manifest that grows by appends is read again from where the last run stopped, so the reader
 keeps the position after the last *complete* row (byte offset, row number, CSV header) and can
@@ -14,7 +15,7 @@ from __future__ import annotations
 import codecs
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -57,9 +58,10 @@ class LineCursor:
 
     def rows(self) -> Iterator[RawRow]:
         """The rows after :attr:`done`, in the format the file's suffix names."""
-        if self.path.suffix.lower() == ".csv":
+        suffix = self.path.suffix.lower()
+        if suffix == ".csv":
             return self._csv()
-        return self._jsonl()
+        return self._jsonl(_list_row if suffix == ".txt" else _json_row)
 
     def _lines(self) -> Iterator[str]:
         """Decoded lines from ``done``; ``_ended`` says whether the last one had its end. A
@@ -92,16 +94,19 @@ class LineCursor:
         if header is not None:
             self.done.header = header
 
-    def _jsonl(self) -> Iterator[RawRow]:
+    def _jsonl(self, parse: Callable[[str], dict[str, Any] | str | None]) -> Iterator[RawRow]:
+        """One row per line (``parse``: the row, why the line is not one, or None for a line
+        that is no row: blank, or a list's comment)."""
         n = self.done.row
         for text in self._lines():
             n += 1
+            row = parse(text) if text.strip() else None
             if not self._ended:
-                if text.strip():
-                    yield from self._tail(n, _json_row(text))
+                if row is not None:
+                    yield from self._tail(n, row)
                 return
-            if text.strip():
-                yield n, _json_row(text)
+            if row is not None:
+                yield n, row
             self._commit(n)
 
     def _csv(self) -> Iterator[RawRow]:
@@ -137,6 +142,15 @@ class LineCursor:
             yield n, row
         else:
             self.held_back = True
+
+
+def _list_row(text: str) -> dict[str, Any] | None:
+    """A line of a ``.txt`` list: a URL (anything with ``://``) or a path, one per line, as
+    yt-dlp's batch files are; a line starting with ``#``, ``;`` or ``]`` is a comment."""
+    line = text.strip()
+    if not line or line[0] in "#;]":
+        return None
+    return {"url": line} if "://" in line else {"path": line}
 
 
 def _delimiter(path: Path) -> str:

@@ -29,7 +29,7 @@ from clipfactory.sources.rows import InputRow, cell, item_from_row
 
 __all__ = ["Checkpoint", "KeyMemory", "ManifestParse", "OpenGroup"]
 
-LINE_SUFFIXES = (".jsonl", ".csv")  # formats a pass can start in the middle of
+LINE_SUFFIXES = (".jsonl", ".csv", ".txt")  # formats a pass can start in the middle of
 
 
 @dataclass(frozen=True)

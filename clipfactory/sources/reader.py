@@ -1,6 +1,7 @@
 """Turn a folder or a manifest into :class:`SourceItem` rows (or rejections for bad rows).
 
-A manifest is ``.jsonl``, ``.csv`` or ``.parquet``. A row names its media by ``path`` or by
+A manifest is ``.jsonl``, ``.csv``, ``.parquet``, or a ``.txt`` list of URLs or paths, one per
+line (``#`` comments, as in yt-dlp's batch files). A row names its media by ``path`` or by
 ``url``; optional ``id``, ``license``, ``source_url`` (or ``url`` beside a ``path``),
 ``author``/``attribution``, ``start``/``end`` (to restrict a row to a span), ``spans`` and
 ``sha256``. Published dataset layouts (HD-VILA-100M, Panda-70M, InternVid, WebVid) are detected
@@ -25,7 +26,7 @@ from clipfactory.sources.rows import REMOTE_PREFIXES, InputRow
 __all__ = ["MANIFEST_SUFFIXES", "REMOTE_PREFIXES", "InputRow", "count_rows", "read_folder",
            "read_input"]
 
-MANIFEST_SUFFIXES = (".jsonl", ".csv", ".parquet")
+MANIFEST_SUFFIXES = (".jsonl", ".csv", ".txt", ".parquet")
 
 
 def read_input(path: str | Path, cfg: IngestConfig | None = None, *,

@@ -93,3 +93,41 @@ def test_run_fetches_cuts_spans_records_failures_and_retries(server, video_bytes
     assert videos["slow"]["state"] == "done"
     assert server.routes["/v/slow.mp4"].ranges[before].startswith("bytes=")  # resumed
     assert videos["gone"]["state"] == "failed" and videos["page"]["state"] == "failed"
+
+
+def _inputs(out) -> dict[str, tuple[str, int]]:
+    """source -> (state, clips sharded) of every input."""
+    db = sqlite3.connect(out / "ledger.sqlite")
+    try:
+        rows = db.execute("SELECT v.source, v.state, (SELECT COUNT(*) FROM clips c WHERE "
+                          "c.item_key = v.item_key AND c.state = 'sharded') FROM videos v")
+        return {src: (state, kept) for src, state, kept in rows}
+    finally:
+        db.close()
+
+
+def test_a_txt_list_of_urls_and_paths_is_a_manifest_read_again_from_where_it_stopped(
+        server, video_file, video_bytes, tmp_path):
+    """One URL or path per line, comments and blank lines as in yt-dlp's batch files: each
+    line is an input; lines appended later are the only ones a second run reads."""
+    # each with other bytes than the local file's (else a duplicate source)
+    a = server.add("/v/a.mp4", video_bytes + b"\0")
+    b = server.add("/v/b.mp4", video_bytes + b"\0\0")
+    listing = tmp_path / "urls.txt"
+    listing.write_text(f"# clips for the demo\n{a}\n\n; the local one\n{video_file}\n",
+                       encoding="utf-8")
+    out = tmp_path / "out"
+    cfg = _cfg()  # (dedup off: the three inputs' clips are alike)
+    run(listing, out, cfg)
+    got = _inputs(out)
+    assert sorted(got) == sorted([a, str(video_file)])
+    assert all(state == "done" and kept == 2 for state, kept in got.values()), got
+
+    with listing.open("a", encoding="utf-8") as fh:
+        fh.write(f"{b}\n")
+    requests = server.media_requests
+    run(listing, out, cfg)
+    got = _inputs(out)
+    assert sorted(got) == sorted([a, b, str(video_file)])
+    assert all(state == "done" and kept == 2 for state, kept in got.values()), got
+    assert server.media_requests == requests + 1  # only the new line's video was fetched
