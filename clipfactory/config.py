@@ -53,6 +53,8 @@ class IngestConfig(_Section):
         default_factory=lambda: [
             ".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv",
             ".wmv", ".3gp", ".ogv", ".mxf", ".m4a",
+            # camera and disc files: AVCHD (.mts/.m2ts), DVD (.vob), DV, ASF, F4V, 3GPP2
+            ".mts", ".m2ts", ".vob", ".dv", ".asf", ".f4v", ".3g2",
         ]
     )
     max_pixels: int = 8192 * 4352  # above 8K DCI is treated as absurd

@@ -111,6 +111,8 @@ VALID: dict[str, Valid] = {
     "sub dir/ünïcode ✓.webm": _valid(_two(240), 160, 90, codec="libvpx-vp9"),
     "SHOUTING.MOV": _valid(_two(250), 160, 90),
     "-rf 'quoted' #1.mp4": _valid(_two(260), 160, 90),
+    "AVCHD/00001.MTS": _valid(_two(360), 160, 90),  # a camera's MPEG-TS, named as they are
+    "disc.vob": _valid(_two(370), 160, 90),  # MPEG-PS
 }
 
 # name -> (shots, width, height, expected (stage, reason) of its only clip)
@@ -260,6 +262,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def media(sandbox: Path) -> Path:
     d = sandbox / "media"
     (d / "sub dir").mkdir(parents=True)
+    (d / "AVCHD").mkdir()
     for name, v in VALID.items():
         write_video(d / name, v.shots, fps=FPS, width=v.width, height=v.height, **v.kw)
     for name, (shots, w, h, _) in DROPPED.items():
