@@ -37,6 +37,16 @@ def cell(row: dict[str, Any], cols: dict[str, str], field: str) -> Any:
     return row.get(column) if column is not None else None
 
 
+def _home(p: Path) -> Path:
+    """``p`` with a leading ``~`` or ``~user`` expanded; as it is when that user is unknown."""
+    if not str(p).startswith("~"):
+        return p
+    try:
+        return p.expanduser()
+    except RuntimeError:
+        return p
+
+
 def item_from_row(row: dict[str, Any], base: Path, cols: dict[str, str],
                   layout: str = "generic") -> SourceItem:
     """Build an item or raise ValueError/InvalidId with the reason."""
@@ -54,7 +64,7 @@ def item_from_row(row: dict[str, Any], base: Path, cols: dict[str, str],
     if media.lower().startswith(REMOTE_PREFIXES):
         source = media
     else:
-        p = Path(media)
+        p = _home(Path(media))  # ~/videos/a.mp4, as a shell would read it
         source = str((p if p.is_absolute() else base / p).resolve())
     start = parse_seconds(cell(row, cols, "start"), "start")
     end = parse_seconds(cell(row, cols, "end"), "end")

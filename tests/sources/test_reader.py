@@ -108,3 +108,18 @@ def test_a_byte_order_mark_opening_a_manifest_is_not_part_of_its_first_row(tmp_p
     (tmp_path / "late.jsonl").write_bytes(b'{"path": "v1.mp4"}\n' + bom + b'{"path": "v2.mp4"}\n')
     items, rej = _items(list(read_input(tmp_path / "late.jsonl")))
     assert len(items) == 1 and len(rej) == 1
+
+
+def test_a_manifest_path_under_the_home_folder_is_read_as_a_shell_would(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    (home / "videos").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    m = tmp_path / "lists" / "m.jsonl"
+    m.parent.mkdir()
+    m.write_text('{"path": "~/videos/a.mp4"}\n{"path": "~nosuchuser0/b.mp4"}\n'
+                 '{"path": "x~/c.mp4"}\n', encoding="utf-8")
+    items, rej = _items(list(read_input(m)))
+    assert not rej
+    assert [i.source for i in items] == [str(home / "videos" / "a.mp4"),
+                                         str(m.parent / "~nosuchuser0" / "b.mp4"),
+                                         str(m.parent / "x~" / "c.mp4")]
