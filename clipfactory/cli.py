@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from clipfactory import __version__
@@ -16,9 +20,11 @@ from clipfactory.report import cli as report_cli
 from clipfactory.shots import cli as shots_cli
 from clipfactory.sinks import cli as sinks_cli
 
-__all__ = ["EXIT_STORAGE", "main"]
+__all__ = ["EXIT_BROKEN_PIPE", "EXIT_INTERRUPTED", "EXIT_STORAGE", "main"]
 
 EXIT_STORAGE = 3  # any command: a disk it writes to is full, over quota or read-only
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
+EXIT_BROKEN_PIPE = 141  # stdout's reader went away (128 + SIGPIPE)
 
 
 def _workers_flag(text: str) -> int | str:
@@ -281,17 +287,29 @@ def main(argv: list[str] | None = None) -> int:
                 "config": _cmd_config, **provenance_cli.COMMANDS, **fetch_cli.COMMANDS,
                 **shots_cli.COMMANDS, **annotate_cli.COMMANDS,
                 **report_cli.COMMANDS, **sinks_cli.COMMANDS}
+    restore = _first_ctrl_c_stops_cleanly()
     try:
         if getattr(a, "no_wait", False):  # take the output's lock now, or say who holds it
             from clipfactory.lock import OutputLocked, output_lock
 
             try:
                 with output_lock(a.output, a.command, wait=False, create=a.command == "run"):
-                    return handlers[a.command](a)
+                    status = handlers[a.command](a)
             except OutputLocked as e:
                 print(f"clipfactory: {e}", file=sys.stderr)
                 return 2
-        return handlers[a.command](a)
+        else:
+            status = handlers[a.command](a)
+        sys.stdout.flush()  # a reader that has gone is found here, not at the exit
+        return status
+    except KeyboardInterrupt:  # Ctrl-C: what was recorded stays, like after any kill
+        print(f"\nclipfactory: {a.command} interrupted. Nothing recorded is lost; run the same "
+              "command again to carry on from there.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `clipfactory status out | head`: the reader has gone
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # (so that the exit's flush is quiet too)
+        return EXIT_BROKEN_PIPE
     except Exception as e:
         if not storage_refused(e):
             raise
@@ -304,6 +322,32 @@ def main(argv: list[str] | None = None) -> int:
               f"every output file is replaced whole or not at all. {fix}, then run the same "
               "command again; it carries on from there.", file=sys.stderr)
         return EXIT_STORAGE
+    finally:
+        restore()
+
+
+def _first_ctrl_c_stops_cleanly() -> Callable[[], None]:
+    """Ctrl-C raises KeyboardInterrupt once: the command stops its workers and says so. A
+    second one, which would otherwise land anywhere in that clean-up (a traceback from a
+    destructor, a pool left waiting), ends the process at once instead, as a kill would, which
+    every command survives. Only where SIGINT has Python's default handler (not when it is
+    ignored, as for a background job, or when an embedding program set its own); returns what
+    puts the previous handler back."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return lambda: None
+
+    def again(signum: int, frame: object) -> None:
+        os.write(2, b"\nclipfactory: interrupted again, stopping now; the same command "
+                    b"carries on from what was recorded.\n")
+        os._exit(EXIT_INTERRUPTED)
+
+    def first(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGINT, again)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, first)
+    return lambda: signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _first_line(e: BaseException) -> str:

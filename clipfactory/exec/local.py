@@ -100,8 +100,8 @@ class LocalExecutor:
             killed = False
             try:
                 killed = yield from self._drain(pool, todo, suspects, cfg, staging)
-            except GeneratorExit:  # the caller stopped (a full disk, an interrupt): what
-                killed = True  # runs now would be thrown away, so it stops at once
+            except BaseException:  # the caller stopped (a full disk, Ctrl-C, an error):
+                killed = True  # what runs now would be thrown away, so it stops at once
                 raise
             finally:
                 if killed:
