@@ -13,6 +13,7 @@ from pathlib import Path
 
 from clipfactory import __version__
 from clipfactory.annotate import cli as annotate_cli
+from clipfactory.config import ConfigError
 from clipfactory.errors import StorageRefused, storage_refusal, storage_refused
 from clipfactory.fetch import cli as fetch_cli
 from clipfactory.provenance import cli as provenance_cli
@@ -302,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
             status = handlers[a.command](a)
         sys.stdout.flush()  # a reader that has gone is found here, not at the exit
         return status
+    except ConfigError as e:  # before anything ran: the config says what to fix
+        print(f"clipfactory: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:  # Ctrl-C: what was recorded stays, like after any kill
         print(f"\nclipfactory: {a.command} interrupted. Nothing recorded is lost; run the same "
               "command again to carry on from there.", file=sys.stderr)

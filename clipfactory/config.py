@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from clipfactory.annotate.taxonomy import DEFAULT_CATEGORIES, DEFAULT_PROMPTS, DEFAULT_TEMPLATES
 from clipfactory.sinks.buckets import (
@@ -28,6 +28,7 @@ __all__ = [
     "CategoryConfig",
     "ClipConfig",
     "Config",
+    "ConfigError",
     "CutConfig",
     "DedupConfig",
     "EmbeddingConfig",
@@ -38,8 +39,23 @@ __all__ = [
     "RayConfig",
     "ShardConfig",
     "ShotConfig",
+    "describe_errors",
     "load_config",
 ]
+
+
+# bounds of the numeric settings: a value outside them is a config error when it is read, not a
+# failure of every input later (an analysis width of 0 failed each video as undecodable)
+NonNegInt = Annotated[int, Field(ge=0)]
+PosInt = Annotated[int, Field(ge=1)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+PosFloat = Annotated[float, Field(gt=0)]
+Share = Annotated[float, Field(ge=0, le=1)]  # a fraction, a probability, a 0..1 score
+Luma = Annotated[float, Field(ge=0, le=255)]
+FrameSide = Annotated[int, Field(ge=16, le=4096)]
+GradualFrames = Annotated[int, Field(ge=2)]
+Crf = Annotated[int, Field(ge=0, le=63)]
+HashBits = Annotated[int, Field(ge=0, le=64)]
 
 
 class _Section(BaseModel):
@@ -57,9 +73,9 @@ class IngestConfig(_Section):
             ".mts", ".m2ts", ".vob", ".dv", ".asf", ".f4v", ".3g2",
         ]
     )
-    max_pixels: int = 8192 * 4352  # above 8K DCI is treated as absurd
-    max_dimension: int = 16384
-    max_duration_s: float = 24 * 3600.0
+    max_pixels: PosInt = 8192 * 4352  # above 8K DCI is treated as absurd
+    max_dimension: PosInt = 16384
+    max_duration_s: PosFloat = 24 * 3600.0
     # manifest layout: "auto" detects it from the columns (docs/fetch.md lists them)
     layout: Literal["auto", "generic", "hdvila", "panda70m", "internvid", "webvid"] = "auto"
     # our field -> the manifest's column, e.g. {"url": "contentUrl", "id": "videoid"}
@@ -69,9 +85,9 @@ class IngestConfig(_Section):
 class AnalysisConfig(_Section):
     """The single decode pass: how small the analysis frames are, and decoder threads."""
 
-    width: int = 160  # analysis frames are this wide (height keeps the aspect, even)
-    max_height: int = 160  # cap for portrait / extreme aspect sources
-    decode_threads: int = 0  # 0 = pick from cores and workers
+    width: FrameSide = 160  # analysis frames are this wide (height keeps the aspect, even)
+    max_height: FrameSide = 160  # cap for portrait / extreme aspect sources
+    decode_threads: NonNegInt = 0  # 0 = pick from cores and workers
     exact_hash: bool = True  # hash full-resolution decoded planes per frame (exact dedup)
     # camera and object motion per frame: the decoder's motion vectors (H.264, MPEG-2/4),
     # phase correlation of the analysis frames for other codecs (VP9, AV1, HEVC...)
@@ -92,50 +108,56 @@ class ShotConfig(_Section):
     """
 
     detector: Literal["hybrid", "builtin", "content", "transnet"] = "hybrid"
-    threshold: float = 0.3  # absolute floor of the cut score (0..1)
-    adaptive_ratio: float = 3.0  # cut score must exceed this multiple of recent activity
-    window: int = 8  # frames of context on each side for the adaptive test
-    flash_lookahead: int = 4  # frames checked for a return to the old shot (flash)
-    min_shot_frames: int = 4  # two cuts closer than this keep only the stronger
+    threshold: Share = 0.3  # absolute floor of the cut score (0..1)
+    adaptive_ratio: NonNegFloat = 3.0  # cut score must exceed this multiple of recent activity
+    window: PosInt = 8  # frames of context on each side for the adaptive test
+    flash_lookahead: NonNegInt = 4  # frames checked for a return to the old shot (flash)
+    min_shot_frames: PosInt = 4  # two cuts closer than this keep only the stronger
     gradual: bool = True  # builtin: find dissolves and fades too
-    max_residual: float = 0.35  # builtin: how far off a pure mix a dissolve's frames may be
-    max_gradual_frames: int = 60  # builtin: longest dissolve or fade found whole
-    transnet_threshold: float = 0.5  # hybrid, transnet: transition probability
+    max_residual: NonNegFloat = 0.35  # builtin: how far off a pure mix a dissolve's frames may be
+    max_gradual_frames: GradualFrames = 60  # builtin: longest dissolve or fade found whole
+    transnet_threshold: Share = 0.5  # hybrid, transnet: transition probability
     transnet_device: str = "auto"  # hybrid, transnet: auto (cuda when onnxruntime has it), cpu
-    transnet_batch: int = 4  # transnet: 100-frame windows per forward pass
+    transnet_batch: PosInt = 4  # transnet: 100-frame windows per forward pass
     model: str = ""  # hybrid, transnet: a TransNetV2 ONNX file ("" = the one clipfactory ships)
-    model_threads: int = 1  # hybrid, transnet: onnxruntime threads per worker process
-    context: int = 10  # hybrid: frames the model reads on each side of a proposed region
-    proposal_change: float = 0.1  # hybrid: how different a mix's two ends must be (0..1)
-    proposal_residual: float = 0.25  # hybrid: how close to a pure mix the middle must be
-    sure_cut: float = 2.3  # hybrid: built-in cuts scoring below this x threshold are verified
-    model_veto: float = 0.2  # hybrid: ... and dropped when the model's peak there is below this
+    model_threads: NonNegInt = 1  # hybrid, transnet: onnxruntime threads per worker process
+    context: NonNegInt = 10  # hybrid: frames the model reads on each side of a proposed region
+    proposal_change: Share = 0.1  # hybrid: how different a mix's two ends must be (0..1)
+    proposal_residual: NonNegFloat = 0.25  # hybrid: how close to a pure mix the middle must be
+    sure_cut: NonNegFloat = 2.3  # hybrid: built-in cuts scoring below this x threshold are verified
+    model_veto: Share = 0.2  # hybrid: ... and dropped when the model's peak there is below this
 
 
 class ClipConfig(_Section):
     """Turning shots into clips."""
 
-    min_s: float = 2.0
-    max_s: float = 60.0
-    trim_frames: int = 0  # frames dropped at each shot edge (margin against soft boundaries)
-    gradual_margin: int = 3  # frames dropped beside a dissolve or fade (its faintest frames)
+    min_s: NonNegFloat = 2.0
+    max_s: PosFloat = 60.0
+    trim_frames: NonNegInt = 0  # frames dropped at each shot edge (margin against soft boundaries)
+    gradual_margin: NonNegInt = 3  # frames dropped beside a dissolve or fade (its faintest frames)
+
+    @model_validator(mode="after")
+    def _longest_not_below_shortest(self) -> ClipConfig:
+        if self.max_s < self.min_s:
+            raise ValueError(f"max_s ({self.max_s}) is below min_s ({self.min_s})")
+        return self
 
 
 class FilterConfig(_Section):
     """Signal thresholds; each filter drops a clip with its own reason."""
 
     enabled: bool = True
-    min_brightness: float = 20.0  # mean luma (0-255) below this is too dark
-    max_dark_fraction: float = 0.5  # drop when more than this share of frames is black
-    black_level: float = 16.0  # a frame whose mean luma is below this counts as black
-    min_motion: float = 0.5  # mean abs luma change per frame (0-255 scale) below this is static
+    min_brightness: Luma = 20.0  # mean luma (0-255) below this is too dark
+    max_dark_fraction: Share = 0.5  # drop when more than this share of frames is black
+    black_level: Luma = 16.0  # a frame whose mean luma is below this counts as black
+    min_motion: NonNegFloat = 0.5  # mean abs luma change per frame (0-255 scale) below this is static
     # ... and, where camera motion is known, only when the camera moves slower than this
     # (fraction of the frame per second) and objects slower than min_object_motion: a slow
     # pan or a fixed camera watching people walk is not static
     min_camera_motion: float = Field(default=0.03, ge=0)
     min_object_motion: float = Field(default=0.005, ge=0)
-    min_sharpness: float = 80.0  # median variance of the Laplacian (pooled luma) below: blurry
-    min_side: int = 64  # clips whose smaller display side is below this are too small
+    min_sharpness: NonNegFloat = 80.0  # median variance of the Laplacian (pooled luma) below: blurry
+    min_side: NonNegInt = 64  # clips whose smaller display side is below this are too small
     # burned-in text (subtitles, lower thirds, titles, tickers, watermarks): PP-OCRv4's text
     # detector on a few frames of each clip the cheap filters kept; off by default: it costs
     # about 55 ms of CPU per frame (docs/filters.md). Needs `pip install 'clipfactory[text]'`
@@ -176,14 +198,14 @@ class CutConfig(_Section):
     codec: str = "h264"  # transcode target, and the full re-encode of unspliceable sources
     preset: str = "veryfast"  # x264/x265 preset; SVT-AV1 preset 10, NVENC p4 when left as is
     edge_preset: str = "ultrafast"  # x264 preset of exact mode's re-encoded edges (short runs)
-    crf: int = 18  # constant quality (x264/x265 crf, SVT-AV1/VP9 crf, NVENC cq)
+    crf: Crf = 18  # constant quality (x264/x265 crf, SVT-AV1/VP9 crf, NVENC cq)
     bitrate: str | None = None  # e.g. "4M": average bitrate instead of crf
     pix_fmt: Literal["yuv420p", "yuv420p10le"] = "yuv420p"
     max_width: int | None = Field(default=None, ge=16)  # transcode: scale down to fit, keep
     max_height: int | None = Field(default=None, ge=16)  # aspect, never up
     fps: float | None = Field(default=None, gt=0, le=240)  # transcode: constant output rate
     gpu: Literal["auto", "never", "always"] = "auto"  # NVENC for family codecs
-    threads: int = 0  # 0 = pick from cores and workers
+    threads: NonNegInt = 0  # 0 = pick from cores and workers
 
 class DedupConfig(_Section):
     """Exact (decoded content) and near-duplicate (perceptual hash) grouping."""
@@ -191,8 +213,8 @@ class DedupConfig(_Section):
     enabled: bool = True
     exact: bool = True
     perceptual: bool = True
-    phash_frames: int = 5  # frames sampled per clip
-    max_hamming: int = 10  # per-frame hash distance (of 64 bits) that still counts as the same
+    phash_frames: NonNegInt = 5  # frames sampled per clip
+    max_hamming: HashBits = 10  # per-frame hash distance (of 64 bits) that still counts as the same
     semantic: bool = False  # drop clips whose embeddings nearly match a kept clip's
     # cosine similarity >= 1 - eps is a duplicate; None: drop nothing, write the distribution
     semantic_eps: float | None = Field(default=0.05, ge=0, le=1)
@@ -287,8 +309,8 @@ class AnnotateConfig(_Section):
 class ShardConfig(_Section):
     """WebDataset shards, flat or one folder per bucket (docs/shards.md)."""
 
-    max_count: int = 1000
-    max_bytes: int = 1 << 30
+    max_count: PosInt = 1000
+    max_bytes: PosInt = 1 << 30
     keep_staging: bool = False  # keep the staged clip files after they are sharded
     # [] = flat shards/shard-NNNNNN.tar; any of resolution, aspect, duration in the order
     # given: shards/720p_16x9_5-10s/shard-NNNNNN.tar, each bucket numbering its own shards
@@ -359,22 +381,22 @@ class PolicyConfig(_Section):
 class FetchConfig(_Section):
     """Fetching remote sources politely (see docs/fetch.md)."""
 
-    concurrency: int = 8  # downloads in flight in total
-    per_host: int = 2  # requests in flight per host
-    rate_per_host: float = 1.0  # new requests per second per host (token bucket); 0 = no limit
-    burst: int = 2  # tokens a quiet host accumulates
-    max_attempts: int = 4  # tries of one item within a run (resumed transfers do not count)
-    backoff_base_s: float = 2.0  # exponential backoff with jitter: base * 2^n, capped
-    backoff_max_s: float = 120.0
-    max_wait_s: float = 300.0  # a Retry-After longer than this fails the item until then
-    pause_after: int = 3  # consecutive 429/403 from a host pause it ...
-    pause_s: float = 1800.0  # ... for this long (or the Retry-After, if longer)
-    retry_delay_s: float = 600.0  # next_retry_at of a failed item: this * 2^(attempts-1)
-    timeout_s: float = 30.0  # connect / idle read timeout
-    min_speed_bps: float = 0.0  # abort a transfer slower than this (bytes/s) over ...
-    min_speed_window_s: float = 30.0  # ... this window; 0 speed = never abort for slowness
-    max_bytes: int = 8 << 30  # size limit of one source
-    disk_budget_bytes: int = 50 << 30  # fetched sources on disk ahead of processing
+    concurrency: PosInt = 8  # downloads in flight in total
+    per_host: PosInt = 2  # requests in flight per host
+    rate_per_host: NonNegFloat = 1.0  # new requests per second per host (token bucket); 0 = no limit
+    burst: PosInt = 2  # tokens a quiet host accumulates
+    max_attempts: PosInt = 4  # tries of one item within a run (resumed transfers do not count)
+    backoff_base_s: NonNegFloat = 2.0  # exponential backoff with jitter: base * 2^n, capped
+    backoff_max_s: NonNegFloat = 120.0
+    max_wait_s: NonNegFloat = 300.0  # a Retry-After longer than this fails the item until then
+    pause_after: PosInt = 3  # consecutive 429/403 from a host pause it ...
+    pause_s: NonNegFloat = 1800.0  # ... for this long (or the Retry-After, if longer)
+    retry_delay_s: NonNegFloat = 600.0  # next_retry_at of a failed item: this * 2^(attempts-1)
+    timeout_s: PosFloat = 30.0  # connect / idle read timeout
+    min_speed_bps: NonNegFloat = 0.0  # abort a transfer slower than this (bytes/s) over ...
+    min_speed_window_s: NonNegFloat = 30.0  # ... this window; 0 speed = never abort for slowness
+    max_bytes: PosInt = 8 << 30  # size limit of one source
+    disk_budget_bytes: NonNegInt = 50 << 30  # fetched sources on disk ahead of processing
     keep_sources: bool = False  # keep fetched files after their clips are cut
     sources_dir: str | None = None  # default: OUTPUT/sources
     user_agent: str = "clipfactory/0.1 (video dataset builder; polite fetcher)"
@@ -384,7 +406,7 @@ class FetchConfig(_Section):
     cookies_file: str | None = None  # Netscape cookies.txt; only ever what the user passes
     ytdlp_hosts: list[str] = Field(default_factory=lambda: [
         "youtube.com", "youtu.be", "vimeo.com", "dailymotion.com"])  # "*" = every http URL
-    max_height: int = 720  # yt-dlp format choice
+    max_height: PosInt = 720  # yt-dlp format choice
     codecs: list[str] = Field(default_factory=lambda: ["avc1", "vp9", "av01"])
     ytdlp_format: str | None = None  # a yt-dlp format string overrides the two above
     # fsspec options (s3://, gs://, hf://); may hold credentials, so never written to the output
@@ -394,12 +416,12 @@ class FetchConfig(_Section):
 class RayConfig(_Section):
     """Running on a Ray cluster (``executor: ray``; see docs/ray.md)."""
 
-    cpus_per_video: float = 1.0  # CPUs Ray reserves for one video (decoder/encoder threads)
-    gpus_per_video: float = 0.0  # > 0 runs videos on GPU actors; fractions share a GPU
-    max_in_flight: int = 0  # videos submitted and not yet recorded; 0 = 2x the cluster's slots
-    max_retries: int = 3  # re-runs of a video whose worker or node died, then failed
+    cpus_per_video: NonNegFloat = 1.0  # CPUs Ray reserves for one video (decoder/encoder threads)
+    gpus_per_video: NonNegFloat = 0.0  # > 0 runs videos on GPU actors; fractions share a GPU
+    max_in_flight: NonNegInt = 0  # videos submitted and not yet recorded; 0 = 2x the cluster's slots
+    max_retries: NonNegInt = 3  # re-runs of a video whose worker or node died, then failed
     actors: bool = False  # force an actor pool (also chosen for GPUs and model detectors)
-    num_actors: int = 0  # actor pool size; 0 = as many as the cluster's resources fit
+    num_actors: NonNegInt = 0  # actor pool size; 0 = as many as the cluster's resources fit
 
 
 class Config(_Section):
@@ -410,7 +432,7 @@ class Config(_Section):
     workers: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     executor: Literal["local", "ray"] = "local"
     ray_address: str | None = None  # None: RAY_ADDRESS, else a private local instance
-    video_timeout_s: float = 3600.0  # a video still running after this is failed (0 = never)
+    video_timeout_s: NonNegFloat = 3600.0  # a video still running after this is failed (0 = never)
     skip: list[Literal["filters", "dedup"]] = Field(default_factory=list)
     # per-stage CPU split of the per-video work in summary.json (throughput.cpu_split);
     # clipfactory bench turns it on. Costs ~1 % (a thread-CPU clock read per stage and frame)
@@ -459,13 +481,47 @@ class Config(_Section):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
+class ConfigError(ValueError):
+    """A config that cannot be used: the file unreadable or not YAML, or settings that are
+    unknown or out of range, each named (``section.key: what is wrong``)."""
+
+
 def load_config(path: str | Path | None = None, **overrides: object) -> Config:
-    """Read a YAML config (or start from defaults) and apply top-level overrides."""
+    """Read a YAML config (or start from defaults) and apply top-level overrides; raises
+    :class:`ConfigError` saying what is wrong."""
     data: dict = {}
+    where = str(path) if path is not None else "the settings"
     if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"cannot read the config file {path}: {e}") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path} is not valid YAML: {e}") from None
         if loaded is not None and not isinstance(loaded, dict):
-            raise ValueError(f"{path}: a config file must hold a mapping, got {type(loaded).__name__}")
+            raise ConfigError(f"{path}: a config file must hold a mapping, got "
+                              f"{type(loaded).__name__}")
         data = loaded or {}
     data.update({k: v for k, v in overrides.items() if v is not None})
-    return Config.model_validate(data)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(describe_errors(e, where)) from None
+
+
+def describe_errors(err: ValidationError, where: str) -> str:
+    """One line per wrong setting, named as in the YAML (``clips.min_s``)."""
+    lines = []
+    for problem in err.errors():
+        name = ".".join(str(p) for p in problem["loc"]) or "(top level)"
+        if problem["type"] == "extra_forbidden":
+            lines.append(f"  {name}: unknown setting (`clipfactory config` prints them all)")
+        elif problem["type"] == "value_error":  # a check of ours: its own words
+            text = str(problem.get("ctx", {}).get("error", problem["msg"]))
+            lines.append(f"  {text}" if text.startswith(f"{name}:") else f"  {name}: {text}")
+        else:
+            lines.append(f"  {name}: {problem['msg']}, got {problem.get('input')!r}")
+    n = len(lines)
+    return f"{where}: {n} setting{'s' if n > 1 else ''} wrong:\n" + "\n".join(lines)

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from clipfactory.cli import main
-from clipfactory.config import load_config
+from clipfactory.config import ConfigError, load_config
 from clipfactory.testing.synth import ShotSpec, write_video
 
 
@@ -80,3 +80,39 @@ def test_config_prints_yaml_that_loads_back(tmp_path, capsys):
     with pytest.raises(ValueError):
         f.write_text("clips: {min_s: 1, bogus: 2}\n")
         load_config(f)
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    # a value that would have failed every input later (analysis width 0: each video
+    # "undecodable") or quietly kept one-frame clips (a negative minimum length)
+    ("analysis: {width: 0}\n", "analysis.width: Input should be greater than or equal to 16"),
+    ("clips: {min_s: -3}\n", "clips.min_s: Input should be greater than or equal to 0"),
+    ("clips: {min_s: 10, max_s: 5}\n", "clips: max_s (5.0) is below min_s (10.0)"),
+    ("filters: {max_dark_fraction: 2}\n", "filters.max_dark_fraction: Input should be less"),
+    ("fetch: {concurrency: 0}\n", "fetch.concurrency: Input should be greater than or equal to 1"),
+    ("clips: {min_sx: 3}\n", "clips.min_sx: unknown setting"),
+    ("clips: [1, 2\n", "is not valid YAML"),
+    ("- a list\n", "a config file must hold a mapping, got list"),
+])
+def test_a_bad_config_is_named_before_anything_runs(folder, tmp_path, capsys, text, said):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text, encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["run", "--input", str(folder), "--output", str(out), "--config", str(cfg),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err, err
+    assert not out.exists()  # nothing was started, nothing is blamed on the inputs
+
+
+def test_every_problem_of_a_config_is_listed_at_once(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("clips: {min_s: -1}\nshots: {detector: magic, threshold: 3}\n",
+                   encoding="utf-8")
+    with pytest.raises(ConfigError) as bad:
+        load_config(cfg)
+    assert str(bad.value).startswith(f"{cfg}: 3 settings wrong:")
+    assert {line.split(":")[0].strip() for line in str(bad.value).splitlines()[1:]} == \
+        {"clips.min_s", "shots.detector", "shots.threshold"}
+    with pytest.raises(ConfigError, match="cannot read the config file"):
+        load_config(tmp_path / "missing.yaml")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from clipfactory.config import Config, ShardConfig, load_config
+from clipfactory.config import Config, ConfigError, ShardConfig, load_config
 from clipfactory.sinks.bucket_writer import BucketedShardWriter
 from clipfactory.sinks.buckets import (
     Bucketing,
@@ -123,8 +123,9 @@ def test_bad_bucket_config_says_what_is_wrong(shards, message):
 def test_unquoted_yaml_ratios_are_explained(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("shards:\n  bucket_by: [aspect]\n  aspect_bins: [9:16, 16:9]\n")
-    with pytest.raises(ValidationError, match="quote ratios in YAML"):
+    with pytest.raises(ConfigError, match="quote ratios in YAML") as bad:
         load_config(p)
+    assert str(bad.value).count("shards.aspect_bins") == 1  # named once
     p.write_text("shards:\n  bucket_by: [aspect]\n  aspect_bins: ['9:16', '16:9']\n")
     assert load_config(p).shards.bucketing().bucket(100, 200, 1.0) == "9x16"
 
