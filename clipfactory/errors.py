@@ -6,7 +6,7 @@ from __future__ import annotations
 import errno
 import sqlite3
 
-__all__ = ["MediaError", "StorageRefused", "storage_refusal", "storage_refused"]
+__all__ = ["ManifestError", "MediaError", "StorageRefused", "storage_refusal", "storage_refused"]
 
 _ERRNO = {errno.ENOSPC: "full", errno.EDQUOT: "full", errno.EROFS: "read-only"}
 _SQLITE = {13: "full", 8: "read-only"}  # SQLITE_FULL, SQLITE_READONLY
@@ -24,6 +24,11 @@ class MediaError(Exception):
         self.stage = stage
         self.reason = reason
         self.detail = detail
+
+
+class ManifestError(ValueError):
+    """A manifest file that cannot be read at all (a truncated ``.gz``, a file that is not
+    Parquet): the command stops before any video runs. A bad *row* is that row's rejection."""
 
 
 class StorageRefused(Exception):

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import codecs
 import csv
+import gzip
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
-__all__ = ["Hasher", "LineCursor", "Position", "RawRow"]
+__all__ = ["Hasher", "LineCursor", "Position", "RawRow", "manifest_kind"]
 
 RawRow = tuple[int, dict[str, Any] | str]  # (row number, row dict or why it is not one)
 
@@ -57,8 +58,9 @@ class LineCursor:
         self._eof = False
 
     def rows(self) -> Iterator[RawRow]:
-        """The rows after :attr:`done`, in the format the file's suffix names."""
-        suffix = self.path.suffix.lower()
+        """The rows after :attr:`done`, in the format the file's suffix names (the one before
+        ``.gz`` for a gzip-compressed manifest)."""
+        suffix = manifest_kind(self.path)
         if suffix == ".csv":
             return self._csv()
         return self._jsonl(_list_row if suffix == ".txt" else _json_row)
@@ -67,8 +69,8 @@ class LineCursor:
         """Decoded lines from ``done``; ``_ended`` says whether the last one had its end. A
         UTF-8 byte order mark opening the file (Excel's "CSV UTF-8" writes one) is not text:
         it would become part of the first column's name or make the first JSON row invalid."""
-        with self.path.open("rb") as fh:
-            fh.seek(self.done.offset)
+        with _open(self.path) as fh:
+            fh.seek(self.done.offset)  # (a .gz manifest is always read from its start)
             bom = self.done.offset == 0
             for raw in fh:
                 # one read line ends at \n; a lone \r inside it ends a text-mode line too
@@ -144,6 +146,23 @@ class LineCursor:
             self.held_back = True
 
 
+def manifest_kind(path: Path) -> str:
+    """The manifest format a file's name says: its suffix, or for ``NAME.jsonl.gz`` (and
+    ``.csv.gz``, ``.txt.gz``) the one before ``.gz``."""
+    suffix = path.suffix.lower()
+    if suffix == ".gz":
+        inner = Path(path.stem).suffix.lower()
+        return inner if inner in (".jsonl", ".csv", ".txt") else suffix
+    return suffix
+
+
+def _open(path: Path) -> BinaryIO:
+    """The manifest's bytes: decompressed when its name ends in ``.gz``."""
+    if path.suffix.lower() == ".gz":
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return path.open("rb")
+
+
 def _list_row(text: str) -> dict[str, Any] | None:
     """A line of a ``.txt`` list: a URL (anything with ``://``) or a path, one per line, as
     yt-dlp's batch files are; a line starting with ``#``, ``;`` or ``]`` is a comment."""
@@ -157,7 +176,7 @@ def _delimiter(path: Path) -> str:
     """The CSV's delimiter, from its header line (read again on every read, so that a resumed
     read splits as the first did): ``,``, else the one of ``;`` (Excel in locales whose decimal
     mark is a comma), tab and ``|`` the header holds most of; ``,`` when it holds none."""
-    with path.open("rb") as fh:
+    with _open(path) as fh:
         header = fh.readline().removeprefix(codecs.BOM_UTF8).decode("utf-8", errors="replace")
     if "," in header:
         return ","

@@ -34,7 +34,7 @@ from typing import Any
 
 from clipfactory.config import IngestConfig
 from clipfactory.ledger import Ledger
-from clipfactory.sources.lines import Position
+from clipfactory.sources.lines import Position, manifest_kind
 from clipfactory.sources.parse import LINE_SUFFIXES, Checkpoint, KeyMemory, ManifestParse, OpenGroup
 from clipfactory.sources.reader import MANIFEST_SUFFIXES, read_input
 from clipfactory.sources.rows import InputRow
@@ -131,7 +131,7 @@ def register_input(ledger: Ledger, path: str | Path, cfg: IngestConfig | None = 
     cfg = cfg or IngestConfig()
     t0 = time.perf_counter()
     p = Path(path)
-    if not (p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES):
+    if not (p.is_file() and manifest_kind(p) in MANIFEST_SUFFIXES):
         # a folder that holds the output: the output's own files (staged clips) are not inputs
         counter = _Counter(read_input(p, cfg, skip=ledger.path.parent))
         added = ledger.register(counter)

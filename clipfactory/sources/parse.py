@@ -16,15 +16,17 @@ After the pass, :meth:`ManifestParse.checkpoint` says where to start the next on
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from clipfactory.config import IngestConfig
+from clipfactory.errors import ManifestError
 from clipfactory.ids import InvalidId
 from clipfactory.records import Rejection, SourceItem
 from clipfactory.sources.layouts import PER_CLIP_ROWS, columns_for, detect_layout
-from clipfactory.sources.lines import Hasher, LineCursor, Position, RawRow
+from clipfactory.sources.lines import Hasher, LineCursor, Position, RawRow, manifest_kind
 from clipfactory.sources.rows import InputRow, cell, item_from_row
 
 __all__ = ["Checkpoint", "KeyMemory", "ManifestParse", "OpenGroup"]
@@ -109,7 +111,7 @@ class ManifestParse:
         self.cols = columns_for(layout, cfg.columns) if layout else None
         self.open_group = open_group
         self.cursor: LineCursor | None = None
-        if manifest.suffix.lower() in LINE_SUFFIXES:
+        if manifest_kind(manifest) in LINE_SUFFIXES:
             self.cursor = LineCursor(manifest, start or Position(), final_tail=final_tail,
                                      hasher=hasher)
         self.rows = 0
@@ -153,16 +155,21 @@ class ManifestParse:
         return self.layout if self.cols is not None else None
 
     def _raw(self) -> Iterator[RawRow]:
-        if self.cursor is not None:
-            yield from self.cursor.rows()
-            return
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        n = 0
-        for batch in pq.ParquetFile(self.manifest).iter_batches(batch_size=4096):
-            for row in batch.to_pylist():
-                n += 1
-                yield n, row
+        try:
+            if self.cursor is not None:
+                yield from self.cursor.rows()
+                return
+            n = 0
+            for batch in pq.ParquetFile(self.manifest).iter_batches(batch_size=4096):
+                for row in batch.to_pylist():
+                    n += 1
+                    yield n, row
+        except (OSError, EOFError, zlib.error, pa.ArrowException) as e:
+            raise ManifestError(f"cannot read the manifest {self.manifest}: "
+                                f"{type(e).__name__}: {e}") from e
 
     def _items(self) -> Iterator[tuple[int, InputRow]]:
         """(row number, item or rejection) per row; the layout is chosen at the first row."""

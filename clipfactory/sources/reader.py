@@ -20,6 +20,7 @@ from pathlib import Path
 
 from clipfactory.config import IngestConfig
 from clipfactory.records import Rejection, SourceItem
+from clipfactory.sources.lines import manifest_kind
 from clipfactory.sources.parse import ManifestParse
 from clipfactory.sources.rows import REMOTE_PREFIXES, InputRow
 
@@ -37,7 +38,7 @@ def read_input(path: str | Path, cfg: IngestConfig | None = None, *,
     p = Path(path)
     if p.is_dir():
         yield from read_folder(p, cfg, skip=skip)
-    elif p.suffix.lower() in MANIFEST_SUFFIXES:
+    elif manifest_kind(p) in MANIFEST_SUFFIXES:
         yield from ManifestParse(p, cfg)
     elif p.is_file():
         full = str(p.resolve())

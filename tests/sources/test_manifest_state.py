@@ -3,6 +3,7 @@ parse of the whole file would give them."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from pathlib import Path
@@ -12,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from clipfactory.config import IngestConfig
+from clipfactory.errors import ManifestError
 from clipfactory.ledger import Ledger
 from clipfactory.sources import read_input
 from clipfactory.sources.manifest_state import register_input
@@ -243,3 +245,37 @@ def test_a_csv_split_by_semicolons_or_tabs_is_read_so_after_an_append_too(tmp_pa
     assert rows == _full_parse(ledgers, m)
     assert [(r[2], r[4], r[11]) for r in rows] == \
         [(f"v{i}", "CC-BY-4.0" if i < 3 else "CC0-1.0", None) for i in range(5)]
+
+
+@pytest.mark.parametrize("kind", [".jsonl", ".csv", ".txt"])
+def test_a_gzip_compressed_manifest_is_read_as_its_plain_self(tmp_path, ledgers, kind):
+    """``NAME.jsonl.gz`` (and ``.csv.gz``, ``.txt.gz``) as big lists are shipped: the same rows
+    as the plain file; unchanged it is not parsed again; grown, only new rows are added (it is
+    parsed whole: a compressed file cannot be read from an offset)."""
+    lines = {".jsonl": [_line(i) for i in range(4)],
+             ".csv": ["path,id,license\n"] + [f"v{i}.mp4,v{i},CC0-1.0\n" for i in range(4)],
+             ".txt": ["# list\n"] + [f"v{i}.mp4\n" for i in range(4)]}[kind]
+    plain, packed = tmp_path / f"m{kind}", tmp_path / f"m{kind}.gz"
+    plain.write_text("".join(lines), encoding="utf-8")
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    ledger = ledgers()
+    first = register_input(ledger, packed)
+    assert (first.mode, first.added) == ("full", 4)
+    assert [r[1] for r in _rows(ledger)] == [r[1] for r in _full_parse(ledgers, plain)]
+    assert register_input(ledger, packed).mode == "unchanged"
+    more = {".jsonl": _line(4), ".csv": "v4.mp4,v4,CC0-1.0\n", ".txt": "v4.mp4\n"}[kind]
+    packed.write_bytes(gzip.compress(plain.read_bytes() + more.encode()))
+    again = register_input(ledger, packed)
+    assert (again.mode, again.added) == ("full", 1)
+    assert len(_rows(ledger)) == 5
+
+
+def test_a_manifest_that_cannot_be_read_is_one_clear_error(tmp_path, ledgers):
+    whole = gzip.compress(b"".join(_line(i).encode() for i in range(200)))
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(whole[:len(whole) // 2])  # a download cut short
+    fake = tmp_path / "fake.parquet"
+    fake.write_bytes(b"PAR1 not parquet")
+    for path, said in ((cut, "EOFError"), (fake, "ArrowInvalid")):
+        with pytest.raises(ManifestError, match=f"cannot read the manifest {path}: {said}"):
+            register_input(ledgers(path.stem.replace(".", "-")), path)
