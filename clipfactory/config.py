@@ -154,15 +154,15 @@ class FilterConfig(_Section):
     # ... and, where camera motion is known, only when the camera moves slower than this
     # (fraction of the frame per second) and objects slower than min_object_motion: a slow
     # pan or a fixed camera watching people walk is not static
-    min_camera_motion: float = Field(default=0.03, ge=0)
-    min_object_motion: float = Field(default=0.005, ge=0)
+    min_camera_motion: NonNegFloat = 0.03
+    min_object_motion: NonNegFloat = 0.005
     min_sharpness: NonNegFloat = 80.0  # median variance of the Laplacian (pooled luma) below: blurry
     min_side: NonNegInt = 64  # clips whose smaller display side is below this are too small
     # burned-in text (subtitles, lower thirds, titles, tickers, watermarks): PP-OCRv4's text
     # detector on a few frames of each clip the cheap filters kept; off by default: it costs
     # about 55 ms of CPU per frame (docs/filters.md). Needs `pip install 'clipfactory[text]'`
     text_overlay: bool = False
-    text_min_area: float = Field(default=0.002, ge=0, le=1)  # persistent text, share of frame
+    text_min_area: Share = 0.002  # persistent text, share of frame
     text_frames: int = Field(default=3, ge=2, le=16)  # frames looked at per clip
     text_max_side: int = Field(default=640, ge=64)  # longer side of the frames given to OCR
     # with annotate.aesthetic.model: clips scoring below this are dropped (low_aesthetic);
@@ -229,11 +229,11 @@ class EmbeddingConfig(_Section):
     revision: str | None = None  # hub ids: a branch, tag or commit (default: main)
     allow_download: bool = False  # hub ids not in the cache are fetched only when true
     frames: int = Field(default=4, ge=1, le=64)  # sampled uniformly over each clip
-    batch: int = Field(default=32, ge=1)  # clips per batch
+    batch: PosInt = 32  # clips per batch
     device: str = "auto"  # auto: cuda when torch sees one, else cpu
-    workers: int = Field(default=1, ge=1)  # local worker processes; Ray: actors
+    workers: PosInt = 1  # local worker processes; Ray: actors
     threads: int = 0  # torch threads per worker (0: torch's default)
-    cpus: float = Field(default=1.0, gt=0)  # Ray: CPUs per actor
+    cpus: PosFloat = 1.0  # Ray: CPUs per actor
     gpus: float | None = None  # Ray: GPUs per actor (fractions share); None: 1 if any, else 0
 
 
@@ -272,15 +272,15 @@ class CaptionConfig(_Section):
     max_side: int = Field(default=768, ge=32)  # longer side of a frame sent, aspect kept
     send: Literal["images", "video"] = "images"  # video: one MP4 per window (vLLM video_url)
     windows: bool = True  # long clips: a caption per window too (caption_windows)
-    concurrency: int = Field(default=8, ge=1)  # openai: requests in flight per endpoint
-    timeout_s: float = Field(default=120.0, gt=0)
-    max_attempts: int = Field(default=4, ge=1)  # 5xx, 429, timeouts: retried with backoff
-    backoff_base_s: float = Field(default=1.0, ge=0)
-    max_wait_s: float = Field(default=300.0, ge=0)  # a longer Retry-After fails the clip now
-    batch: int = Field(default=8, ge=1)  # clips per batch (the requests of a batch run at once)
-    workers: int = Field(default=1, ge=1)
+    concurrency: PosInt = 8  # openai: requests in flight per endpoint
+    timeout_s: PosFloat = 120.0
+    max_attempts: PosInt = 4  # 5xx, 429, timeouts: retried with backoff
+    backoff_base_s: NonNegFloat = 1.0
+    max_wait_s: NonNegFloat = 300.0  # a longer Retry-After fails the clip now
+    batch: PosInt = 8  # clips per batch (the requests of a batch run at once)
+    workers: PosInt = 1
     device: str = "auto"  # transformers
-    cpus: float = Field(default=1.0, gt=0)  # Ray: per actor
+    cpus: PosFloat = 1.0  # Ray: per actor
     gpus: float | None = None  # Ray: per actor; None: 1 for transformers when the cluster has any
 
     @model_validator(mode="after")
@@ -303,7 +303,7 @@ class AnnotateConfig(_Section):
     aesthetic: AestheticConfig = Field(default_factory=AestheticConfig)
     captions: CaptionConfig = Field(default_factory=CaptionConfig)
     categories: CategoryConfig = Field(default_factory=CategoryConfig)
-    part_rows: int = Field(default=10000, ge=1)  # embeddings per Parquet part (and commit)
+    part_rows: PosInt = 10000  # embeddings per Parquet part (and commit)
 
 
 class ShardConfig(_Section):
@@ -321,11 +321,11 @@ class ShardConfig(_Section):
     aspect_bins: list[str] = Field(default_factory=lambda: list(DEFAULT_ASPECT_BINS))  # nearest
     duration_bins: list[float] = Field(  # edges in seconds: 0-5s, 5-10s, 10-30s, 30s+
         default_factory=lambda: list(DEFAULT_DURATION_BINS))
-    max_open_buckets: int = Field(default=8, ge=1)  # shards open at once in a streaming write
+    max_open_buckets: PosInt = 8  # shards open at once in a streaming write
     # index.parquet and rejected.parquet are rewritten by every run while the dataset keeps at
     # most this many clips; above, the parts in index/ and rejected/ are the index and
     # `clipfactory compact` writes the single files on demand (docs/scale.md)
-    compact_max_clips: int = Field(default=200_000, ge=0)
+    compact_max_clips: NonNegInt = 200_000
 
     @field_validator("aspect_bins", mode="before")
     @classmethod
@@ -429,7 +429,7 @@ class Config(_Section):
 
     # worker processes, one video each; "auto": one per usable CPU (affinity and cgroup quota),
     # no more than memory holds at 512 MiB each (clipfactory.exec.cores.default_workers)
-    workers: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    workers: PosInt | Literal["auto"] = "auto"
     executor: Literal["local", "ray"] = "local"
     ray_address: str | None = None  # None: RAY_ADDRESS, else a private local instance
     video_timeout_s: NonNegFloat = 3600.0  # a video still running after this is failed (0 = never)
