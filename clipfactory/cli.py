@@ -14,7 +14,7 @@ from pathlib import Path
 from clipfactory import __version__
 from clipfactory.annotate import cli as annotate_cli
 from clipfactory.config import ConfigError
-from clipfactory.errors import ManifestError, StorageRefused, storage_refusal, storage_refused
+from clipfactory.errors import ManifestError, StorageRefused, storage_refusal
 from clipfactory.fetch import cli as fetch_cli
 from clipfactory.provenance import cli as provenance_cli
 from clipfactory.report import cli as report_cli
@@ -315,9 +315,9 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())  # (so that the exit's flush is quiet too)
         return EXIT_BROKEN_PIPE
     except Exception as e:
-        if not storage_refused(e):
-            raise
         what = storage_refusal(e)
+        if what is None:
+            raise
         fix = "Free some space" if what == "full" else \
             "Make it writable (a disk the system remounted read-only after errors needs checking)"
         print(f"clipfactory: {a.command} stopped: a disk it writes to is {what} "

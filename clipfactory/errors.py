@@ -9,7 +9,7 @@ import sqlite3
 __all__ = ["ManifestError", "MediaError", "StorageRefused", "storage_refusal", "storage_refused"]
 
 _ERRNO = {errno.ENOSPC: "full", errno.EDQUOT: "full", errno.EROFS: "read-only"}
-_SQLITE = {13: "full", 8: "read-only"}  # SQLITE_FULL, SQLITE_READONLY
+_SQLITE = {sqlite3.SQLITE_FULL: "full", sqlite3.SQLITE_READONLY: "read-only"}
 
 
 class MediaError(Exception):

@@ -127,12 +127,13 @@ def run(input_path: str | Path | None, output: str | Path, cfg: Config | None = 
             summary["driver_split"] = phases.seconds
         return summary
     except Exception as e:
-        if not storage_refused(e):
+        what = storage_refusal(e)
+        if what is None:
             raise
-        log.error("run stopped: a disk it writes to is %s (%s)", storage_refusal(e), e)
+        log.error("run stopped: a disk it writes to is %s (%s)", what, e)
         if isinstance(e, StorageRefused):
             raise
-        raise StorageRefused(f"{type(e).__name__}: {e}", storage_refusal(e) or "full") from e
+        raise StorageRefused(f"{type(e).__name__}: {e}", what) from e
     finally:
         ledger.close()
         log.removeHandler(handler)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from clipfactory.config import FetchConfig
-from clipfactory.errors import StorageRefused, storage_refusal, storage_refused
+from clipfactory.errors import StorageRefused, storage_refusal
 from clipfactory.fetch.base import FetchError, FetchResult, url_key
 from clipfactory.fetch.gate import FetchGate
 from clipfactory.fetch.sniff import hash_and_head, sniff
@@ -159,8 +159,9 @@ class YtDlpFetcher:
                 info = ydl.sanitize_info(ydl.extract_info(url, download=True))
         except yt_dlp.utils.DownloadError as e:
             cause = e.exc_info[1] if getattr(e, "exc_info", None) else None
-            if storage_refused(cause):  # yt-dlp's words hide it: keep the cause in the chain
-                raise StorageRefused(f"yt-dlp: {e}", storage_refusal(cause) or "full") from cause
+            what = storage_refusal(cause)
+            if what is not None:  # yt-dlp's words hide it: keep the cause in the chain
+                raise StorageRefused(f"yt-dlp: {e}", what) from cause
             raise classify(str(e), cause) from None
         if info.get("_type") in ("playlist", "multi_video"):
             raise FetchError("playlist_not_video", "the URL names several videos")

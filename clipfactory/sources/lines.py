@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-__all__ = ["Hasher", "LineCursor", "Position", "RawRow", "manifest_kind"]
+__all__ = ["LINE_SUFFIXES", "Hasher", "LineCursor", "Position", "RawRow", "manifest_kind"]
+
+LINE_SUFFIXES = (".jsonl", ".csv", ".txt")  # formats a pass can start in the middle of
 
 RawRow = tuple[int, dict[str, Any] | str]  # (row number, row dict or why it is not one)
 
@@ -152,7 +154,7 @@ def manifest_kind(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix == ".gz":
         inner = Path(path.stem).suffix.lower()
-        return inner if inner in (".jsonl", ".csv", ".txt") else suffix
+        return inner if inner in LINE_SUFFIXES else suffix
     return suffix
 
 

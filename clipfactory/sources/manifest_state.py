@@ -34,8 +34,8 @@ from typing import Any
 
 from clipfactory.config import IngestConfig
 from clipfactory.ledger import Ledger
-from clipfactory.sources.lines import Position, manifest_kind
-from clipfactory.sources.parse import LINE_SUFFIXES, Checkpoint, KeyMemory, ManifestParse, OpenGroup
+from clipfactory.sources.lines import LINE_SUFFIXES, Position, manifest_kind
+from clipfactory.sources.parse import Checkpoint, KeyMemory, ManifestParse, OpenGroup
 from clipfactory.sources.reader import MANIFEST_SUFFIXES, read_input
 from clipfactory.sources.rows import InputRow
 

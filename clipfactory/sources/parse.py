@@ -26,12 +26,17 @@ from clipfactory.errors import ManifestError
 from clipfactory.ids import InvalidId
 from clipfactory.records import Rejection, SourceItem
 from clipfactory.sources.layouts import PER_CLIP_ROWS, columns_for, detect_layout
-from clipfactory.sources.lines import Hasher, LineCursor, Position, RawRow, manifest_kind
+from clipfactory.sources.lines import (
+    LINE_SUFFIXES,
+    Hasher,
+    LineCursor,
+    Position,
+    RawRow,
+    manifest_kind,
+)
 from clipfactory.sources.rows import InputRow, cell, item_from_row
 
 __all__ = ["Checkpoint", "KeyMemory", "ManifestParse", "OpenGroup"]
-
-LINE_SUFFIXES = (".jsonl", ".csv", ".txt")  # formats a pass can start in the middle of
 
 
 @dataclass(frozen=True)
