@@ -22,20 +22,14 @@ import pytest
 from clipfactory.cli import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED
 from clipfactory.config import Config
 from clipfactory.pipeline import run
-from clipfactory.sinks.parts import read_index, read_rejected
+from clipfactory.testing.outputs import dataset_rows
 from clipfactory.testing.synth import ShotSpec, write_video
 
 _CLI = [sys.executable, "-m", "clipfactory.cli"]
 
 
-def _state(out: Path) -> tuple[list, list]:
-    return (sorted((r["clip_id"], r["file_sha256"]) for r in read_index(out).to_pylist()),
-            sorted((r["clip_id"] or r["item_key"], r["reason"])
-                   for r in read_rejected(out).to_pylist()))
-
-
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> tuple[Path, tuple[list, list], str]:
+def corpus(tmp_path_factory) -> tuple[Path, dict[str, list[tuple]], str]:
     """Four videos, the last a long one (its analysis takes seconds), and the dataset a run
     never interrupted makes of them."""
     inp = tmp_path_factory.mktemp("sig-in")
@@ -47,7 +41,7 @@ def corpus(tmp_path_factory) -> tuple[Path, tuple[list, list], str]:
     out = tmp_path_factory.mktemp("sig-ref") / "out"
     run(inp, out, Config.model_validate({"workers": 2}))
     long_id = hashlib.sha256((inp / "z_long.mp4").read_bytes()).hexdigest()[:16]
-    return inp, _state(out), long_id
+    return inp, dataset_rows(out), long_id
 
 
 def _children(pid: int) -> list[int]:
@@ -107,7 +101,7 @@ def test_ctrl_c_stops_the_run_at_once_and_the_same_command_resumes(corpus, tmp_p
     again = subprocess.run([*_CLI, "run", "--input", str(inp), "--output", str(out),
                             "--workers", "2", "--quiet"], capture_output=True, timeout=300)
     assert again.returncode == 0, again.stderr.decode()[-2000:]
-    assert _state(out) == ref
+    assert dataset_rows(out) == ref
 
 
 def _cmdline(pid: int) -> str:

@@ -32,8 +32,8 @@ from clipfactory.config import Config
 from clipfactory.errors import MediaError, StorageRefused, storage_refusal, storage_refused
 from clipfactory.pipeline import run
 from clipfactory.provenance.audit import audit
-from clipfactory.sinks.parts import read_index, read_rejected
 from clipfactory.testing.loopback import LoopbackServer
+from clipfactory.testing.outputs import dataset_rows
 from clipfactory.testing.synth import ShotSpec, write_video
 
 # inside the namespace: mount a tmpfs with options $1 (its size, or read-only) on $2; run
@@ -91,14 +91,6 @@ def _tree_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
 
-def _state(out: Path) -> dict:
-    index = sorted((r["clip_id"], r["start_frame"], r["end_frame"], r["file_sha256"])
-                   for r in read_index(out).to_pylist())
-    rejected = sorted((r["clip_id"] or r["item_key"], r["stage"], r["reason"])
-                      for r in read_rejected(out).to_pylist())
-    return {"index": index, "rejected": rejected}
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> tuple[Path, Path, dict]:
     """Three videos whose clips need cutting (keyframes every 30 frames, not at the cuts) and
@@ -111,7 +103,7 @@ def reference(tmp_path_factory) -> tuple[Path, Path, dict]:
                     width=640, height=360, crf=12)  # clips, not the ledger, fill the disk
     out = tmp_path_factory.mktemp("full-ref") / "out"
     run(inp, out, Config.model_validate({"workers": 1}))
-    state = _state(out)
+    state = dataset_rows(out)
     assert len(state["index"]) >= 6
     return inp, out, state
 
@@ -144,7 +136,7 @@ def test_a_run_that_fills_its_disk_stops_cleanly_and_resumes_to_the_same_dataset
     assert int((host / "second.rc").read_text()) == 0, (host / "second.err").read_text()
     assert int((host / "audit.rc").read_text()) == 0, (host / "audit.out").read_text()
 
-    got = _state(host / "out")
+    got = dataset_rows(host / "out")
     assert not [r for r in got["rejected"] if r[1] == "cut"]  # nothing blamed on the clips
     assert got == ref  # the same clips, frames and bytes; the same drops and reasons
     assert audit(host / "out").ok
@@ -169,7 +161,7 @@ def test_a_staging_disk_that_turns_read_only_stops_the_run_and_resumes(reference
     assert "Traceback" not in err, err
     assert int((host / "second.rc").read_text()) == 0, (host / "second.err").read_text()
     assert int((host / "audit.rc").read_text()) == 0, (host / "audit.out").read_text()
-    got = _state(out)
+    got = dataset_rows(out)
     assert not [r for r in got["rejected"] if r[1] == "cut"]
     assert got == ref
 
@@ -261,6 +253,6 @@ def test_a_fetch_that_fills_the_sources_disk_stops_the_run_and_resumes(reference
         assert "Traceback" not in err, err
     assert int((host / "second.rc").read_text()) == 0, (host / "second.err").read_text()
     assert int((host / "audit.rc").read_text()) == 0, (host / "audit.out").read_text()
-    ref = _state(ref_out)
+    ref = dataset_rows(ref_out)
     assert len(ref["index"]) >= 6
-    assert _state(host / "out") == ref  # no item failed, none lost, none doubled
+    assert dataset_rows(host / "out") == ref  # no item failed, none lost, none doubled

@@ -1,4 +1,5 @@
-"""Reading an output folder back in tests: the clip files its shards hold."""
+"""Reading an output folder back in tests: the clip files its shards hold, and what its index
+and rejected rows say."""
 
 from __future__ import annotations
 
@@ -6,7 +7,20 @@ import tarfile
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["assert_no_clip_bytes", "clip_members"]
+from clipfactory.sinks.parts import read_index, read_rejected
+
+__all__ = ["assert_no_clip_bytes", "clip_members", "dataset_rows"]
+
+
+def dataset_rows(out: Path) -> dict[str, list[tuple]]:
+    """What two runs that made the same dataset agree on, to compare with ``==``: every kept
+    clip (id, frame span, file hash) and every drop or failure (clip id or input key, stage,
+    reason), sorted."""
+    index = sorted((r["clip_id"], r["start_frame"], r["end_frame"], r["file_sha256"])
+                   for r in read_index(out).to_pylist())
+    rejected = sorted((r["clip_id"] or r["item_key"], r["stage"], r["reason"])
+                      for r in read_rejected(out).to_pylist())
+    return {"index": index, "rejected": rejected}
 
 
 def clip_members(out: Path) -> dict[str, bytes]:
