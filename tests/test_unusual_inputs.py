@@ -113,6 +113,8 @@ VALID: dict[str, Valid] = {
     "-rf 'quoted' #1.mp4": _valid(_two(260), 160, 90),
     "AVCHD/00001.MTS": _valid(_two(360), 160, 90),  # a camera's MPEG-TS, named as they are
     "disc.vob": _valid(_two(370), 160, 90),  # MPEG-PS
+    # in a folder outside the input folder, reached through a symlinked folder
+    "linked/far away.mp4": _valid(_two(380), 160, 90),
 }
 
 # name -> (shots, width, height, expected (stage, reason) of its only clip)
@@ -133,6 +135,7 @@ FAILED: dict[str, tuple[str, str]] = {
     "fake.mp4": ("probe", "not_a_file"),  # a directory named like a video
     "dangling.mp4": ("probe", "missing_file"),  # a symlink to nothing
     "zz link to av1.mp4": ("ingest", "duplicate_source"),  # a symlink to another input
+    "loop.mp4": ("probe", "symlink_loop"),  # a symlink to itself: it crashed the scan
     # a valid video whose name is Latin-1 bytes, not UTF-8: recorded with its bytes escaped
     NOT_UTF8.decode("utf-8", "backslashreplace"): ("ingest", "path_not_utf8"),
 }
@@ -213,14 +216,16 @@ class Result:
     members: dict[str, dict[str, bytes]]  # key -> {ext: bytes} over all shards
 
     def rows(self, source: Path) -> list[dict[str, Any]]:
-        return sorted((r for r in self.index if r["source"] == str(source)),
+        real = os.path.realpath(source)  # a source is recorded by its real path
+        return sorted((r for r in self.index if r["source"] == real),
                       key=lambda r: r["start_frame"])
 
     def item_rejections(self, item_key: str) -> list[dict[str, Any]]:
         return [r for r in self.rejected if r["item_key"] == item_key]
 
     def rejections(self, source: Path, kind: str) -> list[dict[str, Any]]:
-        return [r for r in self.rejected if r["source"] == str(source) and r["kind"] == kind]
+        real = os.path.realpath(source)
+        return [r for r in self.rejected if r["source"] == real and r["kind"] == kind]
 
     def clip(self, row: dict[str, Any]) -> Clip:
         """A clip as read back from its shard."""
@@ -263,6 +268,7 @@ def media(sandbox: Path) -> Path:
     d = sandbox / "media"
     (d / "sub dir").mkdir(parents=True)
     (d / "AVCHD").mkdir()
+    (d / "linked").mkdir()
     for name, v in VALID.items():
         write_video(d / name, v.shots, fps=FPS, width=v.width, height=v.height, **v.kw)
     for name, (shots, w, h, _) in DROPPED.items():
@@ -274,6 +280,15 @@ def media(sandbox: Path) -> Path:
     (d / "fake.mp4").mkdir()
     os.symlink(d / "no_such_video.mp4", d / "dangling.mp4")
     os.symlink("av1.mp4", d / "zz link to av1.mp4")
+    os.symlink("loop.mp4", d / "loop.mp4")
+    # the linked folder's videos live outside the input folder; a link back up the tree must
+    # not list anything twice; a hidden folder (a USB disk's trash) is not searched
+    os.rename(d / "linked", sandbox / "elsewhere")
+    os.symlink(sandbox / "elsewhere", d / "linked")
+    os.symlink("..", d / "sub dir" / "up")
+    (d / ".Trash-1000" / "files").mkdir(parents=True)
+    write_video(d / ".Trash-1000" / "files" / "deleted.mp4", [ShotSpec(45, seed=510)],
+                width=160, height=90)
     return d
 
 
@@ -535,7 +550,7 @@ def test_nothing_is_written_outside_the_output_folders(runs: dict[str, Any]) -> 
     assert list(runs["cwd"].iterdir()) == []
     assert list(runs["tmp"].iterdir()) == []
     top = sorted(p.name for p in runs["sandbox"].iterdir())
-    assert top == ["cwd", "manifests", "media", "out", "out_manifest", "tmp"]
+    assert top == ["cwd", "elsewhere", "manifests", "media", "out", "out_manifest", "tmp"]
 
 
 # -- manifest -------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ reason code; the caller records it against the input and moves on.
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 from fractions import Fraction
@@ -89,10 +90,21 @@ def _fps(stream: av.VideoStream) -> float:
     return 0.0
 
 
+def _loops(path: str) -> bool:
+    try:
+        os.stat(path)
+    except OSError as e:
+        return e.errno == errno.ELOOP
+    return False
+
+
 def probe(path: str, cfg: IngestConfig | None = None) -> VideoInfo:
     """Describe the video at ``path`` or raise :class:`MediaError` saying why it is unusable."""
     cfg = cfg or IngestConfig()
     p = Path(path)
+    if p.is_symlink() and _loops(path):
+        raise MediaError("probe", "symlink_loop",
+                         f"a symbolic link that leads back to itself, to no file: {path}")
     if not p.exists():
         raise MediaError("probe", "missing_file", f"no such file: {path}")
     if not p.is_file():

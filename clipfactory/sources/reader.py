@@ -41,42 +41,72 @@ def read_input(path: str | Path, cfg: IngestConfig | None = None, *,
     elif manifest_kind(p) in MANIFEST_SUFFIXES:
         yield from ManifestParse(p, cfg)
     elif p.is_file():
-        full = str(p.resolve())
+        full = os.path.realpath(p)
         yield _not_utf8(f"file:{full}", full) or SourceItem(item_key=f"file:{full}", source=full)
     else:
         raise FileNotFoundError(f"input not found: {p}")
 
 
 def read_folder(root: Path, cfg: IngestConfig, *,
-                skip: str | Path | None = None) -> Iterator[InputRow]:
+               skip: str | Path | None = None) -> Iterator[InputRow]:
     """The inputs of a folder: every file named like a video (``cfg.extensions``), searched
-    recursively, hidden names skipped, in sorted order. A path that is not valid UTF-8 is
-    rejected (``ingest/path_not_utf8``) and the others go on. Files under ``skip`` are left
-    out: with ``--output`` inside the input folder, a killed run's staged clips would
-    otherwise come back as new inputs."""
+    recursively, in sorted order.
+
+    - Symlinked folders are followed (``videos/disk2 -> /mnt/disk2/footage``), each real
+      folder once, so a link back up the tree is no loop.
+    - Hidden names are skipped, folders too (``.Trash-1000``, ``.git``, macOS ``._x.mp4``).
+    - A folder that cannot be listed (no permission, say) is rejected as
+      ``ingest/unreadable_folder``, and the others go on.
+    - A path that is not valid UTF-8 is rejected (``ingest/path_not_utf8``).
+    - Files under ``skip`` are left out: with ``--output`` inside the input folder, a killed
+      run's staged clips would otherwise come back as new inputs.
+    """
     exts = {e.lower() for e in cfg.extensions}
-    inside = _parts_inside(root, skip)
-    files = (f for f in root.rglob("*") if f.suffix.lower() in exts and not f.name.startswith(".")
-             and not any(f.relative_to(root).parts[:len(p)] == p for p in inside))
-    for f in sorted(files):
+    pruned = _pruned_folders(root, skip)
+    found: list[Path] = []
+    unreadable: list[tuple[Path, OSError]] = []
+    seen: set[tuple[int, int]] = set()
+    for here, dirs, files in os.walk(root, followlinks=True,
+                                     onerror=lambda e: unreadable.append((Path(e.filename), e))):
+        try:
+            st = os.stat(here)
+        except OSError:  # gone since its parent was listed
+            dirs[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen:  # reached again through a link
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        # sorted, so that a folder reached by two paths is always reached by the same one
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                         and os.path.realpath(os.path.join(here, d)) not in pruned)
         # Everything named like a video is an input: a directory, a FIFO or a dangling link
         # then gets its specific rejection from the probe (not_a_file, missing_file) instead
         # of vanishing from the run without a trace.
-        rel, full = f.relative_to(root).as_posix(), str(f.resolve())
+        found += [Path(here, n) for n in files + dirs
+                  if Path(n).suffix.lower() in exts and not n.startswith(".")]
+    for f in sorted(set(found)):
+        # realpath, not Path.resolve: a symlink loop stays its own (unresolved) path, which
+        # the probe rejects, instead of raising out of the whole run
+        rel, full = f.relative_to(root).as_posix(), os.path.realpath(f)
         yield _not_utf8(f"file:{rel}", full) or SourceItem(item_key=f"file:{rel}", source=full)
+    for folder, err in sorted(unreadable, key=lambda x: x[0]):
+        rel = folder.relative_to(root).as_posix() if folder != root else "."
+        yield _not_utf8(f"folder:{rel}", str(folder)) or Rejection(
+            f"folder:{rel}", str(folder), "ingest", "unreadable_folder",
+            f"cannot list the folder ({err.strerror or err}); its videos are not inputs")
 
 
-def _parts_inside(root: Path, skip: str | Path | None) -> list[tuple[str, ...]]:
-    """The folders below ``root`` (as path parts) that hold the output ``skip``'s files: the
-    output itself when it is below ``root`` (both resolved); its clip and download folders
-    when it is ``root`` itself; none when it is elsewhere."""
+def _pruned_folders(root: Path, skip: str | Path | None) -> set[str]:
+    """The real paths of the folders a folder scan leaves out: the output ``skip`` itself,
+    or its clip and download folders when it is ``root`` itself; none without ``skip``.
+    Compared by real path, so the output is left out however the scan reaches it."""
     if skip is None:
-        return []
-    try:
-        parts = Path(skip).resolve().relative_to(root.resolve()).parts
-    except ValueError:
-        return []
-    return [parts] if parts else [("staging",), ("sources",)]
+        return set()
+    out = os.path.realpath(skip)
+    if out == os.path.realpath(root):
+        return {os.path.join(out, "staging"), os.path.join(out, "sources")}
+    return {out}
 
 
 def _not_utf8(item_key: str, path: str) -> Rejection | None:

@@ -1,4 +1,7 @@
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pyarrow as pa
@@ -123,3 +126,76 @@ def test_a_manifest_path_under_the_home_folder_is_read_as_a_shell_would(tmp_path
     assert [i.source for i in items] == [str(home / "videos" / "a.mp4"),
                                          str(m.parent / "~nosuchuser0" / "b.mp4"),
                                          str(m.parent / "x~" / "c.mp4")]
+
+
+def test_a_folder_is_searched_through_symlinked_folders_each_real_folder_once(tmp_path):
+    """``videos/disk2 -> /mnt/disk2/footage`` is searched; a link back up the tree neither
+    loops nor lists a file twice; hidden folders (a USB disk's trash) are skipped; a file
+    link that leads back to itself is an input the probe rejects, not the scan's crash."""
+    root, far = tmp_path / "videos", tmp_path / "elsewhere"
+    for name in ["videos/a/x.mp4", "videos/.Trash-1000/files/old.mp4", "elsewhere/y.mp4",
+                 "elsewhere/deep/z.mkv"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"0")
+    (root / "disk2").symlink_to(far)
+    (root / "a" / "up").symlink_to("..")  # back to videos/
+    (far / "again").symlink_to(far)  # a folder that holds itself
+    (root / "loop.mp4").symlink_to("loop.mp4")
+    items, rej = _items(list(read_input(root)))
+    assert not rej
+    assert [i.item_key for i in items] == [
+        "file:a/x.mp4", "file:disk2/deep/z.mkv", "file:disk2/y.mp4", "file:loop.mp4"]
+    assert items[2].source == str(far / "y.mp4")  # the real file
+    assert items[3].source == str(root / "loop.mp4")  # resolving it would never end
+    # the same folder reached by two names is listed under the first in sorted order
+    (root / "b").symlink_to(root / "a")
+    assert [i.item_key for i in read_input(root)][:2] == ["file:a/x.mp4", "file:disk2/deep/z.mkv"]
+
+
+def _as_another_user(fn):
+    """``fn()`` run by a user other than root (folder permissions do not bind root): in a
+    forked child that drops to ``nobody`` when this process is root. Its result comes back as
+    JSON."""
+    if os.geteuid() != 0:
+        return fn()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            os.close(r)
+            os.setgid(65534)
+            os.setuid(65534)
+            os.write(w, json.dumps(fn()).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return json.loads(data)
+
+
+def test_a_folder_that_cannot_be_listed_is_rejected_and_the_others_go_on():
+    base = Path(tempfile.mkdtemp(prefix="cf-perm-"))  # not under pytest's root-only folder
+    try:
+        base.chmod(0o755)
+        (base / "locked").mkdir()
+        (base / "locked" / "hidden_from_us.mp4").write_bytes(b"0")
+        (base / "open").mkdir()
+        (base / "open" / "ok.mp4").write_bytes(b"0")
+        (base / "locked").chmod(0)
+
+        def scan():
+            return [[r.item_key, getattr(r, "reason", None), getattr(r, "detail", "")]
+                    for r in read_input(base)]
+
+        rows = _as_another_user(scan)
+    finally:
+        (base / "locked").chmod(0o755)
+        shutil.rmtree(base)
+    assert [r[:2] for r in rows] == [["file:open/ok.mp4", None],
+                                     ["folder:locked", "unreadable_folder"]]
+    assert "Permission denied" in rows[1][2]
