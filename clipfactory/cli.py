@@ -14,7 +14,7 @@ from pathlib import Path
 from clipfactory import __version__
 from clipfactory.annotate import cli as annotate_cli
 from clipfactory.config import ConfigError
-from clipfactory.errors import ManifestError, StorageRefused, storage_refusal
+from clipfactory.errors import ManifestError, OutputError, StorageRefused, storage_refusal
 from clipfactory.fetch import cli as fetch_cli
 from clipfactory.provenance import cli as provenance_cli
 from clipfactory.report import cli as report_cli
@@ -303,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
             status = handlers[a.command](a)
         sys.stdout.flush()  # a reader that has gone is found here, not at the exit
         return status
-    except (ConfigError, ManifestError) as e:  # the config or the input list says what to fix
+    except (ConfigError, ManifestError, OutputError) as e:  # the config, the input list or
+        # the output folder says what to fix
         print(f"clipfactory: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C: what was recorded stays, like after any kill

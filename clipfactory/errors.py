@@ -6,7 +6,7 @@ from __future__ import annotations
 import errno
 import sqlite3
 
-__all__ = ["ManifestError", "MediaError", "StorageRefused", "storage_refusal", "storage_refused"]
+__all__ = ["ManifestError", "MediaError", "OutputError", "StorageRefused", "storage_refusal", "storage_refused"]
 
 _ERRNO = {errno.ENOSPC: "full", errno.EDQUOT: "full", errno.EROFS: "read-only"}
 _SQLITE = {sqlite3.SQLITE_FULL: "full", sqlite3.SQLITE_READONLY: "read-only"}
@@ -29,6 +29,12 @@ class MediaError(Exception):
 class ManifestError(ValueError):
     """A manifest file that cannot be read at all (a truncated ``.gz``, a file that is not
     Parquet): the command stops before any video runs. A bad *row* is that row's rejection."""
+
+
+class OutputError(ValueError):
+    """The output folder cannot be made or used (a file by that name, a parent that is a
+    file, no permission to create it or write in it): the command stops before anything runs,
+    saying which path and why."""
 
 
 class StorageRefused(Exception):

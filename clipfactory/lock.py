@@ -24,7 +24,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["LOCK_FILE", "OutputLocked", "holds_output_lock", "output_lock"]
+from clipfactory.errors import OutputError
+
+__all__ = ["LOCK_FILE", "OutputLocked", "holds_output_lock", "make_output", "output_lock"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,6 +48,33 @@ def _holder(path: Path) -> str:
             f"since {since})")
 
 
+def make_output(out: Path) -> None:
+    """Create the output folder ``out`` (and its parents) unless it exists, or raise
+    :class:`~clipfactory.errors.OutputError` saying why it cannot be one."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as e:
+        raise OutputError(f"the output {out} is a file, not a folder: name another --output"
+                          ) from e
+    except NotADirectoryError as e:
+        raise OutputError(f"the output {out} cannot be a folder: a part of its path is a "
+                          "file") from e
+    except PermissionError as e:
+        raise OutputError(f"cannot create the output folder {out}: permission denied "
+                          f"(on {e.filename})") from e
+    if not os.access(out, os.W_OK | os.X_OK) and not _read_only_disk(out):
+        raise OutputError(f"cannot write in the output folder {out}: permission denied")
+
+
+def _read_only_disk(path: Path) -> bool:
+    """Whether ``path`` lies on a read-only mount (that is the storage's refusal, which the
+    first write reports as such, not a permission to fix)."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 @contextlib.contextmanager
 def output_lock(out: str | Path, what: str, *, wait: bool = True, create: bool = False,
                 poll_s: float = 0.5) -> Iterator[None]:
@@ -54,7 +83,7 @@ def output_lock(out: str | Path, what: str, *, wait: bool = True, create: bool =
     caller to report (nothing to lock)."""
     out = Path(out)
     if create:
-        out.mkdir(parents=True, exist_ok=True)
+        make_output(out)
     elif not out.is_dir():
         yield
         return

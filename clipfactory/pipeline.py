@@ -22,7 +22,7 @@ from clipfactory.fetch.stage import FetchStage
 from clipfactory.filters import check_filters
 from clipfactory.finalize import finalize
 from clipfactory.ledger import Ledger
-from clipfactory.lock import holds_output_lock
+from clipfactory.lock import holds_output_lock, make_output
 from clipfactory.media import stagetime
 from clipfactory.policy.gate import Gate
 from clipfactory.progress import Progress
@@ -93,7 +93,7 @@ def run(input_path: str | Path | None, output: str | Path, cfg: Config | None = 
         check_filters(cfg.filters)  # the text model, when the text filter is on
     stages = build_stages(cfg) if stages is None else stages
     out = Path(output).absolute()  # staged paths must not depend on the working directory
-    out.mkdir(parents=True, exist_ok=True)
+    make_output(out)
     handler = _setup_logging(out)
     ledger = Ledger(out / "ledger.sqlite")
     try:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -10,7 +13,10 @@ import yaml
 
 from clipfactory.cli import main
 from clipfactory.config import ConfigError, load_config
+from clipfactory.errors import OutputError
+from clipfactory.lock import make_output
 from clipfactory.testing.synth import ShotSpec, write_video
+from clipfactory.testing.users import as_another_user
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +122,38 @@ def test_every_problem_of_a_config_is_listed_at_once(tmp_path):
         {"clips.min_s", "shots.detector", "shots.threshold"}
     with pytest.raises(ConfigError, match="cannot read the config file"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_an_output_that_cannot_be_a_folder_is_named_before_anything_runs(folder, tmp_path,
+                                                                          capsys):
+    taken = tmp_path / "taken"
+    taken.write_bytes(b"mine")
+    for out, said in [(taken, "is a file, not a folder"),
+                      (taken / "out", "a part of its path is a file")]:
+        assert main(["run", "--input", str(folder), "--output", str(out), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert said in err and "Traceback" not in err
+    assert taken.read_bytes() == b"mine"
+
+
+def test_an_output_folder_the_user_may_not_create_or_write_in_is_named(tmp_path):
+    base = Path(tempfile.mkdtemp(prefix="cf-perm-"))  # not under pytest's root-only folder
+    try:
+        (base / "locked").mkdir()
+        base.chmod(0o755)
+        (base / "locked").chmod(0o555)
+
+        def make(out):
+            try:
+                make_output(out)
+            except OutputError as e:
+                return str(e)
+            return None
+
+        said = as_another_user(lambda: [make(base / "locked" / "out"), make(base / "locked")])
+    finally:
+        (base / "locked").chmod(0o755)
+        shutil.rmtree(base)
+    assert said[0].startswith(f"cannot create the output folder {base / 'locked' / 'out'}: "
+                              "permission denied")
+    assert said[1] == f"cannot write in the output folder {base / 'locked'}: permission denied"

@@ -1,5 +1,4 @@
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -10,6 +9,7 @@ import pytest
 
 from clipfactory.records import Rejection, SourceItem
 from clipfactory.sources import read_input
+from clipfactory.testing.users import as_another_user
 
 
 def _items(rows):
@@ -152,32 +152,6 @@ def test_a_folder_is_searched_through_symlinked_folders_each_real_folder_once(tm
     assert [i.item_key for i in read_input(root)][:2] == ["file:a/x.mp4", "file:disk2/deep/z.mkv"]
 
 
-def _as_another_user(fn):
-    """``fn()`` run by a user other than root (folder permissions do not bind root): in a
-    forked child that drops to ``nobody`` when this process is root. Its result comes back as
-    JSON."""
-    if os.geteuid() != 0:
-        return fn()
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 1
-        try:
-            os.close(r)
-            os.setgid(65534)
-            os.setuid(65534)
-            os.write(w, json.dumps(fn()).encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        data = f.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    return json.loads(data)
-
-
 def test_a_folder_that_cannot_be_listed_is_rejected_and_the_others_go_on():
     base = Path(tempfile.mkdtemp(prefix="cf-perm-"))  # not under pytest's root-only folder
     try:
@@ -192,7 +166,7 @@ def test_a_folder_that_cannot_be_listed_is_rejected_and_the_others_go_on():
             return [[r.item_key, getattr(r, "reason", None), getattr(r, "detail", "")]
                     for r in read_input(base)]
 
-        rows = _as_another_user(scan)
+        rows = as_another_user(scan)
     finally:
         (base / "locked").chmod(0o755)
         shutil.rmtree(base)
