@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 import sqlite3
 import tarfile
 import tempfile
@@ -113,6 +114,8 @@ VALID: dict[str, Valid] = {
     "-rf 'quoted' #1.mp4": _valid(_two(260), 160, 90),
     "AVCHD/00001.MTS": _valid(_two(360), 160, 90),  # a camera's MPEG-TS, named as they are
     "disc.vob": _valid(_two(370), 160, 90),  # MPEG-PS
+    # two MPEG-TS files joined end to end (`cat a.ts b.ts`): timestamps restart half-way
+    "joined.ts": _valid(_two(390) + _two(392), 160, 90),
     # in a folder outside the input folder, reached through a symlinked folder
     "linked/far away.mp4": _valid(_two(380), 160, 90),
 }
@@ -168,6 +171,17 @@ def _write_garbage_middle(path: Path) -> None:
     mid, n = (lo + hi) // 2, min(4096, (hi - lo) // 4)
     data[mid : mid + n] = np.random.default_rng(99).integers(0, 256, n, np.uint8).tobytes()
     path.write_bytes(bytes(data))
+
+
+def _join_ts(path: Path, shots: tuple[ShotSpec, ...], work: Path) -> None:
+    """Replace ``path`` with its first two shots and its last two, each written as an MPEG-TS
+    file of its own (timestamps from zero) and the two files' bytes joined."""
+    work.mkdir()
+    parts = [work / "a.ts", work / "b.ts"]
+    for part, half in zip(parts, (shots[:2], shots[2:]), strict=True):
+        write_video(part, half, fps=FPS, width=160, height=90)
+    path.write_bytes(b"".join(p.read_bytes() for p in parts))
+    shutil.rmtree(work)
 
 
 def _decoded_pts(path: str | Path) -> tuple[list[int], float]:
@@ -273,6 +287,7 @@ def media(sandbox: Path) -> Path:
         write_video(d / name, v.shots, fps=FPS, width=v.width, height=v.height, **v.kw)
     for name, (shots, w, h, _) in DROPPED.items():
         write_video(d / name, shots, fps=FPS, width=w, height=h)
+    _join_ts(d / "joined.ts", VALID["joined.ts"].shots, sandbox / "parts")
     write_broken(d / "broken")
     _write_garbage_middle(d / GARBAGE)
     write_video(d / "latin1.tmp.mp4", [ShotSpec(45, seed=500)], width=160, height=90)

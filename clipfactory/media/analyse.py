@@ -43,7 +43,7 @@ class Signals:
     fps: float
     time_base: Fraction
     pts: np.ndarray | None  # int64 per frame, None when the stream has no usable pts
-    times: np.ndarray  # float64 seconds from the stream start
+    times: np.ndarray  # float64 seconds from the stream start, strictly increasing
     keyframe: np.ndarray  # bool
     damaged: np.ndarray  # bool
     analysed: np.ndarray  # bool: inside the requested span (signals valid)
@@ -166,6 +166,7 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
     fps = info.fps or 0.0
     n = 0
     past_end, end_time = False, None
+    shift, last_t = 0.0, 0.0  # times stay increasing across timestamp resets
     clock = stagetime.active()  # per-stage CPU split (a no-op unless a bench measures)
     tb_num, tb_den = tb.numerator, tb.denominator  # int arithmetic: float(Fraction) exactly
     mark = clock.now()
@@ -187,7 +188,14 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
                 if t0 is None and fpts is not None:
                     t0 = fpts
                 t = (((fpts - (t0 or 0)) * tb_num) / tb_den if fpts is not None and pts_ok
-                     else n / (fps or 30.0))
+                     else n / (fps or 30.0)) + shift
+                if n and t <= last_t:
+                    # Time went back (or stood): a timestamp reset, as in MPEG-TS files joined
+                    # end to end (`cat a.ts b.ts`) or a capture whose clock restarted. The
+                    # frames after it come later, not earlier: continue one frame on.
+                    shift += last_t + 1.0 / (fps or 30.0) - t
+                    t = last_t + 1.0 / (fps or 30.0)
+                last_t = t
                 if end_s is not None and t >= end_s - 1e-6:
                     past_end = True  # the rest of the file is outside the requested span
                     end_time = t  # ...and this frame's time is where the last kept one ends
