@@ -35,6 +35,7 @@ from clipfactory.testing.synth import (
     ShotSpec,
     frame_times,
     render_frame,
+    write_audio_only,
     write_broken,
     write_video,
 )
@@ -116,6 +117,8 @@ VALID: dict[str, Valid] = {
     "disc.vob": _valid(_two(370), 160, 90),  # MPEG-PS
     # two MPEG-TS files joined end to end (`cat a.ts b.ts`): timestamps restart half-way
     "joined.ts": _valid(_two(390) + _two(392), 160, 90),
+    # a one-frame picture track before the video (a cover stored as a video track)
+    "cover first.mkv": _valid(_two(400), 160, 90),
     # in a folder outside the input folder, reached through a symlinked folder
     "linked/far away.mp4": _valid(_two(380), 160, 90),
 }
@@ -135,6 +138,7 @@ FAILED: dict[str, tuple[str, str]] = {
     "broken/text.mp4": ("probe", "not_a_media_file"),
     "broken/no_moov.mp4": ("probe", "truncated_no_index"),
     "broken/audio_only.m4a": ("probe", "no_video_stream"),
+    "song with cover.mp4": ("probe", "no_video_stream"),  # audio and its cover art only
     "fake.mp4": ("probe", "not_a_file"),  # a directory named like a video
     "dangling.mp4": ("probe", "missing_file"),  # a symlink to nothing
     "zz link to av1.mp4": ("ingest", "duplicate_source"),  # a symlink to another input
@@ -181,6 +185,35 @@ def _join_ts(path: Path, shots: tuple[ShotSpec, ...], work: Path) -> None:
     for part, half in zip(parts, (shots[:2], shots[2:]), strict=True):
         write_video(part, half, fps=FPS, width=160, height=90)
     path.write_bytes(b"".join(p.read_bytes() for p in parts))
+    shutil.rmtree(work)
+
+
+def _with_cover(path: Path, work: Path) -> None:
+    """Give the file ``path`` a 64x64 JPEG cover picture, its own streams copied after it:
+    Matroska gets a one-frame MJPEG video track ahead of the video; MP4 the cover as
+    ``attached_pic``, which FFmpeg lists as a video stream too (M4A takes no MJPEG).
+    ``work``: a scratch folder."""
+    work.mkdir()
+    src = work / path.name
+    os.replace(path, src)
+    picture = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 200, np.uint8), format="rgb24")
+    picture = picture.reformat(format="yuvj420p")
+    picture.pts = 0
+    with av.open(str(src)) as inp, av.open(str(path), "w") as out:
+        cover = out.add_stream("mjpeg", rate=1)
+        cover.width = cover.height = 64
+        cover.pix_fmt = "yuvj420p"
+        if path.suffix != ".mkv":
+            cover.disposition = av.stream.Disposition.attached_pic
+        copies = {s.index: out.add_stream_from_template(s) for s in inp.streams
+                  if s.type in ("video", "audio")}
+        for packet in [*cover.encode(picture), *cover.encode(None)]:
+            packet.stream = cover
+            out.mux(packet)
+        for packet in inp.demux(*[inp.streams[i] for i in copies]):
+            if packet.dts is not None:
+                packet.stream = copies[packet.stream.index]
+                out.mux(packet)
     shutil.rmtree(work)
 
 
@@ -288,6 +321,9 @@ def media(sandbox: Path) -> Path:
     for name, (shots, w, h, _) in DROPPED.items():
         write_video(d / name, shots, fps=FPS, width=w, height=h)
     _join_ts(d / "joined.ts", VALID["joined.ts"].shots, sandbox / "parts")
+    _with_cover(d / "cover first.mkv", sandbox / "parts")
+    write_audio_only(d / "song with cover.mp4")
+    _with_cover(d / "song with cover.mp4", sandbox / "parts")
     write_broken(d / "broken")
     _write_garbage_middle(d / GARBAGE)
     write_video(d / "latin1.tmp.mp4", [ShotSpec(45, seed=500)], width=160, height=90)

@@ -23,6 +23,7 @@ import av
 from clipfactory.config import Config
 from clipfactory.exec.pool import spawn_pool
 from clipfactory.media import stagetime
+from clipfactory.media.streams import main_video_stream
 from clipfactory.memory import Usage, peak_rss_mib, reuse_freed_memory
 
 __all__ = ["analysis_level", "cut_summary", "decode_file", "decode_level", "decode_only",
@@ -41,7 +42,7 @@ def decode_file(path: str) -> dict[str, Any]:
     """Decode every video frame single-threaded: ``frames``, ``seconds`` of video,
     ``keyframes`` (frames the decoder marks as keyframes) and the ``codec``."""
     with av.open(path) as c:
-        s = c.streams.video[0]
+        s = main_video_stream(c)
         s.codec_context.thread_count = 1
         n, keys, last = 0, 0, 0.0
         for f in c.decode(s):

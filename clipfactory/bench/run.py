@@ -37,6 +37,7 @@ from clipfactory.bench.levels import (
 )
 from clipfactory.config import Config, IngestConfig
 from clipfactory.media.stagetime import DRIVER_PHASES, STAGES
+from clipfactory.media.streams import main_video_stream
 from clipfactory.sources.reader import read_folder
 from clipfactory.testing.synth import make_corpus
 
@@ -95,7 +96,7 @@ def _describe(paths: list[str]) -> dict[str, str]:
     codecs: set[str] = set()
     for path in paths:
         with av.open(path) as c:
-            s = c.streams.video[0]
+            s = main_video_stream(c)
             sizes[f"{s.codec_context.width}x{s.codec_context.height}"] += 1
             codecs.add(s.codec_context.name)
     size = (next(iter(sizes)) if len(sizes) == 1 else

@@ -9,6 +9,7 @@ import av
 import numpy as np
 
 from clipfactory.errors import MediaError
+from clipfactory.media.streams import main_video_stream
 from clipfactory.records import Span
 
 __all__ = ["CutResult", "index_keyframe", "usable_pts", "video_stream"]
@@ -53,10 +54,11 @@ def usable_pts(frame_pts: Sequence[int] | np.ndarray | None) -> np.ndarray | Non
 
 def video_stream(container: av.container.InputContainer, source: str,
                  threads: int) -> av.VideoStream:
-    """The first video stream, its decoder set to ``threads`` (1: slice threads only)."""
-    if not container.streams.video:
+    """The source's video (:func:`~clipfactory.media.streams.main_video_stream`), its decoder
+    set to ``threads`` (1: slice threads only)."""
+    vstream = main_video_stream(container)
+    if vstream is None:
         raise MediaError("cut", "no_video_stream", source)
-    vstream = container.streams.video[0]
     vstream.thread_type = "AUTO" if threads != 1 else "SLICE"
     vstream.codec_context.thread_count = max(threads, 0)
     return vstream

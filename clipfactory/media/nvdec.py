@@ -30,6 +30,7 @@ import av
 from av.codec.hwaccel import HWAccel, hwdevices_available
 
 from clipfactory.errors import MediaError
+from clipfactory.media.streams import main_video_stream
 
 __all__ = ["cuda_device_opens", "decoder_of", "open_input"]
 
@@ -81,9 +82,9 @@ def open_input(path: str, gpu: Literal["auto", "never", "always"]) -> av.contain
             raise MediaError("analyse", reason,
                              f"analysis.gpu is 'always' but NVDEC did not open: {e}") from e
         return container
-    if not container.streams.video:
+    stream = main_video_stream(container)
+    if stream is None:
         return container  # open_video says what is wrong
-    stream = container.streams.video[0]
     if gpu == "auto" and not stream.codec_context.is_hwaccel:
         return container  # a decoder without an NVDEC path: software already
     why = _why_not(path, stream)
@@ -120,8 +121,8 @@ def _why_not(path: str, stream: av.VideoStream) -> str | None:
 def _first_frame_on_gpu(path: str) -> bool:
     try:
         with av.open(path, metadata_errors="ignore", hwaccel=_accel(False)) as c:
-            stream = c.streams.video[0]
-            if not stream.codec_context.is_hwaccel:
+            stream = main_video_stream(c)
+            if stream is None or not stream.codec_context.is_hwaccel:
                 return False
             for _ in c.decode(stream):
                 return True

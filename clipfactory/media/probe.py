@@ -19,6 +19,7 @@ import av
 from clipfactory.config import IngestConfig
 from clipfactory.errors import MediaError
 from clipfactory.media import nvdec
+from clipfactory.media.streams import main_video_stream
 from clipfactory.records import VideoInfo
 
 __all__ = ["mp4_top_level_boxes", "open_video", "probe"]
@@ -57,16 +58,18 @@ def mp4_top_level_boxes(path: str | Path, limit: int = 64) -> list[tuple[bytes, 
 
 def open_video(path: str, threads: int = 1, gpu: Literal["auto", "never", "always"] = "never"
                ) -> tuple[av.container.InputContainer, av.VideoStream]:
-    """Open ``path`` and return (container, first video stream) with decoder threads set.
+    """Open ``path`` and return (container, :func:`main_video_stream`) with decoder threads
+    set.
 
     ``gpu`` other than ``"never"`` decodes on NVDEC where it can (:mod:`clipfactory.media.nvdec`;
     ``decoder_of(stream)`` says which decoder it got); ``"always"`` raises :class:`MediaError`
     where it cannot."""
     container = nvdec.open_input(path, gpu)
-    if not container.streams.video:
+    stream = main_video_stream(container)
+    if stream is None:
         container.close()
-        raise MediaError("probe", "no_video_stream", "the file has no video stream")
-    stream = container.streams.video[0]
+        raise MediaError("probe", "no_video_stream", "the file has no video stream" + (
+            " (only a cover picture)" if container.streams.video else ""))
     stream.thread_type = "AUTO" if threads != 1 else "SLICE"
     stream.codec_context.thread_count = max(threads, 0)
     return container, stream
