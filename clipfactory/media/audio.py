@@ -1,7 +1,11 @@
 """Audio for cut clips: the source's packets over the clip's span, copied, in sync.
 
-Audio is never re-encoded (ffmpeg's AAC encoder runs at ~40x realtime per core, slower than
-everything else in a smart cut). A clip keeps every audio packet that overlaps its time span
+Compressed audio is never re-encoded (ffmpeg's AAC encoder runs at ~40x realtime per core,
+slower than everything else in a smart cut). Uncompressed 16- and 24-bit PCM (what many
+cameras record: DSLR and mirrorless MOVs, XAVC S, AVI) is not an MP4 audio format most readers
+take, so it becomes FLAC: lossless (the clip decodes to the source's samples, bit for bit) at
+~800x realtime per core, about half PCM's size. A clip keeps every audio packet that overlaps
+its time span
 ``[t0, t1)`` with timestamps shifted by ``-t0``, so audio and video share one timeline from 0:
 the first packet may start up to one codec frame (~21 ms for AAC at 48 kHz) before 0 and the
 last may run up to one frame past the end. MP4 writes the lead-in as an edit list, so players
@@ -19,6 +23,8 @@ __all__ = ["AudioTrack", "pick_audio_stream"]
 
 # codecs the MP4 muxer takes as they are (anything else: the clip has no audio, and says why)
 MP4_AUDIO = {"aac", "mp3", "opus", "ac3", "eac3", "alac", "flac"}
+# PCM that FLAC holds exactly: decoded as s16, or as s32 with 24 significant bits
+TO_FLAC = {"pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s24be"}
 
 
 def pick_audio_stream(container: av.container.InputContainer, keep: bool
@@ -29,7 +35,7 @@ def pick_audio_stream(container: av.container.InputContainer, keep: bool
         return None, None
     stream = container.streams.audio[0]
     name = stream.codec_context.name if stream.codec_context else ""
-    if name not in MP4_AUDIO:
+    if name not in MP4_AUDIO and name not in TO_FLAC:
         return None, f"audio_not_copied: {name or 'unknown'} cannot go in mp4"
     if stream.time_base is None:
         return None, "audio_not_copied: no time base"
@@ -43,6 +49,7 @@ class AudioTrack:
         self.stream, self.t0, self.t1 = stream, t0, t1
         self.tb: Fraction = stream.time_base
         self.packets: dict[int, av.Packet] = {}  # by pts: a seek may hand a packet over twice
+        self.flac: _Flac | None = None  # PCM sources: the clip's FLAC encoder
 
     def offer(self, packet: av.Packet) -> None:
         """Keep ``packet`` if it overlaps the clip's span."""
@@ -58,6 +65,9 @@ class AudioTrack:
         return not self.packets
 
     def add_stream(self, out: av.container.OutputContainer) -> av.AudioStream:
+        if self.stream.codec_context.name in TO_FLAC:
+            self.flac = _Flac(self.stream, out)
+            return self.flac.ostream
         ostream = out.add_stream_from_template(self.stream, opaque=True)
         head = bytes(self.stream.codec_context.extradata or b"")
         if (self.stream.codec_context.name == "opus" and head.startswith(b"OpusHead")
@@ -67,9 +77,15 @@ class AudioTrack:
             ostream.codec_context.extradata = head[:10] + b"\0\0" + head[12:]
         return ostream
 
-    def timed_packets(self, ostream: av.AudioStream) -> list[tuple[float, av.Packet]]:
-        """``(time from clip start, packet)`` with pts/dts shifted onto the clip's timeline."""
+    def timed_packets(self, ostream: av.AudioStream, last: bool = True
+                      ) -> list[tuple[float, av.Packet]]:
+        """``(time from clip start, packet)`` with pts/dts shifted onto the clip's timeline,
+        for the packets offered so far. ``last``: no more will come (a FLAC encoder gives
+        out what it still holds)."""
         shift = round(self.t0 / self.tb)
+        if self.flac is not None:
+            return self.flac.encode([self.packets[p] for p in sorted(self.packets)], shift,
+                                    last)
         out = []
         for pts in sorted(self.packets):
             src = self.packets[pts]
@@ -80,3 +96,33 @@ class AudioTrack:
             packet.is_keyframe = True
             out.append((float(packet.pts * self.tb), packet))
         return out
+
+
+class _Flac:
+    """One clip's PCM made FLAC: the source packets decoded (PCM decoding keeps no state, so
+    the source's own decoder serves every clip) and encoded by an encoder of the clip's own,
+    on the source's time base, so that timing and trimming are the copied packets'."""
+
+    def __init__(self, stream: av.AudioStream, out: av.container.OutputContainer) -> None:
+        cc = stream.codec_context
+        self.decoder = cc
+        self.ostream: av.AudioStream = out.add_stream("flac", rate=cc.sample_rate)
+        enc = self.ostream.codec_context
+        enc.layout = cc.layout
+        enc.format = "s16" if cc.name.startswith("pcm_s16") else "s32"
+        self.ostream.time_base = enc.time_base = stream.time_base
+        self.tb: Fraction = stream.time_base
+
+    def encode(self, packets: list[av.Packet], shift: int, last: bool
+               ) -> list[tuple[float, av.Packet]]:
+        got: list[av.Packet] = []
+        for packet in packets:
+            for frame in self.decoder.decode(packet):
+                frame.pts = packet.pts - shift if frame.pts is None else frame.pts - shift
+                frame.time_base = self.tb
+                got += self.ostream.encode(frame)
+        if last:
+            got += self.ostream.encode(None)
+        for packet in got:
+            packet.stream = self.ostream
+        return [(float(p.pts * self.tb), p) for p in got]

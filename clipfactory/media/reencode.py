@@ -132,11 +132,12 @@ class _ClipAudio(AudioTrack):
     def open(self, out: av.container.OutputContainer) -> None:
         self.ostream = self.add_stream(out)
 
-    def mux(self, out: av.container.OutputContainer) -> None:
-        """Mux the packets that have arrived since the last call."""
-        if self.ostream is None or not self.packets:
+    def mux(self, out: av.container.OutputContainer, last: bool = False) -> None:
+        """Mux the packets that have arrived since the last call (``last``: and end the
+        track)."""
+        if self.ostream is None or not (self.packets or (last and self.flac is not None)):
             return
-        ready = self.timed_packets(self.ostream)
+        ready = self.timed_packets(self.ostream, last)
         # Muxed now: forget them. No seek happens while a clip is open, so none comes twice;
         # anything not after the last muxed packet would break the stream's dts order.
         self.packets.clear()
@@ -331,7 +332,7 @@ class _Writer:
             try:
                 self._complete(step)
                 if self.audio is not None:
-                    self.audio.mux(self.out)
+                    self.audio.mux(self.out, last=True)
                 for packet in self.stream.encode(None):
                     self.out.mux(packet)
                 self.out.close()

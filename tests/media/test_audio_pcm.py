@@ -1,0 +1,85 @@
+"""PCM audio (cameras: DSLR MOVs, XAVC S, AVI) goes into clips as FLAC, sample for sample."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from clipfactory.config import CutConfig
+from clipfactory.media.cut import cut_clips
+from clipfactory.records import Span
+from clipfactory.testing.synth import ShotSpec, write_video
+
+RATE = 48000
+SHOTS = [ShotSpec(100, "texture", 61), ShotSpec(100, "texture", 62), ShotSpec(100, "texture", 63)]
+
+
+def _with_pcm(path: Path, codec: str, work: Path) -> tuple[list[int], float]:
+    """Write ``path``: the shots' H.264 video and a stereo track of noise in ``codec`` (the
+    same 24-bit values in s16 or s32's top bits), packets of 1001 samples. Returns the video
+    frames' pts and time base, as read back."""
+    plain = write_video(work / f"plain{path.suffix}", SHOTS, gop=60).path  # the same framing
+    wide = codec.startswith("pcm_s24")
+    noise = np.random.default_rng(5).integers(-(1 << 23), 1 << 23, (10 * RATE, 2))
+    samples = (noise << 8 if wide else noise >> 8).astype(np.int32 if wide else np.int16)
+    with av.open(plain) as inp, av.open(str(path), "w") as out:
+        vin = inp.streams.video[0]
+        vout = out.add_stream_from_template(vin)
+        aout = out.add_stream(codec, rate=RATE, layout="stereo")
+        aout.codec_context.format = "s32" if wide else "s16"
+        for packet in inp.demux(vin):
+            if packet.dts is not None:
+                packet.stream = vout
+                out.mux(packet)
+        for at in range(0, len(samples), 1001):
+            frame = av.AudioFrame.from_ndarray(samples[at:at + 1001].reshape(1, -1),
+                                               format="s32" if wide else "s16", layout="stereo")
+            frame.sample_rate, frame.pts, frame.time_base = RATE, at, Fraction(1, RATE)
+            out.mux(aout.encode(frame))
+        out.mux(aout.encode(None))
+    with av.open(str(path)) as c:
+        return [f.pts for f in c.decode(video=0)], float(c.streams.video[0].time_base)
+
+
+def _samples(path: str) -> tuple[np.ndarray, int, str]:
+    """Interleaved samples, the first one's time in samples, and the codec of ``path``."""
+    with av.open(path) as c:
+        stream = c.streams.audio[0]
+        frames = list(c.decode(stream))
+        first = round(frames[0].pts * frames[0].time_base * RATE)
+        return (np.concatenate([f.to_ndarray().reshape(-1) for f in frames]), first,
+                stream.codec_context.name)
+
+
+@pytest.mark.parametrize(("name", "codec", "method"), [
+    ("cam.mov", "pcm_s16le", "smart"),  # a camera MOV: spliced
+    ("cam24.mov", "pcm_s24le", "smart"),
+    ("old.avi", "pcm_s16le", "reencode"),  # AVI H.264 is Annex B: re-encoded in full
+])
+def test_pcm_becomes_flac_holding_the_sources_samples(tmp_path: Path, name: str, codec: str,
+                                                       method: str) -> None:
+    src = tmp_path / name
+    pts, tb = _with_pcm(src, codec, tmp_path)
+    whole, at, got_codec = _samples(str(src))
+    assert (at, got_codec) == (0, codec)
+    spans = [Span(17, 133), Span(150, 200), Span(201, 300)]
+    outs = [str(tmp_path / f"c{i}.mp4") for i in range(len(spans))]
+    results = cut_clips(str(src), spans, outs, frame_pts=pts, cfg=CutConfig())
+    for span, res in zip(spans, results, strict=True):
+        assert res.error is None and res.audio and res.method == method, res
+        clip, first, clip_codec = _samples(res.path)
+        assert clip_codec == "flac"
+        t0 = pts[span.start_frame] * tb
+        t1 = pts[span.end_frame] * tb if span.end_frame < len(pts) else pts[-1] * tb + 1 / 30
+        t1 = min(t1, len(whole) / 2 / RATE)  # (AVI's video starts a frame late: it outlasts)
+        # the clip starts at most one source packet (1001 samples) before its first frame...
+        assert -1001 <= first <= 0
+        # ...holds the source's samples from there, bit for bit...
+        begin = round(t0 * RATE) + first
+        assert np.array_equal(clip, whole[2 * begin:2 * begin + len(clip)])
+        # ...and covers the span, ending at most one packet past it
+        assert t1 - t0 <= len(clip) / 2 / RATE + first / RATE <= t1 - t0 + 1001 / RATE + 1e-6
