@@ -191,6 +191,10 @@ class CutConfig(_Section):
     (``libx264``, ``libsvtav1``, ``libvpx-vp9``, ``h264_nvenc``...). A family picks the NVENC
     encoder when ``gpu`` allows and one opens on this machine, else the software encoder
     (libx264, libx265, libsvtav1, libvpx-vp9).
+
+    ``deinterlace``: ``auto`` re-encodes a source whose frames are mostly interlaced through
+    FFmpeg's ``bwdif``, one progressive frame per frame (``extra.cut.fallback: interlaced``);
+    ``always`` every source; ``never`` none.
     """
 
     mode: Literal["exact", "keyframe", "transcode"] = "exact"
@@ -206,6 +210,9 @@ class CutConfig(_Section):
     fps: float | None = Field(default=None, gt=0, le=240)  # transcode: constant output rate
     gpu: Literal["auto", "never", "always"] = "auto"  # NVENC for family codecs
     threads: NonNegInt = 0  # 0 = pick from cores and workers
+    # auto: a source whose frames are mostly interlaced (camcorder 1080i, broadcast, DV) is
+    # re-encoded deinterlaced (bwdif, one frame per frame); keyframe mode never decodes
+    deinterlace: Literal["auto", "always", "never"] = "auto"
 
 class DedupConfig(_Section):
     """Exact (decoded content) and near-duplicate (perceptual hash) grouping."""

@@ -291,7 +291,7 @@ def _cut(info: VideoInfo, sig: Signals, clips: list[ClipRecord], staging: Path, 
     try:
         results = cut_clips(info.path, [Span(c.start_frame, c.end_frame) for c in keep], paths,
                             frame_pts=sig.pts, rotation=info.rotation, cfg=cfg.cut,
-                            threads=threads)
+                            threads=threads, interlaced=bool(sig.interlaced.mean() > 0.5))
     except Exception as e:
         if storage_refused(e):  # the input is redone once there is room: free what it wrote
             for p in paths:

@@ -45,6 +45,7 @@ class Signals:
     pts: np.ndarray | None  # int64 per frame, None when the stream has no usable pts
     times: np.ndarray  # float64 seconds from the stream start, strictly increasing
     keyframe: np.ndarray  # bool
+    interlaced: np.ndarray  # bool: the decoder says the frame is interlaced (two fields)
     damaged: np.ndarray  # bool
     analysed: np.ndarray  # bool: inside the requested span (signals valid)
     brightness: np.ndarray  # float32 mean luma 0-255
@@ -157,7 +158,7 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
     aw, ah = analysis_size(info.width, info.height, cfg)
     scaler = VideoReformatter()
     pts, times = array("q"), array("d")
-    key, damaged, inspan = array("b"), array("b"), array("b")
+    key, damaged, inspan, fields = array("b"), array("b"), array("b"), array("b")
     digests = array("Q")
     motion = _Motion(stream, info) if cfg.motion else None
     batch = SignalBatch(ah, aw, info.rotation, camera=motion is not None)
@@ -206,6 +207,7 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
                 pts.append(fpts if fpts is not None else -1)
                 times.append(t)
                 key.append(1 if is_key else 0)
+                fields.append(1 if frame.interlaced_frame else 0)
                 damaged.append(1 if (conceal or frame.is_corrupt) else 0)
                 inside = start_s is None or t >= start_s - 1e-6
                 inspan.append(1 if inside else 0)
@@ -255,6 +257,7 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
         pts=pts_np,
         times=times_np,
         keyframe=np.frombuffer(key, dtype=np.int8).astype(bool),
+        interlaced=np.frombuffer(fields, dtype=np.int8).astype(bool),
         damaged=np.frombuffer(damaged, dtype=np.int8).astype(bool),
         analysed=np.frombuffer(inspan, dtype=np.int8).astype(bool),
         brightness=np.frombuffer(batch.brightness, dtype=np.float32).copy(),

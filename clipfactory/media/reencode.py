@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import av
+import av.filter
 import numpy as np
 from av.video.reformatter import ColorRange, Colorspace, Interpolation, VideoReformatter
 
@@ -359,6 +360,50 @@ class _Writer:
         return t.failed(self.span, self.path, self.error, self.frames, self.width, self.height)
 
 
+# AVFieldOrder: TT and BT show the top field first; BB and TB the bottom one
+_PARITY = {2: "tff", 5: "tff", 3: "bff", 4: "bff"}
+
+
+class _Deinterlacer:
+    """FFmpeg's ``bwdif`` (motion-adaptive, field-aware) in one-frame-per-frame mode: every
+    frame comes out progressive with its own pts, one frame late (it looks at its neighbours),
+    so frames are still identified by pts and counted one for one. Built on the first frame.
+
+    The field shown first, which it keeps, comes from the stream's field order: the per-frame
+    flag does not reach the filter through PyAV (without it, bwdif takes every frame for
+    bottom field first, and the wrong field is kept for top-field-first sources)."""
+
+    def __init__(self, tb: Fraction, field_order: int | None) -> None:
+        self.tb = tb
+        self.parity = _PARITY.get(int(field_order or 0), "auto")
+        self.graph: av.filter.Graph | None = None
+
+    def push(self, frame: av.VideoFrame | None) -> list[av.VideoFrame]:
+        """Frames out after ``frame`` went in (None: the end; the last frames come out)."""
+        if self.graph is None:
+            if frame is None:
+                return []
+            self.graph = av.filter.Graph()
+            src = self.graph.add_buffer(width=frame.width, height=frame.height,
+                                        format=frame.format.name, time_base=self.tb)
+            bwdif = self.graph.add("bwdif", f"mode=send_frame:parity={self.parity}:deint=all")
+            sink = self.graph.add("buffersink")
+            src.link_to(bwdif)
+            bwdif.link_to(sink)
+            self.graph.configure()
+        self.graph.push(frame)
+        out = []
+        while True:
+            try:
+                got = self.graph.pull()
+            except (av.error.BlockingIOError, av.error.EOFError, EOFError):
+                return out
+            if got.pts is not None and got.time_base and got.time_base != self.tb:
+                got.pts = round(got.pts * got.time_base / self.tb)  # bwdif halves the base
+            got.time_base = self.tb
+            out.append(got)
+
+
 class _Reader:
     """Yields ``(index, frame)`` in presentation order; seeks when pts can identify frames.
 
@@ -369,9 +414,10 @@ class _Reader:
     def __init__(self, container: av.container.InputContainer, vstream: av.VideoStream,
                  pts: np.ndarray | None, astream: av.AudioStream | None = None,
                  on_audio: Callable[[av.Packet], None] | None = None,
-                 audio_lead: float = 0.0) -> None:
+                 audio_lead: float = 0.0, deinterlace: bool = False) -> None:
         self.container, self.vstream, self.pts = container, vstream, pts
         self.astream, self.on_audio, self.audio_lead = astream, on_audio, audio_lead
+        self.deinterlace = deinterlace
         self.tb = vstream.time_base or Fraction(1, 90_000)
         self.frames = self._decode()
         self.last = -1  # index of the last frame handed out
@@ -385,6 +431,8 @@ class _Reader:
         self.ended = False
         vs, aus = self.vstream, self.astream
         clock = stagetime.active()
+        deint = (_Deinterlacer(self.tb, getattr(vs.codec_context, "field_order", None))
+                 if self.deinterlace else None)  # a fresh one after a seek
         try:
             for packet in self.container.demux(*(s for s in (vs, aus) if s is not None)):
                 if aus is not None and packet.stream_index == aus.index:
@@ -397,6 +445,8 @@ class _Reader:
                 mark = clock.now()
                 try:
                     frames = vs.decode(packet)
+                    if deint is not None:
+                        frames = [f for frame in frames for f in deint.push(frame)]
                 except av.FFmpegError:
                     continue  # the frame-count check catches a span that lost frames
                 finally:  # the cut's own time is mux_write (worker); decoding is cut_decode
@@ -405,7 +455,10 @@ class _Reader:
         except av.FFmpegError:
             # a demuxer error ends the stream: drain what the decoder still holds
             with contextlib.suppress(av.FFmpegError):
-                yield from vs.decode(None)
+                for frame in vs.decode(None):
+                    yield from deint.push(frame) if deint is not None else (frame,)
+        if deint is not None:
+            yield from deint.push(None)
         self.ended = True
 
     def audio_done(self, t: float) -> bool:
@@ -495,7 +548,8 @@ def reencode_clips(source: str, spans: Sequence[Span], out_paths: Sequence[str],
                    frame_pts: Sequence[int] | np.ndarray | None, rotation: int = 0,
                    cfg: CutConfig | None = None, threads: int = 1,
                    fallback: str | None = None,
-                   container: av.container.InputContainer | None = None) -> list[CutResult]:
+                   container: av.container.InputContainer | None = None,
+                   deinterlace: bool = False) -> list[CutResult]:
     """Cut ``spans`` of ``source`` into ``out_paths`` (same order), frame-exact, in one open.
 
     ``frame_pts[i]`` is the pts of decoded frame ``i`` from a full decode pass; when it is
@@ -512,6 +566,7 @@ def reencode_clips(source: str, spans: Sequence[Span], out_paths: Sequence[str],
     configuration that cannot work here (unknown codec, ``gpu="always"`` without NVENC, bad
     bitrate) raises ``ValueError``. ``container``: the source already open and not yet read
     (exact mode's fallback passes its own, so the source is opened once); it is left open.
+    ``deinterlace``: every frame goes through :class:`_Deinterlacer` before it is encoded.
     """
     if len(spans) != len(out_paths):
         raise ValueError(f"{len(spans)} spans but {len(out_paths)} output paths")
@@ -579,7 +634,7 @@ def reencode_clips(source: str, spans: Sequence[Span], out_paths: Sequence[str],
 
         lead = AUDIO_SEEK_LEAD_S if astream is not None and \
             container.format.name != _MOV_DEMUXER else 0.0
-        reader = _Reader(container, vstream, pts, astream, on_audio, lead)
+        reader = _Reader(container, vstream, pts, astream, on_audio, lead, deinterlace)
         pending = order  # sorted descending: pop() gives the next span to start
 
         def finish(entry: tuple[int, _Writer]) -> None:

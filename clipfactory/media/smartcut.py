@@ -582,8 +582,10 @@ def _remove(path: str) -> None:
 
 def smart_cut(source: str, spans: Sequence[Span], out_paths: Sequence[str], *,
               frame_pts: Sequence[int] | np.ndarray | None, rotation: int = 0,
-              cfg: CutConfig, threads: int = 1) -> list[CutResult]:
-    """Cut ``spans`` of ``source`` in ``exact`` or ``keyframe`` mode (see the module doc)."""
+              cfg: CutConfig, threads: int = 1, deinterlace: bool = False) -> list[CutResult]:
+    """Cut ``spans`` of ``source`` in ``exact`` or ``keyframe`` mode (see the module doc).
+    ``deinterlace`` (exact mode): the source is re-encoded in full, deinterlaced (a copied
+    GOP would keep its fields)."""
     from clipfactory.media.reencode import reencode_clips
 
     threads = cfg.threads if cfg.threads > 0 else threads
@@ -615,7 +617,8 @@ def smart_cut(source: str, spans: Sequence[Span], out_paths: Sequence[str], *,
             return
         redo = reencode_clips(source, [spans[i] for i in idx], [out_paths[i] for i in idx],
                               frame_pts=frame_pts, rotation=rotation, cfg=cfg, threads=threads,
-                              fallback=why, container=container)
+                              fallback=why, container=container,
+                              deinterlace=deinterlace and not copy_only)
         for i, r in zip(idx, redo, strict=True):
             results[i] = r
 
@@ -634,6 +637,8 @@ def smart_cut(source: str, spans: Sequence[Span], out_paths: Sequence[str], *,
         if copy_only:
             if container.format.name.split(",")[0] not in ("mov", "matroska", "avi", "flv"):
                 why = f"container_{container.format.name.split(',')[0]}"
+        elif deinterlace:
+            why = "interlaced"  # every frame is made progressive
         elif rotation:
             why = "rotated_source"  # clips are made upright in their pixels
         else:
