@@ -2,8 +2,8 @@
 
 Compressed audio is never re-encoded (ffmpeg's AAC encoder runs at ~40x realtime per core,
 slower than everything else in a smart cut). Uncompressed 16- and 24-bit PCM (what many
-cameras record: DSLR and mirrorless MOVs, XAVC S, AVI) is not an MP4 audio format most readers
-take, so it becomes FLAC: lossless (the clip decodes to the source's samples, bit for bit) at
+cameras record: DSLR and mirrorless MOVs, XAVC S, AVI; 8-bit PCM and ADPCM in old cameras'
+AVIs) is not an MP4 audio format most readers take, so it becomes FLAC: lossless (the clip decodes to the source's samples, bit for bit) at
 ~800x realtime per core, about half PCM's size. A clip keeps every audio packet that overlaps
 its time span
 ``[t0, t1)`` with timestamps shifted by ``-t0``, so audio and video share one timeline from 0:
@@ -23,8 +23,11 @@ __all__ = ["AudioTrack", "pick_audio_stream"]
 
 # codecs the MP4 muxer takes as they are (anything else: the clip has no audio, and says why)
 MP4_AUDIO = {"aac", "mp3", "opus", "ac3", "eac3", "alac", "flac"}
-# PCM that FLAC holds exactly: decoded as s16, or as s32 with 24 significant bits
-TO_FLAC = {"pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s24be"}
+# audio whose decoded samples FLAC holds exactly: 16-bit or narrower integers (8-bit PCM,
+# A-law and mu-law telephone audio and the ADPCM of old cameras decode to 16-bit), and 24-bit
+# PCM (decoded as s32 with 24 significant bits)
+TO_FLAC = {"pcm_s16le", "pcm_s16be", "pcm_u8", "pcm_s8", "pcm_alaw", "pcm_mulaw",
+           "adpcm_ima_wav", "adpcm_ima_qt", "adpcm_ms", "pcm_s24le", "pcm_s24be"}
 
 
 def pick_audio_stream(container: av.container.InputContainer, keep: bool
@@ -84,7 +87,7 @@ class AudioTrack:
         out what it still holds)."""
         shift = round(self.t0 / self.tb)
         if self.flac is not None:
-            return self.flac.encode([self.packets[p] for p in sorted(self.packets)], shift,
+            return self.flac.encode([self.packets[p] for p in sorted(self.packets)], self.t0,
                                     last)
         out = []
         for pts in sorted(self.packets):
@@ -99,9 +102,11 @@ class AudioTrack:
 
 
 class _Flac:
-    """One clip's PCM made FLAC: the source packets decoded (PCM decoding keeps no state, so
-    the source's own decoder serves every clip) and encoded by an encoder of the clip's own,
-    on the source's time base, so that timing and trimming are the copied packets'."""
+    """One clip's PCM made FLAC: the source packets decoded (PCM and block ADPCM decoding
+    keep no state between packets, so the source's own decoder serves every clip) and encoded
+    by an encoder of the clip's own. The packets are the ones a copy would keep; their samples
+    are placed on a time base of one sample, so the clip start lands on the nearest sample
+    even where the source's audio time base is a whole block (AVI: ~21 ms)."""
 
     def __init__(self, stream: av.AudioStream, out: av.container.OutputContainer) -> None:
         cc = stream.codec_context
@@ -109,18 +114,29 @@ class _Flac:
         self.ostream: av.AudioStream = out.add_stream("flac", rate=cc.sample_rate)
         enc = self.ostream.codec_context
         enc.layout = cc.layout
-        enc.format = "s16" if cc.name.startswith("pcm_s16") else "s32"
-        self.ostream.time_base = enc.time_base = stream.time_base
-        self.tb: Fraction = stream.time_base
+        enc.format = "s32" if cc.name.startswith("pcm_s24") else "s16"
+        # 8-bit and planar samples are made the encoder's format (exactly: same rate)
+        self.convert = av.AudioResampler(format=enc.format, layout=cc.layout,
+                                         rate=cc.sample_rate)
+        self.src_tb: Fraction = stream.time_base
+        self.tb = Fraction(1, cc.sample_rate)
+        self.ostream.time_base = enc.time_base = self.tb
 
-    def encode(self, packets: list[av.Packet], shift: int, last: bool
+    def encode(self, packets: list[av.Packet], t0: float, last: bool
                ) -> list[tuple[float, av.Packet]]:
+        """FLAC packets of ``packets`` (in pts order), timed from ``t0`` (source seconds);
+        ``last``: flush the encoder."""
         got: list[av.Packet] = []
         for packet in packets:
+            at = round((packet.pts * self.src_tb - Fraction(t0)) / self.tb)
             for frame in self.decoder.decode(packet):
-                frame.pts = packet.pts - shift if frame.pts is None else frame.pts - shift
-                frame.time_base = self.tb
-                got += self.ostream.encode(frame)
+                frames = (self.convert.resample(frame)
+                          if frame.format.name != self.ostream.codec_context.format.name
+                          else [frame])
+                for f in frames:
+                    f.pts, f.time_base = at, self.tb
+                    at += f.samples
+                    got += self.ostream.encode(f)
         if last:
             got += self.ostream.encode(None)
         for packet in got:

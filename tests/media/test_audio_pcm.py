@@ -1,4 +1,5 @@
-"""PCM audio (cameras: DSLR MOVs, XAVC S, AVI) goes into clips as FLAC, sample for sample."""
+"""PCM audio (cameras: DSLR MOVs, XAVC S, AVI; 8-bit PCM and ADPCM of old cameras) goes into
+clips as FLAC, sample for sample."""
 
 from __future__ import annotations
 
@@ -23,21 +24,24 @@ def _with_pcm(path: Path, codec: str, work: Path) -> tuple[list[int], float]:
     same 24-bit values in s16 or s32's top bits), packets of 1001 samples. Returns the video
     frames' pts and time base, as read back."""
     plain = write_video(work / f"plain{path.suffix}", SHOTS, gop=60).path  # the same framing
-    wide = codec.startswith("pcm_s24")
+    wide, byte = codec.startswith("pcm_s24"), codec == "pcm_u8"
+    fmt = "s32" if wide else "u8" if byte else "s16"
     noise = np.random.default_rng(5).integers(-(1 << 23), 1 << 23, (10 * RATE, 2))
-    samples = (noise << 8 if wide else noise >> 8).astype(np.int32 if wide else np.int16)
+    samples = (noise << 8 if wide else (noise >> 16) + 128 if byte else noise >> 8).astype(
+        {"s32": np.int32, "u8": np.uint8, "s16": np.int16}[fmt])
     with av.open(plain) as inp, av.open(str(path), "w") as out:
         vin = inp.streams.video[0]
         vout = out.add_stream_from_template(vin)
         aout = out.add_stream(codec, rate=RATE, layout="stereo")
-        aout.codec_context.format = "s32" if wide else "s16"
+        if codec.startswith("pcm"):
+            aout.codec_context.format = fmt
         for packet in inp.demux(vin):
             if packet.dts is not None:
                 packet.stream = vout
                 out.mux(packet)
         for at in range(0, len(samples), 1001):
             frame = av.AudioFrame.from_ndarray(samples[at:at + 1001].reshape(1, -1),
-                                               format="s32" if wide else "s16", layout="stereo")
+                                               format=fmt, layout="stereo")
             frame.sample_rate, frame.pts, frame.time_base = RATE, at, Fraction(1, RATE)
             out.mux(aout.encode(frame))
         out.mux(aout.encode(None))
@@ -45,13 +49,25 @@ def _with_pcm(path: Path, codec: str, work: Path) -> tuple[list[int], float]:
         return [f.pts for f in c.decode(video=0)], float(c.streams.video[0].time_base)
 
 
+def _full_scale(frame: av.AudioFrame) -> np.ndarray:
+    """A frame's samples, interleaved, as 32-bit integers at full scale (8-bit and 16-bit
+    samples shifted up), so that any two exact representations compare equal."""
+    a = frame.to_ndarray()
+    a = a.T.reshape(-1) if frame.format.is_planar else a.reshape(-1)
+    name = frame.format.name.rstrip("p")
+    if name == "u8":
+        return (a.astype(np.int32) - 128) << 24
+    return a.astype(np.int32) << (16 if name == "s16" else 0)
+
+
 def _samples(path: str) -> tuple[np.ndarray, int, str]:
-    """Interleaved samples, the first one's time in samples, and the codec of ``path``."""
+    """Interleaved samples (:func:`_full_scale`), the first one's time in samples, and the
+    codec of ``path``."""
     with av.open(path) as c:
         stream = c.streams.audio[0]
         frames = list(c.decode(stream))
         first = round(frames[0].pts * frames[0].time_base * RATE)
-        return (np.concatenate([f.to_ndarray().reshape(-1) for f in frames]), first,
+        return (np.concatenate([_full_scale(f) for f in frames]), first,
                 stream.codec_context.name)
 
 
@@ -59,6 +75,8 @@ def _samples(path: str) -> tuple[np.ndarray, int, str]:
     ("cam.mov", "pcm_s16le", "smart"),  # a camera MOV: spliced
     ("cam24.mov", "pcm_s24le", "smart"),
     ("old.avi", "pcm_s16le", "reencode"),  # AVI H.264 is Annex B: re-encoded in full
+    ("compact.avi", "pcm_u8", "reencode"),  # an old compact camera's 8-bit sound
+    ("adpcm.avi", "adpcm_ima_wav", "reencode"),  # ...or its ADPCM: its decoded samples
 ])
 def test_pcm_becomes_flac_holding_the_sources_samples(tmp_path: Path, name: str, codec: str,
                                                        method: str) -> None:
@@ -76,10 +94,10 @@ def test_pcm_becomes_flac_holding_the_sources_samples(tmp_path: Path, name: str,
         t0 = pts[span.start_frame] * tb
         t1 = pts[span.end_frame] * tb if span.end_frame < len(pts) else pts[-1] * tb + 1 / 30
         t1 = min(t1, len(whole) / 2 / RATE)  # (AVI's video starts a frame late: it outlasts)
-        # the clip starts at most one source packet (1001 samples) before its first frame...
-        assert -1001 <= first <= 0
+        # the clip starts at most one source packet before its first frame...
+        assert -1017 <= first <= 0
         # ...holds the source's samples from there, bit for bit...
         begin = round(t0 * RATE) + first
         assert np.array_equal(clip, whole[2 * begin:2 * begin + len(clip)])
-        # ...and covers the span, ending at most one packet past it
-        assert t1 - t0 <= len(clip) / 2 / RATE + first / RATE <= t1 - t0 + 1001 / RATE + 1e-6
+        # ...and covers the span, ending at most one packet past it (ADPCM: blocks of 1017)
+        assert t1 - t0 - 1e-6 <= len(clip) / 2 / RATE + first / RATE <= t1 - t0 + 1017 / RATE + 1e-6
