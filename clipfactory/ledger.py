@@ -92,7 +92,7 @@ CREATE TABLE IF NOT EXISTS decisions (
 _ITEM_COLUMNS = ("source", "manifest_id", "source_url", "license", "attribution", "start_s",
                  "end_s", "extra", "spans")
 _ADDED_COLUMNS = (("spans", "TEXT"), ("last_error", "TEXT"), ("next_retry_at", "REAL"),
-                  ("fetch", "TEXT"))
+                  ("fetch", "TEXT"), ("file_state", "TEXT"))
 # the shard whose bytes the index part was written from, and that part's statistics
 _ADDED_SHARD_COLUMNS = (("part_sha", "TEXT"), ("stats", "TEXT"))
 _SHARD_COLUMNS = "name, sha256, bytes, count, created_at"
@@ -233,12 +233,12 @@ class Ledger:
         with self.transaction() as db:
             db.execute(
                 "UPDATE videos SET last_error=?, next_retry_at=?, fetch=COALESCE(?, fetch),"
-                " license=COALESCE(license, ?), attribution=COALESCE(attribution, ?)"
-                " WHERE item_key=?",
+                " license=COALESCE(license, ?), attribution=COALESCE(attribution, ?),"
+                " file_state=? WHERE item_key=?",
                 (f"{rej.stage}/{rej.reason}: {rej.detail}" if rej else None,
                  next_retry_at if rej else None,
                  json.dumps(item.provenance, default=str) if item.provenance else None,
-                 item.license, item.attribution, item.item_key))
+                 item.license, item.attribution, result.file_state, item.item_key))
             db.execute("DELETE FROM clips WHERE item_key = ?", (result.item.item_key,))
             db.execute(
                 "UPDATE videos SET state=?, stage=?, reason=?, detail=?, video_id=?,"

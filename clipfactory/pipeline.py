@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from clipfactory.config import Config
 from clipfactory.errors import StorageRefused, storage_refusal, storage_refused
+from clipfactory.fetch.retry import requeue_changed_files
 from clipfactory.fetch.stage import FetchStage
 from clipfactory.filters import check_filters
 from clipfactory.finalize import finalize
@@ -107,6 +108,10 @@ def run(input_path: str | Path | None, output: str | Path, cfg: Config | None = 
         _sweep_temp_files(out / "staging")
         relocate_staged(out / "staging", ledger)  # before the model stages read any
         added = register_input(ledger, input_path, cfg.ingest).added if input_path else 0
+        changed = requeue_changed_files(ledger)
+        if changed:
+            log.info("%d failed input files changed since they failed: trying them again",
+                     len(changed))
         gate = gate_inputs(ledger, cfg, out)  # quarantine and opt-outs cost no decoding
         total = ledger.pending_count()
         log.info("run started: %d new inputs, %d pending, %d workers", added, total,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 import traceback
 from pathlib import Path
@@ -129,12 +130,23 @@ def process_video(item: SourceItem, cfg: Config, staging: str | Path) -> VideoRe
     return result
 
 
+def file_state(path: str) -> str:
+    """``"size:mtime_ns"`` of the file at ``path`` (links followed), ``"-"`` when there is
+    none: what tells, on a later run, that a file which failed has changed since."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "-"
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
 def _process(item: SourceItem, cfg: Config, staging: Path, result: VideoResult) -> None:
     path = item.local_path or item.source  # a fetched URL is read from its local copy
     if path.lower().startswith(REMOTE_PREFIXES):
         raise MediaError("ingest", "remote_source_unsupported",
                          "remote URLs are fetched by the pipeline (clipfactory.fetch); this "
                          "item reached the worker without a local copy")
+    result.file_state = file_state(path)
     t = time.perf_counter()
     clock = stagetime.active()
     mark = clock.now()

@@ -16,9 +16,11 @@ from clipfactory.config import Config
 from clipfactory.ledger import Ledger
 from clipfactory.lock import holds_output_lock
 
-__all__ = ["requeue_failed", "retry"]
+__all__ = ["requeue_changed_files", "requeue_failed", "retry"]
 
 _NEVER = ("ingest", "policy", "takedown")  # decisions about the row, not failures of a try
+# a file's content failed these stages (truncated, not media, undecodable, not there)
+_FILE_STAGES = ("probe", "analyse")
 
 
 def requeue_failed(ledger: Ledger, *, now: bool = False, all_failures: bool = False,
@@ -31,6 +33,25 @@ def requeue_failed(ledger: Ledger, *, now: bool = False, all_failures: bool = Fa
             continue
         due = r["next_retry_at"] is not None and (now or r["next_retry_at"] <= t)
         if due or all_failures:
+            keys.append(r["item_key"])
+    if keys:
+        ledger.set_video_state(keys, "pending")
+    return keys
+
+
+def requeue_changed_files(ledger: Ledger) -> list[str]:
+    """Move back to pending the local files that failed as files (probe or analysis: cut
+    short, not yet media, undecodable, missing) and differ now from what was read then
+    (size and modification time; a missing file that is there now): the recording or download
+    still being written when a run first saw it, the file that has appeared. Every run does
+    this before it starts, so a folder run again as files land in it loses none of them. A
+    file unchanged since it failed stays failed. Returns the requeued item keys."""
+    from clipfactory.worker import file_state
+
+    keys = []
+    for r in ledger.iter_videos("failed"):
+        if r["stage"] in _FILE_STAGES and r["file_state"] is not None and \
+                file_state(r["source"]) not in (r["file_state"], "-"):
             keys.append(r["item_key"])
     if keys:
         ledger.set_video_state(keys, "pending")
