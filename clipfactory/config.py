@@ -71,6 +71,8 @@ class IngestConfig(_Section):
             ".wmv", ".3gp", ".ogv", ".mxf", ".m4a",
             # camera and disc files: AVCHD (.mts/.m2ts), DVD (.vob), DV, ASF, F4V, 3GPP2
             ".mts", ".m2ts", ".vob", ".dv", ".asf", ".f4v", ".3g2",
+            # bare H.264/HEVC streams (a Raspberry Pi's or a security camera's recordings)
+            ".h264", ".264", ".h265", ".265", ".hevc",
         ]
     )
     max_pixels: PosInt = 8192 * 4352  # above 8K DCI is treated as absurd

@@ -117,6 +117,8 @@ VALID: dict[str, Valid] = {
     "disc.vob": _valid(_two(370), 160, 90),  # MPEG-PS
     # two MPEG-TS files joined end to end (`cat a.ts b.ts`): timestamps restart half-way
     "joined.ts": _valid(_two(390) + _two(392), 160, 90),
+    # a bare H.264 stream, no container: its rate is in the stream (FFmpeg says 25 fps)
+    "raw stream.h264": _valid(_two(410), 160, 90),
     # a one-frame picture track before the video (a cover stored as a video track)
     "cover first.mkv": _valid(_two(400), 160, 90),
     # in a folder outside the input folder, reached through a symlinked folder

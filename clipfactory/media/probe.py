@@ -19,7 +19,7 @@ import av
 from clipfactory.config import IngestConfig
 from clipfactory.errors import MediaError
 from clipfactory.media import nvdec
-from clipfactory.media.streams import main_video_stream
+from clipfactory.media.streams import frame_rate, main_video_stream
 from clipfactory.records import VideoInfo
 
 __all__ = ["mp4_top_level_boxes", "open_video", "probe"]
@@ -87,10 +87,8 @@ def _why_unopenable(path: str, err: Exception) -> MediaError:
 
 
 def _fps(stream: av.VideoStream) -> float:
-    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
-        if rate and float(rate) > 0 and float(rate) < 1000:
-            return float(rate)
-    return 0.0
+    rate = frame_rate(stream)
+    return float(rate) if rate else 0.0
 
 
 def _loops(path: str) -> bool:

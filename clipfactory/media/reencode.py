@@ -56,6 +56,7 @@ from clipfactory.media.encoders import (
     encoder_pix_fmt,
     resolve_encoder,
 )
+from clipfactory.media.streams import frame_rate
 from clipfactory.records import Span
 
 __all__ = ["reencode_clips"]
@@ -69,10 +70,7 @@ _MOV_DEMUXER = "mov,mp4,m4a,3gp,3g2,mj2"
 
 
 def _fps(vstream: av.VideoStream) -> Fraction:
-    rate = vstream.average_rate or vstream.guessed_rate or vstream.base_rate
-    if not rate or rate <= 0 or rate > 1000:
-        rate = Fraction(30)
-    return Fraction(rate).limit_denominator(100_000)
+    return (frame_rate(vstream) or Fraction(30)).limit_denominator(100_000)
 
 
 def _plane(plane: av.video.plane.VideoPlane, dtype: type[np.generic]) -> np.ndarray:

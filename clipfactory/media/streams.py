@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import av
 
-__all__ = ["main_video_stream"]
+__all__ = ["frame_rate", "main_video_stream"]
 
 
 def main_video_stream(container: av.container.InputContainer) -> av.VideoStream | None:
@@ -18,3 +20,22 @@ def main_video_stream(container: av.container.InputContainer) -> av.VideoStream 
         return None
     best = container.streams.best("video")
     return best if best in streams else streams[0]
+
+
+# demuxers of bare elementary streams (a Raspberry Pi's or a security camera's ``.h264``):
+# with no container timing, FFmpeg reports 25 fps whatever the stream says
+_RAW = {"h264", "hevc", "m4v", "mpegvideo", "cavsvideo", "vc1", "obu", "avs2", "avs3", "vvc"}
+
+
+def frame_rate(stream: av.VideoStream) -> Fraction | None:
+    """The stream's frame rate: the container's average, else FFmpeg's guess, else the base
+    rate; for a bare elementary stream, the rate its own headers give (H.264/HEVC VUI timing)
+    first. None when none is plausible (0 or over 1000)."""
+    rates = [stream.average_rate, stream.guessed_rate, stream.base_rate]
+    container = getattr(stream, "container", None)
+    if container is not None and container.format.name in _RAW:
+        rates.insert(0, stream.codec_context.framerate)
+    for rate in rates:
+        if rate and 0 < float(rate) < 1000:
+            return Fraction(rate)
+    return None
