@@ -21,13 +21,16 @@ import av
 
 __all__ = ["AudioTrack", "pick_audio_stream"]
 
-# codecs the MP4 muxer takes as they are (anything else: the clip has no audio, and says why)
-MP4_AUDIO = {"aac", "mp3", "opus", "ac3", "eac3", "alac", "flac"}
+# codecs the MP4 muxer takes as they are (anything else: the clip has no audio, and says why).
+# MP2 is DVB broadcasts' and DVDs' audio. Vorbis (Ogg Theora, early WebM) in MP4 is FFmpeg's
+# own mapping: FFmpeg-based readers (PyAV, decord, torchcodec) decode it, browsers do not.
+MP4_AUDIO = {"aac", "mp3", "mp2", "opus", "vorbis", "ac3", "eac3", "alac", "flac"}
 # audio whose decoded samples FLAC holds exactly: 16-bit or narrower integers (8-bit PCM,
 # A-law and mu-law telephone audio and the ADPCM of old cameras decode to 16-bit), and 24-bit
 # PCM (decoded as s32 with 24 significant bits)
 TO_FLAC = {"pcm_s16le", "pcm_s16be", "pcm_u8", "pcm_s8", "pcm_alaw", "pcm_mulaw",
-           "adpcm_ima_wav", "adpcm_ima_qt", "adpcm_ms", "pcm_s24le", "pcm_s24be"}
+           "adpcm_ima_wav", "adpcm_ima_qt", "adpcm_ms", "pcm_s24le", "pcm_s24be",
+           "pcm_bluray", "pcm_dvd"}  # Blu-ray/AVCHD and DVD LPCM: 16, 20 or 24 bits
 
 
 def pick_audio_stream(container: av.container.InputContainer, keep: bool
@@ -114,7 +117,9 @@ class _Flac:
         self.ostream: av.AudioStream = out.add_stream("flac", rate=cc.sample_rate)
         enc = self.ostream.codec_context
         enc.layout = cc.layout
-        enc.format = "s32" if cc.name.startswith("pcm_s24") else "s16"
+        wide = cc.name.startswith("pcm_s24") or (cc.format is not None and
+                                                  cc.format.name.startswith("s32"))
+        enc.format = "s32" if wide else "s16"
         # 8-bit and planar samples are made the encoder's format (exactly: same rate)
         self.convert = av.AudioResampler(format=enc.format, layout=cc.layout,
                                          rate=cc.sample_rate)

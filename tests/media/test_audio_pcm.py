@@ -1,5 +1,4 @@
-"""PCM audio (cameras: DSLR MOVs, XAVC S, AVI; 8-bit PCM and ADPCM of old cameras) goes into
-clips as FLAC, sample for sample."""
+"""PCM audio (cameras: DSLR MOVs, XAVC S, AVI; 8-bit PCM and ADPCM of old cameras; AVCHD\nLPCM) goes into clips as FLAC, sample for sample; MP2 and Vorbis are copied."""
 
 from __future__ import annotations
 
@@ -24,7 +23,7 @@ def _with_pcm(path: Path, codec: str, work: Path) -> tuple[list[int], float]:
     same 24-bit values in s16 or s32's top bits), packets of 1001 samples. Returns the video
     frames' pts and time base, as read back."""
     plain = write_video(work / f"plain{path.suffix}", SHOTS, gop=60).path  # the same framing
-    wide, byte = codec.startswith("pcm_s24"), codec == "pcm_u8"
+    wide, byte = codec.startswith("pcm_s24") or codec == "pcm_bluray", codec == "pcm_u8"
     fmt = "s32" if wide else "u8" if byte else "s16"
     noise = np.random.default_rng(5).integers(-(1 << 23), 1 << 23, (10 * RATE, 2))
     samples = (noise << 8 if wide else (noise >> 16) + 128 if byte else noise >> 8).astype(
@@ -77,6 +76,7 @@ def _samples(path: str) -> tuple[np.ndarray, int, str]:
     ("old.avi", "pcm_s16le", "reencode"),  # AVI H.264 is Annex B: re-encoded in full
     ("compact.avi", "pcm_u8", "reencode"),  # an old compact camera's 8-bit sound
     ("adpcm.avi", "adpcm_ima_wav", "reencode"),  # ...or its ADPCM: its decoded samples
+    ("00001.m2ts", "pcm_bluray", "reencode"),  # AVCHD/Blu-ray 24-bit LPCM in MPEG-TS
 ])
 def test_pcm_becomes_flac_holding_the_sources_samples(tmp_path: Path, name: str, codec: str,
                                                        method: str) -> None:
@@ -101,3 +101,46 @@ def test_pcm_becomes_flac_holding_the_sources_samples(tmp_path: Path, name: str,
         assert np.array_equal(clip, whole[2 * begin:2 * begin + len(clip)])
         # ...and covers the span, ending at most one packet past it (ADPCM: blocks of 1017)
         assert t1 - t0 - 1e-6 <= len(clip) / 2 / RATE + first / RATE <= t1 - t0 + 1017 / RATE + 1e-6
+
+
+@pytest.mark.parametrize(("codec", "rate"), [("mp2", 48000), ("vorbis", 44100)])
+def test_mp2_and_vorbis_audio_are_copied(tmp_path: Path, codec: str, rate: int) -> None:
+    """DVB/DVD's MP2 and Ogg's and early WebM's Vorbis go into the MP4 clip as they are."""
+    plain = write_video(tmp_path / "plain.mkv", SHOTS, gop=60).path
+    src = tmp_path / "s.mkv"
+    with av.open(plain) as inp, av.open(str(src), "w") as out:
+        vout = out.add_stream_from_template(inp.streams.video[0])
+        aout = out.add_stream(codec, rate=rate, layout="stereo")
+        aout.codec_context.options = {"strict": "-2"}  # FFmpeg's own Vorbis encoder
+        for packet in inp.demux(inp.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = vout
+                out.mux(packet)
+        fmt = aout.codec_context.codec.audio_formats[0].name
+        for at in range(0, 10 * rate, 1024):
+            t = (at + np.arange(1024)) / rate
+            x = 0.3 * np.sin(2 * np.pi * 440 * t)
+            arr = np.stack([x, x]) if fmt.endswith("p") else np.stack([x, x], 1).reshape(1, -1)
+            arr = (arr * 32767).astype(np.int16) if fmt.startswith("s16") else \
+                arr.astype(np.float32)
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(arr), format=fmt,
+                                               layout="stereo")
+            frame.sample_rate, frame.pts, frame.time_base = rate, at, Fraction(1, rate)
+            out.mux(aout.encode(frame))
+        out.mux(aout.encode(None))
+    with av.open(str(src)) as c:
+        pts = [f.pts for f in c.decode(video=0)]
+        tb = float(c.streams.video[0].time_base)
+    span = Span(45, 200)
+    res = cut_clips(str(src), [span], [str(tmp_path / "c.mp4")], frame_pts=pts,
+                    cfg=CutConfig())[0]
+    assert res.error is None and res.audio and res.method == "smart", res
+    with av.open(res.path) as c:
+        # (FFmpeg reads MPEG audio in MP4 with its MP3 decoder, which decodes every layer)
+        assert c.streams.audio[0].codec_context.name in {codec, "mp3float"}
+        mono = np.concatenate([f.to_ndarray().reshape(-1, 2)[:, 0] if not f.format.is_planar
+                               else f.to_ndarray()[0] for f in c.decode(audio=0)])
+    seconds = (pts[span.end_frame] - pts[span.start_frame]) * tb
+    assert abs(len(mono) / rate - seconds) < 0.1, (len(mono) / rate, seconds)
+    spectrum = np.abs(np.fft.rfft(mono.astype(np.float64)))
+    assert abs(np.argmax(spectrum) * rate / len(mono) - 440) < 2  # the tone, not noise
