@@ -19,7 +19,7 @@ from fractions import Fraction
 
 import av
 
-__all__ = ["AudioTrack", "pick_audio_stream"]
+__all__ = ["AudioTrack", "codec_of", "pick_audio_stream"]
 
 # codecs the MP4 muxer takes as they are (anything else: the clip has no audio, and says why).
 # MP2 is DVB broadcasts' and DVDs' audio. Vorbis (Ogg Theora, early WebM) in MP4 is FFmpeg's
@@ -33,6 +33,13 @@ TO_FLAC = {"pcm_s16le", "pcm_s16be", "pcm_u8", "pcm_s8", "pcm_alaw", "pcm_mulaw"
            "pcm_bluray", "pcm_dvd"}  # Blu-ray/AVCHD and DVD LPCM: 16, 20 or 24 bits
 
 
+def codec_of(stream: av.AudioStream) -> str:
+    """The stream's codec, by FFmpeg's codec name (``mp3``), not its decoder's (``mp3float``,
+    which a check by decoder name took for a codec MP4 cannot hold)."""
+    cc = stream.codec_context
+    return cc.codec.canonical_name if cc is not None and cc.codec is not None else ""
+
+
 def pick_audio_stream(container: av.container.InputContainer, keep: bool
                       ) -> tuple[av.AudioStream | None, str | None]:
     """The audio stream to copy, or ``(None, reason)`` when there is none or it cannot go in
@@ -40,7 +47,7 @@ def pick_audio_stream(container: av.container.InputContainer, keep: bool
     if not keep or not container.streams.audio:
         return None, None
     stream = container.streams.audio[0]
-    name = stream.codec_context.name if stream.codec_context else ""
+    name = codec_of(stream)
     if name not in MP4_AUDIO and name not in TO_FLAC:
         return None, f"audio_not_copied: {name or 'unknown'} cannot go in mp4"
     if stream.time_base is None:
@@ -71,12 +78,12 @@ class AudioTrack:
         return not self.packets
 
     def add_stream(self, out: av.container.OutputContainer) -> av.AudioStream:
-        if self.stream.codec_context.name in TO_FLAC:
+        if codec_of(self.stream) in TO_FLAC:
             self.flac = _Flac(self.stream, out)
             return self.flac.ostream
         ostream = out.add_stream_from_template(self.stream, opaque=True)
         head = bytes(self.stream.codec_context.extradata or b"")
-        if (self.stream.codec_context.name == "opus" and head.startswith(b"OpusHead")
+        if (codec_of(self.stream) == "opus" and head.startswith(b"OpusHead")
                 and len(head) >= 12 and min(self.packets) > (self.stream.start_time or 0)):
             # Opus pre-skip drops the encoder's priming samples at the start of the stream;
             # a clip from the middle has none, and would lose (and shift) real audio.
@@ -117,7 +124,7 @@ class _Flac:
         self.ostream: av.AudioStream = out.add_stream("flac", rate=cc.sample_rate)
         enc = self.ostream.codec_context
         enc.layout = cc.layout
-        wide = cc.name.startswith("pcm_s24") or (cc.format is not None and
+        wide = codec_of(stream).startswith("pcm_s24") or (cc.format is not None and
                                                   cc.format.name.startswith("s32"))
         enc.format = "s32" if wide else "s16"
         # 8-bit and planar samples are made the encoder's format (exactly: same rate)
