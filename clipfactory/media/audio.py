@@ -2,11 +2,11 @@
 
 Compressed audio is never re-encoded (ffmpeg's AAC encoder runs at ~40x realtime per core,
 slower than everything else in a smart cut). Uncompressed 16- and 24-bit PCM (what many
-cameras record: DSLR and mirrorless MOVs, XAVC S, AVI; 8-bit PCM and ADPCM in old cameras'
-AVIs) is not an MP4 audio format most readers take, so it becomes FLAC: lossless (the clip decodes to the source's samples, bit for bit) at
-~800x realtime per core, about half PCM's size. A clip keeps every audio packet that overlaps
-its time span
-``[t0, t1)`` with timestamps shifted by ``-t0``, so audio and video share one timeline from 0:
+cameras record: DSLR and mirrorless MOVs, XAVC S, AVI, AVCHD LPCM; 8-bit PCM and ADPCM in old
+cameras' AVIs) is not an MP4 audio format most readers take, so it becomes FLAC: lossless (the
+clip decodes to the source's samples, bit for bit) at ~800x realtime per core, about half
+PCM's size. A clip keeps every audio packet that overlaps its time span ``[t0, t1)`` with
+timestamps shifted by ``-t0``, so audio and video share one timeline from 0:
 the first packet may start up to one codec frame (~21 ms for AAC at 48 kHz) before 0 and the
 last may run up to one frame past the end. MP4 writes the lead-in as an edit list, so players
 (and FFmpeg) start at 0. Decoded duration therefore matches the clip to within one codec frame
@@ -95,10 +95,10 @@ class AudioTrack:
         """``(time from clip start, packet)`` with pts/dts shifted onto the clip's timeline,
         for the packets offered so far. ``last``: no more will come (a FLAC encoder gives
         out what it still holds)."""
-        shift = round(self.t0 / self.tb)
         if self.flac is not None:
             return self.flac.encode([self.packets[p] for p in sorted(self.packets)], self.t0,
                                     last)
+        shift = round(self.t0 / self.tb)
         out = []
         for pts in sorted(self.packets):
             src = self.packets[pts]
