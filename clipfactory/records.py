@@ -150,10 +150,14 @@ class ClipRecord:
     file_sha256: str | None = None
     shard: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # frames in the clip file when they are not the span's (transcode mode resampled to ``fps``)
+    file_frames: int | None = None
 
     @property
     def num_frames(self) -> int:
-        return self.end_frame - self.start_frame
+        """Frames in the clip file: the span's, except where transcode mode resampled it."""
+        return self.end_frame - self.start_frame if self.file_frames is None else \
+            self.file_frames
 
     @property
     def duration_s(self) -> float:

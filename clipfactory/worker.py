@@ -254,11 +254,14 @@ def cut_info(res: CutResult) -> dict[str, Any]:
 
 
 def stage_clip(clip: ClipRecord, res: CutResult) -> None:
-    """``clip`` is staged as the file ``res`` wrote: its path, size, frame size, hash and
-    pixel format (read back from the file). ``extra.cut`` must be set already."""
+    """``clip`` is staged as the file ``res`` wrote: its path, size, frame size, hash, pixel
+    format (read back from the file), and rate and frame count where it was resampled.
+    ``extra.cut`` must be set already."""
     clip.state = "staged"
     clip.staged_path = res.path
     clip.width, clip.height, clip.bytes = res.width, res.height, res.bytes
+    if res.fps is not None:  # resampled to a constant rate: the file's rate and frame count
+        clip.fps, clip.file_frames = round(res.fps, 6), res.frames
     clip.file_sha256 = file_sha256(res.path)
     clip.extra["cut"]["pix_fmt"] = clip_pix_fmt(res.path)
 

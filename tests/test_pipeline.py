@@ -223,3 +223,29 @@ def test_skip_filters_and_dedup(corpus, tmp_path):
     with tarfile.open(tmp_path / "o" / "shards" / "shard-000000.tar") as t:
         names = t.getnames()
     assert len(names) == 2 * len(rows) and len(set(names)) == len(names)
+
+
+def test_a_resampled_clip_records_the_rate_and_frames_of_its_file(tmp_path):
+    """``cut.mode: transcode`` with ``fps``: the index's ``fps`` and ``num_frames`` are the
+    clip file's (a loader and the model stages read the file by them), while ``start_frame``
+    and ``end_frame`` stay the source span. The records said 30 fps and the span's frame count
+    for a 15 fps file with half as many frames."""
+    media = tmp_path / "media"
+    media.mkdir()
+    write_video(media / "a.mp4", [ShotSpec(90, "texture", 81), ShotSpec(75, "texture", 82)])
+    cfg = Config.model_validate({"skip": ["dedup"], "cut": {"mode": "transcode", "fps": 15}})
+    run(media, tmp_path / "out", cfg)
+    rows = sorted(pq.read_table(tmp_path / "out" / "index.parquet").to_pylist(),
+                  key=lambda r: r["start_frame"])
+    assert [(r["start_frame"], r["end_frame"]) for r in rows] == [(0, 90), (90, 165)]
+    shards = sorted((tmp_path / "out" / "shards").glob("*.tar"))
+    files = {}
+    for shard in shards:
+        with tarfile.open(shard) as t:
+            files.update({m.name[:-4]: t.extractfile(m).read() for m in t.getmembers()
+                          if m.name.endswith(".mp4")})
+    for r in rows:
+        with av.open(io.BytesIO(files[r["key"]])) as c:
+            frames = sum(1 for _ in c.decode(video=0))
+        assert (r["fps"], r["num_frames"]) == (15.0, frames)
+        assert frames == round(r["duration_s"] * 15)  # 45 and 38: half the span's frames

@@ -38,6 +38,7 @@ class CutResult:
     audio: bool = False  # the clip carries the source's audio over its span
     codec: str = ""  # the clip's video codec (FFmpeg name)
     note: str | None = None  # e.g. why audio was not kept
+    fps: float | None = None  # the file's constant rate when resampled (transcode ``fps``)
 
 
 def usable_pts(frame_pts: Sequence[int] | np.ndarray | None) -> np.ndarray | None:

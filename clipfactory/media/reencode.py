@@ -344,7 +344,8 @@ class _Writer:
                     note = "audio_not_copied: no audio packets over the span"
                 return CutResult(self.span, self.path, self.frames, self.width, self.height,
                                  size, method=t.method, fallback=t.fallback, audio=audio,
-                                 codec=t.codec, note=note)
+                                 codec=t.codec, note=note,
+                                 fps=float(t.rate) if t.rate else None)
             except _Mismatch as e:
                 self.error = f"cut_mismatch: {e}"
             except Exception as e:

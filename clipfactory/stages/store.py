@@ -245,7 +245,8 @@ class AnnotationStore:
 def clip_input(rec: dict[str, Any], path: str, member: str | None) -> ClipInput:
     """The stage's view of a clip record (a plain dict, as the ledger stores it)."""
     return ClipInput(rec["clip_id"], path, member,
-                     num_frames=int(rec["end_frame"]) - int(rec["start_frame"]),
+                     num_frames=int(rec.get("num_frames")
+                                    or int(rec["end_frame"]) - int(rec["start_frame"])),
                      fps=float(rec["fps"]), width=int(rec["width"]), height=int(rec["height"]))
 
 
