@@ -250,7 +250,8 @@ def _camera_motion(sig: Signals, clip: ClipRecord, rotation: int) -> None:
 def cut_info(res: CutResult) -> dict[str, Any]:
     """What a clip's record keeps of its cut (``extra.cut``)."""
     return {"method": res.method, "copied_frames": res.copied_frames, "audio": res.audio,
-            "codec": res.codec, "fallback": res.fallback, "note": res.note}
+            "codec": res.codec, "fallback": res.fallback, "note": res.note,
+            "deinterlaced": res.deinterlaced}
 
 
 def stage_clip(clip: ClipRecord, res: CutResult) -> None:

@@ -39,6 +39,7 @@ class CutResult:
     codec: str = ""  # the clip's video codec (FFmpeg name)
     note: str | None = None  # e.g. why audio was not kept
     fps: float | None = None  # the file's constant rate when resampled (transcode ``fps``)
+    deinterlaced: bool = False  # every frame went through the deinterlacer
 
 
 def usable_pts(frame_pts: Sequence[int] | np.ndarray | None) -> np.ndarray | None:

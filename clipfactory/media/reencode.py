@@ -34,6 +34,7 @@ passed its end in the audio stream, or ``AUDIO_WAIT_S`` past it in the video str
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -683,4 +684,7 @@ def reencode_clips(source: str, spans: Sequence[Span], out_paths: Sequence[str],
             writer._discard()
         if own:
             container.close()
+    if deinterlace:
+        results = [dataclasses.replace(r, deinterlaced=True) if r.error is None else r
+                   for r in results]
     return results

@@ -87,7 +87,7 @@ def test_interlaced_frames_come_out_progressive_one_for_one(tmp_path: Path, name
     outs = [str(tmp_path / f"c{i}.mp4") for i in range(len(spans))]
     results = cut_clips(str(src), spans, outs, frame_pts=pts, cfg=CutConfig(), interlaced=True)
     for span, res in zip(spans, results, strict=True):
-        assert res.error is None and res.fallback == "interlaced", res
+        assert res.error is None and res.fallback == "interlaced" and res.deinterlaced, res
         clip, _, clip_fields = _frames(res.path)
         assert len(clip) == span.num_frames and not any(clip_fields)
         combing = np.mean([_combing(f.mean(axis=2)) for f in clip])
@@ -115,3 +115,8 @@ def test_a_run_finds_an_interlaced_source_and_deinterlaces_its_clips(tmp_path: P
     rows = read_index(tmp_path / "out").to_pylist()
     assert rows and all(json.loads(r["extra"])["cut"]["fallback"] == "interlaced"
                         for r in rows), rows
+    # transcode mode has no fallback to name: the record says so itself
+    cfg = Config.model_validate({"skip": ["dedup", "filters"], "cut": {"mode": "transcode"}})
+    run(media, tmp_path / "out2", cfg)
+    rows = read_index(tmp_path / "out2").to_pylist()
+    assert rows and all(json.loads(r["extra"])["cut"]["deinterlaced"] for r in rows), rows
