@@ -199,8 +199,8 @@ class VideoResult:
     # (clipfactory.errors.StorageRefused): nothing of this input is recorded, it stays pending,
     # and the run stops
     halt: tuple[str, str] | None = None
-    # the local file's "size:mtime_ns" before it was read ("-" when it was not there): a
-    # failure is tried again once the file differs (clipfactory.fetch.retry)
+    # the local file's "size:mtime_ns:ctime_ns" before it was read ("-" when it was not
+    # there): a failure is tried again once the file differs (clipfactory.fetch.retry)
     file_state: str | None = None
     decoded_frames: int = 0
     decoder: str = ""  # what decoded the analysis pass: "software" | "nvdec"

@@ -131,13 +131,14 @@ def process_video(item: SourceItem, cfg: Config, staging: str | Path) -> VideoRe
 
 
 def file_state(path: str) -> str:
-    """``"size:mtime_ns"`` of the file at ``path`` (links followed), ``"-"`` when there is
-    none: what tells, on a later run, that a file which failed has changed since."""
+    """``"size:mtime_ns:ctime_ns"`` of the file at ``path`` (links followed), ``"-"`` when
+    there is none: what tells, on a later run, that a file which failed has changed since
+    (written, replaced, or given read permission: a chmod changes the ctime)."""
     try:
         st = os.stat(path)
     except OSError:
         return "-"
-    return f"{st.st_size}:{st.st_mtime_ns}"
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
 
 def _process(item: SourceItem, cfg: Config, staging: Path, result: VideoResult) -> None:

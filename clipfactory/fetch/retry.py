@@ -41,9 +41,10 @@ def requeue_failed(ledger: Ledger, *, now: bool = False, all_failures: bool = Fa
 
 def requeue_changed_files(ledger: Ledger) -> list[str]:
     """Move back to pending the local files that failed as files (probe or analysis: cut
-    short, not yet media, undecodable, missing) and differ now from what was read then
-    (size and modification time; a missing file that is there now): the recording or download
-    still being written when a run first saw it, the file that has appeared. Every run does
+    short, not yet media, undecodable, unreadable, missing) and differ now from what was read
+    then (size, modification or change time; a missing file that is there now): the recording
+    or download still being written when a run first saw it, the file given read permission,
+    the file that has appeared. Every run does
     this before it starts, so a folder run again as files land in it loses none of them. A
     file unchanged since it failed stays failed. Returns the requeued item keys."""
     from clipfactory.worker import file_state

@@ -110,6 +110,12 @@ def probe(path: str, cfg: IngestConfig | None = None) -> VideoInfo:
         raise MediaError("probe", "missing_file", f"no such file: {path}")
     if not p.is_file():
         raise MediaError("probe", "not_a_file", f"not a regular file: {path}")
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as e:  # no permission for this user, a read error of the disk
+        raise MediaError("probe", "unreadable_file",
+                         f"cannot read it: {e.strerror or e} (as user id {os.getuid()})") from e
     size = p.stat().st_size
     if size == 0:
         raise MediaError("probe", "empty_file", "the file is zero bytes")

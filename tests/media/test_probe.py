@@ -1,9 +1,16 @@
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
 import pytest
 
 from clipfactory.config import IngestConfig
 from clipfactory.errors import MediaError
 from clipfactory.media.probe import mp4_top_level_boxes, probe
 from clipfactory.testing.synth import ShotSpec, write_video
+from clipfactory.testing.users import as_another_user
+from clipfactory.worker import file_state
 
 
 def test_probe_reads_the_basics(three_shots):
@@ -52,3 +59,31 @@ def test_box_walker_tells_mp4_from_other_bytes(three_shots, broken):
     kinds = [k for k, _ in mp4_top_level_boxes(three_shots.path)]
     assert kinds[0] == b"ftyp" and b"moov" in kinds and b"mdat" in kinds
     assert mp4_top_level_boxes(broken["text"]) is None
+
+
+def test_a_file_the_user_may_not_read_is_unreadable_not_an_internal_error():
+    """It escaped the probe as a PermissionError, recorded as ``internal/unexpected_error``
+    with a traceback in the log."""
+    base = Path(tempfile.mkdtemp(prefix="cf-perm-"))  # not under pytest's root-only folder
+    try:
+        base.chmod(0o755)
+        write_video(base / "mine.mp4", [ShotSpec(10, "texture", 3)])
+        (base / "mine.mp4").chmod(0)  # no one but root may read it
+        before = file_state(str(base / "mine.mp4"))
+
+        def attempt():
+            try:
+                probe(str(base / "mine.mp4"))
+            except MediaError as e:
+                return [e.stage, e.reason, e.detail]
+            return None
+
+        said = as_another_user(attempt)
+        time.sleep(0.05)  # past the file system's coarse clock tick
+        (base / "mine.mp4").chmod(0o644)
+        # a permission fix is a change: the next run tries the file again
+        assert file_state(str(base / "mine.mp4")) != before
+        assert as_another_user(attempt) is None
+    finally:
+        shutil.rmtree(base)
+    assert said[:2] == ["probe", "unreadable_file"] and "Permission denied" in said[2]
