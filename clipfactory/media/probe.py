@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import struct
 from fractions import Fraction
 from pathlib import Path
@@ -91,24 +92,20 @@ def _fps(stream: av.VideoStream) -> float:
     return float(rate) if rate else 0.0
 
 
-def _loops(path: str) -> bool:
-    try:
-        os.stat(path)
-    except OSError as e:
-        return e.errno == errno.ELOOP
-    return False
-
-
 def probe(path: str, cfg: IngestConfig | None = None) -> VideoInfo:
     """Describe the video at ``path`` or raise :class:`MediaError` saying why it is unusable."""
     cfg = cfg or IngestConfig()
-    p = Path(path)
-    if p.is_symlink() and _loops(path):
-        raise MediaError("probe", "symlink_loop",
-                         f"a symbolic link that leads back to itself, to no file: {path}")
-    if not p.exists():
-        raise MediaError("probe", "missing_file", f"no such file: {path}")
-    if not p.is_file():
+    try:
+        st = os.stat(path)  # links followed
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise MediaError("probe", "symlink_loop",
+                             f"a symbolic link that leads back to itself, to no file: {path}"
+                             ) from e
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):  # a dangling link too
+            raise MediaError("probe", "missing_file", f"no such file: {path}") from e
+        raise
+    if not stat.S_ISREG(st.st_mode):
         raise MediaError("probe", "not_a_file", f"not a regular file: {path}")
     try:
         with open(path, "rb") as f:
@@ -116,7 +113,7 @@ def probe(path: str, cfg: IngestConfig | None = None) -> VideoInfo:
     except OSError as e:  # no permission for this user, a read error of the disk
         raise MediaError("probe", "unreadable_file",
                          f"cannot read it: {e.strerror or e} (as user id {os.getuid()})") from e
-    size = p.stat().st_size
+    size = st.st_size
     if size == 0:
         raise MediaError("probe", "empty_file", "the file is zero bytes")
     try:

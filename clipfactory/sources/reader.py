@@ -73,13 +73,12 @@ def read_folder(root: Path, cfg: IngestConfig, *,
         except OSError:  # gone since its parent was listed
             dirs[:] = []
             continue
-        if (st.st_dev, st.st_ino) in seen:  # reached again through a link
-            dirs[:] = []
+        if (st.st_dev, st.st_ino) in seen or (st.st_dev, st.st_ino) in pruned:
+            dirs[:] = []  # reached again through a link, or the output's
             continue
         seen.add((st.st_dev, st.st_ino))
         # sorted, so that a folder reached by two paths is always reached by the same one
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
-                         and os.path.realpath(os.path.join(here, d)) not in pruned)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         # Everything named like a video is an input: a directory, a FIFO or a dangling link
         # then gets its specific rejection from the probe (not_a_file, missing_file) instead
         # of vanishing from the run without a trace.
@@ -97,16 +96,29 @@ def read_folder(root: Path, cfg: IngestConfig, *,
             f"cannot list the folder ({err.strerror or err}); its videos are not inputs")
 
 
-def _pruned_folders(root: Path, skip: str | Path | None) -> set[str]:
-    """The real paths of the folders a folder scan leaves out: the output ``skip`` itself,
-    or its clip and download folders when it is ``root`` itself; none without ``skip``.
-    Compared by real path, so the output is left out however the scan reaches it."""
+def _pruned_folders(root: Path, skip: str | Path | None) -> set[tuple[int, int]]:
+    """The folders a folder scan leaves out, as (device, inode): the output ``skip`` itself,
+    or its clip and download folders when it is ``root`` itself; none without ``skip`` or
+    while they do not exist. The scan stats every folder it enters anyway, so the output is
+    left out however the scan reaches it, through a link or a relative name."""
     if skip is None:
         return set()
-    out = os.path.realpath(skip)
-    if out == os.path.realpath(root):
-        return {os.path.join(out, "staging"), os.path.join(out, "sources")}
-    return {out}
+    try:
+        out = os.stat(skip)
+    except OSError:
+        return set()
+    if os.path.samestat(out, os.stat(root)):
+        folders = [os.path.join(skip, "staging"), os.path.join(skip, "sources")]
+    else:
+        folders = [os.fspath(skip)]
+    found = set()
+    for folder in folders:
+        try:
+            st = os.stat(folder)
+        except OSError:
+            continue
+        found.add((st.st_dev, st.st_ino))
+    return found
 
 
 def _not_utf8(item_key: str, path: str) -> Rejection | None:
