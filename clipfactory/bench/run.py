@@ -126,7 +126,9 @@ def text_filter_cost(out: Path, cfg: Config, clips: int = 12) -> dict[str, Any] 
         d = r["end_s"] - r["start_s"]
         frames = grab_frames(r["source"], [r["start_s"] + (i + 0.5) * d / k for i in range(k)],
                              max_side=cfg.filters.text_max_side)
-        overlay_score([f for f in frames if f is not None], det)
+        got = [f for f in frames if f is not None]
+        if got:  # (a clip whose frames cannot be grabbed is skipped, as the filter skips it)
+            overlay_score(got, det)
     cpu = time.process_time() - cpu0
     return {"clips": len(rows), "frames": k, "cpu_s_per_clip": cpu / len(rows)}
 

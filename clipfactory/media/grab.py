@@ -4,13 +4,18 @@ For checks that need more than the 160-px analysis frames (burned-in text) on th
 survived the cheap filters. Targets are visited in time order: decoding runs forward from one
 to the next, and seeks (to the keyframe before a target) where the index has a keyframe
 between the last decoded frame and the target, or across gaps longer than ``seek_gap_s``, so a
-video's samples cost about half a GOP each, not a decode of the whole file. On the way to a
+video's samples cost about half a GOP each, not a decode of the whole file. A container
+without an index (MPEG-TS) seeks to any packet by timestamp, and its decoder shows nothing
+until the next keyframe, so there the keyframe at or before a target is first looked up in the
+packets themselves (read, not decoded, from a few seconds before it); every seek is checked
+to start at a keyframe at or before its target. On the way to a
 target, H.264 pictures that no other picture depends on (non-reference B-frames) are not
 decoded at all: every picture returned is bit for bit what a full decode gives.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 
@@ -56,6 +61,67 @@ def _decode(container: av.container.InputContainer, stream: av.VideoStream,
         yield from packet.decode()
 
 
+_SEEK_BACK_S: tuple[float | None, ...] = (0.0, 1.0, 5.0, None)  # None: from the start
+_SCAN_BACK_S: tuple[float | None, ...] = (10.0, 60.0, None)
+
+
+def _last_keyframe_dts(container: av.container.InputContainer, stream: av.VideoStream,
+                       target: float, tb: Fraction, start: int) -> int | None:
+    """The decode timestamp of the last keyframe at or before ``target``, read from the
+    packets (none decoded) after a seek well before it: for containers without an index,
+    whose seeks land on whatever packet has the timestamp asked for."""
+    for back in _SCAN_BACK_S:
+        ts = start + int(((target - back) if back is not None else -1.0) / tb)
+        best = None
+        try:
+            container.seek(ts, backward=True, any_frame=False, stream=stream)
+            for p in container.demux(stream):
+                if p.dts is None or p.pts is None:
+                    continue
+                if float((p.dts - start) * tb) > target + 1e-3:
+                    break  # every later packet shows a later picture
+                if p.is_keyframe and float((p.pts - start) * tb) <= target + 1e-3:
+                    best = int(p.dts)
+        except av.FFmpegError:
+            continue
+        if best is not None:
+            return best
+    return None
+
+
+def _seek(container: av.container.InputContainer, stream: av.VideoStream, target: float,
+          tb: Fraction, t0: int | None, skip: Callable[[av.Packet], bool] | None,
+          aim: list[int], indexed: bool) -> Iterator[av.VideoFrame]:
+    """The stream's frames from a keyframe at or before ``target`` (seconds from the start).
+    A container without an index (MPEG-TS, elementary streams) seeks by timestamp to any
+    packet, and the decoder shows nothing until the next keyframe, often past the target:
+    there the keyframe is looked up in the packets first. Either way a seek that still lands
+    past the target is retried from further back, and at last from the start."""
+    start = t0 or 0
+    tries: list[tuple[int, bool]] = []  # (timestamp, from the start)
+    if not indexed:
+        dts = _last_keyframe_dts(container, stream, target, tb, start)
+        if dts is not None:
+            tries.append((dts, False))
+    tries += [(start + int(((target - back) if back is not None else -60.0) / tb), back is None)
+              for back in _SEEK_BACK_S]
+    for ts, first in tries:
+        try:
+            container.seek(ts, backward=True, any_frame=False, stream=stream)
+        except av.FFmpegError:
+            continue
+        frames = _decode(container, stream, skip, aim)
+        for frame in frames:
+            if first or frame.pts is None:
+                return itertools.chain([frame], frames)
+            if not frame.key_frame:
+                continue  # a seek between keyframes: pictures the decoder could only guess
+            if float((frame.pts - start) * tb) <= target + 1e-3:
+                return itertools.chain([frame], frames)
+            break  # landed past the target
+    return iter(())
+
+
 def grab_frames(path: str, times: list[float], *, max_side: int = 640, rotation: int = 0,
                 threads: int = 1, seek_gap_s: float = 3.0,
                 preview: bool = False) -> list[np.ndarray | None]:
@@ -77,6 +143,7 @@ def grab_frames(path: str, times: list[float], *, max_side: int = 640, rotation:
     tb = stream.time_base or Fraction(1, 1)
     t0 = stream.start_time
     skip = disposable_check(stream) if t0 is not None else None
+    indexed = len(stream.index_entries) > 0  # (MPEG-TS fills one in as it seeks: ask now)
     aim = [0]  # the pts before which a picture nothing depends on is not decoded
     try:
         frames = None
@@ -85,10 +152,8 @@ def grab_frames(path: str, times: list[float], *, max_side: int = 640, rotation:
             target = times[i]
             aim[0] = int((target - 1e-3) / tb) + (t0 or 0)
             if frames is None or target - pos > seek_gap_s or \
-                    _keyframe_between(stream, pos, target, tb, t0):
-                container.seek(int(target / tb) + (t0 or 0), backward=True, any_frame=False,
-                               stream=stream)
-                frames = _decode(container, stream, skip, aim)
+                    (indexed and _keyframe_between(stream, pos, target, tb, t0)):
+                frames = _seek(container, stream, target, tb, t0, skip, aim, indexed)
             for frame in frames:
                 if t0 is None and frame.pts is not None:
                     t0 = frame.pts

@@ -126,6 +126,23 @@ def test_cut_summary_of_a_source_with_cuts_between_keyframes(tmp_path: Path) -> 
             head - c.start_frame
 
 
+def test_text_filter_cost_skips_a_clip_it_cannot_grab(corpus: Path, tmp_path: Path) -> None:
+    """A clip whose frames cannot be grabbed (here: times past the file's end) is skipped, as
+    the filter skips it; the bench used to stop there, after measuring every level."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from clipfactory.bench.run import text_filter_cost
+    from clipfactory.config import Config
+
+    video = str(sorted(corpus.glob("*.mp4"))[0])
+    pq.write_table(pa.Table.from_pylist([
+        {"source": video, "start_s": 100.0, "end_s": 102.0},
+        {"source": video, "start_s": 0.5, "end_s": 2.5}]), tmp_path / "index.parquet")
+    got = text_filter_cost(tmp_path, Config())
+    assert got is not None and got["clips"] == 2 and got["frames"] == 3
+
+
 def test_cut_lines_give_shares_per_codec_and_keyframe_spacing() -> None:
     cut = {"clips": 5, "frames": 400, "copied": 250, "parts": [
         {"codec": "h264", "method": "reencode", "clips": 1, "frames": 50, "copied": 0},

@@ -101,3 +101,25 @@ def test_frames_are_exact_when_the_ones_before_them_are_skipped(bframes) -> None
     together = grab_frames(path, [float((order[i] - t0) * tb) for i in picks], max_side=160)
     for i, g in zip(picks, together, strict=True):
         assert g is not None and np.array_equal(g, exact[i]), i
+
+
+def test_frames_are_exact_from_a_file_without_an_index(tmp_path) -> None:
+    """MPEG-TS has no index: FFmpeg's seek guesses from timestamps and lands past the target,
+    or at the end of the file. The grab seeks further back until it starts at a keyframe at or
+    before the target, so every frame is the one a full decode gives there (before, most
+    came from the keyframe after the target, or were missing)."""
+    path = str(tmp_path / "v.ts")
+    write_video(path, [ShotSpec(300, "texture", 23), ShotSpec(300, "texture", 24)], gop=30,
+                bframes=2)
+    with av.open(path) as c:
+        frames = [f.reformat(width=160, height=90, format="rgb24",
+                             interpolation=Interpolation.AREA).to_ndarray()
+                  for f in c.decode(video=0)]
+    idx = [3, 95, 250, 299, 300, 471, 530, 575, 599]  # ~3 s apart: each one a seek
+    times = [i / 30 for i in idx]
+    for order in (times, times[::-1]):  # in any order (the grab sorts them)
+        got = grab_frames(path, order, max_side=160)
+        for t, g in zip(order, got, strict=True):
+            i = round(t * 30)
+            assert g is not None and np.array_equal(g, frames[i]), i
+    assert grab_frames(path, [20.5], max_side=160) == [None]  # past the end
