@@ -635,7 +635,8 @@ def smart_cut(source: str, spans: Sequence[Span], out_paths: Sequence[str], *,
         vstream = video_stream(container, source, threads)
         splice: SpliceCodec | None = None
         if copy_only:
-            if container.format.name.split(",")[0] not in ("mov", "matroska", "avi", "flv"):
+            if container.format.name.split(",")[0] not in ("mov", "matroska", "avi", "flv",
+                                                                 "mpegts"):
                 why = f"container_{container.format.name.split(',')[0]}"
         elif deinterlace:
             why = "interlaced"  # every frame is made progressive

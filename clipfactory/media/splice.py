@@ -10,11 +10,17 @@ run's decoder configuration reaches the decoder before its first frame:
   that is a recovery-point I picture starts an open GOP: not a splice point). The encoder
   profile follows the source's (baseline/main/high); high-bit-depth, 4:2:2/4:4:4 and
   interlaced (field/MBAFF) sources are not spliced.
+- H.264 in Annex B (start codes, parameter sets in band: MPEG-TS, as HLS downloads, AVCHD
+  and broadcast captures carry it): the same, with an ``avcC`` built from the stream's
+  parameter sets. Copied packets are rewritten to 4-byte NAL lengths, their in-band SPS/PPS,
+  access-unit delimiters and filler left out; an in-band SPS/PPS that is not one of the
+  stream's first (a stream that changes its parameters) fails the clip's splice, and the
+  clip is re-encoded in full.
 - VP9, AV1: keyframes reset all decoder state; the AV1 sequence header is put in-band at the
   start of each run that lacks one. 8-bit 4:2:0 only.
 - MPEG-4 Part 2: the VOL header is put in-band at the start of each run.
 
-Anything else (HEVC, MPEG-2, Annex-B H.264 from MPEG-TS, 10-bit...) is re-encoded in full;
+Anything else (HEVC, MPEG-2, 10-bit...) is re-encoded in full;
 :func:`splice_codec` returns the reason.
 """
 
@@ -26,6 +32,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import cached_property
 
 import av
 
@@ -33,7 +40,8 @@ __all__ = ["SpliceCodec", "disposable_check", "rap_check", "splice_codec"]
 
 _FAMILY = {"h264": "h264", "vp9": "vp9", "libvpx-vp9": "vp9", "av1": "av1", "libdav1d": "av1",
            "libaom-av1": "av1", "mpeg4": "mpeg4"}
-_CONTAINERS = {"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi"}
+_CONTAINERS = {"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", "mpegts"}
+_HIGH_AVCC = {100, 110, 122, 144}  # profiles whose avcC carries chroma format and bit depths
 _GLOBAL_HEADER = 1 << 22  # AV_CODEC_FLAG_GLOBAL_HEADER
 
 
@@ -172,6 +180,12 @@ class SpliceCodec:
     pps: list[bytes] = field(default_factory=list)
     avcc_tail: bytes = b""  # H.264 high profile avcC extension bytes
     enc_config: bytes | None = None  # the encoder's global header (set by the first run)
+    annexb: bool = False  # H.264: the source's packets use start codes (MPEG-TS)
+
+    @property
+    def framing(self) -> int:
+        """The source packets' NAL framing: the AVCC length size, 0 for Annex B."""
+        return 0 if self.annexb else self.length_size
 
     def is_rap(self, packet: av.Packet) -> bool:
         """Whether a keyframe packet starts a closed GOP (a safe place to start copying)."""
@@ -179,11 +193,11 @@ class SpliceCodec:
             return False
         if self.family != "h264":
             return True
-        return _has_idr(bytes(packet), self.length_size)
+        return _has_idr(bytes(packet), self.framing)
 
     def disposable(self, packet: av.Packet) -> bool:
         """Whether no other picture can depend on this packet's (:func:`_disposable`)."""
-        return self.family == "h264" and _disposable(bytes(packet), self.length_size)
+        return self.family == "h264" and _disposable(bytes(packet), self.framing)
 
     def new_encoder(self, width: int, height: int, tb: Fraction, rate: Fraction,
                     like: av.VideoFrame, threads: int) -> av.CodecContext:
@@ -224,18 +238,46 @@ class SpliceCodec:
         return data
 
     def copied(self, data: bytes, first: bool) -> bytes:
-        """A source packet as it goes into the clip (``first``: a copied run's first)."""
+        """A source packet as it goes into the clip (``first``: a copied run's first).
+        Raises ValueError for an Annex-B packet that carries parameter sets the clip's
+        ``avcC`` does not hold."""
+        if self.annexb:
+            return self._to_avcc(data)
         if first and self.family == "mpeg4" and self.src_extradata:
             return self.src_extradata + data
         if first and self.family == "av1" and self.src_extradata and not _starts_with_seq(data):
             return self.src_extradata[4:] + data  # av1C: 4 header bytes, then config OBUs
         return data
 
+    def _to_avcc(self, data: bytes) -> bytes:
+        """An Annex-B packet in 4-byte NAL-length framing, without the in-band parameter sets
+        (the clip's avcC holds them), access-unit delimiters and filler."""
+        out = []
+        for n in _annexb_nals(data):
+            n = n.rstrip(b"\0")  # trailing_zero_8bits: no NAL unit ends in a zero byte
+            if not n:
+                continue
+            kind = n[0] & 31
+            if kind in (7, 8):
+                if n not in self._first_sets:
+                    raise ValueError("the stream changes its parameter sets (an in-band "
+                                     f"{'SPS' if kind == 7 else 'PPS'} unlike its first)")
+                continue
+            if kind not in (9, 12):
+                out.append(len(n).to_bytes(self.length_size, "big") + n)
+        if not out:
+            raise ValueError("an Annex-B packet without a NAL unit")
+        return b"".join(out)
+
+    @cached_property
+    def _first_sets(self) -> set[bytes]:
+        return {n.rstrip(b"\0") for n in self.sps + self.pps}
+
     def extradata(self) -> bytes | None:
         """The clip track's extradata (H.264: an avcC listing both parameter-set families)."""
-        if self.family != "h264" or self.enc_config is None:
+        if self.family != "h264" or (self.enc_config is None and not self.annexb):
             return self.src_extradata
-        nals = _annexb_nals(self.enc_config)
+        nals = _annexb_nals(self.enc_config or b"")
         sps = self.sps + [n for n in nals if n[0] & 31 == 7]
         pps = self.pps + [n for n in nals if n[0] & 31 == 8]
         profile, compat, level = self.profile_avcc
@@ -247,16 +289,21 @@ class SpliceCodec:
                 + self.avcc_tail)
 
 
-def _has_idr(data: bytes, length_size: int) -> bool:
-    """Whether an AVCC packet holds an IDR slice (a keyframe without one is a recovery-point
-    I picture: an open GOP, whose leading pictures need the previous GOP)."""
-    return any(n and n[0] & 31 == 5 for n in _length_nals(data, length_size))
+def _has_idr(data: bytes, framing: int) -> bool:
+    """Whether an H.264 packet (``framing``: AVCC length size, 0 for Annex B) holds an IDR
+    slice (a keyframe without one is a recovery-point I picture: an open GOP, whose leading
+    pictures need the previous GOP)."""
+    nals = _annexb_nals(data) if framing == 0 else _length_nals(data, framing)
+    return any(n and n[0] & 31 == 5 for n in nals)
 
 
 def _disposable(data: bytes, size: int) -> bool:
-    """Whether no other picture can depend on this AVCC packet's (H.264: every slice has
+    """Whether no other picture can depend on this H.264 packet's (every slice has
     ``nal_ref_idc`` 0 and no parameter set rides along), so that a decoder that never sees it
-    gives every other picture bit for bit. False whenever in doubt."""
+    gives every other picture bit for bit. ``size``: the AVCC length size, 0 for Annex B.
+    False whenever in doubt."""
+    if size == 0:
+        return _disposable_nals(_annexb_nals(data))
     i, slices = 0, 0
     while i + size <= len(data):
         n = int.from_bytes(data[i:i + size], "big")
@@ -271,24 +318,46 @@ def _disposable(data: bytes, size: int) -> bool:
     return slices > 0 and i == len(data)
 
 
-def disposable_check(vstream: av.VideoStream) -> Callable[[av.Packet], bool] | None:
-    """A test for packets no other picture depends on (H.264 in AVCC framing), which a reader
-    that does not want their own pictures may leave undecoded; None for other codecs."""
+def _disposable_nals(nals: list[bytes]) -> bool:
+    slices = 0
+    for n in nals:
+        kind = n[0] & 31
+        if (kind == 1 and n[0] & 0x60) or kind not in (1, 6, 9, 12):
+            return False
+        slices += kind == 1
+    return slices > 0
+
+
+def _is_annexb(x: bytes) -> bool:
+    return x.startswith((b"\0\0\1", b"\0\0\0\1"))
+
+
+def _h264_framing(vstream: av.VideoStream) -> int | None:
+    """An H.264 stream's NAL framing from its extradata: the AVCC length size, 0 for Annex B,
+    None for other codecs or when the extradata says neither."""
     cc = vstream.codec_context
-    x = bytes(cc.extradata or b"") if cc else b""
-    if cc is not None and _FAMILY.get(cc.name) == "h264" and len(x) > 6 and x[0] == 1:
-        size = (x[4] & 3) + 1
-        return lambda p: _disposable(bytes(p), size)
-    return None
+    if cc is None or _FAMILY.get(cc.name) != "h264":
+        return None
+    x = bytes(cc.extradata or b"")
+    if len(x) > 6 and x[0] == 1:
+        return (x[4] & 3) + 1
+    return 0 if _is_annexb(x) else None
+
+
+def disposable_check(vstream: av.VideoStream) -> Callable[[av.Packet], bool] | None:
+    """A test for packets no other picture depends on (H.264, AVCC or Annex B), which a
+    reader that does not want their own pictures may leave undecoded; None for other codecs."""
+    framing = _h264_framing(vstream)
+    if framing is None:
+        return None
+    return lambda p: _disposable(bytes(p), framing)
 
 
 def rap_check(vstream: av.VideoStream) -> Callable[[av.Packet], bool]:
     """A test for packets that start a closed GOP (keyframe mode, which copies any codec)."""
-    cc = vstream.codec_context
-    x = bytes(cc.extradata or b"") if cc else b""
-    if cc is not None and _FAMILY.get(cc.name) == "h264" and len(x) > 6 and x[0] == 1:
-        size = (x[4] & 3) + 1
-        return lambda p: bool(p.is_keyframe) and _has_idr(bytes(p), size)
+    framing = _h264_framing(vstream)
+    if framing is not None:
+        return lambda p: bool(p.is_keyframe) and _has_idr(bytes(p), framing)
     return lambda p: bool(p.is_keyframe)
 
 
@@ -299,28 +368,37 @@ def _starts_with_seq(data: bytes) -> bool:
 def _h264(vstream: av.VideoStream, cc: av.CodecContext, crf: int, preset: str
           ) -> SpliceCodec | str:
     x = bytes(cc.extradata or b"")
-    if len(x) < 7 or x[0] != 1:
-        return "h264_annexb"  # no avcC (e.g. MPEG-TS): parameter sets only in band
-    size = (x[4] & 3) + 1
+    annexb = _is_annexb(x)
+    if not annexb and (len(x) < 7 or x[0] != 1):
+        return "h264_no_extradata"  # parameter sets only in band, none seen while probing
     try:
-        o, sps = 6, []
-        for _ in range(x[5] & 31):
-            n = struct.unpack(">H", x[o:o + 2])[0]
-            sps.append(x[o + 2:o + 2 + n])
-            o += 2 + n
-        pps = []
-        count, o = x[o], o + 1
-        for _ in range(count):
-            n = struct.unpack(">H", x[o:o + 2])[0]
-            pps.append(x[o + 2:o + 2 + n])
-            o += 2 + n
-        tail = x[o:]
+        if annexb:  # MPEG-TS: the demuxer's parser found the stream's parameter sets
+            size, nals = 4, [n.rstrip(b"\0") for n in _annexb_nals(x)]
+            sps = [n for n in nals if n[0] & 31 == 7]
+            pps = [n for n in nals if n[0] & 31 == 8]
+            tail = b""
+        else:
+            size = (x[4] & 3) + 1
+            o, sps = 6, []
+            for _ in range(x[5] & 31):
+                n = struct.unpack(">H", x[o:o + 2])[0]
+                sps.append(x[o + 2:o + 2 + n])
+                o += 2 + n
+            pps = []
+            count, o = x[o], o + 1
+            for _ in range(count):
+                n = struct.unpack(">H", x[o:o + 2])[0]
+                pps.append(x[o + 2:o + 2 + n])
+                o += 2 + n
+            tail = x[o:]
         parsed = [_parse_sps(n) for n in sps]
         pps_ids = [_pps_ids(n) for n in pps]
     except (IndexError, ValueError, struct.error):
         return "h264_bad_avcc"
     if not parsed:
         return "h264_no_sps"
+    if not pps:
+        return "h264_no_pps"
     for s in parsed:
         if s.chroma_format != 1 or s.bit_depth != 8:
             return f"h264_format_{s.chroma_format}_{s.bit_depth}bit"
@@ -336,6 +414,12 @@ def _h264(vstream: av.VideoStream, cc: av.CodecContext, crf: int, preset: str
     name = {66: "baseline", 77: "main", 100: "high"}[profile]
     params = f"sps-id={new_id}:bframes=0:scenecut=0"
     opts = {"preset": preset, "crf": str(crf), "profile": name, "x264-params": params}
+    if annexb:
+        first = sps[0]
+        if profile in _HIGH_AVCC:  # chroma_format 1, 8-bit (checked above), no SPS extensions
+            tail = bytes([0xFC | 1, 0xF8, 0xF8, 0])
+        return SpliceCodec("h264", "libx264", opts, x, size, (first[1], first[2], first[3]),
+                           sps, pps, tail, annexb=True)
     return SpliceCodec("h264", "libx264", opts, x, size, (x[1], x[2], x[3]), sps, pps, tail)
 
 

@@ -70,25 +70,28 @@ def _samples(path: str) -> tuple[np.ndarray, int, str]:
                 stream.codec_context.name)
 
 
-@pytest.mark.parametrize(("name", "codec", "method"), [
-    ("cam.mov", "pcm_s16le", "smart"),  # a camera MOV: spliced
-    ("cam24.mov", "pcm_s24le", "smart"),
-    ("old.avi", "pcm_s16le", "reencode"),  # AVI H.264 is Annex B: re-encoded in full
-    ("compact.avi", "pcm_u8", "reencode"),  # an old compact camera's 8-bit sound
-    ("adpcm.avi", "adpcm_ima_wav", "reencode"),  # ...or its ADPCM: its decoded samples
-    ("00001.m2ts", "pcm_bluray", "reencode"),  # AVCHD/Blu-ray 24-bit LPCM in MPEG-TS
+@pytest.mark.parametrize(("name", "codec", "mode"), [
+    ("cam.mov", "pcm_s16le", "exact"),  # a camera MOV
+    ("cam24.mov", "pcm_s24le", "exact"),
+    ("old.avi", "pcm_s16le", "exact"),  # AVI's H.264 is Annex B, spliced as MPEG-TS's is
+    ("compact.avi", "pcm_u8", "exact"),  # an old compact camera's 8-bit sound
+    ("adpcm.avi", "adpcm_ima_wav", "exact"),  # ...or its ADPCM: its decoded samples
+    ("00001.m2ts", "pcm_bluray", "exact"),  # AVCHD/Blu-ray 24-bit LPCM in MPEG-TS
+    ("old.avi", "pcm_s16le", "transcode"),  # the full re-encode's path
+    ("00001.m2ts", "pcm_bluray", "transcode"),
 ])
-def test_pcm_becomes_flac_holding_the_sources_samples(tmp_path: Path, name: str, codec: str,
-                                                       method: str) -> None:
+def test_pcm_becomes_flac_holding_the_sources_samples(tmp_path: Path, name: str,
+                                                       codec: str, mode: str) -> None:
     src = tmp_path / name
     pts, tb = _with_pcm(src, codec, tmp_path)
     whole, at, got_codec = _samples(str(src))
     assert (at, got_codec) == (0, codec)
     spans = [Span(17, 133), Span(150, 200), Span(201, 300)]
     outs = [str(tmp_path / f"c{i}.mp4") for i in range(len(spans))]
-    results = cut_clips(str(src), spans, outs, frame_pts=pts, cfg=CutConfig())
+    results = cut_clips(str(src), spans, outs, frame_pts=pts, cfg=CutConfig(mode=mode))
     for span, res in zip(spans, results, strict=True):
-        assert res.error is None and res.audio and res.method == method, res
+        assert res.error is None and res.audio, res
+        assert res.method == ("smart" if mode == "exact" else "transcode"), res
         clip, first, clip_codec = _samples(res.path)
         assert clip_codec == "flac"
         t0 = pts[span.start_frame] * tb

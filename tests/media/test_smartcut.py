@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,8 @@ SOURCES = {
     "av1": ("f.mp4", {"codec": "libsvtav1", "gop": 60}),
     "mpeg4-part2": ("g.mp4", {"codec": "mpeg4", "gop": 50}),
     "h264-open-gop": ("h.mp4", None),
+    "h264-mpegts": ("i.ts", {"gop": 30, "bframes": 2}),  # Annex B, parameter sets in band
+    "h264-avi": ("j.avi", {"gop": 30}),  # Annex B too (B-frames in AVI: no pts, re-encoded)
 }
 
 
@@ -104,6 +107,14 @@ def _copied_frames(src: Src, span: Span) -> int:
     return whole
 
 
+def _avcc_nals(data: bytes) -> bytes:
+    """An Annex-B packet's picture NAL units in 4-byte length framing: what an MP4 holds of
+    it (parameter sets go to the avcC; access-unit delimiters and filler are dropped)."""
+    nals = [n.rstrip(b"\0") for n in re.split(b"\0\0\1", data)[1:]]
+    return b"".join(len(n).to_bytes(4, "big") + n for n in nals
+                    if n and n[0] & 31 not in (7, 8, 9, 12))
+
+
 def _decode(path: str) -> tuple[list[np.ndarray], list[int], float, list[bytes]]:
     with av.open(path) as c:
         vs = c.streams.video[0]
@@ -141,7 +152,9 @@ def test_exact_clips_are_the_source_frames(src: Src, tmp_path: Path) -> None:
             # may carry a header in front of its first packet) and decode bit-identical
             inside = set(src.pts[span.start_frame:span.end_frame])
             out_set = set(packets)
-            same = [p for p, b in src.packets.items() if p in inside and b in out_set]
+            annexb = src.path.endswith((".ts", ".avi"))  # the same NAL units, MP4 framing
+            same = [p for p, b in src.packets.items()
+                    if p in inside and (_avcc_nals(b) if annexb else b) in out_set]
             assert len(same) >= expect_copied - 1, span
             identical = sum(np.array_equal(luma[j], src.luma[span.start_frame + j])
                             for j in range(span.num_frames))
@@ -150,8 +163,9 @@ def test_exact_clips_are_the_source_frames(src: Src, tmp_path: Path) -> None:
         assert any_copied
 
 
-def test_keyframe_mode_copies_whole_gops_and_reports_the_span(tmp_path: Path) -> None:
-    src = _load(write_video(tmp_path / "k.mp4", SHOTS, gop=30, bframes=2, audio=True).path)
+@pytest.mark.parametrize("name", ["k.mp4", "k.ts"])
+def test_keyframe_mode_copies_whole_gops_and_reports_the_span(tmp_path: Path, name: str) -> None:
+    src = _load(write_video(tmp_path / name, SHOTS, gop=30, bframes=2, audio=True).path)
     spans = [Span(10, 100), Span(30, 60), Span(31, 59), Span(0, 300)]
     outs = [str(tmp_path / f"k{i}.mp4") for i in range(len(spans))]
     results = cut_clips(src.path, spans, outs, frame_pts=src.pts, cfg=CutConfig(mode="keyframe"))
@@ -211,7 +225,6 @@ def test_audio_is_cut_in_sync(tmp_path: Path, name: str) -> None:
 
 @pytest.mark.parametrize(("name", "kw", "reason"), [
     ("r.mp4", {"rotation": 90}, "rotated_source"),
-    ("t.ts", {"gop": 60}, "container_mpegts"),
     ("x.mp4", {"pix_fmt": "yuv420p10le"}, "pix_fmt_yuv420p10le"),
     ("h.mp4", {"codec": "libx265"}, "codec_hevc"),
 ])
@@ -226,6 +239,60 @@ def test_unspliceable_sources_are_reencoded_and_say_why(tmp_path: Path, name: st
     assert len(luma) == 90
     if "rotation" not in kw:
         assert psnr(luma[0], src.luma[10]) >= 35
+
+
+def _two_encodes_ts(path: Path) -> str:
+    """An MPEG-TS whose H.264 changes its parameter sets at frame 60 (two encodes joined, as
+    an HLS download whose segments come from two encoder configurations): both SPS have id 0,
+    with different reference counts. Timestamps run on across the join."""
+    from fractions import Fraction
+
+    from clipfactory.testing.synth import render_frame
+
+    tb = Fraction(1, 30)
+    with av.open(str(path), "w", format="mpegts") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 320, 180, "yuv420p"
+        for part, refs in ((0, 1), (1, 3)):
+            enc = av.CodecContext.create("libx264", "w")
+            enc.width, enc.height, enc.pix_fmt = 320, 180, "yuv420p"
+            enc.time_base, enc.framerate = tb, Fraction(30)
+            enc.options = {"preset": "ultrafast", "x264-params":
+                           f"keyint=30:scenecut=0:ref={refs}"}
+            for i in range(part * 60, part * 60 + 60):
+                frame = av.VideoFrame.from_ndarray(render_frame(SHOTS[:1], i, 320, 180),
+                                                   format="rgb24")
+                frame.pts, frame.time_base = i, tb
+                for packet in enc.encode(frame):
+                    packet.stream = stream
+                    out.mux(packet)
+            for packet in enc.encode(None):
+                packet.stream = stream
+                out.mux(packet)
+    return str(path)
+
+
+def test_mpegts_parameter_set_change_is_reencoded_not_spliced(tmp_path: Path) -> None:
+    """Copied Annex-B packets lose their in-band SPS/PPS to the clip's avcC, so a GOP whose
+    parameter sets are not the stream's first must not be copied: its clip is re-encoded in
+    full and says why, and every clip still holds exactly its source frames."""
+    src = _load(_two_encodes_ts(tmp_path / "two.ts"))
+    assert len(src.pts) == 120 and src.keys == [0, 30, 60, 90]
+    spans = [Span(5, 55), Span(40, 100), Span(62, 118)]
+    outs = [str(tmp_path / f"t{i}.mp4") for i in range(len(spans))]
+    first, across, second = cut_clips(src.path, spans, outs, frame_pts=src.pts,
+                                      cfg=CutConfig(audio="drop"))
+    assert first.method == "smart" and first.fallback is None and first.copied_frames == 25
+    for res in (across, second):
+        assert res.method == "reencode", res
+        assert res.fallback.startswith("splice_failed: ValueError: the stream changes its "
+                                       "parameter sets"), res.fallback
+    for span, res in zip(spans, (first, across, second), strict=True):
+        assert res.error is None
+        luma, _, _, _ = _decode(res.path)
+        assert len(luma) == span.num_frames
+        for j, got in enumerate(luma):
+            assert psnr(got, src.luma[span.start_frame + j]) >= 35, (span, j)
 
 
 def test_many_clips_one_open_few_seeks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -292,14 +359,16 @@ def _bframe_source(path: str, pyramid: str) -> str:
     return path
 
 
-@pytest.mark.parametrize("pyramid", ["none", "normal"])
+@pytest.mark.parametrize(("pyramid", "ext"), [("none", "mp4"), ("normal", "mp4"),
+                                              ("normal", "ts")])
 def test_disposable_packets_are_the_decoders_own_non_references(tmp_path: Path,
-                                                                pyramid: str) -> None:
+                                                                pyramid: str, ext: str) -> None:
     """``SpliceCodec.disposable`` marks exactly the packets FFmpeg's own non-reference skipping
-    drops, and a decoder that never sees them gives every other picture bit for bit."""
+    drops (AVCC and Annex-B framing), and a decoder that never sees them gives every other
+    picture bit for bit."""
     from clipfactory.media.digest import plane_digest
 
-    path = _bframe_source(str(tmp_path / f"{pyramid}.mp4"), pyramid)
+    path = _bframe_source(str(tmp_path / f"{pyramid}.{ext}"), pyramid)
     with av.open(path) as c:
         vs = c.streams.video[0]
         splice = splice_codec(c, vs, 18, "ultrafast")
