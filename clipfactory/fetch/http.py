@@ -57,6 +57,12 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+# An HLS/DASH playlist lists the segments that hold its video. yt-dlp assembles them, but its
+# requests do not pass the private-address guard, so it takes only hosts the user names.
+_MANIFEST_HINT = (": an HLS/DASH playlist; to have yt-dlp fetch the video it lists, add the "
+                  "host to fetch.ytdlp_hosts")
+
+
 def _error_for_status(code: int, headers: Any, url: str) -> FetchError:
     retry_after = parse_retry_after(headers.get("Retry-After") if headers else None)
     detail = f"HTTP {code} from {urlsplit(url).netloc}"
@@ -137,7 +143,8 @@ class HttpFetcher:
         bad = check_content_type(ctype)
         if bad:
             _discard(part, meta_path)
-            raise FetchError(bad, f"Content-Type {ctype!r} from {resp.url}")
+            raise FetchError(bad, f"Content-Type {ctype!r} from {resp.url}"
+                             + (_MANIFEST_HINT if bad == "stream_manifest" else ""))
         if offset and (resp.status != 206 or _range_start(resp.headers) != offset):
             offset = 0  # the server ignored the range or the file changed: start over
         length = resp.headers.get("Content-Length")
@@ -206,6 +213,9 @@ class HttpFetcher:
     @staticmethod
     def _check_head(head: bytes, part: Path, meta_path: Path) -> None:
         kind = sniff(head)
+        if kind == "manifest":
+            _discard(part, meta_path)
+            raise FetchError("stream_manifest", f"first bytes {head[:16]!r}" + _MANIFEST_HINT)
         if kind is None or kind == "html":
             _discard(part, meta_path)
             reason = "html_instead_of_video" if kind == "html" else "not_video_content"

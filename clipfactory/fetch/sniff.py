@@ -18,6 +18,9 @@ _VIDEO_TYPES = ("video/", "application/octet-stream", "binary/octet-stream", "ap
                 "application/x-matroska", "application/ogg", "application/mxf",
                 "application/vnd.rn-realmedia", "application/x-mpegts", "audio/mp4")
 _HTML_TYPES = ("text/html", "application/xhtml")
+# HLS and DASH playlists: the video is in the segments they list, which yt-dlp assembles
+_MANIFEST_TYPES = ("application/vnd.apple.mpegurl", "application/x-mpegurl", "audio/mpegurl",
+                   "audio/x-mpegurl", "application/dash+xml")
 _HTML_STARTS = (b"<!doctype", b"<html", b"<head", b"<body", b"<?xml", b"<!--", b"<script",
                 b"<meta", b"<title")
 
@@ -29,6 +32,8 @@ def check_content_type(content_type: str | None) -> str | None:
     if not content_type:
         return None
     ct = content_type.split(";")[0].strip().lower()
+    if ct.startswith(_MANIFEST_TYPES):
+        return "stream_manifest"
     if ct.startswith(_HTML_TYPES):
         return "html_instead_of_video"
     if ct.startswith(_VIDEO_TYPES):
@@ -38,7 +43,8 @@ def check_content_type(content_type: str | None) -> str | None:
 
 def sniff(head: bytes) -> str | None:
     """The container family of a file from its first bytes: ``mp4``, ``mkv`` (EBML: Matroska
-    and WebM), ``avi``, ``flv``, ``ts``, ``mpg``, ``ogv``, ``asf``, ``html`` or None."""
+    and WebM), ``avi``, ``flv``, ``ts``, ``mpg``, ``ogv``, ``asf``, ``manifest`` (an HLS or
+    DASH playlist), ``html`` or None."""
     if len(head) >= 8 and head[4:8] in _ISO_BOXES:
         return "mp4"
     if head.startswith(b"\x1a\x45\xdf\xa3"):
@@ -58,6 +64,8 @@ def sniff(head: bytes) -> str | None:
     if len(head) > 0 and len(head) < 377 and head[0] == 0x47 and len(head) % 188 == 0:
         return "ts"
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith(b"#extm3u") or (text.startswith(b"<?xml") and b"<mpd" in text):
+        return "manifest"
     if text.startswith(_HTML_STARTS):
         return "html"
     return None

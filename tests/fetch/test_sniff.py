@@ -11,6 +11,10 @@ def test_magic_bytes_of_common_containers(video_bytes):
     assert sniff(b"\x00\x00\x01\xba\x44") == "mpg"
     assert sniff(b"\xef\xbb\xbf  \n<!DOCTYPE html><html>") == "html"
     assert sniff(b"<html><body>") == "html"
+    assert sniff(b"#EXTM3U\n#EXT-X-VERSION:3\n") == "manifest"  # HLS
+    assert sniff(b'<?xml version="1.0"?>\n<MPD xmlns="urn:mpeg:dash:schema:mpd:2011">') == \
+        "manifest"  # DASH
+    assert sniff(b'<?xml version="1.0"?><html>') == "html"
     assert sniff(b'{"error": "nope"}') is None
     assert sniff(b"") is None
 
@@ -23,6 +27,9 @@ def test_content_types():
     assert check_content_type("application/xhtml+xml") == "html_instead_of_video"
     assert check_content_type("text/plain") == "not_video_content_type"
     assert check_content_type("image/jpeg") == "not_video_content_type"
+    for playlist in ("application/vnd.apple.mpegurl", "application/x-mpegURL",
+                     "audio/mpegurl", "application/dash+xml"):
+        assert check_content_type(playlist) == "stream_manifest"
 
 
 def test_extension_from_url_or_kind():

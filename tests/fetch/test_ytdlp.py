@@ -7,6 +7,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from clipfactory.config import FetchConfig
@@ -118,3 +119,49 @@ def test_a_page_that_reserves_itself_is_refused_before_yt_dlp(server, video_byte
     assert server.routes["/watch/reserved.html"].served == 1  # our one read, not yt-dlp's
     assert server.routes["/media/walk.mp4"].served == 0
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_an_hls_playlist_on_a_named_host_is_assembled_and_spliced(server, tmp_path):
+    """HLS through yt-dlp's own segment downloader (no ffmpeg binary): the file it writes is
+    the segments' MPEG-TS joined, every frame of the source in order, and the smart cut
+    copies its whole GOPs (Annex-B H.264) instead of re-encoding the clip."""
+    import av
+
+    from clipfactory.config import CutConfig
+    from clipfactory.media.cut import cut_clips
+    from clipfactory.records import Span
+    from clipfactory.testing.synth import ShotSpec, write_video
+
+    site = tmp_path / "site"
+    site.mkdir()
+    write_video(site / "index.m3u8", [ShotSpec(90, "texture", 31), ShotSpec(90, "texture", 32)],
+                width=160, height=90, gop=30, bframes=2,
+                _muxer_options={"hls_time": "2", "hls_playlist_type": "vod"})
+    segments = sorted(site.glob("*.ts"))
+    assert len(segments) >= 3
+    for seg in segments:
+        server.add(f"/hls/{seg.name}", seg.read_bytes(), content_type="video/mp2t")
+    url = server.add("/hls/index.m3u8", (site / "index.m3u8").read_bytes(),
+                     content_type="application/vnd.apple.mpegurl")
+    assert isinstance(Router(CFG).for_url(url), YtDlpFetcher)
+    res = YtDlpFetcher(CFG).fetch(url, tmp_path / "dl", 10**9)
+    assert res.provenance["fetcher"] == "yt-dlp"
+
+    def frames(paths: list[Path]) -> list[np.ndarray]:
+        out = []
+        for p in paths:
+            with av.open(str(p)) as c:
+                out += [f.to_ndarray(format="gray") for f in c.decode(video=0)]
+        return out
+
+    want, got = frames(segments), frames([Path(res.path)])
+    assert len(got) == len(want) == 180
+    assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
+    with av.open(res.path) as c:
+        assert c.format.name == "mpegts"
+        pts = [f.pts for f in c.decode(video=0)]
+    clip = cut_clips(res.path, [Span(10, 130)], [str(tmp_path / "c.mp4")], frame_pts=pts,
+                     cfg=CutConfig(audio="drop"))[0]
+    assert clip.error is None and clip.method == "smart" and clip.copied_frames >= 90
+    assert all(np.array_equal(a, b) for a, b in zip(frames([Path(clip.path)])[20:110],
+                                                     want[30:120], strict=True))
