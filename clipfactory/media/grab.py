@@ -27,6 +27,7 @@ from clipfactory.errors import MediaError
 from clipfactory.media.cutresult import index_keyframe
 from clipfactory.media.probe import open_video
 from clipfactory.media.splice import disposable_check
+from clipfactory.media.streams import frame_rate, is_elementary
 
 __all__ = ["grab_frames", "scaled_size"]
 
@@ -142,22 +143,29 @@ def grab_frames(path: str, times: list[float], *, max_side: int = 640, rotation:
         stream.codec_context.options = {"skip_loop_filter": "all"}
     tb = stream.time_base or Fraction(1, 1)
     t0 = stream.start_time
+    # a bare elementary stream (.h264) has no timestamps: read once from the start, frame n at
+    # n / rate, as the analysis pass counts it
+    counted = is_elementary(stream) and t0 is None
+    rate = float(frame_rate(stream) or 30) if counted else 0.0
     skip = disposable_check(stream) if t0 is not None else None
     indexed = len(stream.index_entries) > 0  # (MPEG-TS fills one in as it seeks: ask now)
     aim = [0]  # the pts before which a picture nothing depends on is not decoded
     try:
-        frames = None
-        pos = -1.0  # time of the last frame decoded
+        frames = _decode(container, stream, None, aim) if counted else None
+        pos, n = -1.0, 0  # time of the last frame decoded; frames decoded (counted)
         for i in order:
             target = times[i]
             aim[0] = int((target - 1e-3) / tb) + (t0 or 0)
-            if frames is None or target - pos > seek_gap_s or \
-                    (indexed and _keyframe_between(stream, pos, target, tb, t0)):
+            if not counted and (frames is None or target - pos > seek_gap_s or (
+                    indexed and _keyframe_between(stream, pos, target, tb, t0))):
                 frames = _seek(container, stream, target, tb, t0, skip, aim, indexed)
-            for frame in frames:
-                if t0 is None and frame.pts is not None:
-                    t0 = frame.pts
-                pos = float((frame.pts - (t0 or 0)) * tb) if frame.pts is not None else pos
+            for frame in frames:  # type: ignore[union-attr]
+                if counted:
+                    pos, n = n / rate, n + 1
+                elif frame.pts is not None:
+                    if t0 is None:
+                        t0 = frame.pts
+                    pos = float((frame.pts - t0) * tb)
                 if pos >= target - 1e-3:
                     w, h = scaled_size(frame.width, frame.height, max_side)
                     rgb = frame.reformat(width=w, height=h, format="rgb24",

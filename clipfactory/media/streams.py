@@ -6,7 +6,7 @@ from fractions import Fraction
 
 import av
 
-__all__ = ["frame_rate", "main_video_stream"]
+__all__ = ["frame_rate", "is_elementary", "main_video_stream"]
 
 
 def main_video_stream(container: av.container.InputContainer) -> av.VideoStream | None:
@@ -27,13 +27,19 @@ def main_video_stream(container: av.container.InputContainer) -> av.VideoStream 
 _RAW = {"h264", "hevc", "m4v", "mpegvideo", "cavsvideo", "vc1", "obu", "avs2", "avs3", "vvc"}
 
 
+def is_elementary(stream: av.VideoStream) -> bool:
+    """Whether ``stream`` is a bare elementary stream: its frames carry no timestamps, so
+    they are counted (frame n is at n / rate), and a seek cannot say where it landed."""
+    container = getattr(stream, "container", None)
+    return container is not None and container.format.name in _RAW
+
+
 def frame_rate(stream: av.VideoStream) -> Fraction | None:
     """The stream's frame rate: the container's average, else FFmpeg's guess, else the base
     rate; for a bare elementary stream, the rate its own headers give (H.264/HEVC VUI timing)
     first. None when none is plausible (0 or over 1000)."""
     rates = [stream.average_rate, stream.guessed_rate, stream.base_rate]
-    container = getattr(stream, "container", None)
-    if container is not None and container.format.name in _RAW:
+    if is_elementary(stream):
         rates.insert(0, stream.codec_context.framerate)
     for rate in rates:
         if rate and 0 < float(rate) < 1000:

@@ -123,3 +123,26 @@ def test_frames_are_exact_from_a_file_without_an_index(tmp_path) -> None:
             i = round(t * 30)
             assert g is not None and np.array_equal(g, frames[i]), i
     assert grab_frames(path, [20.5], max_side=160) == [None]  # past the end
+
+
+def test_frames_of_a_bare_elementary_stream_are_counted(tmp_path) -> None:
+    """A bare ``.h264`` stream (a Raspberry Pi's, a security camera's) has no timestamps:
+    frame n is at n / rate, as the analysis pass counts it. The grab gave nothing there."""
+    mp4 = write_video(tmp_path / "v.mp4", SHOTS, gop=30, bframes=2).path
+    raw = str(tmp_path / "v.h264")
+    with av.open(mp4) as i, av.open(raw, "w", format="h264") as o:
+        s_out = o.add_stream_from_template(i.streams.video[0])
+        for packet in i.demux(video=0):
+            if packet.dts is not None:
+                packet.stream = s_out
+                o.mux(packet)
+    with av.open(raw) as c:
+        assert c.streams.video[0].start_time is None
+        frames = [f.reformat(width=160, height=90, format="rgb24",
+                             interpolation=Interpolation.AREA).to_ndarray()
+                  for f in c.decode(video=0)]
+    idx = [2, 40, 41, 150, 179]
+    got = grab_frames(raw, [i / 30 for i in idx[::-1]], max_side=160)[::-1]
+    for i, g in zip(idx, got, strict=True):
+        assert g is not None and np.array_equal(g, frames[i]), i
+    assert grab_frames(raw, [6.5], max_side=160) == [None]  # past the end
