@@ -4,7 +4,7 @@ A smart cut joins runs of copied source packets and runs of packets from a fresh
 one track. The joins are only safe when every run starts at a random access point and each
 run's decoder configuration reaches the decoder before its first frame:
 
-- H.264 (AVCC in MP4/MOV/Matroska): the encoder writes its SPS/PPS under ids the source does
+- H.264 (AVCC in MP4/MOV/Matroska/FLV): the encoder writes its SPS/PPS under ids the source does
   not use (x264 ``sps-id``), and the clip's ``avcC`` lists both sets, so every slice finds
   its own parameters without in-band headers. Runs must start at IDR pictures (a keyframe
   that is a recovery-point I picture starts an open GOP: not a splice point). The encoder
@@ -40,7 +40,7 @@ __all__ = ["SpliceCodec", "disposable_check", "rap_check", "splice_codec"]
 
 _FAMILY = {"h264": "h264", "vp9": "vp9", "libvpx-vp9": "vp9", "av1": "av1", "libdav1d": "av1",
            "libaom-av1": "av1", "mpeg4": "mpeg4"}
-_CONTAINERS = {"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", "mpegts"}
+_CONTAINERS = {"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", "mpegts", "flv"}
 _HIGH_AVCC = {100, 110, 122, 144}  # profiles whose avcC carries chroma format and bit depths
 _GLOBAL_HEADER = 1 << 22  # AV_CODEC_FLAG_GLOBAL_HEADER
 

@@ -66,6 +66,7 @@ SOURCES = {
     "mpeg4-part2": ("g.mp4", {"codec": "mpeg4", "gop": 50}),
     "h264-open-gop": ("h.mp4", None),
     "h264-mpegts": ("i.ts", {"gop": 30, "bframes": 2}),  # Annex B, parameter sets in band
+    "h264-flv": ("k.flv", {"gop": 30, "bframes": 2}),  # millisecond timestamps
     "h264-avi": ("j.avi", {"gop": 30}),  # Annex B too (B-frames in AVI: no pts, re-encoded)
 }
 
@@ -190,7 +191,7 @@ def _audio(path: str) -> tuple[np.ndarray, float, int]:
         return samples, float(frames[0].pts * frames[0].time_base), rate
 
 
-@pytest.mark.parametrize("name", ["a.mp4", "a.webm"])
+@pytest.mark.parametrize("name", ["a.mp4", "a.webm", "a.flv"])
 def test_audio_is_cut_in_sync(tmp_path: Path, name: str) -> None:
     kw = {"codec": "libvpx-vp9"} if name.endswith("webm") else {"bframes": 2}
     src = _load(write_video(tmp_path / name, SHOTS, gop=60, audio=True, **kw).path)
