@@ -94,10 +94,12 @@ def _seek(container: av.container.InputContainer, stream: av.VideoStream, target
           tb: Fraction, t0: int | None, skip: Callable[[av.Packet], bool] | None,
           aim: list[int], indexed: bool) -> Iterator[av.VideoFrame]:
     """The stream's frames from a keyframe at or before ``target`` (seconds from the start).
-    A container without an index (MPEG-TS, elementary streams) seeks by timestamp to any
-    packet, and the decoder shows nothing until the next keyframe, often past the target:
-    there the keyframe is looked up in the packets first. Either way a seek that still lands
-    past the target is retried from further back, and at last from the start."""
+    A container without an index (MPEG-TS, MPEG-PS) seeks by timestamp to any packet, and the
+    decoder shows nothing until the next keyframe, often past the target: there the keyframe
+    is looked up in the packets first. Either way a seek that still lands past the target is
+    retried from further back, and at last from the start. Pictures before the first
+    keyframe out (an open GOP's leading pictures, missing their references) are never
+    taken."""
     start = t0 or 0
     tries: list[tuple[int, bool]] = []  # (timestamp, from the start)
     if not indexed:
