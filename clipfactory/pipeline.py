@@ -30,6 +30,7 @@ from clipfactory.progress import Progress
 from clipfactory.provenance.ingest import gate_inputs, inherit_policy
 from clipfactory.provenance.recut import recut_orphans
 from clipfactory.records import Rejection, SourceItem, VideoResult
+from clipfactory.redact import redact_text
 from clipfactory.shots import check_detector
 from clipfactory.sinks.layout import relocate_staged
 from clipfactory.sources.manifest_state import register_input
@@ -72,9 +73,16 @@ class _RunLog(logging.FileHandler):
                 raise
 
 
+class _Redacting(logging.Formatter):
+    """Log lines without the credentials of signed URLs (:mod:`clipfactory.redact`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(super().format(record)) or ""
+
+
 def _setup_logging(out: Path) -> logging.Handler:
     handler = _RunLog(out / "run.log", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_Redacting("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     return handler

@@ -39,6 +39,7 @@ from clipfactory.plan import (
     span_seconds,
 )
 from clipfactory.records import ClipRecord, Rejection, SourceItem, Span, VideoInfo, VideoResult
+from clipfactory.redact import public_url, redact_text
 from clipfactory.shots import make_detector
 from clipfactory.shots.learned import ModelError
 from clipfactory.sources.reader import REMOTE_PREFIXES
@@ -277,12 +278,14 @@ def _clip(item: SourceItem, info: VideoInfo, sig: Signals, span: Span,
     start_s, end_s = span_seconds(sig.times, sig.fps, span, sig.end_time)
     key = clip_key(vkey, span.start_frame, span.end_frame)
     clip = ClipRecord(
-        clip_id=key, key=key, item_key=item.item_key, video_id=video_id, source=item.source,
+        clip_id=key, key=key, item_key=item.item_key, video_id=video_id,
+        source=public_url(item.source) or item.source,
         start_frame=span.start_frame, end_frame=span.end_frame, start_s=round(start_s, 6),
         end_s=round(end_s, 6), fps=round(sig.fps, 6),
         width=info.display_width - info.display_width % 2,
         height=info.display_height - info.display_height % 2,
-        source_url=item.source_url, source_sha256=result.source_sha256, license=item.license,
+        source_url=public_url(item.source_url), source_sha256=result.source_sha256,
+        license=item.license,
         attribution=item.attribution, extra=dict(item.extra))
     if window is not None:  # the manifest span this clip lies in, and its caption
         w_start, w_end, caption = item.spans[window]
@@ -290,7 +293,8 @@ def _clip(item: SourceItem, info: VideoInfo, sig: Signals, span: Span,
         if caption is not None:
             clip.extra["caption"] = caption
     if item.provenance:  # what the fetch learned; yt-dlp's whole info dict stays in the ledger
-        clip.extra["fetch"] = {k: v for k, v in item.provenance.items() if k != "info"}
+        clip.extra["fetch"] = {k: redact_text(v) if isinstance(v, str) else v
+                               for k, v in item.provenance.items() if k != "info"}
     clip.scores = clip_scores(_clip_signals(sig, clip, 16.0))
     _camera_motion(sig, clip, info.rotation)
     return clip

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from clipfactory.records import SourceItem
+from clipfactory.redact import public_url
 
 __all__ = ["OptOutList", "Rule", "SourceFacts", "canonical_url", "facts_of_item",
            "facts_of_row", "parse_rule"]
@@ -211,7 +212,9 @@ class OptOutList:
         if not self.rules:
             return None
         ex = self._exact
-        urls = {canonical_url(u) for u in (facts.source_url, facts.source) if u and "://" in u}
+        # a URL as the dataset publishes it (a signed URL's secrets REDACTED) names it too
+        urls = {canonical_url(v) for u in (facts.source_url, facts.source) if u and "://" in u
+                for v in (u, public_url(u) or u)}
         candidates = [("url", u) for u in urls]
         candidates += [("id", i) for i in facts.ids]
         candidates += [("path", facts.source)]

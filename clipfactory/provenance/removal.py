@@ -23,6 +23,7 @@ from typing import Any
 from clipfactory.ledger import Ledger
 from clipfactory.provenance.recut import mark_orphans
 from clipfactory.records import ClipRecord
+from clipfactory.redact import public_url, redact_text
 from clipfactory.sinks.shards import rewrite_shard_without, shard_info
 from clipfactory.stages.store import remove_embeddings
 
@@ -63,6 +64,7 @@ class Removal:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["at_iso"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.at))
+        d["rules"] = [redact_text(r) for r in self.rules]  # a signed URL cited as given
         return d
 
 
@@ -90,9 +92,9 @@ def _rewrite(shard_dir: Path, shard: str, keys: set[str], ledger: Ledger) -> Sha
 
 
 def _video_entry(row: Mapping[str, Any], why: str) -> dict[str, Any]:
-    return {"item_key": row["item_key"], "source": row["source"],
-            "source_url": row["source_url"], "video_id": row["video_id"],
-            "source_sha256": row["source_sha256"], "matched": why}
+    return {"item_key": row["item_key"], "source": public_url(row["source"]),
+            "source_url": public_url(row["source_url"]), "video_id": row["video_id"],
+            "source_sha256": row["source_sha256"], "matched": redact_text(why)}
 
 
 def remove_inputs(out: str | Path, ledger: Ledger, rows: Sequence[sqlite3.Row],

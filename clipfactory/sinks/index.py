@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 
 from clipfactory.atomic import replacing
 from clipfactory.records import ClipRecord
+from clipfactory.redact import public_url, redact_text
 
 __all__ = ["INDEX_SCHEMA", "REJECTED_SCHEMA", "bucket_of", "clip_row", "index_table",
            "rejected_table", "write_index", "write_rejected"]
@@ -104,9 +105,9 @@ def write_index(clips: Iterable[ClipRecord], path: str | Path) -> int:
 def rejected_table(dropped: Iterable[ClipRecord], failed: Iterable[sqlite3.Row]) -> pa.Table:
     """Rejected rows: failed inputs first (in the order given), then dropped clips."""
     rows: list[dict[str, Any]] = [
-        {"kind": "video", "source": v["source"], "video_id": v["video_id"],
+        {"kind": "video", "source": public_url(v["source"]), "video_id": v["video_id"],
          "item_key": v["item_key"], "clip_id": None, "stage": v["stage"],
-         "reason": v["reason"], "detail": v["detail"], "duplicate_of": None,
+         "reason": v["reason"], "detail": redact_text(v["detail"]), "duplicate_of": None,
          "start_frame": None, "end_frame": None, "start_s": v["start_s"], "end_s": v["end_s"],
          "camera_motion": None, "scores": {}} for v in failed]
     rows += [
