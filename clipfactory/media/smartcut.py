@@ -57,6 +57,7 @@ SEEK_AHEAD_S = 2.0  # seek instead of reading forward when the next clip is furt
 AUDIO_WAIT_S = 2.0
 _SEEK_BACKOFF_S: tuple[float | None, ...] = (0.0, 1.0, 5.0, None)  # None: from the start
 _FORMATS = {".mkv": "matroska", ".mov": "mov"}  # anything else is written as MP4
+_COPY_CONTAINERS = ("mov", "matroska", "avi", "flv", "mpegts")  # keyframe mode's sources
 
 
 class _Gop:
@@ -635,8 +636,7 @@ def smart_cut(source: str, spans: Sequence[Span], out_paths: Sequence[str], *,
         vstream = video_stream(container, source, threads)
         splice: SpliceCodec | None = None
         if copy_only:
-            if container.format.name.split(",")[0] not in ("mov", "matroska", "avi", "flv",
-                                                                 "mpegts"):
+            if container.format.name.split(",")[0] not in _COPY_CONTAINERS:
                 why = f"container_{container.format.name.split(',')[0]}"
         elif deinterlace:
             why = "interlaced"  # every frame is made progressive
