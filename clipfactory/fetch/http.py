@@ -10,6 +10,7 @@ when the manifest gives one, its checksum matches.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import http.client
 import json
@@ -21,7 +22,7 @@ import urllib.request
 from http.cookiejar import MozillaCookieJar
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from clipfactory.atomic import write_atomic
 from clipfactory.config import FetchConfig
@@ -61,6 +62,19 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 # requests do not pass the private-address guard, so it takes only hosts the user names.
 _MANIFEST_HINT = (": an HLS/DASH playlist; to have yt-dlp fetch the video it lists, add the "
                   "host to fetch.ytdlp_hosts")
+
+
+def _basic_auth(url: str) -> tuple[str, str | None]:
+    """``url`` without its ``user:password@``, and the Basic ``Authorization`` value those
+    make (urllib would take them for part of the host name)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode("ascii")
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment)), \
+        f"Basic {token}"
 
 
 def _error_for_status(code: int, headers: Any, url: str) -> FetchError:
@@ -114,9 +128,12 @@ class HttpFetcher:
             headers["Range"] = f"bytes={offset}-"
             if meta.get("validator"):
                 headers["If-Range"] = meta["validator"]
+        target, auth = _basic_auth(url)
+        request = urllib.request.Request(target, headers=headers)
+        if auth:  # the user's own login, for this host only: never sent on to a redirect
+            request.add_unredirected_header("Authorization", auth)
         try:
-            resp = self._opener.open(urllib.request.Request(url, headers=headers),
-                                     timeout=self.cfg.timeout_s)
+            resp = self._opener.open(request, timeout=self.cfg.timeout_s)
         except urllib.error.HTTPError as e:
             with e:
                 if e.code == 416 and offset and _complete_total(e.headers) == offset:
@@ -124,7 +141,7 @@ class HttpFetcher:
                                         expected_sha256, None)
                 if e.code == 416:
                     _discard(part, meta_path)
-                raise _error_for_status(e.code, e.headers, url) from None
+                raise _error_for_status(e.code, e.headers, target) from None
         except _NETWORK_ERRORS as e:
             hit = private_address_in(e)
             if hit is not None:  # a redirect hop, or a name whose answer changed

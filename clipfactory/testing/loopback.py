@@ -45,6 +45,7 @@ class Route:
     ranges: list[str | None] = field(default_factory=list)
     cookies: list[str | None] = field(default_factory=list)
     agents: list[str | None] = field(default_factory=list)
+    auths: list[str | None] = field(default_factory=list)  # Authorization headers
 
 
 def _site_file(path: str) -> bool:
@@ -169,6 +170,7 @@ class LoopbackServer:
             route.ranges.append(h.headers.get("Range"))
             route.cookies.append(h.headers.get("Cookie"))
             route.agents.append(h.headers.get("User-Agent"))
+            route.auths.append(h.headers.get("Authorization"))
             fault_now = route.fault == "status" and (route.times < 0 or route.faults < route.times)
             if fault_now:
                 route.faults += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import time
 from pathlib import Path
@@ -163,6 +164,27 @@ def test_redirects_are_followed_over_http_only(server, video_bytes, tmp_path):
         _fetch(url, tmp_path / "out")
     assert e.value.reason == "http_302"
     assert not list((tmp_path / "out").glob("*.mp4"))
+
+
+def test_a_login_in_the_url_is_sent_as_basic_auth_to_its_host_only(server, video_bytes,
+                                                                   tmp_path):
+    """``https://user:password@host/...`` (an intranet server, the user's own login): urllib
+    took ``user:password@host`` for the host name, so the fetch failed as a connection error,
+    four times, retryable."""
+    plain = server.add("/private.mp4", video_bytes)
+    url = plain.replace("://", "://ann:p%40ss%3Aword@")
+    res, attempts = _fetch(url, tmp_path)
+    assert attempts == 1 and Path(res.path).read_bytes() == video_bytes
+    expected = "Basic " + base64.b64encode(b"ann:p@ss:word").decode()
+    assert server.routes["/private.mp4"].auths == [expected]
+    hop = server.add("/hop", b"", fault="redirect", location=server.url("/other.mp4"))
+    server.add("/other.mp4", video_bytes)
+    _fetch(hop.replace("://", "://ann:pw@"), tmp_path / "hop")
+    assert server.routes["/hop"].auths == ["Basic " + base64.b64encode(b"ann:pw").decode()]
+    assert server.routes["/other.mp4"].auths == [None]  # not sent on to a redirect
+    with pytest.raises(FetchError) as e:
+        _fetch(server.url("/nothing.mp4").replace("://", "://ann:secretword@"), tmp_path)
+    assert e.value.reason == "http_404" and "secretword" not in str(e.value)
 
 
 def test_only_the_users_cookie_file_is_sent(server, video_bytes, tmp_path):
