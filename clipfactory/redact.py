@@ -21,11 +21,12 @@ __all__ = ["REDACTED", "public_url", "redact_text"]
 
 REDACTED = "REDACTED"
 # query parameter names that carry a secret (whole names, case-insensitive)
-_SECRET_NAMES = {"sig", "key", "policy", "key-pair-id", "auth", "pwd", "hdnts", "hdnea", "hmac",
-                 "jwt", "googleaccessid", "awsaccesskeyid"}
+_SECRET_NAMES = {"sig", "policy", "key-pair-id", "auth", "pwd", "hdnts", "hdnea", "hmac", "jwt",
+                 "googleaccessid", "awsaccesskeyid", "sessionid", "session_id", "phpsessid",
+                 "jsessionid"}
 # ...and words that make any name one (X-Amz-Signature, access_token, client_secret, ...)
-_SECRET_WORDS = re.compile(r"signature|credential|token|secret|passw|api[-_]?key|session|"
-                           r"authoriz", re.IGNORECASE)
+_SECRET_WORDS = re.compile(r"signature|credential|token|secret|passw|api[-_]?key|authoriz",
+                           re.IGNORECASE)
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`]+")
 
 

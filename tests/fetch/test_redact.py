@@ -32,6 +32,7 @@ def test_public_url_redacts_what_signs_and_keeps_the_rest_as_given():
     assert public_url(f"https://ann:{SECRET}@cdn.example.org/v.mp4?access_token={SECRET}"
                       "&w=640#t=3") == "https://cdn.example.org/v.mp4?access_token=REDACTED&w=640#t=3"
     for plain in ("https://www.youtube.com/watch?v=abc&t=10", "https://x.org/a.mp4?author=ann",
+                  "https://conf.example/talks?session=keynote&day=2",
                   "/data/videos/a.mp4", "s3://bucket/a.mp4", "", None):
         assert public_url(plain) == plain
     assert redact_text(f"HTTP 404 from https://x.org/a.mp4?token={SECRET} (after 1 attempt)") \
