@@ -6,7 +6,8 @@ A manifest often lists signed URLs: S3/GCS presigned links (``X-Amz-Signature``,
 ``user:password@host``. The fetch needs them; the dataset must not carry them: anyone holding
 a signed URL can read the object until it expires, and ``X-Amz-Credential`` names the access
 key. So what leaves the run for others to read (clip records and so the index, the shards'
-``KEY.json``, the dataset card and the report; ``rejected.parquet``; ``run.log``) holds
+``KEY.json``, the dataset card and the report; ``rejected.parquet``; ``run.log``; the
+takedown audit trail) holds
 :func:`public_url`, where each such query value reads ``REDACTED`` and the user-info is gone.
 The ledger keeps the URLs as given (``retry`` and ``revalidate`` fetch them again): it is the
 run's state, not a file to publish.
@@ -43,8 +44,9 @@ def public_url(url: str | None) -> str | None:
         return url
     try:
         parts = urlsplit(url)
-    except ValueError:
-        return url
+    except ValueError:  # not parseable (a bad IPv6 host): its whole query may be a secret
+        head, mark, _ = url.partition("?")
+        return head + (f"?{REDACTED}" if mark else "")
     netloc = parts.netloc.rpartition("@")[2]
     fields = parts.query.split("&") if parts.query else []
     query = "&".join(f"{name}={REDACTED}" if eq and value and _secret(name) else field

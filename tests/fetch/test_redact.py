@@ -35,6 +35,7 @@ def test_public_url_redacts_what_signs_and_keeps_the_rest_as_given():
                   "https://conf.example/talks?session=keynote&day=2",
                   "/data/videos/a.mp4", "s3://bucket/a.mp4", "", None):
         assert public_url(plain) == plain
+    assert public_url(f"http://[::1/v.mp4?token={SECRET}") == "http://[::1/v.mp4?REDACTED"
     assert redact_text(f"HTTP 404 from https://x.org/a.mp4?token={SECRET} (after 1 attempt)") \
         == "HTTP 404 from https://x.org/a.mp4?token=REDACTED (after 1 attempt)"
 
