@@ -14,6 +14,13 @@ resolves to a public address for the check and a private one for the connection 
 rebinding) gains nothing. A proxy the user configured (``http_proxy``/``https_proxy``) is the
 user's endpoint and is not checked; the URL's own host still is, before the request.
 
+yt-dlp opens its own connections (urllib or requests/urllib3, its own redirects, every HLS
+segment). :func:`guarded_resolution` covers those: inside the block, in the calling thread,
+every name lookup (``socket.getaddrinfo``, which every connection of those stacks goes through,
+and whose answer is the address it connects to) that gives a refused address raises
+:class:`PrivateAddressError`, so each page, media URL, segment and redirect hop yt-dlp visits is
+checked as the fetcher's own requests are. Other threads are untouched.
+
 ``fetch.allow_private_network`` (``--allow-private-network``) turns the guard off: for tests on
 loopback servers and for deliberate intranet sources. Endpoints the user configures (caption
 servers, object-store endpoints) never go through it.
@@ -21,15 +28,18 @@ servers, object-store endpoints) never go through it.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ipaddress
 import socket
+import threading
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 __all__ = ["GuardedHTTPHandler", "GuardedHTTPSHandler", "PrivateAddressError",
-           "check_url_host", "is_public_address", "private_address_in",
+           "check_url_host", "guarded_resolution", "is_public_address", "private_address_in",
            "resolve_public"]
 
 
@@ -116,6 +126,44 @@ def _guarded_create_connection(address: tuple[str, int], timeout: Any = None,
             sock.close()
             last = e
     raise last or OSError(f"no address for {host}")
+
+
+_real_getaddrinfo = socket.getaddrinfo
+_scope = threading.local()  # .exempt: hosts not checked, set while a guarded block runs
+_install_lock = threading.Lock()
+
+
+def _checked_getaddrinfo(host: Any, port: Any, *args: Any, **kw: Any) -> list[Any]:
+    infos = _real_getaddrinfo(host, port, *args, **kw)
+    exempt = getattr(_scope, "exempt", None)
+    if exempt is not None and host is not None:
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        if name.lower() not in exempt:
+            for info in infos:
+                address = str(info[4][0])
+                kind = _kind(ipaddress.ip_address(address.split("%", 1)[0]))
+                if kind is not None:
+                    raise PrivateAddressError(name, address, kind)
+    return infos
+
+
+@contextlib.contextmanager
+def guarded_resolution(enabled: bool = True) -> Iterator[None]:
+    """Within the block, in this thread, a name lookup that gives a refused address raises
+    :class:`PrivateAddressError` (the module docstring); the user's proxy is exempt.
+    ``enabled`` False makes it a no-op (``allow_private_network``)."""
+    if not enabled:
+        yield
+        return
+    with _install_lock:
+        if socket.getaddrinfo is not _checked_getaddrinfo:
+            socket.getaddrinfo = _checked_getaddrinfo  # checks nothing outside a block
+    before = getattr(_scope, "exempt", None)
+    _scope.exempt = _proxy_hosts()
+    try:
+        yield
+    finally:
+        _scope.exempt = before
 
 
 def _proxy_hosts() -> set[str]:

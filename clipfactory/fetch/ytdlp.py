@@ -10,7 +10,10 @@ proxy is set, and cookies are used only from a file the user passes (``fetch.coo
 Before yt-dlp is called, the page URL passes the :class:`~clipfactory.fetch.gate.FetchGate`:
 its host must be public, robots.txt must allow it, tdmrep.json must not reserve it, and the
 page itself is read once for ``X-Robots-Tag``/``tdm-reservation`` headers and ``<meta>`` tags.
-yt-dlp's own requests (the media URLs an extractor finds on the page) are not re-checked.
+yt-dlp's own requests (the media URLs an extractor finds on the page, HLS segments, redirect
+hops) are not checked against robots.txt, but every host it connects to must be public
+(:func:`~clipfactory.fetch.netguard.guarded_resolution`), unless
+``fetch.allow_private_network``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from clipfactory.config import FetchConfig
 from clipfactory.errors import StorageRefused, storage_refusal
 from clipfactory.fetch.base import FetchError, FetchResult, url_key
 from clipfactory.fetch.gate import FetchGate
+from clipfactory.fetch.netguard import guarded_resolution, private_address_in
 from clipfactory.fetch.sniff import hash_and_head, sniff
 
 __all__ = ["PROVENANCE_FIELDS", "YtDlpFetcher", "ytdlp_format"]
@@ -48,6 +52,7 @@ _PERMANENT = (
     (r"requested format is not available|no video formats found", "no_suitable_format"),
     (r"is live|live event will begin|premieres in", "live_or_upcoming"),
 )
+_REFUSED = "refused: manifest URLs may not reach private networks"  # PrivateAddressError's
 _TRANSIENT = r"timed out|timeout|connection|temporar|remote end closed|incompleteread|reset by"
 
 
@@ -154,14 +159,18 @@ class YtDlpFetcher:
         self.gate.page(url)
         (dest_dir / ".partial").mkdir(parents=True, exist_ok=True)
         log = _Log()
-        try:
-            with yt_dlp.YoutubeDL(self.options(dest_dir, url_key(url), max_bytes, log)) as ydl:
+        try:  # every host yt-dlp connects to (page, media, segments, redirects) is checked
+            with guarded_resolution(not self.cfg.allow_private_network), \
+                    yt_dlp.YoutubeDL(self.options(dest_dir, url_key(url), max_bytes, log)) as ydl:
                 info = ydl.sanitize_info(ydl.extract_info(url, download=True))
         except yt_dlp.utils.DownloadError as e:
             cause = e.exc_info[1] if getattr(e, "exc_info", None) else None
             what = storage_refusal(cause)
             if what is not None:  # yt-dlp's words hide it: keep the cause in the chain
                 raise StorageRefused(f"yt-dlp: {e}", what) from cause
+            hit = private_address_in(cause)
+            if hit is not None or _REFUSED in str(e):
+                raise FetchError("private_address", str(hit or e)) from None
             raise classify(str(e), cause) from None
         if info.get("_type") in ("playlist", "multi_video"):
             raise FetchError("playlist_not_video", "the URL names several videos")

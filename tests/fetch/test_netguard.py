@@ -77,3 +77,38 @@ def test_run_refuses_a_private_url_and_retry_can_opt_in(server, video_bytes, tmp
     assert main(["retry", str(out), "--all", "--allow-private-network", *args]) == 0
     assert {r["video_id"] for r in pq.read_table(out / "index.parquet").to_pylist()} == {
         "intranet"}
+
+
+def test_yt_dlp_connections_are_guarded_in_its_thread_only(server, video_bytes, tmp_path):
+    """yt-dlp opens its own connections (its page, media URLs, HLS segments, redirects). The
+    gate checks the URL it is given; every host yt-dlp then connects to is checked by the
+    guarded name lookup. Here the page passes a gate that allows loopback, and the fetcher's
+    own config does not: yt-dlp's first request is refused, and nothing is served."""
+    import socket
+    import threading
+
+    pytest.importorskip("yt_dlp")
+    from clipfactory.fetch.gate import FetchGate
+    from clipfactory.fetch.netguard import PrivateAddressError, guarded_resolution
+    from clipfactory.fetch.ytdlp import YtDlpFetcher
+
+    url = server.add("/media/walk.mp4", video_bytes)
+    lenient = FetchGate(FetchConfig(allow_private_network=True, timeout_s=5))
+    strict = FetchConfig(ytdlp_hosts=["127.0.0.1"], timeout_s=5)
+    with pytest.raises(FetchError) as e:
+        YtDlpFetcher(strict, lenient).fetch(url, tmp_path, 10**9)
+    assert e.value.reason == "private_address" and not e.value.retryable
+    assert server.routes["/media/walk.mp4"].served == 1  # the gate's one read, not yt-dlp's
+    res = YtDlpFetcher(FetchConfig(ytdlp_hosts=["127.0.0.1"], allow_private_network=True,
+                                   timeout_s=5), lenient).fetch(url, tmp_path / "ok", 10**9)
+    assert res.bytes == len(video_bytes)  # the opt-in lets it through, as for the http fetcher
+
+    other: list[object] = []
+    with guarded_resolution():
+        with pytest.raises(PrivateAddressError):
+            socket.getaddrinfo("localhost", 80)
+        worker = threading.Thread(target=lambda: other.append(socket.getaddrinfo("127.0.0.1", 80)))
+        worker.start()
+        worker.join()
+    assert other and other[0]  # another thread's lookups are not checked
+    assert socket.getaddrinfo("127.0.0.1", 80)  # nor any after the block
