@@ -26,7 +26,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from clipfactory.atomic import write_atomic
 from clipfactory.config import FetchConfig
-from clipfactory.fetch.base import FetchError, FetchResult, url_key
+from clipfactory.fetch.base import Fetcher, FetchError, FetchResult, url_key
 from clipfactory.fetch.gate import FetchGate, private_address_error
 from clipfactory.fetch.netguard import private_address_in
 from clipfactory.fetch.sniff import (
@@ -58,10 +58,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-# An HLS/DASH playlist lists the segments that hold its video. yt-dlp assembles them, but its
-# requests do not pass the private-address guard, so it takes only hosts the user names.
-_MANIFEST_HINT = (": an HLS/DASH playlist; to have yt-dlp fetch the video it lists, add the "
-                  "host to fetch.ytdlp_hosts")
+# An HLS/DASH playlist lists the segments that hold its video: yt-dlp assembles them
+_MANIFEST_HINT = ": an HLS/DASH playlist (yt-dlp fetches the video it lists)"
 
 
 def _basic_auth(url: str) -> tuple[str, str | None]:
@@ -96,9 +94,11 @@ class HttpFetcher:
     Every attempt passes the :class:`~clipfactory.fetch.gate.FetchGate` first (private
     addresses, robots.txt, tdmrep.json, then each redirect hop and the response headers)."""
 
-    def __init__(self, cfg: FetchConfig | None = None, gate: FetchGate | None = None) -> None:
+    def __init__(self, cfg: FetchConfig | None = None, gate: FetchGate | None = None,
+                 streams: Fetcher | None = None) -> None:
         self.cfg = cfg or FetchConfig()
         self.gate = gate or FetchGate(self.cfg)
+        self.streams = streams  # who fetches the video an HLS/DASH playlist lists (yt-dlp)
         # http(s) only: a redirect to ftp:// or file:// is refused, not followed
         handlers: list[urllib.request.BaseHandler] = []
         if self.cfg.cookies_file:  # only cookies the user handed us, never a browser's
@@ -112,7 +112,17 @@ class HttpFetcher:
 
     def fetch(self, url: str, dest_dir: Path, max_bytes: int,
               expected_sha256: str | None = None) -> FetchResult:
-        """One attempt at ``url`` (module docstring); raises :class:`FetchError`."""
+        """One attempt at ``url`` (module docstring); raises :class:`FetchError`. An HLS or
+        DASH playlist (by its Content-Type or first bytes) goes to ``streams``."""
+        try:
+            return self._fetch(url, dest_dir, max_bytes, expected_sha256)
+        except FetchError as e:
+            if e.reason != "stream_manifest" or self.streams is None:
+                raise
+        return self.streams.fetch(url, dest_dir, max_bytes, expected_sha256)
+
+    def _fetch(self, url: str, dest_dir: Path, max_bytes: int,
+               expected_sha256: str | None) -> FetchResult:
         dest_dir = Path(dest_dir)
         self.gate.start()
         self.gate.before(url)  # before any request of the URL itself

@@ -22,8 +22,8 @@ def needs_fetch(source: str) -> bool:
 
 
 class Router:
-    """Picks the fetcher of a URL: yt-dlp for the configured video-site hosts, plain http(s)
-    for other web URLs, fsspec for object stores, the file itself for local paths. The web
+    """Picks the fetcher of a URL: yt-dlp for the configured video-site hosts and HLS/DASH
+    playlists, plain http(s) for other web URLs, fsspec for object stores, the file itself for local paths. The web
     fetchers share one :class:`~clipfactory.fetch.gate.FetchGate`; object stores and local
     files are the user's own storage and are not gated."""
 
@@ -31,11 +31,15 @@ class Router:
         self.cfg = cfg or FetchConfig()
         self.gate = FetchGate(self.cfg, consent)  # one per run: robots.txt cached per host
         self.local = LocalFetcher()
-        self.http = HttpFetcher(self.cfg, self.gate)
         self.ytdlp = YtDlpFetcher(self.cfg, self.gate)
+        self.http = HttpFetcher(self.cfg, self.gate, streams=self.ytdlp)
         self.fsspec = FsspecFetcher(self.cfg)
 
     def uses_ytdlp(self, url: str) -> bool:
+        """A configured video-site host, or an HLS/DASH playlist (``.m3u8``, ``.mpd``; the
+        plain fetcher hands over the playlists it only recognises once it has asked)."""
+        if urlsplit(url).path.lower().endswith((".m3u8", ".mpd")):
+            return True
         host = (urlsplit(url).hostname or "").lower()
         for h in self.cfg.ytdlp_hosts:
             h = h.lower()

@@ -113,13 +113,14 @@ def test_html_instead_of_video_is_rejected(server, tmp_path, ctype):
                                    None])
 def test_a_streaming_playlist_says_what_it_is(server, tmp_path, ctype):
     """An HLS playlist (by its Content-Type, or by its first bytes when the server calls it
-    octet-stream or nothing) is not a video: the reason names it and how to fetch it."""
+    octet-stream or nothing) is not a video file: the plain fetcher on its own says so (in a
+    run, the router's hands it to yt-dlp: test_ytdlp)."""
     playlist = b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\nseg0.ts\n#EXT-X-ENDLIST\n"
     url = server.add("/live/index", playlist, content_type=ctype)
     with pytest.raises(FetchError) as e:
         _fetch(url, tmp_path)
     assert e.value.reason == "stream_manifest" and not e.value.retryable
-    assert "fetch.ytdlp_hosts" in str(e.value)
+    assert "HLS/DASH playlist" in str(e.value)
     assert _leftovers(tmp_path) == []
 
 

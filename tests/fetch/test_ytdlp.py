@@ -121,10 +121,12 @@ def test_a_page_that_reserves_itself_is_refused_before_yt_dlp(server, video_byte
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
 
 
-def test_an_hls_playlist_on_a_named_host_is_assembled_and_spliced(server, tmp_path):
-    """HLS through yt-dlp's own segment downloader (no ffmpeg binary): the file it writes is
-    the segments' MPEG-TS joined, every frame of the source in order, and the smart cut
-    copies its whole GOPs (Annex-B H.264) instead of re-encoding the clip."""
+def test_an_hls_playlist_is_assembled_by_yt_dlp_and_spliced(server, tmp_path):
+    """HLS through yt-dlp's own segment downloader (no ffmpeg binary), on a host that is not
+    a configured video site: a ``.m3u8`` URL goes to yt-dlp, and a playlist the plain fetcher
+    only recognises by its Content-Type is handed over to it. The file yt-dlp writes is the
+    segments' MPEG-TS joined, every frame of the source in order, and the smart cut copies
+    its whole GOPs (Annex-B H.264) instead of re-encoding the clip."""
     import av
 
     from clipfactory.config import CutConfig
@@ -141,11 +143,18 @@ def test_an_hls_playlist_on_a_named_host_is_assembled_and_spliced(server, tmp_pa
     assert len(segments) >= 3
     for seg in segments:
         server.add(f"/hls/{seg.name}", seg.read_bytes(), content_type="video/mp2t")
-    url = server.add("/hls/index.m3u8", (site / "index.m3u8").read_bytes(),
-                     content_type="application/vnd.apple.mpegurl")
-    assert isinstance(Router(CFG).for_url(url), YtDlpFetcher)
-    res = YtDlpFetcher(CFG).fetch(url, tmp_path / "dl", 10**9)
+    playlist = (site / "index.m3u8").read_bytes()
+    url = server.add("/hls/index.m3u8", playlist, content_type="application/vnd.apple.mpegurl")
+    anywhere = FetchConfig(timeout_s=10, allow_private_network=True)  # no ytdlp_hosts
+    router = Router(anywhere)
+    assert isinstance(router.for_url(url), YtDlpFetcher)
+    res = router.for_url(url).fetch(url, tmp_path / "dl", 10**9)
     assert res.provenance["fetcher"] == "yt-dlp"
+    bare = server.add("/hls/live", playlist, content_type="application/vnd.apple.mpegurl")
+    assert not isinstance(router.for_url(bare), YtDlpFetcher)
+    handed = router.for_url(bare).fetch(bare, tmp_path / "dl2", 10**9)
+    assert handed.provenance["fetcher"] == "yt-dlp"
+    assert Path(handed.path).read_bytes() == Path(res.path).read_bytes()
 
     def frames(paths: list[Path]) -> list[np.ndarray]:
         out = []
