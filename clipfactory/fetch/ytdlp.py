@@ -137,6 +137,8 @@ class YtDlpFetcher:
             "noplaylist": True, "quiet": True, "no_warnings": True, "noprogress": True,
             "logger": log, "max_filesize": max_bytes, "socket_timeout": cfg.timeout_s,
             "retries": 0, "fragment_retries": 3, "extractor_retries": 0,
+            # one format, one fragment at a time: every request stays in the calling thread,
+            # where guarded_resolution checks it (yt-dlp's fragment threads would not be)
             "concurrent_fragment_downloads": 1, "continuedl": True, "cachedir": False,
             "allow_unplayable_formats": False, "geo_bypass": False, "updatetime": False,
             "http_headers": {"User-Agent": cfg.user_agent},

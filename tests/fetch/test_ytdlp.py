@@ -96,6 +96,8 @@ def test_no_evasion_and_only_the_users_cookies(tmp_path):
     opts = YtDlpFetcher(CFG).options(tmp_path, "k", 100, _Log())
     assert "cookiefile" not in opts and "cookiesfrombrowser" not in opts and "proxy" not in opts
     assert opts["geo_bypass"] is False and opts["allow_unplayable_formats"] is False
+    # one format, one fragment at a time: yt-dlp's requests stay in the guarded thread
+    assert opts["concurrent_fragment_downloads"] == 1 and "+" not in opts["format"]
     jar = tmp_path / "cookies.txt"
     cfg = FetchConfig(cookies_file=str(jar), allow_private_network=True)
     assert YtDlpFetcher(cfg).options(tmp_path, "k", 100, _Log())["cookiefile"] == str(jar)
