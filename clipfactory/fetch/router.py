@@ -23,9 +23,9 @@ def needs_fetch(source: str) -> bool:
 
 class Router:
     """Picks the fetcher of a URL: yt-dlp for the configured video-site hosts and HLS/DASH
-    playlists, plain http(s) for other web URLs, fsspec for object stores, the file itself for local paths. The web
-    fetchers share one :class:`~clipfactory.fetch.gate.FetchGate`; object stores and local
-    files are the user's own storage and are not gated."""
+    playlists, plain http(s) for other web URLs, fsspec for object stores, the file itself
+    for local paths. The web fetchers share one :class:`~clipfactory.fetch.gate.FetchGate`;
+    object stores and local files are the user's own storage and are not gated."""
 
     def __init__(self, cfg: FetchConfig | None = None, consent: ConsentMode = "enforce") -> None:
         self.cfg = cfg or FetchConfig()
