@@ -78,12 +78,17 @@ def resolve_public(host: str, port: int) -> list[tuple[Any, ...]]:
     :class:`PrivateAddressError` if any is not (a name with one private address is refused:
     the connection could go to it). DNS failures raise ``socket.gaierror`` as usual."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    _refuse_private(host, infos)
+    return infos
+
+
+def _refuse_private(host: str, infos: list[Any]) -> None:
+    """Raise :class:`PrivateAddressError` for the first refused address in ``infos``."""
     for info in infos:
         address = str(info[4][0])
         kind = _kind(ipaddress.ip_address(address.split("%", 1)[0]))
         if kind is not None:
             raise PrivateAddressError(host, address, kind)
-    return infos
 
 
 def check_url_host(url: str) -> None:
@@ -139,11 +144,7 @@ def _checked_getaddrinfo(host: Any, port: Any, *args: Any, **kw: Any) -> list[An
     if exempt is not None and host is not None:
         name = host.decode() if isinstance(host, bytes) else str(host)
         if name.lower() not in exempt:
-            for info in infos:
-                address = str(info[4][0])
-                kind = _kind(ipaddress.ip_address(address.split("%", 1)[0]))
-                if kind is not None:
-                    raise PrivateAddressError(name, address, kind)
+            _refuse_private(name, infos)
     return infos
 
 
