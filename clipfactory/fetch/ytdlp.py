@@ -51,6 +51,9 @@ _PERMANENT = (
      r"not available in your country|geo.?restrict", "unavailable"),
     (r"requested format is not available|no video formats found", "no_suitable_format"),
     (r"is live|live event will begin|premieres in", "live_or_upcoming"),
+    # yt-dlp's own HLS/DASH downloader hands live streams (and a few stream features) to an
+    # ffmpeg binary, which the core does not assume
+    (r"ffmpeg could not be found|ffmpeg (is )?not (installed|found)", "needs_ffmpeg"),
 )
 _REFUSED = "refused: manifest URLs may not reach private networks"  # PrivateAddressError's
 _TRANSIENT = r"timed out|timeout|connection|temporar|remote end closed|incompleteread|reset by"

@@ -69,6 +69,11 @@ def test_yt_dlp_errors_are_classified(server, video_bytes, tmp_path):
     assert classify("ERROR: This video is DRM protected").reason == "drm_protected"
     assert classify("ERROR: HTTP Error 429: Too Many Requests").retryable
     assert classify("ERROR: Unsupported URL: http://x").reason == "ytdlp_unsupported_url"
+    live = server.add("/hls/live.m3u8", b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\n"
+                      b"seg0.ts\n", content_type="application/vnd.apple.mpegurl")
+    with pytest.raises(FetchError) as e:  # no ENDLIST: live, which yt-dlp leaves to ffmpeg
+        YtDlpFetcher(CFG).fetch(live, tmp_path, 10**9)
+    assert e.value.reason == "needs_ffmpeg" and not e.value.retryable
 
 
 def test_format_prefers_codecs_under_the_height_single_files_only():
