@@ -12,7 +12,12 @@ from clipfactory.errors import MediaError
 from clipfactory.media.streams import main_video_stream
 from clipfactory.records import Span
 
-__all__ = ["CutResult", "index_keyframe", "usable_pts", "video_stream"]
+__all__ = ["SEEK_BACKOFF_S", "CutResult", "index_keyframe", "usable_pts", "video_stream"]
+
+# how far before its target a seek is retried when it lands past it (an index by DTS, a
+# container without one, MPEG-TS): seconds, and None for the start of the stream. The cutters
+# and the frame grab share it.
+SEEK_BACKOFF_S: tuple[float | None, ...] = (0.0, 1.0, 5.0, None)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import numpy as np
 from av.video.reformatter import Interpolation
 
 from clipfactory.errors import MediaError
-from clipfactory.media.cutresult import index_keyframe
+from clipfactory.media.cutresult import SEEK_BACKOFF_S, index_keyframe
 from clipfactory.media.probe import open_video
 from clipfactory.media.splice import disposable_check
 from clipfactory.media.streams import frame_rate, is_elementary
@@ -62,7 +62,7 @@ def _decode(container: av.container.InputContainer, stream: av.VideoStream,
         yield from packet.decode()
 
 
-_SEEK_BACK_S: tuple[float | None, ...] = (0.0, 1.0, 5.0, None)  # None: from the start
+# how far before a target the packets are read for its keyframe (None: from the start)
 _SCAN_BACK_S: tuple[float | None, ...] = (10.0, 60.0, None)
 
 
@@ -107,7 +107,7 @@ def _seek(container: av.container.InputContainer, stream: av.VideoStream, target
         if dts is not None:
             tries.append((dts, False))
     tries += [(start + int(((target - back) if back is not None else -60.0) / tb), back is None)
-              for back in _SEEK_BACK_S]
+              for back in SEEK_BACKOFF_S]
     for ts, first in tries:
         try:
             container.seek(ts, backward=True, any_frame=False, stream=stream)

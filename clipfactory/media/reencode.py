@@ -50,7 +50,13 @@ from clipfactory.config import CutConfig
 from clipfactory.errors import MediaError, storage_refused
 from clipfactory.media import stagetime
 from clipfactory.media.audio import AudioTrack, pick_audio_stream
-from clipfactory.media.cutresult import CutResult, index_keyframe, usable_pts, video_stream
+from clipfactory.media.cutresult import (
+    SEEK_BACKOFF_S,
+    CutResult,
+    index_keyframe,
+    usable_pts,
+    video_stream,
+)
 from clipfactory.media.encoders import (
     codec_name,
     encoder_options,
@@ -65,7 +71,6 @@ __all__ = ["reencode_clips"]
 SEEK_AHEAD_S = 2.0  # seek instead of decoding forward when the next span is further than this
 AUDIO_SEEK_LEAD_S = 0.5  # non-MOV demuxers: seek this much earlier so no audio is skipped
 AUDIO_WAIT_S = 1.0  # how far past a clip's end the video demux may go before its audio is done
-_SEEK_BACKOFF_S: tuple[float | None, ...] = (0.0, 1.0, 5.0, None)  # None: from the start
 _FORMATS = {".mkv": "matroska", ".mov": "mov"}  # anything else is written as mp4
 _MOV_DEMUXER = "mov,mp4,m4a,3gp,3g2,mj2"
 
@@ -508,7 +513,7 @@ class _Reader:
             return
         self.sought = start  # at most one seek (with its retries) per span
         miss: tuple[int, av.VideoFrame, bool] | None = None
-        for back in _SEEK_BACKOFF_S:
+        for back in SEEK_BACKOFF_S:
             # Seeks may land late (index by DTS, approximate seeking in MPEG-TS): retry from
             # further back; the last resort is well before the first frame, i.e. the start.
             offset = lead + back if back is not None else 60 + SEEK_AHEAD_S

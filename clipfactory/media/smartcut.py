@@ -45,7 +45,13 @@ from clipfactory.config import CutConfig
 from clipfactory.errors import MediaError, storage_refused
 from clipfactory.media import stagetime
 from clipfactory.media.audio import AudioTrack, pick_audio_stream
-from clipfactory.media.cutresult import CutResult, index_keyframe, usable_pts, video_stream
+from clipfactory.media.cutresult import (
+    SEEK_BACKOFF_S,
+    CutResult,
+    index_keyframe,
+    usable_pts,
+    video_stream,
+)
 from clipfactory.media.splice import SpliceCodec, rap_check, splice_codec
 from clipfactory.records import Span
 
@@ -55,7 +61,6 @@ SEEK_AHEAD_S = 2.0  # seek instead of reading forward when the next clip is furt
 # a complete clip waits for audio packets up to its end, but no longer than until the video is
 # this far past it (audio that stops early must not hold every later clip in memory)
 AUDIO_WAIT_S = 2.0
-_SEEK_BACKOFF_S: tuple[float | None, ...] = (0.0, 1.0, 5.0, None)  # None: from the start
 _FORMATS = {".mkv": "matroska", ".mov": "mov"}  # anything else is written as MP4
 _COPY_CONTAINERS = ("mov", "matroska", "avi", "flv", "mpegts")  # keyframe mode's sources
 
@@ -390,7 +395,7 @@ class _Cutter:
     def seek(self, clip: _Clip) -> Iterator[av.Packet] | None:
         """Seek so that reading starts at a keyframe at or before ``clip``'s first frame."""
         s = clip.span.start_frame
-        for back in _SEEK_BACKOFF_S:
+        for back in SEEK_BACKOFF_S:
             ts = int(self.pts[s] - back / self.tb) if back is not None else int(self.pts[0]) - 1
             try:
                 self.container.seek(ts, stream=self.vstream, backward=True, any_frame=False)
