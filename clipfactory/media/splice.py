@@ -302,30 +302,29 @@ def _disposable(data: bytes, size: int) -> bool:
     ``nal_ref_idc`` 0 and no parameter set rides along), so that a decoder that never sees it
     gives every other picture bit for bit. ``size``: the AVCC length size, 0 for Annex B.
     False whenever in doubt."""
-    if size == 0:
-        return _disposable_nals(_annexb_nals(data))
-    i, slices = 0, 0
-    while i + size <= len(data):
-        n = int.from_bytes(data[i:i + size], "big")
-        if n == 0 or i + size + n > len(data):
-            return False  # not the framing we expect: decode it
-        head = data[i + size]
-        kind = head & 31
-        if (kind == 1 and head & 0x60) or kind not in (1, 6, 9, 12):
-            return False  # a reference slice, an IDR, a parameter set, anything else
-        slices += kind == 1
-        i += size + n
-    return slices > 0 and i == len(data)
-
-
-def _disposable_nals(nals: list[bytes]) -> bool:
+    nals = _annexb_nals(data) if size == 0 else _strict_length_nals(data, size)
+    if nals is None:
+        return False  # not the framing we expect: decode it
     slices = 0
     for n in nals:
         kind = n[0] & 31
         if (kind == 1 and n[0] & 0x60) or kind not in (1, 6, 9, 12):
-            return False
+            return False  # a reference slice, an IDR, a parameter set, anything else
         slices += kind == 1
     return slices > 0
+
+
+def _strict_length_nals(data: bytes, size: int) -> list[memoryview] | None:
+    """The NAL units of an AVCC packet (views, not copies), or None unless they fill it
+    exactly (no empty unit, none running past the end, nothing left over)."""
+    view, nals, i = memoryview(data), [], 0
+    while i + size <= len(data):
+        n = int.from_bytes(data[i:i + size], "big")
+        if n == 0 or i + size + n > len(data):
+            return None
+        nals.append(view[i + size:i + size + n])
+        i += size + n
+    return nals if i == len(data) else None
 
 
 def _is_annexb(x: bytes) -> bool:
