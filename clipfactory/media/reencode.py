@@ -63,7 +63,7 @@ from clipfactory.media.encoders import (
     encoder_pix_fmt,
     resolve_encoder,
 )
-from clipfactory.media.streams import frame_rate
+from clipfactory.media.streams import encoder_rate
 from clipfactory.records import Span
 
 __all__ = ["reencode_clips"]
@@ -73,10 +73,6 @@ AUDIO_SEEK_LEAD_S = 0.5  # non-MOV demuxers: seek this much earlier so no audio 
 AUDIO_WAIT_S = 1.0  # how far past a clip's end the video demux may go before its audio is done
 _FORMATS = {".mkv": "matroska", ".mov": "mov"}  # anything else is written as mp4
 _MOV_DEMUXER = "mov,mp4,m4a,3gp,3g2,mj2"
-
-
-def _fps(vstream: av.VideoStream) -> Fraction:
-    return (frame_rate(vstream) or Fraction(30)).limit_denominator(100_000)
 
 
 def _plane(plane: av.video.plane.VideoPlane, dtype: type[np.generic]) -> np.ndarray:
@@ -610,7 +606,7 @@ def reencode_clips(source: str, spans: Sequence[Span], out_paths: Sequence[str],
     try:
         vstream = video_stream(container, source, threads)
         tb = vstream.time_base or Fraction(1, 90_000)
-        rate = _fps(vstream)
+        rate = encoder_rate(vstream)
         step = max(1, round(1 / (rate * tb)))
 
         def end_pts(span: Span) -> int | None:

@@ -53,6 +53,7 @@ from clipfactory.media.cutresult import (
     video_stream,
 )
 from clipfactory.media.splice import SpliceCodec, rap_check, splice_codec
+from clipfactory.media.streams import encoder_rate
 from clipfactory.records import Span
 
 __all__ = ["smart_cut"]
@@ -206,8 +207,7 @@ class _Cutter:
         self.rotation = rotation
         self.copy_only = splice is None
         self.tb: Fraction = vstream.time_base or Fraction(1, 90_000)
-        rate = vstream.average_rate or vstream.guessed_rate or Fraction(30)
-        self.rate = Fraction(rate).limit_denominator(100_000)
+        self.rate = encoder_rate(vstream)
         steps = np.diff(pts)
         self.step = int(np.median(steps)) if len(steps) else max(1, round(1 / (self.rate * self.tb)))
         self.n_frames = len(pts)

@@ -6,7 +6,7 @@ from fractions import Fraction
 
 import av
 
-__all__ = ["frame_rate", "is_elementary", "main_video_stream"]
+__all__ = ["encoder_rate", "frame_rate", "is_elementary", "main_video_stream"]
 
 
 def main_video_stream(container: av.container.InputContainer) -> av.VideoStream | None:
@@ -45,3 +45,9 @@ def frame_rate(stream: av.VideoStream) -> Fraction | None:
         if rate and 0 < float(rate) < 1000:
             return Fraction(rate)
     return None
+
+
+def encoder_rate(stream: av.VideoStream) -> Fraction:
+    """The rate an encoder re-encoding ``stream``'s frames is given: :func:`frame_rate`, else
+    30, with a denominator under 100,000."""
+    return (frame_rate(stream) or Fraction(30)).limit_denominator(100_000)
