@@ -289,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                 **shots_cli.COMMANDS, **annotate_cli.COMMANDS,
                 **report_cli.COMMANDS, **sinks_cli.COMMANDS}
     restore = _first_ctrl_c_stops_cleanly()
+    interrupted = False
     try:
         if getattr(a, "no_wait", False):  # take the output's lock now, or say who holds it
             from clipfactory.lock import OutputLocked, output_lock
@@ -308,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"clipfactory: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C: what was recorded stays, like after any kill
+        interrupted = True
         print(f"\nclipfactory: {a.command} interrupted. Nothing recorded is lost; run the same "
               "command again to carry on from there.", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -328,7 +330,11 @@ def main(argv: list[str] | None = None) -> int:
               "command again; it carries on from there.", file=sys.stderr)
         return EXIT_STORAGE
     finally:
-        restore()
+        # after Ctrl-C the process is ending: a second one that lands in the exit (the
+        # process pool's clean-up at interpreter exit) still stops it at once, not with a
+        # traceback from that clean-up
+        if not interrupted:
+            restore()
 
 
 def _first_ctrl_c_stops_cleanly() -> Callable[[], None]:

@@ -119,3 +119,32 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
     proc.wait(timeout=60)
     assert proc.returncode == EXIT_BROKEN_PIPE, err
     assert "Traceback" not in err and "Exception ignored" not in err, err
+
+
+_LATE_SECOND_CTRL_C = """
+import atexit, os, signal, sys, time
+import clipfactory.cli as cli
+
+def second():  # a second Ctrl-C that lands while the interpreter exits, as the pool's own
+    os.kill(os.getpid(), signal.SIGINT)  # clean-up at exit runs
+    time.sleep(2)
+
+def first(a):  # the command is interrupted part-way
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)
+    return 0
+
+atexit.register(second)
+cli._cmd_config = first
+sys.exit(cli.main(["config"]))
+"""
+
+
+def test_a_second_ctrl_c_during_the_exit_prints_no_traceback() -> None:
+    """The two presses of the parametrised test above land at once; this one lands after
+    the command has said it was interrupted, in the interpreter's exit."""
+    proc = subprocess.run([sys.executable, "-c", _LATE_SECOND_CTRL_C], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == EXIT_INTERRUPTED, proc
+    assert "config interrupted" in proc.stderr and "interrupted again" in proc.stderr, proc
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc
