@@ -30,6 +30,7 @@ from clipfactory.media.analyse import Signals, analyse
 from clipfactory.media.cut import CutResult, cut_clips
 from clipfactory.media.motion import classify_clip
 from clipfactory.media.probe import probe
+from clipfactory.media.streams import pixel_aspect
 from clipfactory.memory import Usage, peak_rss_mib, release_memory
 from clipfactory.plan import (
     damage_transitions,
@@ -44,7 +45,7 @@ from clipfactory.shots import make_detector
 from clipfactory.shots.learned import ModelError
 from clipfactory.sources.reader import REMOTE_PREFIXES
 
-__all__ = ["clip_exact_hash", "clip_phashes", "clip_pix_fmt", "discard_clips", "file_sha256",
+__all__ = ["clip_exact_hash", "clip_format", "clip_phashes", "discard_clips", "file_sha256",
            "process_video"]
 
 log = logging.getLogger("clipfactory.worker")
@@ -81,13 +82,17 @@ def _threads(cfg_threads: int, workers: int | str) -> int:
     return thread_split(usable_cpus(), resolve_workers(workers))
 
 
-def clip_pix_fmt(path: str) -> str | None:
-    """The pixel format a clip file's video stream declares (the card reports it)."""
+def clip_format(path: str) -> tuple[str | None, str | None]:
+    """The pixel format a clip file's video stream declares, and its pixel aspect as
+    ``"64:45"`` (None: square); the index and the card report them."""
     try:
         with av.open(path) as container:
-            return container.streams.video[0].codec_context.pix_fmt or None
+            stream = container.streams.video[0]
+            sar = pixel_aspect(stream)
+            return (stream.codec_context.pix_fmt or None,
+                    f"{sar.numerator}:{sar.denominator}" if sar else None)
     except (av.FFmpegError, OSError, IndexError):
-        return None
+        return None, None
 
 
 def discard_clips(result: VideoResult) -> None:
@@ -258,7 +263,7 @@ def cut_info(res: CutResult) -> dict[str, Any]:
 
 def stage_clip(clip: ClipRecord, res: CutResult) -> None:
     """``clip`` is staged as the file ``res`` wrote: its path, size, frame size, hash, pixel
-    format (read back from the file), and rate and frame count where it was resampled.
+    format and pixel aspect (read back from the file), and rate and frame count where it was resampled.
     ``extra.cut`` must be set already."""
     clip.state = "staged"
     clip.staged_path = res.path
@@ -266,7 +271,7 @@ def stage_clip(clip: ClipRecord, res: CutResult) -> None:
     if res.fps is not None:  # resampled to a constant rate: the file's rate and frame count
         clip.fps, clip.file_frames = round(res.fps, 6), res.frames
     clip.file_sha256 = file_sha256(res.path)
-    clip.extra["cut"]["pix_fmt"] = clip_pix_fmt(res.path)
+    clip.extra["cut"]["pix_fmt"], clip.extra["cut"]["sar"] = clip_format(res.path)
 
 
 def _clip(item: SourceItem, info: VideoInfo, sig: Signals, span: Span,

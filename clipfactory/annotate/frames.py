@@ -18,6 +18,7 @@ import av
 import numpy as np
 from av.video.reformatter import Interpolation
 
+from clipfactory.media.streams import pixel_aspect, shown_size
 from clipfactory.stages.base import ClipInput
 
 __all__ = ["Decoded", "FrameError", "decode_frames", "open_clip_bytes", "sample_frames", "sample_positions"]
@@ -85,6 +86,7 @@ def decode_frames(clip: ClipInput, wanted_for: Callable[[int, float], list[int]]
             stream.thread_type = "AUTO"
             total = clip.num_frames or stream.frames
             rate = clip.fps or float(stream.average_rate or 30)
+            sar = pixel_aspect(stream)  # anamorphic pixels: models see the shown picture
             wanted = sorted(set(wanted_for(total, rate)))
             if not wanted:
                 raise FrameError("the clip has no frames")
@@ -92,11 +94,11 @@ def decode_frames(clip: ClipInput, wanted_for: Callable[[int, float], list[int]]
             for i, frame in enumerate(container.decode(stream)):
                 last = frame
                 if i in keep:
-                    got[i] = _rgb(frame, *size(frame.width, frame.height))
+                    got[i] = _rgb(frame, *size(*shown_size(frame.width, frame.height, sar)))
                 if i >= wanted[-1]:
                     break
             tail = None if last is None or len(got) == len(wanted) else \
-                _rgb(last, *size(last.width, last.height))
+                _rgb(last, *size(*shown_size(last.width, last.height, sar)))
             return Decoded(got, wanted, tail, total, rate)
     except FrameError:
         raise

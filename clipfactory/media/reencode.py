@@ -63,7 +63,7 @@ from clipfactory.media.encoders import (
     encoder_pix_fmt,
     resolve_encoder,
 )
-from clipfactory.media.streams import encoder_rate
+from clipfactory.media.streams import encoder_rate, pixel_aspect
 from clipfactory.records import Span
 
 __all__ = ["reencode_clips"]
@@ -163,8 +163,9 @@ class _Writer:
 
     def __init__(self, span: Span, path: str, tb: Fraction, rate: Fraction, rotation: int,
                  target: _Target, threads: int, end_pts: int | None,
-                 audio: _ClipAudio | None, audio_note: str | None) -> None:
-        self.span, self.path, self.tb, self.rate = span, path, tb, rate
+                 audio: _ClipAudio | None, audio_note: str | None,
+                 sar: Fraction | None = None) -> None:
+        self.span, self.path, self.tb, self.rate, self.sar = span, path, tb, rate, sar
         self.rotation, self.target, self.threads = rotation, target, threads
         self.end_pts, self.audio, self.audio_note = end_pts, audio, audio_note
         head, name = os.path.split(os.path.abspath(path))
@@ -211,6 +212,8 @@ class _Writer:
         cc.thread_count = self.threads
         if t.codec == "hevc" and fmt in ("mp4", "mov"):
             cc.codec_tag = "hvc1"  # what Apple players require (FFmpeg's default is hev1)
+        if self.sar:  # anamorphic pixels stay so (scaling keeps their shape; turning flips it)
+            cc.sample_aspect_ratio = 1 / self.sar if turned else self.sar
         # Output is limited-range; full-range input is converted. RGB input becomes BT.709 YUV;
         # YUV input keeps its colour tags (the matrix is unchanged by the conversion).
         self.kw: dict[str, int] = {}
@@ -607,6 +610,7 @@ def reencode_clips(source: str, spans: Sequence[Span], out_paths: Sequence[str],
         vstream = video_stream(container, source, threads)
         tb = vstream.time_base or Fraction(1, 90_000)
         rate = encoder_rate(vstream)
+        sar = pixel_aspect(vstream)
         step = max(1, round(1 / (rate * tb)))
 
         def end_pts(span: Span) -> int | None:
@@ -665,7 +669,7 @@ def reencode_clips(source: str, spans: Sequence[Span], out_paths: Sequence[str],
                 i = pending.pop()
                 active.append((i, _Writer(spans[i], out_paths[i], tb, rate, rotation, target,
                                           threads, end_pts(spans[i]), tracks.get(i),
-                                          audio_note)))
+                                          audio_note, sar)))
             for _, writer in active:
                 writer.write(frame, step)
             for entry in [e for e in active if e[1].span.end_frame <= idx + 1]:

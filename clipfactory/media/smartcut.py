@@ -53,7 +53,7 @@ from clipfactory.media.cutresult import (
     video_stream,
 )
 from clipfactory.media.splice import SpliceCodec, rap_check, splice_codec
-from clipfactory.media.streams import encoder_rate
+from clipfactory.media.streams import encoder_rate, pixel_aspect
 from clipfactory.records import Span
 
 __all__ = ["smart_cut"]
@@ -527,6 +527,9 @@ class _Cutter:
         out = av.open(tmp, "w", format=fmt, options=opts)
         try:
             ost = out.add_stream_from_template(self.vstream, opaque=True)
+            sar = pixel_aspect(self.vstream)  # the container's (MP4 pasp), which the template
+            if sar:  # leaves behind when the bitstream does not say it too
+                ost.codec_context.sample_aspect_ratio = sar
             if self.splice is not None:
                 ost.codec_context.extradata = self.splice.extradata()
             if self.copy_only and self.rotation:

@@ -36,6 +36,8 @@ from functools import cached_property
 
 import av
 
+from clipfactory.media.streams import pixel_aspect
+
 __all__ = ["SpliceCodec", "disposable_check", "rap_check", "splice_codec"]
 
 _FAMILY = {"h264": "h264", "vp9": "vp9", "libvpx-vp9": "vp9", "av1": "av1", "libdav1d": "av1",
@@ -181,6 +183,7 @@ class SpliceCodec:
     avcc_tail: bytes = b""  # H.264 high profile avcC extension bytes
     enc_config: bytes | None = None  # the encoder's global header (set by the first run)
     annexb: bool = False  # H.264: the source's packets use start codes (MPEG-TS)
+    sar: Fraction | None = None  # the bitstream's pixel aspect, which re-encoded runs repeat
 
     @property
     def framing(self) -> int:
@@ -209,6 +212,8 @@ class SpliceCodec:
         enc.pix_fmt = like.format.name if like.format.name == "yuvj420p" else "yuv420p"
         enc.time_base, enc.framerate = tb, rate
         enc.thread_count = threads
+        if self.sar:  # else the re-encoded frames of an anamorphic clip would show squeezed
+            enc.sample_aspect_ratio = self.sar
         enc.gop_size = max(1, round(2 * rate))  # a long run still gets a keyframe every ~2 s
         if self.family in ("h264", "av1"):
             enc.flags |= _GLOBAL_HEADER  # H.264: SPS/PPS out of band; AV1: we place it
@@ -425,6 +430,14 @@ def _h264(vstream: av.VideoStream, cc: av.CodecContext, crf: int, preset: str
 def splice_codec(container: av.container.InputContainer, vstream: av.VideoStream, crf: int,
                  preset: str) -> SpliceCodec | str:
     """How to splice this source, or why it cannot be (the full re-encode's ``fallback``)."""
+    found = _splice_codec(container, vstream, crf, preset)
+    if isinstance(found, SpliceCodec):
+        found.sar = pixel_aspect(vstream, coded=True)
+    return found
+
+
+def _splice_codec(container: av.container.InputContainer, vstream: av.VideoStream, crf: int,
+                  preset: str) -> SpliceCodec | str:
     cc = vstream.codec_context
     family = _FAMILY.get(cc.name if cc else "", "")
     if not family:

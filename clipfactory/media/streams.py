@@ -6,7 +6,8 @@ from fractions import Fraction
 
 import av
 
-__all__ = ["encoder_rate", "frame_rate", "is_elementary", "main_video_stream"]
+__all__ = ["encoder_rate", "frame_rate", "is_elementary", "main_video_stream", "pixel_aspect",
+           "shown_size"]
 
 
 def main_video_stream(container: av.container.InputContainer) -> av.VideoStream | None:
@@ -51,3 +52,29 @@ def encoder_rate(stream: av.VideoStream) -> Fraction:
     """The rate an encoder re-encoding ``stream``'s frames is given: :func:`frame_rate`, else
     30, with a denominator under 100,000."""
     return (frame_rate(stream) or Fraction(30)).limit_denominator(100_000)
+
+
+def _aspect(value: object) -> Fraction | None:
+    if not value:
+        return None
+    sar = Fraction(value)
+    return sar if sar > 0 else None
+
+
+def pixel_aspect(stream: av.VideoStream, *, coded: bool = False) -> Fraction | None:
+    """The shape of the stream's pixels (sample aspect ratio, width over height), or None for
+    square or unknown ones. An anamorphic source (PAL/NTSC DV and DVD 720x576/720x480, HDV
+    1440x1080, DVCPRO HD) is shown wider or narrower than it is stored; a re-encode that
+    dropped this would show it squeezed. As FFmpeg's players decide: the container's value
+    (MP4 ``pasp``, Matroska's display size) over the bitstream's. ``coded``: the bitstream's
+    only (the H.264 SPS), which a spliced clip's re-encoded frames must match."""
+    sar = None if coded else _aspect(stream.sample_aspect_ratio)
+    if sar is None:
+        sar = _aspect(stream.codec_context.sample_aspect_ratio)
+    return None if sar is None or sar == 1 else sar
+
+
+def shown_size(width: int, height: int, sar: Fraction | None) -> tuple[int, int]:
+    """The size a frame of ``width`` x ``height`` stored pixels of aspect ``sar`` is shown at:
+    the width stretched (FFmpeg's ``scale=iw*sar:ih``); pictures for models and people."""
+    return (max(1, round(width * sar)), height) if sar else (width, height)

@@ -127,7 +127,8 @@ class _Acc:
         pix = self.codecs.setdefault(cut.get("codec") or "unknown", {})
         fmt = cut.get("pix_fmt") or "unknown"
         pix[fmt] = pix.get(fmt, 0) + 1
-        self._count("sizes", f"{c.width}x{c.height}")
+        sar = f" (SAR {cut['sar']})" if cut.get("sar") else ""  # anamorphic: shown wider
+        self._count("sizes", f"{c.width}x{c.height}{sar}")
         self._count("cut_methods", cut.get("method") or "unknown")
         self._count("audio", "with audio" if cut.get("audio") else "no audio")
         bucket = bucket_of(c.shard)
