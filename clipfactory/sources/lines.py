@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from clipfactory.errors import ManifestError
+
 __all__ = ["LINE_SUFFIXES", "Hasher", "LineCursor", "Position", "RawRow", "manifest_kind"]
 
 LINE_SUFFIXES = (".jsonl", ".csv", ".txt")  # formats a pass can start in the middle of
@@ -72,6 +74,9 @@ class LineCursor:
         UTF-8 byte order mark opening the file (Excel's "CSV UTF-8" writes one) is not text:
         it would become part of the first column's name or make the first JSON row invalid."""
         with _open(self.path) as fh:
+            if self.done.offset == 0:
+                _check_text(self.path, fh.read(_SNIFF_BYTES))
+                fh.seek(0)
             fh.seek(self.done.offset)  # (a .gz manifest is always read from its start)
             bom = self.done.offset == 0
             for raw in fh:
@@ -163,6 +168,38 @@ def _open(path: Path) -> BinaryIO:
     if path.suffix.lower() == ".gz":
         return gzip.open(path, "rb")  # type: ignore[return-value]
     return path.open("rb")
+
+
+_SNIFF_BYTES = 4096
+# what is often saved under a manifest's name and is not UTF-8 text: (leading bytes, what it
+# is, what to do)
+_NOT_TEXT = (
+    (b"PK\x03\x04", "a ZIP archive (an Excel .xlsx workbook is one)",
+     "save the sheet as CSV UTF-8 (Excel: File > Save As > CSV UTF-8)"),
+    (b"\xd0\xcf\x11\xe0", "an old Office document (.xls)",
+     "save the sheet as CSV UTF-8 (Excel: File > Save As > CSV UTF-8)"),
+    (b"\xff\xfe\x00\x00", "UTF-32 text", "save it as UTF-8"),
+    (b"\xff\xfe", "UTF-16 text (Excel's \"Unicode Text\" is)", "save it as UTF-8"),
+    (b"\xfe\xff", "UTF-16 text", "save it as UTF-8"),
+    (b"PAR1", "a Parquet file", "name it .parquet"),
+    (b"\x1f\x8b", "gzip-compressed", "name it {name}.gz"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed", "decompress it (zstd -d)"),
+    (b"BZh", "bzip2-compressed", "decompress it (bunzip2)"),
+    (b"\xfd7zXZ\x00", "xz-compressed", "decompress it (unxz)"),
+)
+
+
+def _check_text(path: Path, head: bytes) -> None:
+    """Raise :class:`ManifestError` when the file's first bytes are no UTF-8 text: a renamed
+    workbook, UTF-16 text, a compressed or binary file. Read as text, such a file gave rows
+    that each failed, or none at all, with nothing saying why."""
+    for magic, what, fix in _NOT_TEXT:
+        if head.startswith(magic):
+            raise ManifestError(f"cannot read the manifest {path}: it is {what}, not UTF-8 "
+                                f"text; {fix.format(name=path.name)}")
+    if head.count(0) > max(1, len(head) // 1024):  # one stray NUL is that row's rejection
+        raise ManifestError(f"cannot read the manifest {path}: it holds NUL bytes (binary "
+                            "data, not text)")
 
 
 def _list_row(text: str) -> dict[str, Any] | None:

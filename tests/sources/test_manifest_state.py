@@ -279,3 +279,32 @@ def test_a_manifest_that_cannot_be_read_is_one_clear_error(tmp_path, ledgers):
     for path, said in ((cut, "EOFError"), (fake, "ArrowInvalid")):
         with pytest.raises(ManifestError, match=f"cannot read the manifest {path}: {said}"):
             register_input(ledgers(path.stem.replace(".", "-")), path)
+
+
+def test_a_manifest_that_is_not_utf8_text_says_what_it_is(tmp_path, ledgers):
+    """A workbook saved under a .csv name, Excel's UTF-16 "Unicode Text", a compressed or a
+    binary file: read as text, each made rows that all failed as `row has no 'path' or 'url'`,
+    or no rows at all, with nothing saying why. A text manifest with one stray NUL byte keeps
+    its other rows (that row alone is rejected)."""
+    import zipfile
+
+    book = tmp_path / "sheet.csv"
+    with zipfile.ZipFile(book, "w") as z:  # the start of every .xlsx
+        z.writestr("[Content_Types].xml", "<Types/>")
+    utf16 = tmp_path / "unicode.csv"
+    utf16.write_bytes("path\tlicense\r\nv0.mp4\tCC0-1.0\r\n".encode("utf-16"))
+    zipped = tmp_path / "list.jsonl"
+    zipped.write_bytes(gzip.compress(_line(0).encode()))
+    binary = tmp_path / "noise.txt"
+    binary.write_bytes(bytes(range(256)) * 8)
+    for path, said in ((book, "ZIP archive .*CSV UTF-8"), (utf16, "UTF-16 text"),
+                       (zipped, r"gzip-compressed, .*name it list\.jsonl\.gz"), (binary, "NUL bytes")):
+        with pytest.raises(ManifestError, match=f"cannot read the manifest {path}: .*{said}"):
+            register_input(ledgers(path.stem), path)
+    stray = tmp_path / "stray.csv"
+    stray.write_bytes(b"path,license\nv0.mp4,CC0-1.0\nv1.mp4\x00,CC0-1.0\nv2.mp4,CC0-1.0\n")
+    ledger = ledgers("stray")
+    stats = register_input(ledger, stray)
+    rows = _rows(ledger)
+    assert stats.rows == 3 and sorted(r[1].rsplit("/", 1)[-1] for r in rows
+                                      if r[10] != "failed") == ["v0.mp4", "v2.mp4"], rows
