@@ -16,6 +16,7 @@ import codecs
 import csv
 import gzip
 import json
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ from typing import Any, BinaryIO, Protocol
 from clipfactory.errors import ManifestError
 
 __all__ = ["LINE_SUFFIXES", "Hasher", "LineCursor", "Position", "RawRow", "manifest_kind"]
+
+log = logging.getLogger("clipfactory")
 
 LINE_SUFFIXES = (".jsonl", ".csv", ".txt")  # formats a pass can start in the middle of
 
@@ -57,6 +60,7 @@ class LineCursor:
         self.hasher = hasher  # fed exactly the bytes ``done`` moves over
         self.tail_row: int | None = None  # an unterminated last row that was parsed
         self.held_back = False  # an unterminated last row was left for a later run
+        self.legacy_lines = 0  # lines read as Windows-1252 (not UTF-8)
         self._unsaved: list[bytes] = []
         self._ended = True
         self._eof = False
@@ -90,8 +94,24 @@ class LineCursor:
                     if bom:
                         bom = False
                         piece = piece.removeprefix(codecs.BOM_UTF8)
-                    yield piece.decode("utf-8", errors="replace")
+                    yield self._decode(piece)
         self._eof = True
+
+    def _decode(self, line: bytes) -> str:
+        """UTF-8, else Windows-1252: what Excel's "CSV (Comma delimited)" writes in Western
+        locales. Read as UTF-8 with replacement characters, ``José García`` became
+        ``Jos\ufffd Garc\ufffda`` in the attribution that the card credits. Decided line by
+        line (a newline is the same byte in both), so a read from an offset decides as a
+        whole read did."""
+        try:
+            return line.decode("utf-8")
+        except UnicodeDecodeError:
+            if not self.legacy_lines:
+                log.warning("manifest %s: a line that is not UTF-8 is read as Windows-1252 "
+                            "(Excel's \"CSV (Comma delimited)\"); save it as CSV UTF-8 to be "
+                            "sure of its names", self.path)
+            self.legacy_lines += 1
+            return line.decode("cp1252", errors="replace")
 
     def _commit(self, row: int, header: list[str] | None = None) -> None:
         data = b"".join(self._unsaved)

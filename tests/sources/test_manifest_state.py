@@ -308,3 +308,23 @@ def test_a_manifest_that_is_not_utf8_text_says_what_it_is(tmp_path, ledgers):
     rows = _rows(ledger)
     assert stats.rows == 3 and sorted(r[1].rsplit("/", 1)[-1] for r in rows
                                       if r[10] != "failed") == ["v0.mp4", "v2.mp4"], rows
+
+
+def test_an_excel_ansi_csv_keeps_its_names_after_an_append_too(tmp_path, ledgers, caplog):
+    """Excel's "CSV (Comma delimited)" is Windows-1252 in Western locales. Read as UTF-8, the
+    author the card must credit (CC BY) came out as ``Jos\ufffd Garc\ufffda``. UTF-8 lines of
+    the same file stay UTF-8."""
+    m = tmp_path / "m.csv"
+    m.write_bytes("path,id,license,author\r\nv0.mp4,v0,CC-BY-4.0,José García\r\n"
+                  .encode("cp1252") + "v1.mp4,v1,CC-BY-4.0,Zoë Ørsted\r\n".encode())
+    ledger = ledgers()
+    assert register_input(ledger, m).added == 2
+    with m.open("ab") as fh:  # read from an offset: decided line by line, as a whole read
+        fh.write("v2.mp4,v2,CC-BY-4.0,Fran\u00e7ois Ł\u00f3d\u017a\r\n".encode("utf-8"))
+        fh.write("v3.mp4,v3,CC-BY-4.0,Jürgen Müller – Straße\r\n".encode("cp1252"))
+    assert register_input(ledger, m).added == 2
+    rows = _rows(ledger)
+    assert rows == _full_parse(ledgers, m)
+    assert [r[5] for r in rows] == ["José García", "Zoë Ørsted", "François Łódź",
+                                    "Jürgen Müller – Straße"], rows
+    assert "read as Windows-1252" in caplog.text
