@@ -23,6 +23,7 @@ from clipfactory.records import Rejection, SourceItem
 from clipfactory.sources.lines import manifest_kind
 from clipfactory.sources.parse import ManifestParse
 from clipfactory.sources.rows import REMOTE_PREFIXES, InputRow
+from clipfactory.sources.sidecar import with_sidecar
 
 __all__ = ["MANIFEST_SUFFIXES", "REMOTE_PREFIXES", "InputRow", "count_rows", "read_folder",
            "read_input"]
@@ -42,7 +43,8 @@ def read_input(path: str | Path, cfg: IngestConfig | None = None, *,
         yield from ManifestParse(p, cfg)
     elif p.is_file():
         full = os.path.realpath(p)
-        yield _not_utf8(f"file:{full}", full) or SourceItem(item_key=f"file:{full}", source=full)
+        yield _not_utf8(f"file:{full}", full) or with_sidecar(
+            SourceItem(item_key=f"file:{full}", source=full), p)
     else:
         raise FileNotFoundError(f"input not found: {p}")
 
@@ -60,6 +62,8 @@ def read_folder(root: Path, cfg: IngestConfig, *,
     - A path that is not valid UTF-8 is rejected (``ingest/path_not_utf8``).
     - Files under ``skip`` are left out: with ``--output`` inside the input folder, a killed
       run's staged clips would otherwise come back as new inputs.
+    - A video's ``NAME.info.json`` (``yt-dlp --write-info-json``) gives its license, author,
+      page and title (:mod:`clipfactory.sources.sidecar`).
     """
     exts = {e.lower() for e in cfg.extensions}
     pruned = _pruned_folders(root, skip)
@@ -88,7 +92,8 @@ def read_folder(root: Path, cfg: IngestConfig, *,
         # realpath, not Path.resolve: a symlink loop stays its own (unresolved) path, which
         # the probe rejects, instead of raising out of the whole run
         rel, full = f.relative_to(root).as_posix(), os.path.realpath(f)
-        yield _not_utf8(f"file:{rel}", full) or SourceItem(item_key=f"file:{rel}", source=full)
+        yield _not_utf8(f"file:{rel}", full) or with_sidecar(
+            SourceItem(item_key=f"file:{rel}", source=full), f)
     for folder, err in sorted(unreadable, key=lambda x: x[0]):
         rel = folder.relative_to(root).as_posix() if folder != root else "."
         yield _not_utf8(f"folder:{rel}", str(folder)) or Rejection(
