@@ -106,6 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     bc.add_argument("--width", type=int, default=640)
     bc.add_argument("--height", type=int, default=360)
     bc.add_argument("--workdir", default="bench-out", help="where sources and clips go")
+    bc.add_argument("--codec", choices=["h264", "hevc"], default="h264",
+                    help="the generated sources' codec")
 
     bs = sub.add_parser("bench-scale", help="run, status, audit, takedown and re-dedup on "
                         "synthetic datasets of N clips (time, peak RSS)")
@@ -252,7 +254,7 @@ def _cmd_bench_cut(a: argparse.Namespace) -> int:
 
     run_cut_bench(a.workdir, videos=a.videos, seconds=a.seconds, width=a.width,
                   height=a.height, gops=tuple(float(g) for g in a.gops.split(",")),
-                  clip_s=tuple(float(x) for x in a.clip_seconds.split(",")))
+                  clip_s=tuple(float(x) for x in a.clip_seconds.split(",")), codec=a.codec)
     return 0
 
 

@@ -52,7 +52,7 @@ from clipfactory.media.cutresult import (
     usable_pts,
     video_stream,
 )
-from clipfactory.media.splice import SpliceCodec, rap_check, splice_codec
+from clipfactory.media.splice import SpliceCodec, open_gops, rap_check, splice_codec
 from clipfactory.media.streams import encoder_rate, pixel_aspect
 from clipfactory.records import Span
 
@@ -532,6 +532,8 @@ class _Cutter:
                 ost.codec_context.sample_aspect_ratio = sar
             if self.splice is not None:
                 ost.codec_context.extradata = self.splice.extradata()
+                if self.splice.codec_tag:
+                    ost.codec_context.codec_tag = self.splice.codec_tag
             if self.copy_only and self.rotation:
                 ost.set_display_rotation(self.rotation)
             timed: list[tuple[float, int, av.Packet]] = []
@@ -654,6 +656,8 @@ def smart_cut(source: str, spans: Sequence[Span], out_paths: Sequence[str], *,
             got = splice_codec(container, vstream, cfg.crf, cfg.edge_preset)
             if isinstance(got, str):
                 why = got
+            elif open_gops(source, got):
+                why = "hevc_open_gop"  # nothing to copy: x264's full re-encode is faster
             else:
                 splice = got
         if why is not None:

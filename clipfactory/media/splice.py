@@ -16,11 +16,15 @@ run's decoder configuration reaches the decoder before its first frame:
   access-unit delimiters and filler left out; an in-band SPS/PPS that is not one of the
   stream's first (a stream that changes its parameters) fails the clip's splice, and the
   clip is re-encoded in full.
+- HEVC (``hvcC``; Main profile): x265 cannot choose its parameter-set ids, so its runs and
+  the copied runs share the source's ids and each run sends its own VPS/SPS/PPS in band at
+  its start, in a ``hev1`` track. Runs start at IRAP pictures; a source with open GOPs
+  (RASL pictures) is re-encoded in full by the caller (:func:`open_gops`).
 - VP9, AV1: keyframes reset all decoder state; the AV1 sequence header is put in-band at the
   start of each run that lacks one. 8-bit 4:2:0 only.
 - MPEG-4 Part 2: the VOL header is put in-band at the start of each run.
 
-Anything else (HEVC, MPEG-2, 10-bit...) is re-encoded in full;
+Anything else (MPEG-2, 10-bit, HEVC in MPEG-TS...) is re-encoded in full;
 :func:`splice_codec` returns the reason.
 """
 
@@ -36,12 +40,14 @@ from functools import cached_property
 
 import av
 
-from clipfactory.media.streams import pixel_aspect
+from clipfactory.media.streams import main_video_stream, pixel_aspect
 
-__all__ = ["SpliceCodec", "disposable_check", "rap_check", "splice_codec"]
+__all__ = ["SpliceCodec", "disposable_check", "open_gops", "rap_check", "splice_codec"]
 
 _FAMILY = {"h264": "h264", "vp9": "vp9", "libvpx-vp9": "vp9", "av1": "av1", "libdav1d": "av1",
-           "libaom-av1": "av1", "mpeg4": "mpeg4"}
+           "libaom-av1": "av1", "mpeg4": "mpeg4", "hevc": "hevc"}
+_HEVC_SETS = (32, 33, 34)  # VPS, SPS, PPS nal_unit_type
+_HEVC_IRAP = range(16, 22)  # BLA, IDR, CRA: a CRA's leading pictures make its GOP uncopyable
 _CONTAINERS = {"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", "mpegts", "flv"}
 _HIGH_AVCC = {100, 110, 122, 144}  # profiles whose avcC carries chroma format and bit depths
 _GLOBAL_HEADER = 1 << 22  # AV_CODEC_FLAG_GLOBAL_HEADER
@@ -183,6 +189,9 @@ class SpliceCodec:
     avcc_tail: bytes = b""  # H.264 high profile avcC extension bytes
     enc_config: bytes | None = None  # the encoder's global header (set by the first run)
     annexb: bool = False  # H.264: the source's packets use start codes (MPEG-TS)
+    # HEVC: the source's VPS, SPS and PPS, which a copied run repeats in band (the encoder's
+    # runs carry theirs under the same ids, in a track that allows that: ``hev1``)
+    param_sets: list[bytes] = field(default_factory=list)
     sar: Fraction | None = None  # the bitstream's pixel aspect, which re-encoded runs repeat
 
     @property
@@ -190,10 +199,19 @@ class SpliceCodec:
         """The source packets' NAL framing: the AVCC length size, 0 for Annex B."""
         return 0 if self.annexb else self.length_size
 
+    @property
+    def codec_tag(self) -> str | None:
+        """The clip track's sample entry where it is not the source's: HEVC parameter sets
+        change in band at each run, which ``hev1`` allows and ``hvc1`` does not."""
+        return "hev1" if self.family == "hevc" else None
+
     def is_rap(self, packet: av.Packet) -> bool:
         """Whether a keyframe packet starts a closed GOP (a safe place to start copying)."""
         if not packet.is_keyframe:
             return False
+        if self.family == "hevc":
+            return any(n and (n[0] >> 1) & 63 in _HEVC_IRAP
+                       for n in _length_nals(bytes(packet), self.length_size))
         if self.family != "h264":
             return True
         return _has_idr(bytes(packet), self.framing)
@@ -215,14 +233,14 @@ class SpliceCodec:
         if self.sar:  # else the re-encoded frames of an anamorphic clip would show squeezed
             enc.sample_aspect_ratio = self.sar
         enc.gop_size = max(1, round(2 * rate))  # a long run still gets a keyframe every ~2 s
-        if self.family in ("h264", "av1"):
-            enc.flags |= _GLOBAL_HEADER  # H.264: SPS/PPS out of band; AV1: we place it
+        if self.family in ("h264", "av1", "hevc"):
+            enc.flags |= _GLOBAL_HEADER  # H.264: SPS/PPS out of band; AV1, HEVC: we place it
         for attr in ("colorspace", "color_primaries", "color_trc", "color_range"):
             with contextlib.suppress(AttributeError, ValueError, TypeError):
                 setattr(enc, attr, getattr(like, attr))
         enc.options = dict(self.options)
         enc.open()
-        if self.family == "h264":
+        if self.family in ("h264", "hevc"):
             config = bytes(enc.extradata or b"")
             if self.enc_config is None:
                 self.enc_config = config
@@ -238,9 +256,18 @@ class SpliceCodec:
             size = self.length_size
             return b"".join(len(n).to_bytes(size, "big") + n for n in _annexb_nals(data)
                             if n[0] & 31 not in (7, 8, 9))
+        if self.family == "hevc":
+            sets = [n for n in _annexb_nals(self.enc_config or b"")
+                    if (n[0] >> 1) & 63 in _HEVC_SETS] if first else []
+            return self._framed(sets + [n for n in _annexb_nals(data)
+                                        if (n[0] >> 1) & 63 != 35])  # (access unit delimiter)
         if self.family == "av1" and first and self.enc_config and not _starts_with_seq(data):
             return self.enc_config + data
         return data
+
+    def _framed(self, nals: list[bytes]) -> bytes:
+        size = self.length_size
+        return b"".join(len(n).to_bytes(size, "big") + n for n in nals)
 
     def copied(self, data: bytes, first: bool) -> bytes:
         """A source packet as it goes into the clip (``first``: a copied run's first).
@@ -250,6 +277,8 @@ class SpliceCodec:
             return self._to_avcc(data)
         if first and self.family == "mpeg4" and self.src_extradata:
             return self.src_extradata + data
+        if first and self.family == "hevc":  # after a run of the encoder's sets
+            return self._framed(self.param_sets) + data
         if first and self.family == "av1" and self.src_extradata and not _starts_with_seq(data):
             return self.src_extradata[4:] + data  # av1C: 4 header bytes, then config OBUs
         return data
@@ -279,7 +308,9 @@ class SpliceCodec:
         return {n.rstrip(b"\0") for n in self.sps + self.pps}
 
     def extradata(self) -> bytes | None:
-        """The clip track's extradata (H.264: an avcC listing both parameter-set families)."""
+        """The clip track's extradata (H.264: an avcC listing both parameter-set families;
+        HEVC: the source's hvcC, which the MP4 and Matroska muxers write for ``hev1`` with
+        its arrays marked incomplete, as in-band parameter sets require)."""
         if self.family != "h264" or (self.enc_config is None and not self.annexb):
             return self.src_extradata
         nals = _annexb_nals(self.enc_config or b"")
@@ -427,6 +458,69 @@ def _h264(vstream: av.VideoStream, cc: av.CodecContext, crf: int, preset: str
     return SpliceCodec("h264", "libx264", opts, x, size, (x[1], x[2], x[3]), sps, pps, tail)
 
 
+def _hevc(x: bytes, crf: int, preset: str) -> SpliceCodec | str:
+    """HEVC with an ``hvcC`` (MP4, Matroska): x265 runs in band under the same parameter-set
+    ids, the copied runs re-sending the source's. Main profile (8-bit 4:2:0) only."""
+    if len(x) < 23 or x[0] != 1:
+        return "hevc_no_hvcc"  # Annex B (MPEG-TS) or no configuration record
+    if x[16] & 3 != 1 or x[17] & 7 or x[18] & 7:
+        return f"hevc_format_{x[16] & 3}_{(x[17] & 7) + 8}bit"
+    sets: list[bytes] = []
+    try:
+        i = 23
+        for _ in range(x[22]):
+            kind, count, i = x[i] & 63, struct.unpack(">H", x[i + 1:i + 3])[0], i + 3
+            for _ in range(count):
+                n = struct.unpack(">H", x[i:i + 2])[0]
+                nal, i = x[i + 2:i + 2 + n], i + 2 + n
+                if len(nal) != n or not n:
+                    raise ValueError("truncated")
+                if kind in _HEVC_SETS:
+                    sets.append(nal)
+    except (IndexError, ValueError, struct.error):
+        return "hevc_bad_hvcc"
+    have = {(n[0] >> 1) & 63 for n in sets}
+    if not set(_HEVC_SETS) <= have:
+        return "hevc_no_parameter_sets"
+    sets.sort(key=lambda n: (n[0] >> 1) & 63)  # VPS, SPS, PPS: the order they activate in
+    params = ("bframes=0:open-gop=0:scenecut=0:repeat-headers=0:info=0:aud=0:"
+              "log-level=error")
+    opts = {"preset": preset, "crf": str(crf), "x265-params": params}
+    return SpliceCodec("hevc", "libx265", opts, x, (x[21] & 3) + 1, param_sets=sets)
+
+
+def open_gops(source: str, codec: SpliceCodec, keyframes: int = 4,
+              max_packets: int = 2000) -> bool:
+    """Whether an HEVC source's first GOPs have pictures that lean on the GOP before them
+    (RASL: an open GOP, x265's default). No GOP of such a source can be copied, and x265
+    re-encoding every frame costs about twice x264's full re-encode, so the caller does that
+    instead. Reads packets only (no decoding), in a second open of ``source``."""
+    if codec.family != "hevc":
+        return False
+    seen = 0
+    try:
+        with av.open(source, metadata_errors="ignore") as c:
+            stream = main_video_stream(c)
+            if stream is None:
+                return False
+            for k, packet in enumerate(c.demux(stream)):
+                if k >= max_packets:
+                    break
+                if not packet.size:
+                    continue
+                if packet.is_keyframe:
+                    seen += 1
+                    if seen > keyframes:
+                        break
+                kinds = {(n[0] >> 1) & 63 for n in _length_nals(bytes(packet),
+                                                                codec.length_size) if n}
+                if kinds & {8, 9}:  # RASL_N, RASL_R
+                    return True
+    except av.FFmpegError:
+        return False  # the cut itself will say what is wrong with the file
+    return False
+
+
 def splice_codec(container: av.container.InputContainer, vstream: av.VideoStream, crf: int,
                  preset: str) -> SpliceCodec | str:
     """How to splice this source, or why it cannot be (the full re-encode's ``fallback``)."""
@@ -451,6 +545,8 @@ def _splice_codec(container: av.container.InputContainer, vstream: av.VideoStrea
     extradata = bytes(cc.extradata) if cc.extradata else None
     if family == "h264":
         return _h264(vstream, cc, crf, preset)
+    if family == "hevc":
+        return _hevc(extradata or b"", crf, preset)
     if family == "vp9":
         opts = {"crf": str(crf), "b": "0", "deadline": "realtime", "cpu-used": "8",
                 "lag-in-frames": "0", "auto-alt-ref": "0", "row-mt": "1"}

@@ -389,7 +389,8 @@ def _add_video_stream(out: av.container.OutputContainer, codec: str, fps: float,
     if codec in ("libx264", "libx265"):
         opts = {"preset": preset, "crf": str(crf)}
         params = "log-level=error:" if codec == "libx265" else ""
-        params += "scenecut=0" if gop else ""
+        # keyframes every ``gop`` frames, each starting a closed GOP (x265's default is open)
+        params += ("scenecut=0" + (":open-gop=0" if codec == "libx265" else "")) if gop else ""
         if x264_params:  # write_video lets it through for libx264 only
             params = ":".join(filter(None, (params, x264_params)))
         if params:
@@ -452,7 +453,8 @@ def write_video(path: str | os.PathLike[str], shots: Sequence[ShotSpec], *, fps:
     """Render ``shots`` and encode them with PyAV; the container follows the extension.
 
     ``gop`` sets the keyframe interval (and turns x264/x265 scene-cut keyframes off, so
-    keyframes fall exactly every ``gop`` frames); ``bframes`` the maximum B-frames.
+    keyframes fall exactly every ``gop`` frames, each a closed GOP's, for x265 too);
+    ``bframes`` the maximum B-frames.
     ``x264_params`` (libx264 only, ``key=value:...``) goes after those, e.g. ``open-gop=1``.
     ``preset`` is x264's/x265's: ``ultrafast`` (the default, fast to write) has no B-frames,
     CAVLC and no deblocking filter, and decodes faster than a typical encode (a minute of

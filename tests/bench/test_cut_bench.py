@@ -32,3 +32,13 @@ def test_bench_cut_compares_the_modes_on_the_same_clips(tmp_path: Path, capsys) 
                  "--workdir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "vs reencode" in out and "exact" in out and "copy" in out
+
+
+def test_bench_cut_on_hevc_sources_splices_them(tmp_path: Path) -> None:
+    report = run_cut_bench(tmp_path, videos=1, seconds=8, gops=(2.0,), width=160, height=90,
+                           clip_s=(2.0, 4.0), quiet=True, codec="hevc")
+    g = report["groups"]["gop_2s"]
+    assert report["codec"] == "hevc" and g["exact"]["ok"] == g["exact"]["clips"] >= 2
+    assert 0 < g["exact"]["copied_frames"] < g["exact"]["frames"]
+    assert g["exact"]["fallbacks"] == [] and g["reencode"]["copied_frames"] == 0
+    assert [p.name.startswith("hevc_") for p in (tmp_path / "cut-sources").iterdir()] == [True]

@@ -68,6 +68,9 @@ SOURCES = {
     "h264-mpegts": ("i.ts", {"gop": 30, "bframes": 2}),  # Annex B, parameter sets in band
     "h264-flv": ("k.flv", {"gop": 30, "bframes": 2}),  # millisecond timestamps
     "h264-avi": ("j.avi", {"gop": 30}),  # Annex B too (B-frames in AVI: no pts, re-encoded)
+    # HEVC: x265 runs under the source's parameter-set ids, in band (hev1)
+    "hevc-mp4": ("l.mp4", {"codec": "libx265", "gop": 30, "bframes": 3, "preset": "fast"}),
+    "hevc-mkv": ("m.mkv", {"codec": "libx265", "gop": 45}),
 }
 
 
@@ -227,7 +230,7 @@ def test_audio_is_cut_in_sync(tmp_path: Path, name: str) -> None:
 @pytest.mark.parametrize(("name", "kw", "reason"), [
     ("r.mp4", {"rotation": 90}, "rotated_source"),
     ("x.mp4", {"pix_fmt": "yuv420p10le"}, "pix_fmt_yuv420p10le"),
-    ("h.mp4", {"codec": "libx265"}, "codec_hevc"),
+    ("m.mkv", {"codec": "mpeg2video"}, "codec_mpeg2video"),
 ])
 def test_unspliceable_sources_are_reencoded_and_say_why(tmp_path: Path, name: str,
                                                          kw: dict[str, object],
@@ -430,3 +433,77 @@ def test_the_cutter_does_not_decode_what_nothing_needs(tmp_path: Path,
         assert len(luma) == span.num_frames
         for j, got in enumerate(luma):
             assert psnr(got, src.luma[span.start_frame + j]) >= 35, (span, j)
+
+
+def _nal_types(data: bytes) -> list[int]:
+    """HEVC NAL unit types of a 4-byte length-framed packet."""
+    out, i = [], 0
+    while i + 4 < len(data):
+        n = int.from_bytes(data[i:i + 4], "big")
+        out.append((data[i + 4] >> 1) & 63)
+        i += 4 + n
+    return out
+
+
+def test_hevc_runs_carry_their_parameter_sets_in_band(tmp_path: Path) -> None:
+    """Each run starts with the parameter sets it was coded with (VPS 32, SPS 33, PPS 34):
+    the encoder's before a re-encoded run, the source's before a copied one, in a track
+    whose sample entry allows that (hev1)."""
+    made = write_video(tmp_path / "made.mp4", SHOTS, codec="libx265", gop=30).path
+    # as Apple's hvc1 files: the hvcC's arrays say they hold every parameter set
+    with av.open(made) as i, av.open(str(tmp_path / "s.mp4"), "w") as o:
+        ost = o.add_stream_from_template(i.streams.video[0], opaque=True)
+        ost.codec_context.codec_tag = "hvc1"  # the muxer marks the arrays complete
+        for packet in i.demux(i.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = ost
+                o.mux(packet)
+    src = _load(str(tmp_path / "s.mp4"))
+    res = cut_clips(src.path, [Span(20, 100)], [str(tmp_path / "c.mp4")], frame_pts=src.pts,
+                    cfg=CutConfig())[0]
+    copied = _copied_frames(src, Span(20, 100))  # GOPs 30-89, then a prefix of 90's
+    assert res.method == "smart" and res.codec == "hevc" and res.copied_frames == copied > 60
+    with av.open(src.path) as c:
+        assert c.streams.video[0].codec_context.extradata[23] & 0x80  # complete, as hvc1 says
+    with av.open(res.path) as c:
+        assert c.streams.video[0].codec_context.codec_tag == "hev1"
+        hvcc = bytes(c.streams.video[0].codec_context.extradata)
+        assert hvcc[23] & 0x80 == 0  # in-band sets allowed: the arrays are not complete
+        packets = [bytes(p) for p in c.demux(c.streams.video[0]) if p.size]
+    starts = [k for k, p in enumerate(packets) if _nal_types(p)[:3] == [32, 33, 34]]
+    assert starts == [0, 10, 10 + copied], starts  # the head, the copied run, the tail
+    def sets(p: bytes) -> bytes:  # the packet's first three NAL units
+        i = 0
+        for _ in range(3):
+            i += 4 + int.from_bytes(p[i:i + 4], "big")
+        return p[:i]
+
+    assert sets(packets[0]) == sets(packets[10 + copied]) != sets(packets[10])  # x265's, source's
+    luma, _, _, _ = _decode(res.path)
+    assert all(np.array_equal(luma[j], src.luma[20 + j]) for j in range(10, 10 + copied))
+
+
+def test_an_open_gop_hevc_source_is_reencoded_in_full(tmp_path: Path) -> None:
+    """x265's default: CRA keyframes with RASL pictures that need the GOP before them. No GOP
+    can be copied, and x265 re-encoding every frame would cost about twice x264's re-encode,
+    so the clip is x264's (``fallback: hevc_open_gop``)."""
+    from clipfactory.testing.synth import render_frame
+
+    path = tmp_path / "open.mp4"
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx265", rate=30)
+        s.width, s.height, s.pix_fmt = 320, 180, "yuv420p"
+        s.options = {"preset": "fast", "crf": "20",
+                     "x265-params": "keyint=30:min-keyint=30:open-gop=1:log-level=error"}
+        for i in range(120):
+            out.mux(s.encode(av.VideoFrame.from_ndarray(render_frame(SHOTS, i, 320, 180),
+                                                        format="rgb24")))
+        out.mux(s.encode(None))
+    src = _load(str(path))
+    assert any(8 in _nal_types(p) for p in src.packets.values())  # RASL pictures
+    res = cut_clips(src.path, [Span(10, 100)], [str(tmp_path / "o.mp4")], frame_pts=src.pts,
+                    cfg=CutConfig())[0]
+    assert (res.method, res.fallback, res.codec, res.frames) == \
+        ("reencode", "hevc_open_gop", "h264", 90), res
+    luma, _, _, _ = _decode(res.path)
+    assert len(luma) == 90 and all(psnr(luma[j], src.luma[10 + j]) >= 35 for j in range(90))
