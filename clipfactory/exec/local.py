@@ -10,6 +10,7 @@ pool is killed and restarted and the other videos in flight are queued again.
 
 from __future__ import annotations
 
+import signal
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -66,6 +67,15 @@ class _Feed:
         return True
 
 
+def _worker_start() -> None:
+    """A video worker's set-up. Ctrl-C is the driver's to act on: it kills the workers (their
+    videos stay pending). A worker of the terminal's process group that took the SIGINT
+    itself would die on its own while idle, printing a traceback from the pool's queue,
+    before the driver got to it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    reuse_freed_memory()
+
+
 def _kill(pool: ProcessPoolExecutor) -> None:
     # no public API kills a running task; the processes are ours to end
     for proc in list(getattr(pool, "_processes", {}).values()):
@@ -85,7 +95,7 @@ class LocalExecutor:
 
     def _pool(self) -> ProcessPoolExecutor:
         # a worker's allocator keeps what a video frees for reuse (see reuse_freed_memory)
-        return spawn_pool(self.workers, reuse_freed_memory)
+        return spawn_pool(self.workers, _worker_start)
 
     def map(self, items: Iterable[SourceItem], cfg: Config,
             staging: str | Path) -> Iterator[VideoResult]:

@@ -113,3 +113,25 @@ def test_workers_end_when_the_driver_is_killed(tmp_path):
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(driver.pid, signal.SIGKILL)
+
+
+def test_video_workers_leave_ctrl_c_to_the_driver(capfd) -> None:
+    """Ctrl-C in a terminal reaches the driver and its idle workers at once. A worker that
+    acted on it died by itself with a traceback from the pool's queue (a flaky failure of
+    test_cli_signals[group-1]); the driver kills the workers itself."""
+    import operator
+
+    pool = LocalExecutor(workers=2)._pool()
+    try:
+        for _ in range(4):  # both workers started, now idle on the pool's queue
+            pool.submit(os.getpid).result(timeout=120)
+        procs = list(pool._processes.values())
+        assert procs
+        for proc in procs:
+            os.kill(proc.pid, signal.SIGINT)
+        time.sleep(1.0)
+        assert all(proc.is_alive() for proc in procs)
+        assert pool.submit(operator.add, 1, 2).result(timeout=120) == 3
+    finally:
+        pool.shutdown()
+    assert "KeyboardInterrupt" not in capfd.readouterr().err
