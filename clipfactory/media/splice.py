@@ -16,7 +16,7 @@ run's decoder configuration reaches the decoder before its first frame:
   access-unit delimiters and filler left out; an in-band SPS/PPS that is not one of the
   stream's first (a stream that changes its parameters) fails the clip's splice, and the
   clip is re-encoded in full.
-- HEVC (``hvcC``; Main profile): x265 cannot choose its parameter-set ids, so its runs and
+- HEVC (``hvcC``, or Annex B from MPEG-TS; Main profile): x265 cannot choose its parameter-set ids, so its runs and
   the copied runs share the source's ids and each run sends its own VPS/SPS/PPS in band at
   its start, in a ``hev1`` track. Runs start at IRAP pictures; a source with open GOPs
   (RASL pictures) is re-encoded in full by the caller (:func:`open_gops`).
@@ -24,7 +24,7 @@ run's decoder configuration reaches the decoder before its first frame:
   start of each run that lacks one. 8-bit 4:2:0 only.
 - MPEG-4 Part 2: the VOL header is put in-band at the start of each run.
 
-Anything else (MPEG-2, 10-bit, HEVC in MPEG-TS...) is re-encoded in full;
+Anything else (MPEG-2, 10-bit...) is re-encoded in full;
 :func:`splice_codec` returns the reason.
 """
 
@@ -210,11 +210,15 @@ class SpliceCodec:
         if not packet.is_keyframe:
             return False
         if self.family == "hevc":
-            return any(n and (n[0] >> 1) & 63 in _HEVC_IRAP
-                       for n in _length_nals(bytes(packet), self.length_size))
+            return bool(self.hevc_types(bytes(packet)) & set(_HEVC_IRAP))
         if self.family != "h264":
             return True
         return _has_idr(bytes(packet), self.framing)
+
+    def hevc_types(self, data: bytes) -> set[int]:
+        """The NAL unit types an HEVC packet holds, in the source's framing."""
+        nals = _annexb_nals(data) if self.annexb else _length_nals(data, self.length_size)
+        return {(n[0] >> 1) & 63 for n in nals if n}
 
     def disposable(self, packet: av.Packet) -> bool:
         """Whether no other picture can depend on this packet's (:func:`_disposable`)."""
@@ -266,6 +270,10 @@ class SpliceCodec:
         return data
 
     def _framed(self, nals: list[bytes]) -> bytes:
+        """NAL units in the clip's framing: the source's NAL lengths, or for an Annex-B source
+        start codes, which the MP4 muxer rewrites to lengths (it builds the hvcC too)."""
+        if self.annexb:
+            return b"".join(b"\0\0\0\1" + n for n in nals)
         size = self.length_size
         return b"".join(len(n).to_bytes(size, "big") + n for n in nals)
 
@@ -273,12 +281,14 @@ class SpliceCodec:
         """A source packet as it goes into the clip (``first``: a copied run's first).
         Raises ValueError for an Annex-B packet that carries parameter sets the clip's
         ``avcC`` does not hold."""
-        if self.annexb:
+        if self.annexb and self.family == "h264":
             return self._to_avcc(data)
         if first and self.family == "mpeg4" and self.src_extradata:
             return self.src_extradata + data
         if first and self.family == "hevc":  # after a run of the encoder's sets
-            return self._framed(self.param_sets) + data
+            nals = _annexb_nals(data) if self.annexb else _length_nals(data, self.length_size)
+            lead = 1 if nals and (nals[0][0] >> 1) & 63 == 35 else 0  # an access unit
+            return self._framed(nals[:lead] + self.param_sets + nals[lead:])  # delimiter: first
         if first and self.family == "av1" and self.src_extradata and not _starts_with_seq(data):
             return self.src_extradata[4:] + data  # av1C: 4 header bytes, then config OBUs
         return data
@@ -459,10 +469,21 @@ def _h264(vstream: av.VideoStream, cc: av.CodecContext, crf: int, preset: str
 
 
 def _hevc(x: bytes, crf: int, preset: str) -> SpliceCodec | str:
-    """HEVC with an ``hvcC`` (MP4, Matroska): x265 runs in band under the same parameter-set
-    ids, the copied runs re-sending the source's. Main profile (8-bit 4:2:0) only."""
+    """HEVC with an ``hvcC`` (MP4, Matroska) or in Annex B with the parameter sets the demuxer
+    found (MPEG-TS): x265 runs in band under the same parameter-set ids, the copied runs
+    re-sending the source's. Main profile (8-bit 4:2:0, which the caller checked) only."""
+    params = ("bframes=0:open-gop=0:scenecut=0:repeat-headers=0:info=0:aud=0:"
+              "log-level=error")
+    opts = {"preset": preset, "crf": str(crf), "x265-params": params}
+    if _is_annexb(x):
+        found = [n.rstrip(b"\0") for n in _annexb_nals(x)]
+        found = [n for n in found if n and (n[0] >> 1) & 63 in _HEVC_SETS]
+        if {(n[0] >> 1) & 63 for n in found} != set(_HEVC_SETS):
+            return "hevc_no_parameter_sets"
+        found.sort(key=lambda n: (n[0] >> 1) & 63)
+        return SpliceCodec("hevc", "libx265", opts, x, 4, param_sets=found, annexb=True)
     if len(x) < 23 or x[0] != 1:
-        return "hevc_no_hvcc"  # Annex B (MPEG-TS) or no configuration record
+        return "hevc_no_extradata"  # parameter sets only in band, none seen while probing
     if x[16] & 3 != 1 or x[17] & 7 or x[18] & 7:
         return f"hevc_format_{x[16] & 3}_{(x[17] & 7) + 8}bit"
     sets: list[bytes] = []
@@ -483,9 +504,6 @@ def _hevc(x: bytes, crf: int, preset: str) -> SpliceCodec | str:
     if not set(_HEVC_SETS) <= have:
         return "hevc_no_parameter_sets"
     sets.sort(key=lambda n: (n[0] >> 1) & 63)  # VPS, SPS, PPS: the order they activate in
-    params = ("bframes=0:open-gop=0:scenecut=0:repeat-headers=0:info=0:aud=0:"
-              "log-level=error")
-    opts = {"preset": preset, "crf": str(crf), "x265-params": params}
     return SpliceCodec("hevc", "libx265", opts, x, (x[21] & 3) + 1, param_sets=sets)
 
 
@@ -512,9 +530,7 @@ def open_gops(source: str, codec: SpliceCodec, keyframes: int = 4,
                     seen += 1
                     if seen > keyframes:
                         break
-                kinds = {(n[0] >> 1) & 63 for n in _length_nals(bytes(packet),
-                                                                codec.length_size) if n}
-                if kinds & {8, 9}:  # RASL_N, RASL_R
+                if codec.hevc_types(bytes(packet)) & {8, 9}:  # RASL_N, RASL_R
                     return True
     except av.FFmpegError:
         return False  # the cut itself will say what is wrong with the file
