@@ -263,8 +263,8 @@ def cut_info(res: CutResult) -> dict[str, Any]:
 
 def stage_clip(clip: ClipRecord, res: CutResult) -> None:
     """``clip`` is staged as the file ``res`` wrote: its path, size, frame size, hash, pixel
-    format and pixel aspect (read back from the file), and rate and frame count where it was resampled.
-    ``extra.cut`` must be set already."""
+    format and pixel aspect (read back from the file), and rate and frame count where it was
+    resampled. ``extra.cut`` must be set already."""
     clip.state = "staged"
     clip.staged_path = res.path
     clip.width, clip.height, clip.bytes = res.width, res.height, res.bytes

@@ -1,12 +1,14 @@
 """``clipfactory bench-cut``: exact (smart) cut against full re-encode and stream copy.
 
 From one run, on the same generated sources (H.264, or with ``--codec hevc`` HEVC, with
-B-frames and AAC audio, one set per GOP length) and the same clips (contiguous, random lengths, as shot detection would give), it
-times every cut mode single-threaded (decoder and encoder threads pinned to one):
+B-frames and AAC audio, one set per GOP length) and the same clips (contiguous, random
+lengths, as shot detection would give), it times every cut mode single-threaded (decoder
+and encoder threads pinned to one):
 
 - ``copy``: keyframe mode, plain stream copy of the whole GOPs inside each clip (no decoding;
   clips shrink to GOP boundaries, so its output seconds are also reported);
-- ``exact``: the default smart cut (whole GOPs copied, edges re-encoded with libx264);
+- ``exact``: the default smart cut (whole GOPs copied, edges re-encoded with libx264, or
+  libx265 for HEVC);
 - ``reencode``: every frame re-encoded (libx264 ``veryfast``, crf 18), as before smart cut;
 - ``nvenc``: every frame re-encoded with ``h264_nvenc``, only where NVENC opens;
 
@@ -47,8 +49,8 @@ def _sources(folder: Path, videos: int, seconds: float, gop_s: float, width: int
     out = []
     frames = round(seconds * FPS)
     for v in range(videos):
-        name = f"gop{gop_s:g}s_{v}.mp4" if codec == "h264" else f"{codec}_gop{gop_s:g}s_{v}.mp4"
-        path = folder / name
+        prefix = "" if codec == "h264" else f"{codec}_"  # (H.264 sources keep their names)
+        path = folder / f"{prefix}gop{gop_s:g}s_{v}.mp4"
         if not path.exists():
             rng = random.Random(seed * 1000 + v)
             shots, left = [], frames

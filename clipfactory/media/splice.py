@@ -16,10 +16,11 @@ run's decoder configuration reaches the decoder before its first frame:
   access-unit delimiters and filler left out; an in-band SPS/PPS that is not one of the
   stream's first (a stream that changes its parameters) fails the clip's splice, and the
   clip is re-encoded in full.
-- HEVC (``hvcC``, or Annex B from MPEG-TS; Main profile): x265 cannot choose its parameter-set ids, so its runs and
-  the copied runs share the source's ids and each run sends its own VPS/SPS/PPS in band at
-  its start, in a ``hev1`` track. Runs start at IRAP pictures; a source with open GOPs
-  (RASL pictures) is re-encoded in full by the caller (:func:`open_gops`).
+- HEVC (``hvcC``, or Annex B from MPEG-TS; Main profile): x265 cannot choose its
+  parameter-set ids, so its runs and the copied runs share the source's ids and each run
+  sends its own VPS/SPS/PPS in band at its start, in a ``hev1`` track. Runs start at IRAP
+  pictures; a source with open GOPs (RASL pictures) is re-encoded in full by the caller
+  (:func:`open_gops`).
 - VP9, AV1: keyframes reset all decoder state; the AV1 sequence header is put in-band at the
   start of each run that lacks one. 8-bit 4:2:0 only.
 - MPEG-4 Part 2: the VOL header is put in-band at the start of each run.
@@ -188,7 +189,7 @@ class SpliceCodec:
     pps: list[bytes] = field(default_factory=list)
     avcc_tail: bytes = b""  # H.264 high profile avcC extension bytes
     enc_config: bytes | None = None  # the encoder's global header (set by the first run)
-    annexb: bool = False  # H.264: the source's packets use start codes (MPEG-TS)
+    annexb: bool = False  # H.264, HEVC: the source's packets use start codes (MPEG-TS)
     # HEVC: the source's VPS, SPS and PPS, which a copied run repeats in band (the encoder's
     # runs carry theirs under the same ids, in a track that allows that: ``hev1``)
     param_sets: list[bytes] = field(default_factory=list)

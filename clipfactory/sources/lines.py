@@ -80,7 +80,6 @@ class LineCursor:
         with _open(self.path) as fh:
             if self.done.offset == 0:
                 _check_text(self.path, fh.read(_SNIFF_BYTES))
-                fh.seek(0)
             fh.seek(self.done.offset)  # (a .gz manifest is always read from its start)
             bom = self.done.offset == 0
             for raw in fh:

@@ -298,7 +298,8 @@ def test_a_manifest_that_is_not_utf8_text_says_what_it_is(tmp_path, ledgers):
     binary = tmp_path / "noise.txt"
     binary.write_bytes(bytes(range(256)) * 8)
     for path, said in ((book, "ZIP archive .*CSV UTF-8"), (utf16, "UTF-16 text"),
-                       (zipped, r"gzip-compressed, .*name it list\.jsonl\.gz"), (binary, "NUL bytes")):
+                       (zipped, r"gzip-compressed, .*name it list\.jsonl\.gz"),
+                       (binary, "NUL bytes")):
         with pytest.raises(ManifestError, match=f"cannot read the manifest {path}: .*{said}"):
             register_input(ledgers(path.stem), path)
     stray = tmp_path / "stray.csv"
