@@ -16,7 +16,7 @@ run's decoder configuration reaches the decoder before its first frame:
   access-unit delimiters and filler left out; an in-band SPS/PPS that is not one of the
   stream's first (a stream that changes its parameters) fails the clip's splice, and the
   clip is re-encoded in full.
-- HEVC (``hvcC``, or Annex B from MPEG-TS; Main profile): x265 cannot choose its
+- HEVC (``hvcC``, or Annex B from MPEG-TS; Main or Main 10, 4:2:0): x265 cannot choose its
   parameter-set ids, so its runs and the copied runs share the source's ids and each run
   sends its own VPS/SPS/PPS in band at its start, in a ``hev1`` track. Runs start at IRAP
   pictures; a source with open GOPs (RASL pictures) is re-encoded in full by the caller
@@ -25,7 +25,7 @@ run's decoder configuration reaches the decoder before its first frame:
   start of each run that lacks one. 8-bit 4:2:0 only.
 - MPEG-4 Part 2: the VOL header is put in-band at the start of each run.
 
-Anything else (MPEG-2, 10-bit...) is re-encoded in full;
+Anything else (MPEG-2, 10-bit H.264...) is re-encoded in full;
 :func:`splice_codec` returns the reason.
 """
 
@@ -232,7 +232,8 @@ class SpliceCodec:
             os.environ.setdefault("SVT_LOG", "1")
         enc = av.CodecContext.create(self.encoder, "w")
         enc.width, enc.height = width, height
-        enc.pix_fmt = like.format.name if like.format.name == "yuvj420p" else "yuv420p"
+        enc.pix_fmt = like.format.name if like.format.name in ("yuvj420p", "yuv420p10le") \
+            else "yuv420p"
         enc.time_base, enc.framerate = tb, rate
         enc.thread_count = threads
         if self.sar:  # else the re-encoded frames of an anamorphic clip would show squeezed
@@ -472,7 +473,7 @@ def _h264(vstream: av.VideoStream, cc: av.CodecContext, crf: int, preset: str
 def _hevc(x: bytes, crf: int, preset: str) -> SpliceCodec | str:
     """HEVC with an ``hvcC`` (MP4, Matroska) or in Annex B with the parameter sets the demuxer
     found (MPEG-TS): x265 runs in band under the same parameter-set ids, the copied runs
-    re-sending the source's. Main profile (8-bit 4:2:0, which the caller checked) only."""
+    re-sending the source's. 4:2:0 at 8 or 10 bits (Main, Main 10) only."""
     params = ("bframes=0:open-gop=0:scenecut=0:repeat-headers=0:info=0:aud=0:"
               "log-level=error")
     opts = {"preset": preset, "crf": str(crf), "x265-params": params}
@@ -485,7 +486,7 @@ def _hevc(x: bytes, crf: int, preset: str) -> SpliceCodec | str:
         return SpliceCodec("hevc", "libx265", opts, x, 4, param_sets=found, annexb=True)
     if len(x) < 23 or x[0] != 1:
         return "hevc_no_extradata"  # parameter sets only in band, none seen while probing
-    if x[16] & 3 != 1 or x[17] & 7 or x[18] & 7:
+    if x[16] & 3 != 1 or x[17] & 7 not in (0, 2) or x[18] & 7 != x[17] & 7:
         return f"hevc_format_{x[16] & 3}_{(x[17] & 7) + 8}bit"
     sets: list[bytes] = []
     try:
@@ -555,7 +556,8 @@ def _splice_codec(container: av.container.InputContainer, vstream: av.VideoStrea
         return f"codec_{cc.name if cc else 'unknown'}"
     if container.format.name not in _CONTAINERS:
         return f"container_{container.format.name.split(',')[0]}"
-    if cc.pix_fmt not in ("yuv420p", "yuvj420p"):
+    if cc.pix_fmt not in ("yuv420p", "yuvj420p") and not (
+            family == "hevc" and cc.pix_fmt == "yuv420p10le"):  # Main 10: phones' HDR video
         return f"pix_fmt_{cc.pix_fmt}"
     if cc.width % 2 or cc.height % 2:
         return "odd_size"

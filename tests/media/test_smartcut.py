@@ -72,6 +72,7 @@ SOURCES = {
     "hevc-mp4": ("l.mp4", {"codec": "libx265", "gop": 30, "bframes": 3, "preset": "fast"}),
     "hevc-mkv": ("m.mkv", {"codec": "libx265", "gop": 45}),
     "hevc-mpegts": ("n.ts", {"codec": "libx265", "gop": 30, "bframes": 2, "preset": "fast"}),
+    "hevc-main10": ("o.mp4", {"codec": "libx265", "gop": 30, "pix_fmt": "yuv420p10le"}),
 }
 
 
@@ -159,7 +160,7 @@ def test_exact_clips_are_the_source_frames(src: Src, tmp_path: Path) -> None:
             inside = set(src.pts[span.start_frame:span.end_frame])
             out_set = set(packets)
             annexb = src.path.endswith((".ts", ".avi"))  # the same NAL units, MP4 framing
-            hevc = src.path.endswith(("l.mp4", "m.mkv", "n.ts"))
+            hevc = src.path.endswith(("l.mp4", "m.mkv", "n.ts", "o.mp4"))
             same = [p for p, b in src.packets.items()
                     if p in inside and (_avcc_nals(b, hevc) if annexb else b) in out_set]
             assert len(same) >= expect_copied - 1, span
@@ -510,3 +511,44 @@ def test_an_open_gop_hevc_source_is_reencoded_in_full(tmp_path: Path) -> None:
         ("reencode", "hevc_open_gop", "h264", 90), res
     luma, _, _, _ = _decode(res.path)
     assert len(luma) == 90 and all(psnr(luma[j], src.luma[10 + j]) >= 35 for j in range(90))
+
+
+def test_hdr_hevc_stays_ten_bit_with_its_colours(tmp_path: Path) -> None:
+    """A phone's HDR video (Main 10, HLG, BT.2020): copied frames are the source's 10-bit
+    samples, re-encoded ones are Main 10 too, and every frame keeps the transfer, primaries
+    and matrix (before, the clip was an 8-bit x264 re-encode: ``pix_fmt_yuv420p10le``)."""
+    from clipfactory.testing.synth import render_frame
+
+    path = tmp_path / "hlg.mp4"
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx265", rate=30)
+        s.width, s.height, s.pix_fmt = 320, 180, "yuv420p10le"
+        s.options = {"preset": "ultrafast", "crf": "20", "x265-params":
+                     "keyint=30:min-keyint=30:scenecut=0:open-gop=0:log-level=error:"
+                     "colorprim=bt2020:transfer=arib-std-b67:colormatrix=bt2020nc"}
+        for i in range(90):
+            rgb = av.VideoFrame.from_ndarray(render_frame(SHOTS, i, 320, 180), format="rgb24")
+            out.mux(s.encode(rgb.reformat(format="yuv420p10le")))
+        out.mux(s.encode(None))
+    with av.open(str(path)) as c:
+        frames = list(c.decode(video=0))
+        source = [(f.to_ndarray(), f.color_trc, f.color_primaries, f.colorspace) for f in frames]
+        pts = [f.pts for f in frames]
+    res = cut_clips(str(path), [Span(5, 70)], [str(tmp_path / "c.mp4")], frame_pts=pts,
+                    cfg=CutConfig())[0]
+    copied = res.copied_frames  # GOPs 30-59, and a prefix of the next
+    assert (res.method, res.fallback, res.codec) == ("smart", None, "hevc") and copied >= 30
+    with av.open(res.path) as c:
+        assert c.streams.video[0].codec_context.profile == "Main 10"
+        clip = [(f.to_ndarray(), f.color_trc, f.color_primaries, f.colorspace)
+                for f in c.decode(video=0)]
+    assert len(clip) == 65
+    tags = {src[1:] for src in source}
+    assert len(tags) == 1 and {got[1:] for got in clip} == tags  # HLG (18), BT.2020 (9, 9)
+    for j, (samples, *_) in enumerate(clip):
+        want = source[5 + j][0]
+        assert samples.dtype == np.uint16
+        if 25 <= j < 25 + copied:  # the copied frames: the source's own samples
+            assert np.array_equal(samples, want), j
+        else:
+            assert np.abs(samples.astype(int) - want).mean() < 8, j  # of 1023
