@@ -11,6 +11,7 @@ when the manifest gives one, its checksum matches.
 from __future__ import annotations
 
 import base64
+import contextlib
 import email.utils
 import http.client
 import json
@@ -22,7 +23,7 @@ import urllib.request
 from http.cookiejar import MozillaCookieJar
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from clipfactory.atomic import write_atomic
 from clipfactory.config import FetchConfig
@@ -75,6 +76,32 @@ def _basic_auth(url: str) -> tuple[str, str | None]:
         f"Basic {token}"
 
 
+# what a URL may hold as it is (RFC 3986 reserved and unreserved characters, and ``%`` of an
+# escape already made); anything else is percent-encoded as UTF-8, as a browser does
+_URL_SAFE = "!#$%&'()*+,/:;=?@[]~-._"
+
+
+def _ascii_url(url: str) -> str:
+    """``url`` as an HTTP request line may carry it: a space, a non-ASCII letter or a control
+    character in the path or query percent-encoded, a non-ASCII host name in IDNA. A URL
+    typed or pasted into a spreadsheet (``https://host/vidéo 1.mp4``) failed with
+    ``InvalidURL``, retried as a connection error."""
+    if url.isascii() and not any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if not netloc.isascii():
+        userinfo, at, hostport = netloc.rpartition("@")
+        host, colon, port = hostport.rpartition(":") if hostport.rfind(":") > \
+            hostport.rfind("]") else (hostport, "", "")
+        with contextlib.suppress(UnicodeError):  # else left: the request says what is wrong
+            host = host.encode("idna").decode("ascii")
+        netloc = f"{userinfo}{at}{host}{colon}{port}"
+    path, query, fragment = (quote(x, safe=_URL_SAFE) for x in
+                             (parts.path, parts.query, parts.fragment))
+    return urlunsplit((parts.scheme, netloc, path, query, fragment))
+
+
 def _error_for_status(code: int, headers: Any, url: str) -> FetchError:
     retry_after = parse_retry_after(headers.get("Retry-After") if headers else None)
     detail = f"HTTP {code} from {urlsplit(url).netloc}"
@@ -124,8 +151,16 @@ class HttpFetcher:
     def _fetch(self, url: str, dest_dir: Path, max_bytes: int,
                expected_sha256: str | None) -> FetchResult:
         dest_dir = Path(dest_dir)
+        sendable = _ascii_url(url)
+        parts = urlsplit(sendable)
+        try:  # what no later attempt can mend
+            _ = parts.port  # a port that is not a number raises
+        except ValueError as e:
+            raise FetchError("bad_url", f"{url!r}: {e}") from None
+        if not parts.hostname or any(c.isspace() or not c.isprintable() for c in parts.hostname):
+            raise FetchError("bad_url", f"{url!r}: no usable host name")
         self.gate.start()
-        self.gate.before(url)  # before any request of the URL itself
+        self.gate.before(sendable)  # before any request of the URL itself
         part_dir = dest_dir / ".partial"
         part_dir.mkdir(parents=True, exist_ok=True)
         key = url_key(url)
@@ -138,7 +173,7 @@ class HttpFetcher:
             headers["Range"] = f"bytes={offset}-"
             if meta.get("validator"):
                 headers["If-Range"] = meta["validator"]
-        target, auth = _basic_auth(url)
+        target, auth = _basic_auth(sendable)
         request = urllib.request.Request(target, headers=headers)
         if auth:  # the user's own login, for this host only: never sent on to a redirect
             request.add_unredirected_header("Authorization", auth)

@@ -75,6 +75,23 @@ def test_404_fails_at_once_and_for_good(server, tmp_path):
     assert server.media_requests == 1 and _leftovers(tmp_path) == []
 
 
+def test_a_url_as_typed_into_a_sheet_is_fetched(server, video_bytes, tmp_path):
+    """A space or an accented letter in a URL (pasted into a spreadsheet, or written by a
+    script): sent percent-encoded as UTF-8, as a browser sends it. It failed with
+    ``InvalidURL``, retried four times as a connection error. A URL no encoding mends (a port
+    that is not a number, a space in the host name) fails at once as ``bad_url``."""
+    server.add("/clips/vid%C3%A9o%201.mp4", video_bytes)
+    res, attempts = _fetch(server.url("/clips/vidéo 1.mp4"), tmp_path / "a")
+    assert attempts == 1 and Path(res.path).read_bytes() == video_bytes
+    # an escape already made is kept, not made twice; a query is encoded too
+    res, _ = _fetch(server.url("/clips/vid%C3%A9o 1.mp4?from=página 2"), tmp_path / "b")
+    assert Path(res.path).read_bytes() == video_bytes
+    for bad in (f"http://127.0.0.1:{server.port}x/clips/v.mp4", "http://bad host/v.mp4"):
+        with pytest.raises(FetchError) as e:
+            _fetch(bad, tmp_path / "c")
+        assert (e.value.reason, e.value.retryable, e.value.attempts) == ("bad_url", False, 1)
+
+
 def test_a_slow_trickle_completes_or_is_cut_off_by_the_minimum_speed(server, video_bytes,
                                                                      tmp_path):
     small = video_bytes[:3000]
