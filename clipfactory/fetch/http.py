@@ -38,7 +38,7 @@ from clipfactory.fetch.sniff import (
     video_extension,
 )
 
-__all__ = ["HttpFetcher", "parse_retry_after"]
+__all__ = ["HttpFetcher", "parse_retry_after", "sendable_url"]
 
 _CHUNK = 256 * 1024
 _NETWORK_ERRORS = (http.client.HTTPException, ConnectionError, TimeoutError, socket.timeout,
@@ -81,7 +81,7 @@ def _basic_auth(url: str) -> tuple[str, str | None]:
 _URL_SAFE = "!#$%&'()*+,/:;=?@[]~-._"
 
 
-def _ascii_url(url: str) -> str:
+def sendable_url(url: str) -> str:
     """``url`` as an HTTP request line may carry it: a space, a non-ASCII letter or a control
     character in the path or query percent-encoded, a non-ASCII host name in IDNA. A URL
     typed or pasted into a spreadsheet (``https://host/vidéo 1.mp4``) failed with
@@ -151,7 +151,7 @@ class HttpFetcher:
     def _fetch(self, url: str, dest_dir: Path, max_bytes: int,
                expected_sha256: str | None) -> FetchResult:
         dest_dir = Path(dest_dir)
-        sendable = _ascii_url(url)
+        sendable = sendable_url(url)
         parts = urlsplit(sendable)
         try:  # what no later attempt can mend
             _ = parts.port  # a port that is not a number raises

@@ -36,7 +36,7 @@ from clipfactory.config import Config, FetchConfig
 from clipfactory.consent.store import ensure_consent, write_consent
 from clipfactory.fetch.base import FetchError
 from clipfactory.fetch.gate import FetchGate
-from clipfactory.fetch.http import parse_retry_after
+from clipfactory.fetch.http import parse_retry_after, sendable_url
 from clipfactory.lock import holds_output_lock
 from clipfactory.provenance.ingest import (
     CONSENT_PURGE_REASON,
@@ -112,17 +112,18 @@ def check_url(url: str, limiter: HostLimiter, *, timeout: float = 15.0, retries:
               max_wait_s: float = 60.0, gate: FetchGate | None = None) -> SourceCheck:
     """The check of one http(s) URL (without its item keys): consent first, then existence."""
     gate = gate or _gate(timeout, allow_private=False, limiter=limiter)
+    target = sendable_url(url)  # as the fetch sent it (a space, an accented letter)
     try:
-        gate.before(url)  # private address, robots.txt, tdmrep.json: before the HEAD
+        gate.before(target)  # private address, robots.txt, tdmrep.json: before the HEAD
     except FetchError as e:
         return _refusal(url, e)
-    host = (urlsplit(url).hostname or "").lower()
+    host = (urlsplit(target).hostname or "").lower()
     method = "HEAD"
     attempt = 0
     while True:
         limiter.wait(host)
         try:
-            code, retry, headers = _request(gate.opener, url, method, timeout)
+            code, retry, headers = _request(gate.opener, target, method, timeout)
         except FetchError as e:  # a redirect hop the gate refused
             return _refusal(url, e)
         except (urllib.error.URLError, OSError, ValueError) as e:
@@ -144,7 +145,7 @@ def check_url(url: str, limiter: HostLimiter, *, timeout: float = 15.0, retries:
             return SourceCheck(url, "gone", code, f"HTTP {code}")
         if 200 <= code < 400:
             try:
-                gate.response(url, headers)
+                gate.response(target, headers)
             except FetchError as e:
                 return _refusal(url, e, code)
             return SourceCheck(url, "ok", code, f"HTTP {code} ({method})")

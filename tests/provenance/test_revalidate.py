@@ -17,7 +17,7 @@ from clipfactory.config import Config
 from clipfactory.fetch.http import parse_retry_after
 from clipfactory.pipeline import run
 from clipfactory.provenance.audit import audit
-from clipfactory.provenance.revalidate import HostLimiter, revalidate
+from clipfactory.provenance.revalidate import HostLimiter, _gate, check_url, revalidate
 
 from .conftest import Out, row, write_manifest
 
@@ -124,6 +124,17 @@ def test_revalidate_and_purge(server, licensed_media, tmp_path, capsys, monkeypa
     assert {v["item_key"] for v in record["videos"]} == {"id:ccby", "id:ccbysa"}
     assert {r["reason"] for r in out.rejected() if r["kind"] == "video"} == {"source_gone"}
     assert audit(out.path).ok
+
+
+def test_a_url_as_typed_into_a_sheet_is_checked_as_it_was_fetched(server):
+    """The fetch sends ``/vidéo 1.mp4`` percent-encoded; the check did not, and reported the
+    source as an ``InvalidURL`` error instead of checking it."""
+    base, handler = server
+    limiter = HostLimiter(0.0)
+    check = check_url(f"{base}/vidéo 1.mp4", limiter, timeout=5,
+                      gate=_gate(5, allow_private=True, limiter=limiter))
+    assert (check.status, check.http_status, check.url) == ("ok", 200, f"{base}/vidéo 1.mp4")
+    assert ("HEAD", "/vid%C3%A9o%201.mp4") in [(m, p) for _, m, p, _ in handler.log]
 
 
 def test_video_sites_go_through_yt_dlp_when_it_is_there(tmp_path, monkeypatch):
