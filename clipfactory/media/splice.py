@@ -222,8 +222,17 @@ class SpliceCodec:
         return {(n[0] >> 1) & 63 for n in nals if n}
 
     def disposable(self, packet: av.Packet) -> bool:
-        """Whether no other picture can depend on this packet's (:func:`_disposable`)."""
+        """Whether no other picture can depend on this packet's (:func:`_disposable`,
+        :func:`_hevc_disposable`)."""
+        if self.family == "hevc":
+            return _hevc_disposable(bytes(packet), self.framing, self.top_layer)
         return self.family == "h264" and _disposable(bytes(packet), self.framing)
+
+    @cached_property
+    def top_layer(self) -> int:
+        """HEVC: the highest TemporalId the stream's SPS allows (its sub-layers less one)."""
+        return max((_sps_top_layer(n) for n in self.param_sets if (n[0] >> 1) & 63 == 33),
+                   default=6)
 
     def new_encoder(self, width: int, height: int, tb: Fraction, rate: Fraction,
                     like: av.VideoFrame, threads: int) -> av.CodecContext:
@@ -362,6 +371,39 @@ def _disposable(data: bytes, size: int) -> bool:
     return slices > 0
 
 
+_HEVC_NON_REFERENCE = {0, 2, 4, 6, 8, 10, 12, 14}  # sub-layer non-reference pictures (*_N)
+_HEVC_SIDE = {35, 38, 39, 40}  # access-unit delimiter, filler, SEI: nothing refers to them
+
+
+def _sps_top_layer(sps: bytes) -> int:
+    """The highest TemporalId an HEVC SPS allows: ``sps_max_sub_layers_minus1``, the 3 bits
+    after the 4-bit VPS id that follows the 2-byte NAL header."""
+    return (sps[2] >> 1) & 7 if len(sps) > 2 else 6
+
+
+def _hevc_disposable(data: bytes, size: int, top_layer: int) -> bool:
+    """Whether no other picture can depend on this HEVC packet's: every slice is a sub-layer
+    non-reference picture (``TRAIL_N``, ``RASL_N``...) of the highest sub-layer (a lower one's
+    may be a higher one's reference), and the rest is SEI, delimiters or filler. These are
+    the pictures FFmpeg's ``skip_frame=nonref`` drops in a single-layer stream. ``size``:
+    the NAL length size, 0 for Annex B. False whenever in doubt."""
+    nals = _annexb_nals(data) if size == 0 else _strict_length_nals(data, size)
+    if nals is None:
+        return False
+    slices = 0
+    for n in nals:
+        if len(n) < 2:
+            return False
+        kind, layer = (n[0] >> 1) & 63, (n[1] & 7) - 1
+        if kind < 32:  # a slice
+            if kind not in _HEVC_NON_REFERENCE or layer != top_layer:
+                return False
+            slices += 1
+        elif kind not in _HEVC_SIDE:
+            return False
+    return slices > 0
+
+
 def _strict_length_nals(data: bytes, size: int) -> list[memoryview] | None:
     """The NAL units of an AVCC packet (views, not copies), or None unless they fill it
     exactly (no empty unit, none running past the end, nothing left over)."""
@@ -392,8 +434,15 @@ def _h264_framing(vstream: av.VideoStream) -> int | None:
 
 
 def disposable_check(vstream: av.VideoStream) -> Callable[[av.Packet], bool] | None:
-    """A test for packets no other picture depends on (H.264, AVCC or Annex B), which a
-    reader that does not want their own pictures may leave undecoded; None for other codecs."""
+    """A test for packets no other picture depends on (H.264 or HEVC, length-prefixed or
+    Annex B), which a reader that does not want their own pictures may leave undecoded; None
+    for other codecs."""
+    cc = vstream.codec_context
+    if cc is not None and cc.name == "hevc":
+        found = _hevc(bytes(cc.extradata or b""), 18, "ultrafast")
+        if isinstance(found, str):
+            return None
+        return found.disposable
     framing = _h264_framing(vstream)
     if framing is None:
         return None

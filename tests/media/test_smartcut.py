@@ -552,3 +552,42 @@ def test_hdr_hevc_stays_ten_bit_with_its_colours(tmp_path: Path) -> None:
             assert np.array_equal(samples, want), j
         else:
             assert np.abs(samples.astype(int) - want).mean() < 8, j  # of 1023
+
+
+@pytest.mark.parametrize("ext", ["mp4", "ts"])
+def test_hevc_disposable_packets_are_the_decoders_own_non_references(tmp_path: Path,
+                                                                     ext: str) -> None:
+    """HEVC's sub-layer non-reference pictures of the top sub-layer (x265's non-pyramid
+    B-frames, ``TRAIL_N``): exactly what FFmpeg's ``skip_frame=nonref`` drops, and a decoder
+    that never sees them gives every other picture bit for bit. The cutter and the frame
+    grab then skip the ones no clip or grab wants, as for H.264."""
+    from clipfactory.media.digest import plane_digest
+    from clipfactory.media.splice import disposable_check
+
+    path = write_video(tmp_path / f"b.{ext}", [ShotSpec(150, "texture", 15)],
+                       codec="libx265", gop=75, bframes=3, preset="fast").path
+    with av.open(path) as c:
+        vs = c.streams.video[0]
+        splice = splice_codec(c, vs, 18, "ultrafast")
+        assert not isinstance(splice, str)
+        check = disposable_check(vs)
+        assert check is not None
+        packets = [p for p in c.demux(vs) if p.size]
+        disposable = {int(p.pts) for p in packets if splice.disposable(p)}
+        assert disposable == {int(p.pts) for p in packets if check(p)}
+    with av.open(path) as c:
+        frames = {int(f.pts): plane_digest(f) for f in c.decode(video=0)}
+    assert 0 < len(disposable) < len(frames) // 2  # the pyramid's middle B-frames are kept
+    with av.open(path) as c:
+        c.streams.video[0].codec_context.skip_frame = "NONREF"
+        assert {int(f.pts) for f in c.decode(video=0)} == set(frames) - disposable
+    with av.open(path) as c:
+        vs = c.streams.video[0]
+        kept = [p for p in c.demux(vs) if p.size and int(p.pts) not in disposable]
+        cc = av.CodecContext.create("hevc", "r")
+        cc.extradata = vs.codec_context.extradata
+        got = {}
+        for p in [*kept, None]:
+            for f in cc.decode(p):
+                got[int(f.pts)] = plane_digest(f)
+    assert got == {p: d for p, d in frames.items() if p not in disposable}
