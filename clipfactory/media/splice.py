@@ -230,9 +230,8 @@ class SpliceCodec:
 
     @cached_property
     def top_layer(self) -> int:
-        """HEVC: the highest TemporalId the stream's SPS allows (its sub-layers less one)."""
-        return max((_sps_top_layer(n) for n in self.param_sets if (n[0] >> 1) & 63 == 33),
-                   default=6)
+        """HEVC: the highest TemporalId the stream's SPS allows (:func:`_top_layer`)."""
+        return _top_layer(self.param_sets)
 
     def new_encoder(self, width: int, height: int, tb: Fraction, rate: Fraction,
                     like: av.VideoFrame, threads: int) -> av.CodecContext:
@@ -381,6 +380,11 @@ def _sps_top_layer(sps: bytes) -> int:
     return (sps[2] >> 1) & 7 if len(sps) > 2 else 6
 
 
+def _top_layer(param_sets: list[bytes]) -> int:
+    """The highest TemporalId an HEVC stream's SPS allows (6, the most, without one)."""
+    return max((_sps_top_layer(n) for n in param_sets if (n[0] >> 1) & 63 == 33), default=6)
+
+
 def _hevc_disposable(data: bytes, size: int, top_layer: int) -> bool:
     """Whether no other picture can depend on this HEVC packet's: every slice is a sub-layer
     non-reference picture (``TRAIL_N``, ``RASL_N``...) of the highest sub-layer (a lower one's
@@ -439,10 +443,12 @@ def disposable_check(vstream: av.VideoStream) -> Callable[[av.Packet], bool] | N
     for other codecs."""
     cc = vstream.codec_context
     if cc is not None and cc.name == "hevc":
-        found = _hevc(bytes(cc.extradata or b""), 18, "ultrafast")
+        found = _hevc_config(bytes(cc.extradata or b""))
         if isinstance(found, str):
             return None
-        return found.disposable
+        sets, framing = found
+        top = _top_layer(sets)
+        return lambda p: _hevc_disposable(bytes(p), framing, top)
     framing = _h264_framing(vstream)
     if framing is None:
         return None
@@ -519,43 +525,52 @@ def _h264(vstream: av.VideoStream, cc: av.CodecContext, crf: int, preset: str
     return SpliceCodec("h264", "libx264", opts, x, size, (x[1], x[2], x[3]), sps, pps, tail)
 
 
+def _hevc_config(x: bytes) -> tuple[list[bytes], int] | str:
+    """An HEVC stream's VPS, SPS and PPS (in the order they activate in) and its NAL framing
+    (the length size, 0 for Annex B), from an ``hvcC`` (MP4, Matroska) or from the Annex-B
+    parameter sets the demuxer found (MPEG-TS); or why there are none to splice with. 4:2:0
+    at 8 or 10 bits (Main, Main 10) only."""
+    sets: list[bytes] = []
+    if _is_annexb(x):
+        framing = 0
+        sets = [n for n in (m.rstrip(b"\0") for m in _annexb_nals(x))
+                if n and (n[0] >> 1) & 63 in _HEVC_SETS]
+    elif len(x) < 23 or x[0] != 1:
+        return "hevc_no_extradata"  # parameter sets only in band, none seen while probing
+    elif x[16] & 3 != 1 or x[17] & 7 not in (0, 2) or x[18] & 7 != x[17] & 7:
+        return f"hevc_format_{x[16] & 3}_{(x[17] & 7) + 8}bit"
+    else:
+        framing = (x[21] & 3) + 1
+        try:
+            i = 23
+            for _ in range(x[22]):
+                kind, count, i = x[i] & 63, struct.unpack(">H", x[i + 1:i + 3])[0], i + 3
+                for _ in range(count):
+                    n = struct.unpack(">H", x[i:i + 2])[0]
+                    nal, i = x[i + 2:i + 2 + n], i + 2 + n
+                    if len(nal) != n or not n:
+                        raise ValueError("truncated")
+                    if kind in _HEVC_SETS:
+                        sets.append(nal)
+        except (IndexError, ValueError, struct.error):
+            return "hevc_bad_hvcc"
+    if not set(_HEVC_SETS) <= {(n[0] >> 1) & 63 for n in sets}:
+        return "hevc_no_parameter_sets"
+    return sorted(sets, key=lambda n: (n[0] >> 1) & 63), framing
+
+
 def _hevc(x: bytes, crf: int, preset: str) -> SpliceCodec | str:
-    """HEVC with an ``hvcC`` (MP4, Matroska) or in Annex B with the parameter sets the demuxer
-    found (MPEG-TS): x265 runs in band under the same parameter-set ids, the copied runs
-    re-sending the source's. 4:2:0 at 8 or 10 bits (Main, Main 10) only."""
+    """HEVC (:func:`_hevc_config`): x265 runs in band under the same parameter-set ids, the
+    copied runs re-sending the source's."""
+    found = _hevc_config(x)
+    if isinstance(found, str):
+        return found
+    sets, framing = found
     params = ("bframes=0:open-gop=0:scenecut=0:repeat-headers=0:info=0:aud=0:"
               "log-level=error")
     opts = {"preset": preset, "crf": str(crf), "x265-params": params}
-    if _is_annexb(x):
-        found = [n.rstrip(b"\0") for n in _annexb_nals(x)]
-        found = [n for n in found if n and (n[0] >> 1) & 63 in _HEVC_SETS]
-        if {(n[0] >> 1) & 63 for n in found} != set(_HEVC_SETS):
-            return "hevc_no_parameter_sets"
-        found.sort(key=lambda n: (n[0] >> 1) & 63)
-        return SpliceCodec("hevc", "libx265", opts, x, 4, param_sets=found, annexb=True)
-    if len(x) < 23 or x[0] != 1:
-        return "hevc_no_extradata"  # parameter sets only in band, none seen while probing
-    if x[16] & 3 != 1 or x[17] & 7 not in (0, 2) or x[18] & 7 != x[17] & 7:
-        return f"hevc_format_{x[16] & 3}_{(x[17] & 7) + 8}bit"
-    sets: list[bytes] = []
-    try:
-        i = 23
-        for _ in range(x[22]):
-            kind, count, i = x[i] & 63, struct.unpack(">H", x[i + 1:i + 3])[0], i + 3
-            for _ in range(count):
-                n = struct.unpack(">H", x[i:i + 2])[0]
-                nal, i = x[i + 2:i + 2 + n], i + 2 + n
-                if len(nal) != n or not n:
-                    raise ValueError("truncated")
-                if kind in _HEVC_SETS:
-                    sets.append(nal)
-    except (IndexError, ValueError, struct.error):
-        return "hevc_bad_hvcc"
-    have = {(n[0] >> 1) & 63 for n in sets}
-    if not set(_HEVC_SETS) <= have:
-        return "hevc_no_parameter_sets"
-    sets.sort(key=lambda n: (n[0] >> 1) & 63)  # VPS, SPS, PPS: the order they activate in
-    return SpliceCodec("hevc", "libx265", opts, x, (x[21] & 3) + 1, param_sets=sets)
+    return SpliceCodec("hevc", "libx265", opts, x, framing or 4, param_sets=sets,
+                       annexb=framing == 0)
 
 
 def open_gops(source: str, codec: SpliceCodec, keyframes: int = 4,
