@@ -40,15 +40,24 @@ def in_fresh_process(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str,
 
 def decode_file(path: str) -> dict[str, Any]:
     """Decode every video frame single-threaded: ``frames``, ``seconds`` of video,
-    ``keyframes`` (frames the decoder marks as keyframes) and the ``codec``."""
+    ``keyframes`` (frames the decoder marks as keyframes) and the ``codec``. Like the analysis
+    pass, a packet the decoder rejects is skipped and a demux error ends the file."""
     with av.open(path) as c:
         s = main_video_stream(c)
         s.codec_context.thread_count = 1
         n, keys, last = 0, 0, 0.0
-        for f in c.decode(s):
-            n += 1
-            keys += f.key_frame
-            last = f.time or last
+        try:
+            for packet in c.demux(s):
+                try:
+                    frames = packet.decode()
+                except av.FFmpegError:
+                    continue  # a damaged packet: the analysis pass skips it the same way
+                for f in frames:
+                    n += 1
+                    keys += f.key_frame
+                    last = f.time or last
+        except av.FFmpegError:
+            pass  # a file cut short: what was decoded before it counts, as in the analysis
         fps = float(s.average_rate or 30)
         codec = s.codec_context.name
     return {"frames": n, "seconds": last + 1.0 / fps, "keyframes": keys, "codec": codec}

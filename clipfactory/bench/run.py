@@ -36,13 +36,15 @@ from clipfactory.bench.levels import (
     pipeline_level,
 )
 from clipfactory.config import Config, IngestConfig
+from clipfactory.errors import MediaError
+from clipfactory.media.probe import probe
 from clipfactory.media.stagetime import DRIVER_PHASES, STAGES
 from clipfactory.media.streams import main_video_stream
 from clipfactory.sources.reader import read_folder
 from clipfactory.testing.synth import make_corpus
 
 __all__ = ["cut_lines", "decode_only", "parse_resolutions", "run_bench", "run_bench_sizes",
-           "text_filter_cost", "video_files"]
+           "screen", "text_filter_cost", "video_files"]
 
 # how the generated corpus is encoded: x264 ``veryfast`` has B-frames, CABAC and the deblocking
 # filter, as most H.264 footage has (``ultrafast`` has none of them: 0.15 against 0.25 ms per
@@ -89,6 +91,24 @@ def video_files(inputs: Iterable[str | Path], extensions: Iterable[str]) -> list
             raise FileNotFoundError(f"input not found: {p}")
         found.update((str(f.resolve()), None) for f in files)
     return list(found)
+
+
+def screen(paths: Sequence[str], ingest: IngestConfig) -> tuple[list[str], list[dict[str, str]]]:
+    """Split ``paths`` into the videos ``clipfactory run``'s probe accepts and the rest: a
+    user's folder holds corrupt, truncated or non-video files, which a run records as rejected
+    and a bench leaves out of every level (each level then measures the same files).
+    Returns ``(usable, skipped)``; each skipped entry has ``path``, ``reason`` (the run's
+    ``stage/reason``) and ``detail``."""
+    usable: list[str] = []
+    skipped: list[dict[str, str]] = []
+    for path in paths:
+        try:
+            probe(path, ingest)
+        except MediaError as e:
+            skipped.append({"path": path, "reason": f"{e.stage}/{e.reason}", "detail": e.detail})
+        else:
+            usable.append(path)
+    return usable, skipped
 
 
 def _describe(paths: list[str]) -> dict[str, str]:
@@ -161,6 +181,12 @@ def run_bench(minutes: float = 10.0, width: int = 640, height: int = 360,
     paths = video_files(sources, cfg.ingest.extensions)
     if not paths:
         raise FileNotFoundError(f"no videos in {', '.join(map(str, sources))}")
+    paths, skipped = screen(paths, cfg.ingest)
+    for s in skipped:
+        print(f"skipped {s['path']}: {s['reason']}: {s['detail']}")
+    if not paths:
+        raise FileNotFoundError(f"no usable video in {', '.join(map(str, sources))}: "
+                                f"all {len(skipped)} failed the probe (listed above)")
     work.mkdir(parents=True, exist_ok=True)
     manifest = work / "bench-inputs.jsonl"  # the run reads exactly the files measured above
     manifest.write_text("".join(json.dumps({"path": p}) + "\n" for p in paths), encoding="utf-8")
@@ -186,7 +212,7 @@ def run_bench(minutes: float = 10.0, width: int = 640, height: int = 360,
                            f"reasons are in {out / 'run.log'})")
     result = {
         "corpus": {"videos": len(paths), "minutes": dec["media_s"] / 60, **_describe(paths),
-                   "inputs": [str(s) for s in sources]},
+                   "inputs": [str(s) for s in sources], "skipped": skipped},
         "workers": workers,
         "detector": cfg.shots.detector,
         "decode_only": dec, "analysis": ana, "analysis_rules_only": rules,
@@ -238,7 +264,10 @@ def run_bench_sizes(sizes: Sequence[tuple[int, int]], minutes: float = 10.0,
 def _print(r: dict[str, Any]) -> None:
     c = r["corpus"]
     print(f"\nclipfactory bench: {c['videos']} videos, {c['minutes']:.1f} min of {c['size']} "
-          f"{c['codec']}, {r['workers']} worker(s), decoder/encoder threads pinned to 1\n")
+          f"{c['codec']}, {r['workers']} worker(s), decoder/encoder threads pinned to 1")
+    if c.get("skipped"):
+        print(f"({len(c['skipped'])} input(s) left out: the probe rejects them, as a run would)")
+    print()
     print(f"{'level':<24}{'x-realtime/core':>16}{'ratio to decode':>17}{'wall x-realtime':>17}"
           f"{'CPU s':>9}{'sys s':>7}{'faults k':>10}{'peak RSS MiB':>14}")
     levels = [("decode-only", "decode_only"), (f"analysis pass ({r['detector']})", "analysis"),

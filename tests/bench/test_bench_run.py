@@ -4,18 +4,20 @@ and one result per ``--resolution`` (consistency only, no timings asserted)."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import av
 import pytest
 
+from clipfactory.bench.levels import decode_file
 from clipfactory.bench.run import cut_lines, parse_resolutions, run_bench, run_bench_sizes
 from clipfactory.cli import main
 from clipfactory.ledger import Ledger
 from clipfactory.media.stagetime import DRIVER_PHASES, STAGES
 from clipfactory.records import ClipRecord
-from clipfactory.testing.synth import make_corpus
+from clipfactory.testing.synth import make_corpus, write_broken
 
 
 @pytest.fixture(scope="module")
@@ -182,6 +184,40 @@ def test_cli_bench_real_is_an_alias_and_errors_are_short(tmp_path: Path,
     assert "input not found" in capsys.readouterr().err
     assert main(["bench", "--resolution", "720q", "--workdir", str(tmp_path)]) == 2
     assert "not a resolution" in capsys.readouterr().err
+
+
+def test_bench_leaves_out_what_the_probe_rejects_and_measures_a_cut_short_file(
+        corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A user's folder: one good video, one cut short after its index (it decodes part way),
+    and files no run can read. Each level measures the same usable files."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    shutil.copy(corpus / "video_000.mp4", folder / "good.mp4")
+    broken = write_broken(tmp_path / "broken")
+    for name in ("text", "no_moov", "cut_payload"):
+        shutil.copy(broken[name], folder / f"{name}.mp4")
+    (folder / "noise.mkv").write_bytes(bytes(range(256)) * 20)
+    part = decode_file(str(folder / "cut_payload.mp4"))  # it raised mid-file before
+    assert 0 < part["frames"] < 90
+
+    r = run_bench(workdir=tmp_path / "b", inputs=[folder], detector="builtin", text_filter=False)
+    skipped = {Path(s["path"]).name: s["reason"] for s in r["corpus"]["skipped"]}
+    assert skipped == {"text.mp4": "probe/not_a_media_file",
+                       "no_moov.mp4": "probe/truncated_no_index",
+                       "noise.mkv": "probe/not_a_media_file"}
+    assert r["corpus"]["videos"] == 2
+    good = decode_file(str(folder / "good.mp4"))["seconds"]
+    for level in ("decode_only", "analysis", "pipeline"):
+        assert r[level]["media_s"] == pytest.approx(good + part["seconds"], abs=0.1)
+    out = capsys.readouterr().out
+    assert f"skipped {folder / 'no_moov.mp4'}: probe/truncated_no_index" in out
+    assert "3 input(s) left out" in out
+
+    only_bad = tmp_path / "bad"
+    only_bad.mkdir()
+    shutil.copy(broken["text"], only_bad / "text.mp4")
+    assert main(["bench", "--input", str(only_bad), "--workdir", str(tmp_path / "c")]) == 2
+    assert "no usable video" in capsys.readouterr().err
 
 
 def test_parse_resolutions() -> None:
