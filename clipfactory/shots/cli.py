@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 __all__ = ["COMMANDS", "add_commands"]
@@ -14,7 +15,9 @@ __all__ = ["COMMANDS", "add_commands"]
 def add_commands(sub: Any) -> None:
     """Register the subcommands on the main parser's subparsers."""
     s = sub.add_parser("shots", help="print the shot transitions of videos (no clips)")
-    s.add_argument("videos", nargs="+", metavar="VIDEO")
+    s.add_argument("videos", nargs="+", metavar="VIDEO",
+                   help="video files, or folders (searched recursively as `clipfactory run` "
+                        "searches them)")
     fmt = s.add_mutually_exclusive_group()
     fmt.add_argument("--csv", action="store_true", help="one CSV row per transition")
     fmt.add_argument("--json", action="store_true", help="one JSON object per line per video")
@@ -63,9 +66,13 @@ def _cmd_shots(a: argparse.Namespace) -> int:
     if writer:
         writer.writerow(["video", "type", "start_frame", "end_frame", "start_time", "end_time"])
     failed = 0
-    for path in a.videos:
+    for path, source in _videos(a.videos, cfg.ingest):
+        if source is None:  # a folder that holds no video, or cannot be listed
+            failed += 1
+            continue
         try:
-            r = detect_shots(path, cfg.shots, cfg.analysis)
+            r = detect_shots(source, cfg.shots, cfg.analysis)
+            r.path = path  # a folder's video is named under the folder as given
         except (MediaError, OSError) as e:
             print(f"clipfactory: {path}: {e}", file=sys.stderr)
             failed += 1
@@ -84,6 +91,33 @@ def _cmd_shots(a: argparse.Namespace) -> int:
                       f"{format_timecode(r.time_of(t.end_frame))}   frames {t.start_frame} -> "
                       f"{t.end_frame}")
     return 1 if failed else 0
+
+
+def _videos(args: list[str], ingest: Any) -> Iterator[tuple[str, str | None]]:
+    """``(shown path, path to read)`` per video named by ``args``: a file as given, a folder's
+    videos found as ``clipfactory run`` finds them (shown under the folder as given). A folder
+    with no video, or one that cannot be listed, is said on stderr and gives ``(path, None)``."""
+    from clipfactory.records import Rejection
+    from clipfactory.sources.reader import read_folder
+
+    for arg in args:
+        if not Path(arg).is_dir():
+            yield arg, arg
+            continue
+        found = 0
+        for item in read_folder(Path(arg), ingest):
+            shown = str(Path(arg, item.item_key.split(":", 1)[1]))
+            if isinstance(item, Rejection):
+                print(f"clipfactory: {shown}: {item.stage}/{item.reason}: {item.detail}",
+                      file=sys.stderr)
+                yield shown, None
+                continue
+            found += 1
+            yield shown, item.source
+        if not found:
+            print(f"clipfactory: {arg}: no video in this folder (extensions: "
+                  f"{' '.join(ingest.extensions)})", file=sys.stderr)
+            yield arg, None
 
 
 def _cmd_eval(a: argparse.Namespace) -> int:

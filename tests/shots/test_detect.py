@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 
 import pytest
 
@@ -81,6 +82,27 @@ def test_shots_command_text_csv_and_json(edited, capsys, tmp_path):
     assert obj["video"] == edited.path and obj["frames"] == edited.frames
     cut = obj["transitions"][0]
     assert cut["type"] == "cut" and cut["end_frame"] == cut["start_frame"] + 1
+
+
+def test_shots_command_reads_folders_as_run_does(edited, capsys, tmp_path):
+    if not edited.path.endswith(".mp4"):
+        pytest.skip("one codec is enough")
+    folder = tmp_path / "videos"
+    (folder / "day 2").mkdir(parents=True)
+    shutil.copy(edited.path, folder / "day 2" / "b.mp4")
+    (folder / "a.mkv").write_text("not a video")
+    (folder / "notes.txt").write_text("not named like a video: not read")
+    (tmp_path / "empty").mkdir()
+    assert main(["shots", "--json", "--detector", "builtin", str(folder),
+                 str(tmp_path / "empty")]) == 1
+    out, err = capsys.readouterr()
+    (line,) = out.strip().splitlines()
+    obj = json.loads(line)
+    assert obj["video"] == str(folder / "day 2" / "b.mp4") and obj["frames"] == edited.frames
+    assert len(obj["transitions"]) == len(edited.transitions)
+    assert f"{folder / 'a.mkv'}: probe/not_a_media_file" in err
+    assert f"{tmp_path / 'empty'}: no video in this folder" in err
+    assert "notes.txt" not in err
 
 
 def test_shots_command_v0_detector_reports_only_cuts(edited, capsys):
