@@ -73,9 +73,12 @@ def load_sources(spec: str | os.PathLike[str], split: str = "all",
     if p.is_dir():
         for f in sorted(p.rglob("*")):
             if f.suffix.lower() in _VIDEO_EXT and f.is_file():
-                with av.open(str(f)) as c:
-                    n = sum(1 for _ in c.decode(video=0))
-                out.append(RealSource(str(f), 0, n - 1))
+                n, why = _decodable(str(f))
+                if why:  # a user's folder: one broken file leaves the rest usable
+                    print(f"real footage: {f}: {why}" + (f"; only its first {n} frames decode"
+                                                          if n else "; left out"))
+                if n:
+                    out.append(RealSource(str(f), 0, n - 1))
     else:
         base = p.parent
         for row in json.loads(p.read_text(encoding="utf-8")):
@@ -85,6 +88,19 @@ def load_sources(spec: str | os.PathLike[str], split: str = "all",
                                       row.get("licence", "")))
     return [s for s in out if s.frames >= min_frames
             and (split == "all" or split_of(s.path) == split)]
+
+
+def _decodable(path: str) -> tuple[int, str]:
+    """Frames decoded from the start of ``path`` before the first error, and that error's
+    words ("" when the whole file decodes). :func:`_frames` stops at the same error."""
+    n = 0
+    try:
+        with av.open(path) as c:
+            for _ in c.decode(video=0):
+                n += 1
+    except (av.FFmpegError, IndexError) as e:  # IndexError: no video stream
+        return n, str(e) or type(e).__name__
+    return n, ""
 
 
 @dataclass
@@ -105,11 +121,14 @@ class _Shot:
 def _frames(src: RealSource, start: int, width: int, height: int) -> Iterator[np.ndarray]:
     """Frames of ``src`` from source frame ``start`` on, scaled to cover and centre-cropped."""
     with av.open(src.path) as c:
-        for i, f in enumerate(c.decode(video=0)):
+        frames = c.decode(video=0)
+        for i in range(src.last + 1):
+            try:
+                f = next(frames)
+            except (StopIteration, av.FFmpegError):
+                return  # the end, or where a damaged file breaks (its frames stop there)
             if i < start:
                 continue
-            if i > src.last:
-                return
             scale = max(width / f.width, height / f.height)
             w, h = max(width, round(f.width * scale)), max(height, round(f.height * scale))
             img = f.reformat(width=w + w % 2, height=h + h % 2, format="rgb24").to_ndarray()

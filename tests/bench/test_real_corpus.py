@@ -4,6 +4,7 @@ of planned clips that hold a transition frame."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import av
@@ -12,6 +13,7 @@ import pytest
 
 from clipfactory.bench.real_corpus import load_sources, make_real_corpus, split_of
 from clipfactory.bench.shot_metrics import TYPES, dirty_clips
+from clipfactory.testing.synth import write_broken
 
 REAL = Path(__file__).parent.parent / "fixtures" / "real"
 
@@ -30,6 +32,32 @@ def test_sources_from_a_folder_or_a_segments_file(tmp_path):
     assert both == {"tune", "holdout"}
     only = load_sources(REAL, split_of(str(REAL / "calais1906.mp4")))
     assert str(REAL / "calais1906.mp4") in [s.path for s in only]
+
+
+def test_a_folder_of_footage_with_broken_files(tmp_path, capsys):
+    """A user's folder of single-shot videos: files that cannot be read are left out, a
+    damaged one counts up to where it breaks, and an edit of it still has its frames."""
+    broken = write_broken(tmp_path / "broken")
+    folder = tmp_path / "footage"
+    folder.mkdir()
+    for name in ("text", "no_moov", "cut_payload"):
+        shutil.copy(broken[name], folder / f"{name}.mp4")
+    shutil.copy(REAL / "calais1906.mp4", folder)
+    got = {Path(s.path).name: s.frames for s in load_sources(folder, "all", min_frames=20)}
+    with av.open(broken["cut_payload"]) as c:
+        frames = c.decode(video=0)
+        part = 0
+        with pytest.raises(av.FFmpegError):
+            for _ in frames:
+                part += 1
+    assert got == {"calais1906.mp4": 120, "cut_payload.mp4": part} and 20 <= part < 90
+    out = capsys.readouterr().out
+    assert f"{folder / 'text.mp4'}: " in out and "left out" in out
+    assert f"only its first {part} frames decode" in out
+    truth = make_real_corpus(load_sources(folder, "all", min_frames=20), tmp_path / "c",
+                             videos=1, seconds=6, width=96, height=54, seed=1)
+    with av.open(str(tmp_path / "c" / truth[0]["path"])) as c:
+        assert sum(1 for _ in c.decode(video=0)) == truth[0]["frames"]
 
 
 @pytest.fixture(scope="module")
