@@ -13,12 +13,13 @@ import io
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 
 import av
 import numpy as np
 from av.video.reformatter import Interpolation
 
-from clipfactory.media.streams import pixel_aspect, shown_size
+from clipfactory.media.streams import display_rotation, pixel_aspect, shown_size, upright
 from clipfactory.stages.base import ClipInput
 
 __all__ = ["Decoded", "FrameError", "decode_frames", "open_clip_bytes", "sample_frames", "sample_positions"]
@@ -58,9 +59,15 @@ def _size(width: int, height: int, short_side: int) -> tuple[int, int]:
     return max(2, round(width * f / 2) * 2), max(2, round(height * f / 2) * 2)
 
 
-def _rgb(frame: av.VideoFrame, w: int, h: int) -> np.ndarray:
-    return frame.reformat(width=w, height=h, format="rgb24",
-                          interpolation=Interpolation.AREA, threads=1).to_ndarray()
+def _rgb(frame: av.VideoFrame, size: Callable[[int, int], tuple[int, int]],
+         sar: Fraction | None) -> np.ndarray:
+    """The frame as it is shown: its anamorphic pixels stretched, and turned upright where it
+    carries a display matrix (a keyframe-mode clip of a phone's video keeps the source's),
+    at ``size(width, height)`` before the turn."""
+    w, h = size(*shown_size(frame.width, frame.height, sar))
+    rgb = frame.reformat(width=w, height=h, format="rgb24",
+                         interpolation=Interpolation.AREA, threads=1).to_ndarray()
+    return upright(rgb, display_rotation(frame))
 
 
 @dataclass
@@ -94,11 +101,10 @@ def decode_frames(clip: ClipInput, wanted_for: Callable[[int, float], list[int]]
             for i, frame in enumerate(container.decode(stream)):
                 last = frame
                 if i in keep:
-                    got[i] = _rgb(frame, *size(*shown_size(frame.width, frame.height, sar)))
+                    got[i] = _rgb(frame, size, sar)
                 if i >= wanted[-1]:
                     break
-            tail = None if last is None or len(got) == len(wanted) else \
-                _rgb(last, *size(*shown_size(last.width, last.height, sar)))
+            tail = None if last is None or len(got) == len(wanted) else _rgb(last, size, sar)
             return Decoded(got, wanted, tail, total, rate)
     except FrameError:
         raise

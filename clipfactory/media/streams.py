@@ -5,9 +5,10 @@ from __future__ import annotations
 from fractions import Fraction
 
 import av
+import numpy as np
 
-__all__ = ["encoder_rate", "frame_rate", "is_elementary", "main_video_stream", "pixel_aspect",
-           "shown_size"]
+__all__ = ["display_rotation", "encoder_rate", "frame_rate", "is_elementary", "main_video_stream",
+           "pixel_aspect", "shown_size", "upright"]
 
 
 def main_video_stream(container: av.container.InputContainer) -> av.VideoStream | None:
@@ -78,3 +79,15 @@ def shown_size(width: int, height: int, sar: Fraction | None) -> tuple[int, int]
     """The size a frame of ``width`` x ``height`` stored pixels of aspect ``sar`` is shown at:
     the width stretched (FFmpeg's ``scale=iw*sar:ih``); pictures for models and people."""
     return (max(1, round(width * sar)), height) if sar else (width, height)
+
+
+def display_rotation(frame: av.VideoFrame) -> int:
+    """How far ``frame`` is to be turned to be shown upright (its display matrix: 0, 90, 180 or
+    270, counter-clockwise, as ``VideoInfo.rotation``). A phone's source has one, and so has
+    a clip that keeps it (``cut.mode: keyframe`` copies the packets and the matrix)."""
+    return round(float(frame.rotation or 0) / 90) % 4 * 90
+
+
+def upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
+    """``rgb`` (HxWx3) turned by ``rotation`` degrees counter-clockwise, as players show it."""
+    return np.ascontiguousarray(np.rot90(rgb, rotation // 90)) if rotation % 360 else rgb

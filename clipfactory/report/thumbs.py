@@ -50,7 +50,7 @@ class ThumbRequest:
     path: str | None
     times: tuple[float, float, float]
     member: str | None = None
-    rotation: int = 0
+    rotation: int | None = None  # None: as the file's frames say (a clip that kept it)
     unavailable: str | None = None
 
 
