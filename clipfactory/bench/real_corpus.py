@@ -146,13 +146,13 @@ def _held(it: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
 
 
 def _plan(rng: np.random.Generator, sources: list[RealSource], frames: int,
-          fps: float) -> list[_Shot]:
+          fps: float, dissolve: tuple[int, int] = (8, 30)) -> list[_Shot]:
     shots: list[_Shot] = []
     total, last_path = 0, None
     joins, jw = list(_JOINS), np.array(list(_JOINS.values()))
     while total < frames:
         join = str(rng.choice(joins, p=jw / jw.sum())) if shots else "cut"
-        mix = int(rng.integers(8, 31)) if join == "dissolve" else 0
+        mix = int(rng.integers(dissolve[0], dissolve[1] + 1)) if join == "dissolve" else 0
         fade_out = int(rng.integers(6, 21)) if join == "fade" else 0
         black = int(rng.integers(0, 11)) if join == "fade" else 0
         fade_in = (0 if rng.random() < 0.25 else int(rng.integers(6, 21))) if join == "fade" \
@@ -259,11 +259,13 @@ def _write(path: Path, shots: list[_Shot], codec: str, fps: float, width: int,
 
 def make_real_corpus(sources: list[RealSource], directory: str | os.PathLike[str], *,
                      videos: int = 12, seconds: float = 30.0, width: int = 640,
-                     height: int = 360, fps: float = 25.0, seed: int = 0
-                     ) -> list[dict[str, Any]]:
+                     height: int = 360, fps: float = 25.0, seed: int = 0,
+                     dissolve: tuple[int, int] = (8, 30)) -> list[dict[str, Any]]:
     """Write ``videos`` edits of ``sources`` under ``directory`` (reused when ``truth.json``
     there matches these arguments) and return the ground truth, one record per video: its
-    transitions, its shots (flash frames listed first as shots of kind ``flash``) and flashes."""
+    transitions, its shots (flash frames listed first as shots of kind ``flash``) and flashes.
+    ``dissolve``: the shortest and longest cross-dissolve, in frames (an editor's default 1 s
+    dissolve is 25-30 frames at 25-30 fps, 50-60 at 50-60 fps)."""
     if not sources:
         raise ValueError("no real footage segments to edit")
     d = Path(directory)
@@ -271,6 +273,8 @@ def make_real_corpus(sources: list[RealSource], directory: str | os.PathLike[str
     params = {"version": _VERSION, "videos": videos, "seconds": seconds, "width": width,
               "height": height, "fps": fps, "seed": seed,
               "sources": hashlib.sha256("\n".join(ident).encode()).hexdigest()[:16]}
+    if tuple(dissolve) != (8, 30):  # (the default's corpora, cached before it was a choice)
+        params["dissolve"] = list(dissolve)
     cached = cached_truth(d, params)
     if cached is not None:
         return cached
@@ -279,7 +283,7 @@ def make_real_corpus(sources: list[RealSource], directory: str | os.PathLike[str
     truth = []
     for v in range(videos):
         codec, ext = _CODECS[v % len(_CODECS)]
-        shots = _plan(rng, sources, round(seconds * fps), fps)
+        shots = _plan(rng, sources, round(seconds * fps), fps, dissolve)
         truth.append(_write(d / f"real_{v:03d}.{ext}", shots, codec, fps, width, height))
     save_truth(d, params, truth)
     return truth

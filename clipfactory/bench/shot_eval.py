@@ -192,21 +192,25 @@ def run_shot_eval(workdir: str | Path = "bench-out/shots", *, videos: int = 12,
                   seconds: float = 25.0, width: int = 640, height: int = 360,
                   tolerance: float = 2, systems: list[str] | None = None,
                   seed: int = 0, real: str | Path | None = None,
-                  split: str = "holdout") -> dict[str, Any]:
+                  split: str = "holdout", fps: float = 25.0,
+                  dissolve: tuple[int, int] = (8, 30)) -> dict[str, Any]:
     """Generate (or reuse) the corpus, run every system, print the table, write
     ``shot_eval.json`` in ``workdir``; return what was written.
 
     ``real`` (a segments JSON file or a folder of single-shot videos) edits real footage
     instead of generating textures (:mod:`.real_corpus`), from the sources of ``split``
-    (``holdout``, ``tune`` or ``all``)."""
+    (``holdout``, ``tune`` or ``all``), at ``fps``, with cross-dissolves of ``dissolve``
+    (shortest, longest) frames."""
     work = Path(workdir)
     if real is not None:
         sources = load_sources(real, split)
-        folder = work / f"real-{split}-{videos}x{seconds:g}s-{width}x{height}-seed{seed}"
+        more = (f"-{fps:g}fps" if fps != 25.0 else "") + (
+            f"-diss{dissolve[0]}-{dissolve[1]}" if tuple(dissolve) != (8, 30) else "")
+        folder = work / f"real-{split}-{videos}x{seconds:g}s-{width}x{height}-seed{seed}{more}"
         print(f"corpus: {folder} ({len(sources)} real segments of split {split!r}, from "
               f"{len({s.path for s in sources})} files)")
         truth = make_real_corpus(sources, folder, videos=videos, seconds=seconds, width=width,
-                                 height=height, seed=seed)
+                                 height=height, seed=seed, fps=fps, dissolve=dissolve)
         what = f"real footage ({split}), H.264/VP9"
     else:
         folder = work / f"corpus-{videos}x{seconds:g}s-{width}x{height}-seed{seed}"

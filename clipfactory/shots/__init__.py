@@ -36,7 +36,7 @@ def make_detector(cfg: ShotConfig) -> ShotDetector:
                               threads=cfg.model_threads, threshold=cfg.transnet_threshold,
                               context=cfg.context, min_change=cfg.proposal_change,
                               max_residual=cfg.proposal_residual, sure=cfg.sure_cut,
-                              veto=cfg.model_veto)
+                              veto=cfg.model_veto, slow=cfg.slow_step)
     if cfg.detector == "content":
         return ContentDetector(**common)
     if cfg.detector == "transnet":

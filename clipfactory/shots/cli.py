@@ -40,6 +40,10 @@ def add_commands(sub: Any) -> None:
                          "a folder of single-shot videos (docs/shots.md)")
     es.add_argument("--split", choices=["holdout", "tune", "all"], default="holdout",
                     help="with --real: which sources (held out from tuning by default)")
+    es.add_argument("--fps", type=float, default=25.0,
+                    help="with --real: the edits' frame rate (every source frame shown once)")
+    es.add_argument("--dissolve-frames", default="8-30", metavar="LO-HI",
+                    help="with --real: cross-dissolve lengths in frames (default 8-30)")
     es.add_argument("--systems", default=None,
                     help="comma-separated subset of: hybrid, builtin, content, psd-content, "
                          "psd-adaptive, transnet (default: all)")
@@ -129,10 +133,18 @@ def _cmd_eval(a: argparse.Namespace) -> int:
     if unknown:
         print(f"clipfactory: unknown systems {unknown}; known: {sorted(SYSTEMS)}", file=sys.stderr)
         return 2
+    try:
+        lo, hi = (int(x) for x in a.dissolve_frames.split("-"))
+        if not 2 <= lo <= hi:
+            raise ValueError
+    except ValueError:
+        print(f"clipfactory: --dissolve-frames {a.dissolve_frames!r}: want LO-HI frames, "
+              "2 <= LO <= HI", file=sys.stderr)
+        return 2
     reuse_freed_memory()  # as in `clipfactory shots`, for every system compared
     run_shot_eval(a.workdir, videos=a.videos, seconds=a.seconds, width=a.width, height=a.height,
                   tolerance=a.tolerance, systems=systems, seed=a.seed, real=a.real,
-                  split=a.split)
+                  split=a.split, fps=a.fps, dissolve=(lo, hi))
     return 0
 
 

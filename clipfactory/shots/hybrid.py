@@ -117,7 +117,7 @@ class HybridDetector:
     def __init__(self, builtin: BuiltinDetector | None = None, *, model_path: str | None = None,
                  device: str = "auto", threads: int = 1, threshold: float = 0.5,
                  context: int = 10, min_change: float = 0.1, max_residual: float = 0.25,
-                 sure: float = 2.3, veto: float = 0.2) -> None:
+                 sure: float = 2.3, veto: float = 0.2, slow: int = 2) -> None:
         self.builtin = builtin or BuiltinDetector()
         self.model_path, self.device, self.threads = model_path, device, threads
         self.threshold = threshold
@@ -125,10 +125,13 @@ class HybridDetector:
         self.min_change, self.max_residual = min_change, max_residual
         self.sure = sure  # built-in cuts scoring below sure x its threshold are verified ...
         self.veto = veto  # ... and dropped when the network's peak there is below veto
+        self.slow = max(1, slow)  # the second look's frame step (1: none)
         self._model: TransNetModel | None = None
         self._max_region = 96  # longer proposals are read in pieces
-        self._settle = _SCALES[-1] + self.builtin.max_gradual_frames + 4 * 16 + _BATCH
-        self._ring = self._max_region + 2 * self.context + self._settle + 2 * _BATCH
+        self._settle = max(_SCALES[-1] + self.builtin.max_gradual_frames + 4 * 16 + _BATCH,
+                           self.slow * self.context)
+        self._ring = (self._max_region + 2 * self.slow * self.context + self._settle
+                      + 2 * _BATCH + (self.builtin.max_gradual_frames if self.slow > 1 else 0))
         self._frames: np.ndarray | None = None  # ring of analysis frames, allocated on frame 1
         self._coarse = np.zeros((self._ring, 16 * 9 * 3), np.float32)
         self.first, self._last, self._seen = 0, -1, -1  # frames with features: first .. _last
@@ -188,8 +191,11 @@ class HybridDetector:
 
     def _window(self, lo: int, hi: int) -> np.ndarray:
         """Indices into the ring of frames ``lo .. hi``, the stream's ends repeated."""
-        idx = np.clip(np.arange(lo, hi + 1), max(self.first, self._last - self._ring + 1),
-                      self._last)
+        return self._window_at(np.arange(lo, hi + 1))
+
+    def _window_at(self, frames: np.ndarray) -> np.ndarray:
+        """Indices into the ring of ``frames``, the stream's ends repeated."""
+        idx = np.clip(frames, max(self.first, self._last - self._ring + 1), self._last)
         return idx % self._ring
 
     def _propose(self, final: bool = False) -> None:
@@ -230,18 +236,70 @@ class HybridDetector:
                 keep.append((lo, hi))
         self._proposed = keep
 
+    def _look(self, lo: int, hi: int, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The network on every ``step``-th frame from ``lo - step * context`` to ``hi + step *
+        context``: the frames kept (those with at least half the context on each side) and
+        their ``single`` and ``many`` scores."""
+        c, m = self.context, self.context // 2
+        at = np.arange(lo - step * c, hi + step * c + 1, step)
+        small = to_model_frames(self._frames[self._window_at(at)])  # type: ignore[index]
+        single, many = self._model.run(small[None])  # type: ignore[union-attr]
+        self.model_frames += len(at)
+        inner = slice(c - m, len(at) - (c - m))
+        keep = (at[inner] >= self.first) & (at[inner] <= self._last)
+        return at[inner][keep], single[0, inner][keep], many[0, inner][keep]
+
+    def _found(self, at: np.ndarray, s: np.ndarray, p: np.ndarray) -> list[Transition]:
+        """Gradual transitions in the scores ``s``, ``p`` of frames ``at`` (evenly spaced)."""
+        if len(at) == 0:
+            return []
+        step = int(at[1] - at[0]) if len(at) > 1 else 1
+        first = int(at[0])
+
+        def frame(j: int) -> int:  # (one step past either end for an extent reaching it)
+            return first + j * step
+
+        got = transitions_from_scores(s, p, 0, self.threshold, lambda j: self._dark(frame(j)),
+                                      extent=0.5 * self.threshold)
+        out = [Transition(t.kind, frame(t.start_frame), frame(t.end_frame), t.score)
+               for t in got]
+        return [t for t in out if t.end_frame - t.start_frame > 1 and not self._flash(t)]
+
     def _verdict(self, lo: int, hi: int) -> None:
         self.setup()
-        c, m = self.context, self.context // 2
-        small = to_model_frames(self._frames[self._window(lo - c, hi + c)])  # type: ignore[index]
-        single, many = self._model.run(small[None])  # type: ignore[union-attr]
-        self.model_frames += hi - lo + 1 + 2 * c
-        a, b = max(self.first, lo - m), min(self._last, hi + m)  # at least half the context
-        s, p = single[0, a - lo + c:b - lo + c + 1], many[0, a - lo + c:b - lo + c + 1]
-        found = [t for t in transitions_from_scores(s, p, a, self.threshold, self._dark,
-                                                    extent=0.5 * self.threshold)
-                 if t.end_frame - t.start_frame > 1 and not self._flash(t)]
-        self._verdicts.append(_Verdict(a, s.copy(), found))
+        at, s, p = self._look(lo, hi, 1)
+        if len(at) == 0:
+            return
+        found = self._found(at, s, p)
+        if not found and self.slow > 1 and hi - lo > 1:  # (not a lone cut's check)
+            # Nothing at the source's rate. TransNetV2 learned transitions of the lengths
+            # editors use at 25-30 fps; a 1-2 s dissolve at 50-60 fps, or a long one at 25,
+            # changes too slowly per frame for it. Read every ``slow``-th frame: the same
+            # dissolve then looks as long as those it learned.
+            at2, s2, found = self._slow_look(lo, hi)
+            if len(at2) > 1:  # what the fusion's vetoes read: the higher of the two looks
+                s = np.maximum(s, np.interp(at, at2, s2).astype(np.float32))
+        self._verdicts.append(_Verdict(int(at[0]), s.copy(), found))
+
+    def _slow_look(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, list[Transition]]:
+        """The look at every ``slow``-th frame. A slow transition proposed by its middle may
+        reach past what was read: while a found extent touches an end of the look, the look
+        is widened on that side (by at most ``max_gradual_frames`` in all)."""
+        k, room = self.slow, self.builtin.max_gradual_frames
+        lo0, hi0 = lo, hi
+        while True:
+            at, s, p = self._look(lo, hi, k)
+            found = self._found(at, s, p)
+            if len(at) < 2:
+                return at, s, found
+            grow = max(k * self.context, room // 2)
+            left = any(t.start_frame < at[0] + k for t in found) and at[0] > self.first
+            right = any(t.end_frame > at[-1] - k for t in found) and at[-1] < self._last
+            new_lo = max(lo0 - room, lo - grow) if left else lo
+            new_hi = min(hi0 + room, hi + grow) if right else hi
+            if (new_lo, new_hi) == (lo, hi):
+                return at, s, found
+            lo, hi = new_lo, new_hi
 
     def _flash(self, t: Transition) -> bool:
         """The picture after ``t`` was already there just before it: a flash or a lighting
@@ -282,7 +340,13 @@ class HybridDetector:
                     continue  # the network read it and is sure there is nothing
             out.append(t)
         kept = [t.start_frame for t in out]  # sorted, as the built-in detector's list is
-        out += [m for m in model if not overlapping(m, out, kept)]
+        graduals = [t for t in out if t.kind != "cut"]
+        at = [t.start_frame for t in graduals]
+        # a network transition overlapping a built-in dissolve or fade joins it (the merge
+        # below takes both spans: the rules' ends drift on a long dissolve, the network's on
+        # a short one); one overlapping only a cut is left out, the cut stands
+        out += [m for m in model if overlapping(m, graduals, at) or
+                not overlapping(m, out, kept)]
         out.sort(key=lambda t: (t.start_frame, t.end_frame))
         merged: list[Transition] = []
         for t in out:  # overlapping spans (a built-in and a network dissolve): one transition

@@ -110,3 +110,15 @@ def test_dirty_clips_counts_clips_holding_a_transition():
     dissolve = [("dissolve", 79, 100)]
     assert dirty_clips(dissolve, [("dissolve", 82, 97)], 200, 25.0) == (0, 2)  # the margin
     assert dirty_clips(dissolve, [("cut", 89, 90)], 200, 25.0) == (2, 2)
+
+
+def test_dissolve_lengths_are_a_choice(tmp_path):
+    """``--dissolve-frames``: edits with long dissolves, a corpus of their own."""
+    sources = load_sources(REAL, "all")
+    truth = make_real_corpus(sources, tmp_path / "long", videos=2, seconds=10, width=96,
+                             height=54, seed=5, dissolve=(30, 40))
+    lengths = [t["end_frame"] - t["start_frame"] - 1 for v in truth for t in v["transitions"]
+               if t["type"] == "dissolve"]
+    assert lengths and all(30 <= n <= 40 for n in lengths)
+    assert json.loads((tmp_path / "long" / "truth.json").read_text())["params"]["dissolve"] == \
+        [30, 40]

@@ -49,6 +49,9 @@ def test_eval_prints_the_table_and_writes_json(tmp_path, capsys):
 def test_unknown_system_is_refused(tmp_path, capsys):
     assert main(["eval", "shots", "--workdir", str(tmp_path), "--systems", "nope"]) == 2
     assert "unknown systems" in capsys.readouterr().err
+    for bad in ("30", "40-30", "1-5", "a-b"):
+        assert main(["eval", "shots", "--workdir", str(tmp_path), "--dissolve-frames", bad]) == 2
+        assert "--dissolve-frames" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -55,6 +55,27 @@ def test_a_real_dissolve_is_found_by_the_model_and_no_clip_holds_it(dissolve):
     assert dirty_clips(true, found, truth["frames"], 25.0)[0] == 0
 
 
+def test_a_long_real_dissolve_is_found_by_the_slow_second_look(tmp_path):
+    """A 56-frame dissolve (an editor's default 1 s at 50-60 fps, 2 s at 25-30): at the
+    source's rate it changes too slowly per frame for the network and the rules miss it; read
+    at every other frame it is found, and its span covers the whole mix."""
+    truth = _write(tmp_path / "long.mp4", [_Shot(CALAIS, 0, 50, "cut"),
+                                          _Shot(BUNNY, 0, 60, "dissolve", mix=56)],
+                   "libx264", 25.0, 320, 180)
+    true = [(t["type"], t["start_frame"], t["end_frame"]) for t in truth["transitions"]]
+    assert true == [("dissolve", 49, 106)]
+    found = {}
+    for step in (1, 2):
+        det = make_detector(ShotConfig(detector="hybrid", slow_step=step))
+        found[step] = [(t.kind, t.start_frame, t.end_frame)
+                       for t in detect_shots(str(tmp_path / "long.mp4"), detector=det).transitions]
+    assert found[1] == []  # one look at the source's rate: missed, and a clip holds it
+    assert dirty_clips(true, found[1], truth["frames"], 25.0)[0] == 1
+    (kind, start, end), = found[2]
+    assert kind == "dissolve" and start <= 49 and end >= 106 and end - start <= 56 + 8
+    assert dirty_clips(true, found[2], truth["frames"], 25.0) == (0, 1)
+
+
 def test_a_real_cut_and_a_flash(tmp_path):
     truth = _edit(tmp_path / "cut.mp4", _Shot(BUNNY, 0, 70, "cut"), first_flash=True)
     assert truth["flashes"] == [{"first": 30, "last": 31}]
