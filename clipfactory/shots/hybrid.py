@@ -14,7 +14,10 @@ what it is not:
 - **The built-in detector's doubtful decisions**: hard cuts whose score is below ``sure``
   times its threshold, and every dissolve it finds.
 - **The model** reads each proposed region with ``context`` frames on either side (from a ring
-  of the last few hundred 48x27 frames).
+  of the last few hundred analysis frames). Where it finds nothing (other than at a lone cut's
+  check), it reads the region again at every ``slow``-th frame: a 1-2 s dissolve at 25-30 fps,
+  or a 1 s one at 50-60, changes too slowly per frame for the network, which learned shorter
+  ones; at half the rate it looks like them.
 - **Fusion.** A doubtful built-in cut is dropped when the network is sure there is nothing
   there (its peak below ``veto``, well under its own threshold);
   a built-in dissolve only if the network finds one overlapping it (their spans are joined).
@@ -24,7 +27,7 @@ what it is not:
 
 The built-in detector's features (16x9 colour thumbnails, black frames) serve the proposals;
 the network's 48x27 input is made only for the frames it reads. Memory is bounded: the
-built-in detector's own, a ring of a few hundred analysis frames (~13 MB at 160x90), and a
+built-in detector's own, a ring of a few hundred analysis frames (~17 MB at 160x90), and a
 few numbers per region. The model loads once per process on the first region (``setup()`` loads it earlier).
 """
 
