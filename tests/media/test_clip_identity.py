@@ -10,6 +10,10 @@ builds (x264's B-frame decisions differ between CPUs: ``h264_bframes.mp4`` does)
 record whose ``sha256`` matches. A source whose bytes match no record cannot be compared: that
 source's comparison is skipped. So is a checked-in source's when the x264
 that re-encodes clip edges is another build. The second test holds on any build.
+
+``amended`` lists the clips re-captured after an intended change of what clips are (a shot
+detector change, not a throughput one), with the commit and why; every other clip is
+c56553d's capture.
 """
 
 from __future__ import annotations
