@@ -49,6 +49,7 @@ _FAMILY = {"h264": "h264", "vp9": "vp9", "libvpx-vp9": "vp9", "av1": "av1", "lib
            "libaom-av1": "av1", "mpeg4": "mpeg4", "hevc": "hevc"}
 _HEVC_SETS = (32, 33, 34)  # VPS, SPS, PPS nal_unit_type
 _HEVC_IRAP = range(16, 22)  # BLA, IDR, CRA: a CRA's leading pictures make its GOP uncopyable
+_HEVC_AUD = 35  # access-unit delimiter
 _CONTAINERS = {"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", "mpegts", "flv"}
 _HIGH_AVCC = {100, 110, 122, 144}  # profiles whose avcC carries chroma format and bit depths
 _GLOBAL_HEADER = 1 << 22  # AV_CODEC_FLAG_GLOBAL_HEADER
@@ -218,8 +219,11 @@ class SpliceCodec:
 
     def hevc_types(self, data: bytes) -> set[int]:
         """The NAL unit types an HEVC packet holds, in the source's framing."""
-        nals = _annexb_nals(data) if self.annexb else _length_nals(data, self.length_size)
-        return {(n[0] >> 1) & 63 for n in nals if n}
+        return {_hevc_kind(n) for n in self._nals(data) if n}
+
+    def _nals(self, data: bytes) -> list[bytes]:
+        """The NAL units of a source packet, in the source's framing."""
+        return _annexb_nals(data) if self.annexb else _length_nals(data, self.length_size)
 
     def disposable(self, packet: av.Packet) -> bool:
         """Whether no other picture can depend on this packet's (:func:`_disposable`,
@@ -272,9 +276,9 @@ class SpliceCodec:
                             if n[0] & 31 not in (7, 8, 9))
         if self.family == "hevc":
             sets = [n for n in _annexb_nals(self.enc_config or b"")
-                    if (n[0] >> 1) & 63 in _HEVC_SETS] if first else []
+                    if _hevc_kind(n) in _HEVC_SETS] if first else []
             return self._framed(sets + [n for n in _annexb_nals(data)
-                                        if (n[0] >> 1) & 63 != 35])  # (access unit delimiter)
+                                        if _hevc_kind(n) != _HEVC_AUD])
         if self.family == "av1" and first and self.enc_config and not _starts_with_seq(data):
             return self.enc_config + data
         return data
@@ -296,8 +300,8 @@ class SpliceCodec:
         if first and self.family == "mpeg4" and self.src_extradata:
             return self.src_extradata + data
         if first and self.family == "hevc":  # after a run of the encoder's sets
-            nals = _annexb_nals(data) if self.annexb else _length_nals(data, self.length_size)
-            lead = 1 if nals and (nals[0][0] >> 1) & 63 == 35 else 0  # an access unit
+            nals = self._nals(data)
+            lead = 1 if nals and _hevc_kind(nals[0]) == _HEVC_AUD else 0  # an access unit
             return self._framed(nals[:lead] + self.param_sets + nals[lead:])  # delimiter: first
         if first and self.family == "av1" and self.src_extradata and not _starts_with_seq(data):
             return self.src_extradata[4:] + data  # av1C: 4 header bytes, then config OBUs
@@ -370,6 +374,11 @@ def _disposable(data: bytes, size: int) -> bool:
     return slices > 0
 
 
+def _hevc_kind(nal: bytes | memoryview) -> int:
+    """An HEVC NAL unit's ``nal_unit_type`` (6 bits after the forbidden bit)."""
+    return (nal[0] >> 1) & 63
+
+
 _HEVC_NON_REFERENCE = {0, 2, 4, 6, 8, 10, 12, 14}  # sub-layer non-reference pictures (*_N)
 _HEVC_SIDE = {35, 38, 39, 40}  # access-unit delimiter, filler, SEI: nothing refers to them
 
@@ -382,7 +391,7 @@ def _sps_top_layer(sps: bytes) -> int:
 
 def _top_layer(param_sets: list[bytes]) -> int:
     """The highest TemporalId an HEVC stream's SPS allows (6, the most, without one)."""
-    return max((_sps_top_layer(n) for n in param_sets if (n[0] >> 1) & 63 == 33), default=6)
+    return max((_sps_top_layer(n) for n in param_sets if _hevc_kind(n) == 33), default=6)
 
 
 def _hevc_disposable(data: bytes, size: int, top_layer: int) -> bool:
@@ -398,7 +407,7 @@ def _hevc_disposable(data: bytes, size: int, top_layer: int) -> bool:
     for n in nals:
         if len(n) < 2:
             return False
-        kind, layer = (n[0] >> 1) & 63, (n[1] & 7) - 1
+        kind, layer = _hevc_kind(n), (n[1] & 7) - 1
         if kind < 32:  # a slice
             if kind not in _HEVC_NON_REFERENCE or layer != top_layer:
                 return False
@@ -534,7 +543,7 @@ def _hevc_config(x: bytes) -> tuple[list[bytes], int] | str:
     if _is_annexb(x):
         framing = 0
         sets = [n for n in (m.rstrip(b"\0") for m in _annexb_nals(x))
-                if n and (n[0] >> 1) & 63 in _HEVC_SETS]
+                if n and _hevc_kind(n) in _HEVC_SETS]
     elif len(x) < 23 or x[0] != 1:
         return "hevc_no_extradata"  # parameter sets only in band, none seen while probing
     elif x[16] & 3 != 1 or x[17] & 7 not in (0, 2) or x[18] & 7 != x[17] & 7:
@@ -554,9 +563,9 @@ def _hevc_config(x: bytes) -> tuple[list[bytes], int] | str:
                         sets.append(nal)
         except (IndexError, ValueError, struct.error):
             return "hevc_bad_hvcc"
-    if not set(_HEVC_SETS) <= {(n[0] >> 1) & 63 for n in sets}:
+    if not set(_HEVC_SETS) <= {_hevc_kind(n) for n in sets}:
         return "hevc_no_parameter_sets"
-    return sorted(sets, key=lambda n: (n[0] >> 1) & 63), framing
+    return sorted(sets, key=_hevc_kind), framing
 
 
 def _hevc(x: bytes, crf: int, preset: str) -> SpliceCodec | str:
