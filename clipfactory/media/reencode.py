@@ -63,7 +63,7 @@ from clipfactory.media.encoders import (
     encoder_pix_fmt,
     resolve_encoder,
 )
-from clipfactory.media.streams import encoder_rate, pixel_aspect
+from clipfactory.media.streams import encoder_rate, pixel_aspect, right_angle
 from clipfactory.records import Span
 
 __all__ = ["reencode_clips"]
@@ -577,7 +577,7 @@ def reencode_clips(source: str, spans: Sequence[Span], out_paths: Sequence[str],
     cfg = cfg or CutConfig()
     target = _Target.of(cfg, fallback)
     threads = cfg.threads if cfg.threads > 0 else threads
-    rotation = round(rotation / 90) % 4 * 90
+    rotation = right_angle(rotation)
     results = [target.failed(s, p, "not_cut") for s, p in zip(spans, out_paths, strict=True)]
     n_known = len(frame_pts) if frame_pts is not None else None
     order = []

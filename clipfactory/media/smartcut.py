@@ -53,7 +53,7 @@ from clipfactory.media.cutresult import (
     video_stream,
 )
 from clipfactory.media.splice import SpliceCodec, open_gops, rap_check, splice_codec
-from clipfactory.media.streams import encoder_rate, pixel_aspect
+from clipfactory.media.streams import encoder_rate, pixel_aspect, right_angle
 from clipfactory.records import Span
 
 __all__ = ["smart_cut"]
@@ -600,7 +600,7 @@ def smart_cut(source: str, spans: Sequence[Span], out_paths: Sequence[str], *,
     from clipfactory.media.reencode import reencode_clips
 
     threads = cfg.threads if cfg.threads > 0 else threads
-    rotation = round(rotation / 90) % 4 * 90
+    rotation = right_angle(rotation)
     copy_only = cfg.mode == "keyframe"
     results: list[CutResult | None] = [None] * len(spans)
     pts = usable_pts(frame_pts)

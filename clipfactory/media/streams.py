@@ -8,7 +8,7 @@ import av
 import numpy as np
 
 __all__ = ["display_rotation", "encoder_rate", "frame_rate", "is_elementary", "main_video_stream",
-           "pixel_aspect", "shown_size", "upright"]
+           "pixel_aspect", "right_angle", "shown_size", "upright"]
 
 
 def main_video_stream(container: av.container.InputContainer) -> av.VideoStream | None:
@@ -81,11 +81,16 @@ def shown_size(width: int, height: int, sar: Fraction | None) -> tuple[int, int]
     return (max(1, round(width * sar)), height) if sar else (width, height)
 
 
+def right_angle(degrees: float) -> int:
+    """``degrees`` as the nearest of 0, 90, 180 and 270 (a display matrix's -90 is 270)."""
+    return round(degrees / 90) % 4 * 90
+
+
 def display_rotation(frame: av.VideoFrame) -> int:
     """How far ``frame`` is to be turned to be shown upright (its display matrix: 0, 90, 180 or
     270, counter-clockwise, as ``VideoInfo.rotation``). A phone's source has one, and so has
     a clip that keeps it (``cut.mode: keyframe`` copies the packets and the matrix)."""
-    return round(float(frame.rotation or 0) / 90) % 4 * 90
+    return right_angle(float(frame.rotation or 0))
 
 
 def upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
