@@ -26,8 +26,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import av
-
 from clipfactory.bench.levels import (
     analysis_level,
     decode_level,
@@ -39,7 +37,7 @@ from clipfactory.config import Config, IngestConfig
 from clipfactory.errors import MediaError
 from clipfactory.media.probe import probe
 from clipfactory.media.stagetime import DRIVER_PHASES, STAGES
-from clipfactory.media.streams import main_video_stream
+from clipfactory.records import VideoInfo
 from clipfactory.sources.reader import read_folder
 from clipfactory.testing.synth import make_corpus
 
@@ -93,32 +91,27 @@ def video_files(inputs: Iterable[str | Path], extensions: Iterable[str]) -> list
     return list(found)
 
 
-def screen(paths: Sequence[str], ingest: IngestConfig) -> tuple[list[str], list[dict[str, str]]]:
+def screen(paths: Sequence[str], ingest: IngestConfig
+           ) -> tuple[list[VideoInfo], list[dict[str, str]]]:
     """Split ``paths`` into the videos ``clipfactory run``'s probe accepts and the rest: a
     user's folder holds corrupt, truncated or non-video files, which a run records as rejected
     and a bench leaves out of every level (each level then measures the same files).
-    Returns ``(usable, skipped)``; each skipped entry has ``path``, ``reason`` (the run's
-    ``stage/reason``) and ``detail``."""
-    usable: list[str] = []
+    Returns ``(usable, skipped)``: the probe of each usable video, and for each skipped one
+    its ``path``, ``reason`` (the run's ``stage/reason``) and ``detail``."""
+    usable: list[VideoInfo] = []
     skipped: list[dict[str, str]] = []
     for path in paths:
         try:
-            probe(path, ingest)
+            usable.append(probe(path, ingest))
         except MediaError as e:
             skipped.append({"path": path, "reason": f"{e.stage}/{e.reason}", "detail": e.detail})
-        else:
-            usable.append(path)
     return usable, skipped
 
 
-def _describe(paths: list[str]) -> dict[str, str]:
-    sizes: Counter[str] = Counter()
-    codecs: set[str] = set()
-    for path in paths:
-        with av.open(path) as c:
-            s = main_video_stream(c)
-            sizes[f"{s.codec_context.width}x{s.codec_context.height}"] += 1
-            codecs.add(s.codec_context.name)
+def _describe(infos: list[VideoInfo]) -> dict[str, str]:
+    """The corpus's frame size (or the commonest ones) and codecs, from the probes."""
+    sizes: Counter[str] = Counter(f"{i.width}x{i.height}" for i in infos)
+    codecs = {i.codec for i in infos}
     size = (next(iter(sizes)) if len(sizes) == 1 else
             "mixed sizes (" + ", ".join(f"{k} x{n}" for k, n in sizes.most_common(3))
             + (", ..." if len(sizes) > 3 else "") + ")")
@@ -181,7 +174,8 @@ def run_bench(minutes: float = 10.0, width: int = 640, height: int = 360,
     paths = video_files(sources, cfg.ingest.extensions)
     if not paths:
         raise FileNotFoundError(f"no videos in {', '.join(map(str, sources))}")
-    paths, skipped = screen(paths, cfg.ingest)
+    infos, skipped = screen(paths, cfg.ingest)
+    paths = [i.path for i in infos]
     for s in skipped:
         print(f"skipped {s['path']}: {s['reason']}: {s['detail']}")
     if not paths:
@@ -211,7 +205,7 @@ def run_bench(minutes: float = 10.0, width: int = 640, height: int = 360,
         raise RuntimeError(f"the full pipeline analysed no video: every input failed (the "
                            f"reasons are in {out / 'run.log'})")
     result = {
-        "corpus": {"videos": len(paths), "minutes": dec["media_s"] / 60, **_describe(paths),
+        "corpus": {"videos": len(paths), "minutes": dec["media_s"] / 60, **_describe(infos),
                    "inputs": [str(s) for s in sources], "skipped": skipped},
         "workers": workers,
         "detector": cfg.shots.detector,
