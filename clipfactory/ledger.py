@@ -118,6 +118,10 @@ class Ledger:
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
+        # the rows an INSERT OR REPLACE replaces fire the delete triggers only with this on
+        # (SQLite's rule): the tally would keep counting a clip recorded again under another
+        # input. No trigger writes the table that fires it, so nothing recurses
+        self.db.execute("PRAGMA recursive_triggers=ON")
         self.db.executescript(_SCHEMA)
         self._add_columns()
         ensure_derived(self)  # counts, dirty parts and the dedup index kept by triggers

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 
 from clipfactory.ledger import Ledger
@@ -64,6 +65,24 @@ def test_tally_follows_every_write_path(tmp_path) -> None:
     _check(ledger)
     assert ledger.counts()["failed_by_reason"] == {"ingest/invalid_id": 1, "probe/corrupt": 1}
     assert ledger.counts()["removed_by_reason"] == {"takedown/taken_down": 1}
+
+
+def test_a_clip_recorded_again_under_another_input_is_counted_once(tmp_path) -> None:
+    """The same bytes under two names give the same clip ids: a file replaced after it was
+    cut leaves its dropped clips, and the copy of its old bytes is cut next. Recording them
+    replaces the dropped rows, which must leave the tally too."""
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    a, b = SourceItem(item_key="a", source="/a.mp4"), SourceItem(item_key="b", source="/b.mp4")
+    ledger.register([a, b])
+    ledger.record(VideoResult(item=a, clips=[_clip("v", k) for k in range(2)]))
+    gone = ledger.clips_of(["a"])
+    for c in gone:
+        c.drop("ingest", "source_replaced")
+    ledger.update_clips(gone)
+    ledger.record(VideoResult(item=b, clips=[
+        dataclasses.replace(_clip("v", k), item_key="b") for k in range(2)]))
+    _check(ledger)
+    assert ledger.counts()["clips"] == {"kept": 0, "staged": 2, "dropped": 0}
 
 
 def test_a_ledger_from_before_the_tally_is_filled_on_open(tmp_path) -> None:
