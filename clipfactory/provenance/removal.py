@@ -128,6 +128,12 @@ def remove_inputs(out: str | Path, ledger: Ledger, rows: Sequence[sqlite3.Row],
             c.drop(stage, codes[c.item_key])
             c.shard = c.staged_path = None
             changed.append(c)
+        elif c.state == "dropped" and (c.stage, c.reason) == (stage, codes[c.item_key]):
+            # dropped by this removal's earlier attempt, killed before its audit record: the
+            # record names it (an attempt killed after its record names it twice, not never)
+            removal.clips.append(c.clip_id)
+            c.staged_path = None
+            changed.append(c)
         else:
             c.staged_path = None
             changed.append(c)

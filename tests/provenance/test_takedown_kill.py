@@ -78,8 +78,9 @@ def _state(out: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def reference(built, tmp_path_factory) -> tuple[dict, set[bytes]]:
-    """The state after a takedown never killed, and the bytes of the victims' clips."""
+def reference(built, tmp_path_factory) -> tuple[dict, set[bytes], set[str]]:
+    """The state after a takedown never killed, the bytes of the victims' clips and their
+    ids."""
     _, out0, victims = built
     out = tmp_path_factory.mktemp("tk-ref") / "out"
     shutil.copytree(out0, out)
@@ -90,7 +91,7 @@ def reference(built, tmp_path_factory) -> tuple[dict, set[bytes]]:
     assert len(gone) == 4 and set(removal.clips) == gone, "the takedown removed nothing"
     assert len(removal.shards) >= 2, "the victims share one shard: point 2 would prove nothing"
     assert state["audit"] == [] and state["leftovers"] == []
-    return state, {b for n, b in clip_members(out0).items() if n.split(".")[0] in gone}
+    return state, {b for n, b in clip_members(out0).items() if n.split(".")[0] in gone}, gone
 
 
 @pytest.mark.parametrize("resume", ["takedown", "run"])
@@ -98,7 +99,7 @@ def reference(built, tmp_path_factory) -> tuple[dict, set[bytes]]:
 def test_a_killed_takedown_is_finished_by_the_next_command(built, reference, tmp_path, point,
                                                            call, resume) -> None:
     inp, out0, victims = built
-    want, victim_bytes = reference
+    want, victim_bytes, gone = reference
     out = tmp_path / "out"
     shutil.copytree(out0, out)
     proc = subprocess.run([sys.executable, "-c", _KILLER, point, str(call), str(out), *victims],
@@ -117,6 +118,8 @@ def test_a_killed_takedown_is_finished_by_the_next_command(built, reference, tmp
     assert all(r["reason"].startswith("a request") for r in records)
     assert {v["item_key"] for r in records for v in r["videos"]} == {"file:v1.mp4",
                                                                      "file:v2.mp4"}
+    # and every removed clip, also those an attempt killed before its record had dropped
+    assert {c for r in records for c in r["clips"]} == gone
 
 
 # the takedown's durable steps: file renames and deletions, ledger transactions and meta
