@@ -82,6 +82,10 @@ class IngestConfig(_Section):
     layout: Literal["auto", "generic", "hdvila", "panda70m", "internvid", "webvid"] = "auto"
     # our field -> the manifest's column, e.g. {"url": "contentUrl", "id": "videoid"}
     columns: dict[str, str] = Field(default_factory=dict)
+    # each run stats the local files of finished inputs and cuts again those that hold other
+    # bytes now, their old clips removed (clipfactory.provenance.replaced). About 8 us per
+    # input on a local disk; a mount where a stat costs milliseconds may want it off
+    check_replaced: bool = True
 
 
 class AnalysisConfig(_Section):

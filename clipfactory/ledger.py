@@ -271,6 +271,12 @@ class Ledger:
                 " video_id=COALESCE(video_id, manifest_id) WHERE item_key=?",
                 [(state, stage, reason, detail, now, k) for k in item_keys])
 
+    def set_file_states(self, rows: Iterable[tuple[str, str]]) -> None:
+        """Record ``(item_key, file_state)``: the file changed on disk, not in content."""
+        with self.transaction() as db:
+            db.executemany("UPDATE videos SET file_state=? WHERE item_key=?",
+                           [(s, k) for k, s in rows])
+
     def record_decisions(self, rows: Iterable[tuple[str, str | None, str | None, str | None,
                                                     str, str, str | None]]) -> None:
         """Store each input's policy decision: (item_key, license, license_raw, policy,

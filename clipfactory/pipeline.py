@@ -29,6 +29,7 @@ from clipfactory.policy.gate import Gate
 from clipfactory.progress import Progress
 from clipfactory.provenance.ingest import gate_inputs, inherit_policy
 from clipfactory.provenance.recut import recut_orphans
+from clipfactory.provenance.replaced import requeue_replaced_files
 from clipfactory.records import Rejection, SourceItem, VideoResult
 from clipfactory.redact import redact_text
 from clipfactory.shots import check_detector
@@ -120,6 +121,8 @@ def run(input_path: str | Path | None, output: str | Path, cfg: Config | None = 
         if changed:
             log.info("%d failed input files changed since they failed: trying them again",
                      len(changed))
+        if cfg.ingest.check_replaced:
+            _requeue_replaced(ledger, out)
         gate = gate_inputs(ledger, cfg, out)  # quarantine and opt-outs cost no decoding
         total = ledger.pending_count()
         log.info("run started: %d new inputs, %d pending, %d workers", added, total,
@@ -151,6 +154,18 @@ def run(input_path: str | Path | None, output: str | Path, cfg: Config | None = 
         ledger.close()
         log.removeHandler(handler)
         handler.close()
+
+
+def _requeue_replaced(ledger: Ledger, out: Path) -> None:
+    """Cut again the finished input files that hold other bytes now (their clips go)."""
+    found = requeue_replaced_files(ledger, out)
+    if found.inputs:
+        log.warning("%d input files hold other bytes than when they were cut: their %d clips "
+                    "are removed (audit.jsonl, kind 'replaced') and they are cut again",
+                    len(found.inputs), len(found.clips))
+    if found.duplicates:
+        log.info("%d inputs set aside as the same bytes as a replaced or changed file are cut "
+                 "again", len(found.duplicates))
 
 
 def _process(pending: Iterable[SourceItem], total: int, ledger: Ledger, cfg: Config,

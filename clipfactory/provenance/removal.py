@@ -1,12 +1,13 @@
 """Removing inputs from a dataset: every clip out of every shard, ledger updated, audit record.
 
-This is the one code path behind ``clipfactory takedown``, ``revalidate --purge`` and the
-retroactive opt-out and policy checks of a run. Affected shards are rewritten atomically
+This is the one code path behind ``clipfactory takedown``, ``revalidate --purge``, the
+retroactive opt-out and policy checks of a run, and a run's input files replaced since they
+were cut (:mod:`clipfactory.provenance.replaced`). Affected shards are rewritten atomically
 (temp file, fsync, rename) without the removed samples, so not one byte of a removed clip is
 left in any shard; staged clip files are deleted too, and so is every embedding of the
-removed clips (the Parquet parts holding one are rewritten). The order of the steps makes a crash at
-any point safe to repeat: shards first, then clip records, then the audit record, and the
-input's state last (an input not yet marked is matched and finished again next time).
+removed clips (the Parquet parts holding one are rewritten). The order of the steps makes a
+crash at any point safe to repeat: shards first, then clip records, then the audit record,
+and the input's state last (an input not yet marked is matched and finished again next time).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class ShardChange:
 class Removal:
     """The audit record of one removal."""
 
-    kind: str  # takedown | opt_out | policy | revalidate
+    kind: str  # takedown | opt_out | policy | revalidate | replaced
     reason: str
     at: float
     videos: list[dict[str, Any]] = field(default_factory=list)
