@@ -76,17 +76,30 @@ def ramp_extent(alpha: np.ndarray) -> tuple[float, float] | None:
     return (0.0 - icept) / slope, (1.0 - icept) / slope
 
 
+def _through_black(prev: Transition, ev: Transition, dark: Callable[[int], bool]) -> bool:
+    """``prev`` and ``ev`` meet in black: the frames strictly between them are black where
+    there are any (the two ends are the transitions' own last steps, often a step from
+    black), else their touching ends are; overlapping ones only where one is a fade."""
+    inner = range(prev.end_frame + 1, ev.start_frame)
+    ends = range(prev.end_frame, ev.start_frame + 1)
+    if len(inner) or len(ends):
+        return all(dark(i) for i in (inner if len(inner) else ends))
+    return "fade" in (prev.kind, ev.kind)
+
+
 def chain_fades(events: Sequence[Transition], dark: Callable[[int], bool],
                 max_black: int) -> list[Transition]:
     """Join a fade-out, the black frames after it and the fade-in or cut that follows (or a cut
-    to black and the fade-in after it) into one ``fade``: the black belongs to no shot.
+    to black and the fade-in after it) into one ``fade``: the black belongs to no shot. A
+    gradual transition into or out of black is a fade whatever it was called (the network
+    only sees a mix); two cuts around black frames stay two cuts (a dark shot).
     ``events`` are sorted; ``dark(i)`` says whether frame ``i`` is black."""
     out: list[Transition] = []
     for ev in events:
         prev = out[-1] if out else None
-        if (prev is not None and "fade" in (prev.kind, ev.kind)
+        if (prev is not None and (prev.kind, ev.kind) != ("cut", "cut")
                 and -3 <= ev.start_frame - prev.end_frame < max_black
-                and all(dark(i) for i in range(prev.end_frame, ev.start_frame + 1))):
+                and _through_black(prev, ev, dark)):
             out[-1] = Transition("fade", prev.start_frame, max(prev.end_frame, ev.end_frame),
                                  max(prev.score, ev.score))
             continue

@@ -59,3 +59,25 @@ def test_fade_out_black_and_fade_in_become_one_fade():
                            dark.__contains__, 24)) == 2
     assert len(chain_fades([Transition("fade", 10, 20), Transition("fade", 25, 35)],
                            dark.__contains__, max_black=3)) == 2
+
+
+def test_a_fade_whose_ends_are_a_step_from_black_stays_one_fade():
+    """Real footage: the last step of a fade-out (luma 12, not flat enough to be black) ends
+    one transition and the first black frame starts the black; a fade-out the network calls a
+    dissolve (it only sees a mix) is one too. Black strictly between them joins them."""
+    dark = set(range(476, 479))  # 475 is a step from black, 478 the last black frame
+    out = chain_fades([Transition("dissolve", 467, 475), Transition("fade", 478, 493)],
+                      dark.__contains__, max_black=24)
+    assert out == [Transition("fade", 467, 493)]
+    both = chain_fades([Transition("dissolve", 467, 475), Transition("dissolve", 478, 493)],
+                       dark.__contains__, max_black=24)
+    assert both == [Transition("fade", 467, 493)]
+    # a shot between them that is not all black keeps them apart
+    lit = dark - {477}
+    assert len(chain_fades([Transition("dissolve", 467, 475), Transition("fade", 478, 493)],
+                           lit.__contains__, max_black=24)) == 2
+    # two overlapping dissolves are not a fade, and two cuts around black frames are two cuts
+    assert chain_fades([Transition("dissolve", 10, 20), Transition("dissolve", 18, 30)],
+                       dark.__contains__, max_black=24)[0].kind == "dissolve"
+    assert len(chain_fades([Transition("cut", 474, 475), Transition("cut", 478, 479)],
+                           dark.__contains__, max_black=24)) == 2
