@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from clipfactory.errors import OutputError
+from clipfactory.exec.pool import refuse_while_starting
 
 __all__ = ["LOCK_FILE", "OutputLocked", "holds_output_lock", "make_output", "output_lock"]
 
@@ -81,6 +82,7 @@ def output_lock(out: str | Path, what: str, *, wait: bool = True, create: bool =
     """Hold the output's lock for the block (see module doc); ``what`` names the holder.
     A folder that does not exist is created with ``create`` (a new output), else left to the
     caller to report (nothing to lock)."""
+    refuse_while_starting(f"a command writing {out} ({what})")  # it would wait for its parent
     out = Path(out)
     if create:
         make_output(out)

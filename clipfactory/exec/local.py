@@ -19,7 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from clipfactory.config import Config
-from clipfactory.exec.pool import spawn_pool
+from clipfactory.exec.pool import did_not_start, spawn_pool
 from clipfactory.memory import reuse_freed_memory
 from clipfactory.records import Rejection, SourceItem, VideoResult
 from clipfactory.worker import process_video
@@ -150,6 +150,8 @@ class LocalExecutor:
                 try:
                     yield fut.result()
                 except BrokenProcessPool as e:
+                    if (why := did_not_start(pool, e)) is not None:
+                        raise why from e  # the pool, not the inputs: none is blamed
                     if alone:
                         yield _crashed(item, e)
                     else:
