@@ -25,7 +25,6 @@ changes only when the input is cut again.
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,7 +36,6 @@ from clipfactory.sources.rows import REMOTE_PREFIXES
 
 __all__ = ["REPLACED", "Replaced", "requeue_replaced_files"]
 
-log = logging.getLogger("clipfactory")
 REPLACED = "source_replaced"  # the code on the input and on its removed clips
 _REASON = "the file was replaced since it was cut"
 
@@ -82,19 +80,19 @@ def requeue_replaced_files(ledger: Ledger, out: str | Path) -> Replaced:
     from clipfactory.worker import file_sha256, file_state
 
     found = Replaced()
-    states: dict[str, str] = {}  # one stat and one hash per file, whatever rows name it
-    hashes: dict[str, str | None] = {}
     changed: list[tuple[sqlite3.Row, str]] = []
+    last: tuple[str, str] | None = None  # the rows of one file's spans are consecutive
     for r in _candidates(ledger):
         if not _local(r):
             continue
         path = r["source"]
-        if path not in states:
-            states[path] = file_state(path)
-        now = states[path]
+        if last is None or last[0] != path:
+            last = (path, file_state(path))
+        now = last[1]
         if now in (r["file_state"], "-"):
             continue
         changed.append((r, now))
+    hashes: dict[str, str | None] = {}  # of the changed files only: one read each
     replaced, same = [], []
     for r, now in changed:
         path = r["source"]
