@@ -20,7 +20,9 @@ from typing import Any
 from clipfactory.ledger_derived import ensure_derived
 from clipfactory.records import ClipRecord, Rejection, SourceItem, VideoResult
 
-__all__ = ["Ledger", "query_in"]
+__all__ = ["RELABELLED", "Ledger", "query_in"]
+
+RELABELLED = ("license", "attribution", "source_url")  # what a manifest row may correct
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -76,6 +78,10 @@ CREATE TABLE IF NOT EXISTS events (
     at REAL NOT NULL,
     kind TEXT NOT NULL,
     detail TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS relabels (
+    item_key TEXT PRIMARY KEY,
+    before TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS decisions (
     item_key TEXT PRIMARY KEY,
@@ -185,8 +191,34 @@ class Ledger:
                         (row.item_key, seq, row.source, row.id, row.source_url, row.license,
                          row.attribution, row.start_s, row.end_s, json.dumps(row.extra),
                          json.dumps(row.spans) if row.spans else None, now))
+                    if not cur.rowcount:
+                        self._relabel(db, row)
                 added += cur.rowcount
         return added, seq
+
+    @staticmethod
+    def _relabel(db: sqlite3.Connection, item: SourceItem) -> None:
+        """An input seen before, whose manifest row now gives another license, attribution or
+        source URL (a correction): the row takes them, and ``relabels`` keeps what they were
+        until its clips are brought in line (:mod:`clipfactory.provenance.relabel`), in the
+        same commit. A value the row no longer gives is not a change: what a fetch learned
+        stays. A removed input stays as it was."""
+        new = {"license": item.license, "attribution": item.attribution,
+               "source_url": item.source_url}
+        if all(v is None for v in new.values()):  # a folder's file: nothing to correct
+            return
+        old = db.execute("SELECT state, " + ", ".join(RELABELLED) + " FROM videos WHERE"
+                         " item_key = ?", (item.item_key,)).fetchone()
+        if old is None or old["state"] == "removed":
+            return
+        changed = {k: v for k, v in new.items() if v is not None and v != old[k]}
+        if not changed:
+            return
+        db.execute("UPDATE videos SET " + ", ".join(f"{k} = ?" for k in changed) +
+                   " WHERE item_key = ?", (*changed.values(), item.item_key))
+        db.execute("INSERT INTO relabels (item_key, before) VALUES (?, ?) ON CONFLICT"
+                   " (item_key) DO NOTHING",  # the first correction's "before" is the clips'
+                   (item.item_key, json.dumps({k: old[k] for k in changed})))
 
     def pending(self, page: int = 1000) -> Iterator[SourceItem]:
         """Inputs still to process, in input order, read ``page`` rows at a time.

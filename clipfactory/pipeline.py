@@ -29,6 +29,7 @@ from clipfactory.policy.gate import Gate
 from clipfactory.progress import Progress
 from clipfactory.provenance.ingest import gate_inputs, inherit_policy
 from clipfactory.provenance.recut import recut_orphans
+from clipfactory.provenance.relabel import apply_relabels
 from clipfactory.provenance.replaced import requeue_replaced_files
 from clipfactory.records import Rejection, SourceItem, VideoResult
 from clipfactory.redact import redact_text
@@ -124,6 +125,7 @@ def run(input_path: str | Path | None, output: str | Path, cfg: Config | None = 
         if cfg.ingest.check_replaced:
             _requeue_replaced(ledger, out)
         gate = gate_inputs(ledger, cfg, out)  # quarantine and opt-outs cost no decoding
+        _relabel(ledger, gate, out)  # manifest rows corrected since their inputs were cut
         total = ledger.pending_count()
         log.info("run started: %d new inputs, %d pending, %d workers", added, total,
                  cfg.worker_count)
@@ -166,6 +168,17 @@ def _requeue_replaced(ledger: Ledger, out: Path) -> None:
     if found.duplicates:
         log.info("%d inputs set aside as the same bytes as a replaced or changed file are cut "
                  "again", len(found.duplicates))
+
+
+def _relabel(ledger: Ledger, gate: Gate, out: Path) -> None:
+    found = apply_relabels(ledger, gate, out)
+    if found.inputs:
+        log.warning("%d inputs have a corrected license, attribution or source URL in their "
+                    "manifest: their %d clips now carry it (audit.jsonl, kind 'relabelled')",
+                    len(found.inputs), found.clips)
+    if found.removed:
+        log.warning("%d inputs' manifest rows now give a license the policy does not allow: "
+                    "their clips are removed (audit.jsonl, kind 'policy')", len(found.removed))
 
 
 def _process(pending: Iterable[SourceItem], total: int, ledger: Ledger, cfg: Config,
