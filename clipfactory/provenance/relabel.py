@@ -23,7 +23,6 @@ the row: they are cut, or decided again by the gate, with what it says now.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +33,6 @@ from clipfactory.provenance.removal import append_audit, remove_inputs
 from clipfactory.redact import public_url
 
 __all__ = ["Relabelled", "apply_relabels"]
-
-log = logging.getLogger("clipfactory")
 
 
 @dataclass
