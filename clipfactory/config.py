@@ -73,6 +73,9 @@ class IngestConfig(_Section):
             ".mts", ".m2ts", ".vob", ".dv", ".asf", ".f4v", ".3g2",
             # bare H.264/HEVC streams (a Raspberry Pi's or a security camera's recordings)
             ".h264", ".264", ".h265", ".265", ".hevc",
+            # animated GIFs (web and reaction clips, TGIF-style sets); a still one is a clip
+            # too short to keep (plan/too_short)
+            ".gif",
         ]
     )
     max_pixels: PosInt = 8192 * 4352  # above 8K DCI is treated as absurd
