@@ -387,13 +387,15 @@ class Ledger:
             q += " WHERE state IN (" + ",".join("?" * len(states)) + ")"
         return self.db.execute(q + " ORDER BY seq", states).fetchall()
 
-    def iter_videos(self, *states: str, chunk: int = 5000) -> Iterator[sqlite3.Row]:
-        """Like :meth:`videos`, in pages of ``chunk`` rows (memory bounded at any size)."""
+    def iter_videos(self, *states: str, chunk: int = 5000, columns: str = "*"
+                    ) -> Iterator[sqlite3.Row]:
+        """Like :meth:`videos`, in pages of ``chunk`` rows (memory bounded at any size);
+        ``columns`` (which must include ``seq``) where a scan needs only a few of them."""
         last = -1
         cond = " AND state IN (" + ",".join("?" * len(states)) + ")" if states else ""
         while True:
-            rows = self.db.execute(f"SELECT * FROM videos WHERE seq > ?{cond} ORDER BY seq"
-                                   " LIMIT ?", (last, *states, chunk)).fetchall()
+            rows = self.db.execute(f"SELECT {columns} FROM videos WHERE seq > ?{cond} ORDER BY"
+                                   " seq LIMIT ?", (last, *states, chunk)).fetchall()
             yield from rows
             if len(rows) < chunk:
                 return

@@ -26,7 +26,6 @@ changes only when the input is cut again.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +37,7 @@ __all__ = ["REPLACED", "Replaced", "requeue_replaced_files"]
 
 REPLACED = "source_replaced"  # the code on the input and on its removed clips
 _REASON = "the file was replaced since it was cut"
+_COLUMNS = "seq, item_key, state, reason, source, file_state, source_sha256"
 
 
 @dataclass
@@ -54,24 +54,11 @@ class Replaced:
         return bool(self.inputs or self.duplicates or self.same_bytes)
 
 
-def _local(row: sqlite3.Row) -> bool:
-    return row["file_state"] is not None and not str(row["source"]).lower().startswith(
-        REMOTE_PREFIXES)
-
-
-def _candidates(ledger: Ledger, page: int = 20000) -> Iterator[sqlite3.Row]:
-    """Finished inputs and those set aside as duplicates, a page at a time, with only the
-    columns the check reads (a row's probe info would be most of what is read)."""
-    last = -1
-    while True:
-        rows = ledger.db.execute(
-            "SELECT seq, item_key, state, source, file_state, source_sha256 FROM videos"
-            " WHERE seq > ? AND (state = 'done' OR (state = 'failed' AND reason ="
-            " 'duplicate_source')) ORDER BY seq LIMIT ?", (last, page)).fetchall()
-        yield from rows
-        if len(rows) < page:
-            return
-        last = rows[-1]["seq"]
+def _candidate(row: sqlite3.Row) -> bool:
+    """A finished input, or one set aside as a duplicate, read from a local file."""
+    return ((row["state"] == "done" or row["reason"] == "duplicate_source")
+            and row["file_state"] is not None
+            and not str(row["source"]).lower().startswith(REMOTE_PREFIXES))
 
 
 def requeue_replaced_files(ledger: Ledger, out: str | Path) -> Replaced:
@@ -82,8 +69,9 @@ def requeue_replaced_files(ledger: Ledger, out: str | Path) -> Replaced:
     found = Replaced()
     changed: list[tuple[sqlite3.Row, str]] = []
     last: tuple[str, str] | None = None  # the rows of one file's spans are consecutive
-    for r in _candidates(ledger):
-        if not _local(r):
+    # paged, with only the columns the check reads (a row's probe info would be most of it)
+    for r in ledger.iter_videos("done", "failed", chunk=20000, columns=_COLUMNS):
+        if not _candidate(r):
             continue
         path = r["source"]
         if last is None or last[0] != path:
