@@ -203,8 +203,7 @@ class Ledger:
         until its clips are brought in line (:mod:`clipfactory.provenance.relabel`), in the
         same commit. A value the row no longer gives is not a change: what a fetch learned
         stays. A removed input stays as it was."""
-        new = {"license": item.license, "attribution": item.attribution,
-               "source_url": item.source_url}
+        new = {k: getattr(item, k) for k in RELABELLED}
         if all(v is None for v in new.values()):  # a folder's file: nothing to correct
             return
         old = db.execute("SELECT state, " + ", ".join(RELABELLED) + " FROM videos WHERE"
@@ -313,12 +312,19 @@ class Ledger:
                                                     str, str, str | None]]) -> None:
         """Store each input's policy decision: (item_key, license, license_raw, policy,
         decision, reason, detail)."""
-        now = time.time()
         with self.transaction() as db:
-            db.executemany(
-                "INSERT OR REPLACE INTO decisions (item_key, license, license_raw, policy,"
-                " decision, reason, detail, at) VALUES (?,?,?,?,?,?,?,?)",
-                [(*r, now) for r in rows])
+            self.write_decisions(db, rows)
+
+    @staticmethod
+    def write_decisions(db: sqlite3.Connection,
+                        rows: Iterable[tuple[str, str | None, str | None, str | None, str, str,
+                                             str | None]]) -> None:
+        """:meth:`record_decisions` inside the caller's transaction."""
+        now = time.time()
+        db.executemany(
+            "INSERT OR REPLACE INTO decisions (item_key, license, license_raw, policy,"
+            " decision, reason, detail, at) VALUES (?,?,?,?,?,?,?,?)",
+            [(*r, now) for r in rows])
 
     # -- clips --------------------------------------------------------------------------------
     def clips_of(self, item_keys: Iterable[str]) -> list[ClipRecord]:

@@ -23,7 +23,6 @@ the row: they are cut, or decided again by the gate, with what it says now.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,9 +92,7 @@ def apply_relabels(ledger: Ledger, gate: Gate, out: str | Path) -> Relabelled:
             db.executemany("INSERT OR IGNORE INTO stale_shards (name) VALUES (?)",
                            sorted({(c.shard,) for c in clips
                                    if c.state == "sharded" and c.shard}))
-            db.execute("INSERT OR REPLACE INTO decisions (item_key, license, license_raw,"
-                       " policy, decision, reason, detail, at) VALUES (?,?,?,?,?,?,?,?)",
-                       (*gate.decision_row(key, d, row["license"]), time.time()))
+            ledger.write_decisions(db, [gate.decision_row(key, d, row["license"])])
             db.execute("DELETE FROM relabels WHERE item_key = ?", (key,))
         found.inputs.append(key)
         found.clips += sum(c.state in ("staged", "sharded") for c in clips)
