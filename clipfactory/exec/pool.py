@@ -76,21 +76,27 @@ def _start(parent: int, init: Callable[[], Any] | None, count: Any) -> None:
         count.value += 1
 
 
+class _Pool(ProcessPoolExecutor):
+    """A spawned pool that knows how many of its workers have started."""
+
+    def __init__(self, workers: int, init: Callable[[], Any] | None) -> None:
+        ctx = mp.get_context("spawn")
+        self.count = ctx.Value("i", 0)  # bumped by each worker once ``init`` has run
+        super().__init__(workers, mp_context=ctx, initializer=_start,
+                         initargs=(os.getpid(), init, self.count))
+
+
 def spawn_pool(workers: int, init: Callable[[], Any] | None = None) -> ProcessPoolExecutor:
     """A pool of ``workers`` spawned processes (not forked: FFmpeg, thread pools and open
     SQLite connections do not survive a fork well) that run ``init`` first and end when this
     process does. :func:`started` tells how many of its workers got that far."""
-    ctx = mp.get_context("spawn")
-    count = ctx.Value("i", 0)
-    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start,
-                               initargs=(os.getpid(), init, count))
-    pool._clipfactory_started = count  # type: ignore[attr-defined]
-    return pool
+    return _Pool(workers, init)
 
 
 def started(pool: ProcessPoolExecutor) -> int:
     """How many workers of a :func:`spawn_pool` pool have started (run ``init``)."""
-    return int(pool._clipfactory_started.value)  # type: ignore[attr-defined]
+    assert isinstance(pool, _Pool), "not a spawn_pool() pool"
+    return int(pool.count.value)
 
 
 def did_not_start(pool: ProcessPoolExecutor, error: BaseException) -> WorkersDidNotStart | None:
