@@ -32,11 +32,12 @@ import numpy as np
 
 from clipfactory.bench.shot_corpus import cached_truth, save_truth
 
-__all__ = ["RealSource", "load_sources", "make_real_corpus", "split_of"]
+__all__ = ["DISSOLVE_FRAMES", "RealSource", "load_sources", "make_real_corpus", "split_of"]
 
 _JOINS = {"cut": 0.62, "dissolve": 0.2, "fade": 0.18}
 _CODECS = (("libx264", "mp4"), ("libx264", "mp4"), ("libvpx-vp9", "webm"))
 _VERSION = 1  # bump when the corpus changes, so a cached corpus is rebuilt
+DISSOLVE_FRAMES = (8, 30)  # cross-dissolve lengths, shortest and longest, by default
 _VIDEO_EXT = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".mpg", ".mpeg", ".ogv", ".m4v"}
 
 
@@ -146,7 +147,7 @@ def _held(it: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
 
 
 def _plan(rng: np.random.Generator, sources: list[RealSource], frames: int,
-          fps: float, dissolve: tuple[int, int] = (8, 30)) -> list[_Shot]:
+          fps: float, dissolve: tuple[int, int] = DISSOLVE_FRAMES) -> list[_Shot]:
     shots: list[_Shot] = []
     total, last_path = 0, None
     joins, jw = list(_JOINS), np.array(list(_JOINS.values()))
@@ -260,7 +261,7 @@ def _write(path: Path, shots: list[_Shot], codec: str, fps: float, width: int,
 def make_real_corpus(sources: list[RealSource], directory: str | os.PathLike[str], *,
                      videos: int = 12, seconds: float = 30.0, width: int = 640,
                      height: int = 360, fps: float = 25.0, seed: int = 0,
-                     dissolve: tuple[int, int] = (8, 30)) -> list[dict[str, Any]]:
+                     dissolve: tuple[int, int] = DISSOLVE_FRAMES) -> list[dict[str, Any]]:
     """Write ``videos`` edits of ``sources`` under ``directory`` (reused when ``truth.json``
     there matches these arguments) and return the ground truth, one record per video: its
     transitions, its shots (flash frames listed first as shots of kind ``flash``) and flashes.
@@ -273,7 +274,7 @@ def make_real_corpus(sources: list[RealSource], directory: str | os.PathLike[str
     params = {"version": _VERSION, "videos": videos, "seconds": seconds, "width": width,
               "height": height, "fps": fps, "seed": seed,
               "sources": hashlib.sha256("\n".join(ident).encode()).hexdigest()[:16]}
-    if tuple(dissolve) != (8, 30):  # (the default's corpora, cached before it was a choice)
+    if tuple(dissolve) != DISSOLVE_FRAMES:  # (the default's corpora, cached before it was a choice)
         params["dissolve"] = list(dissolve)
     cached = cached_truth(d, params)
     if cached is not None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clipfactory.bench.real_corpus import load_sources, make_real_corpus
+from clipfactory.bench.real_corpus import DISSOLVE_FRAMES, load_sources, make_real_corpus
 from clipfactory.bench.shot_corpus import make_shot_corpus
 from clipfactory.bench.shot_metrics import TYPES, Tally, dirty_clips, tally
 from clipfactory.config import ShotConfig
@@ -193,7 +193,7 @@ def run_shot_eval(workdir: str | Path = "bench-out/shots", *, videos: int = 12,
                   tolerance: float = 2, systems: list[str] | None = None,
                   seed: int = 0, real: str | Path | None = None,
                   split: str = "holdout", fps: float = 25.0,
-                  dissolve: tuple[int, int] = (8, 30)) -> dict[str, Any]:
+                  dissolve: tuple[int, int] = DISSOLVE_FRAMES) -> dict[str, Any]:
     """Generate (or reuse) the corpus, run every system, print the table, write
     ``shot_eval.json`` in ``workdir``; return what was written.
 
@@ -205,7 +205,7 @@ def run_shot_eval(workdir: str | Path = "bench-out/shots", *, videos: int = 12,
     if real is not None:
         sources = load_sources(real, split)
         more = (f"-{fps:g}fps" if fps != 25.0 else "") + (
-            f"-diss{dissolve[0]}-{dissolve[1]}" if tuple(dissolve) != (8, 30) else "")
+            f"-diss{dissolve[0]}-{dissolve[1]}" if tuple(dissolve) != DISSOLVE_FRAMES else "")
         folder = work / f"real-{split}-{videos}x{seconds:g}s-{width}x{height}-seed{seed}{more}"
         print(f"corpus: {folder} ({len(sources)} real segments of split {split!r}, from "
               f"{len({s.path for s in sources})} files)")
