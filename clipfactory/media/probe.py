@@ -20,7 +20,7 @@ import av
 from clipfactory.config import IngestConfig
 from clipfactory.errors import MediaError
 from clipfactory.media import nvdec
-from clipfactory.media.streams import frame_rate, main_video_stream
+from clipfactory.media.streams import frame_rate, main_video_stream, right_angle
 from clipfactory.records import VideoInfo
 
 __all__ = ["mp4_top_level_boxes", "open_video", "probe"]
@@ -164,7 +164,9 @@ def _describe(path: str, container: av.container.InputContainer, stream: av.Vide
         fps=fps,
         duration_s=duration,
         frames=frames,
-        rotation=int(first.rotation or 0) % 360,
+        # a display matrix need not hold an exact right angle (89.7 reads as 89 once truncated):
+        # the nearest one, as every reader that turns frames rounds it
+        rotation=right_angle(float(first.rotation or 0)),
         bit_depth=int(bits),
         has_audio=bool(container.streams.audio),
         size_bytes=size,

@@ -3,6 +3,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 
 from clipfactory.config import IngestConfig
@@ -87,3 +89,25 @@ def test_a_file_the_user_may_not_read_is_unreadable_not_an_internal_error():
     finally:
         shutil.rmtree(base)
     assert said[:2] == ["probe", "unreadable_file"] and "Permission denied" in said[2]
+
+
+@pytest.mark.parametrize("written,expected", [(89.7, 90), (-90.2, 270), (180.4, 180), (-0.3, 0)])
+def test_probe_rounds_a_display_matrix_to_the_nearest_right_angle(tmp_path, written, expected):
+    """A display matrix that holds a near-right angle (as a muxer's fixed-point rounding can
+    leave it) is the right angle: truncated, 89.7 became 89, and the frames were neither
+    turned nor their width and height swapped."""
+    path = tmp_path / "r.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 32, "yuv420p"
+        s.set_display_rotation(written)
+        for i in range(5):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 64, 3), i * 40, np.uint8), format="rgb24")
+            for pk in s.encode(frame):
+                c.mux(pk)
+        for pk in s.encode():
+            c.mux(pk)
+    info = probe(str(path))
+    assert info.rotation == expected
+    turned = expected in (90, 270)
+    assert (info.display_width, info.display_height) == ((32, 64) if turned else (64, 32))
