@@ -31,6 +31,7 @@ from clipfactory.media.framesignals import NAN5, SignalBatch
 from clipfactory.media.motion import enable_motion_vectors, fit_global_motion, frame_vectors
 from clipfactory.media.nvdec import decoder_of
 from clipfactory.media.probe import open_video
+from clipfactory.media.streams import FrameTimes, decoded_packets
 from clipfactory.records import Transition, VideoInfo
 from clipfactory.shots.base import ShotDetector
 
@@ -154,7 +155,6 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
     except av.FFmpegError as e:
         raise MediaError("analyse", "open_failed", str(e)) from e
     tb = stream.time_base or Fraction(1, 1)
-    t0 = stream.start_time
     aw, ah = analysis_size(info.width, info.height, cfg)
     scaler = VideoReformatter()
     pts, times = array("q"), array("d")
@@ -163,40 +163,23 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
     motion = _Motion(stream, info) if cfg.motion else None
     batch = SignalBatch(ah, aw, info.rotation, camera=motion is not None)
     found: list[Transition] = []
-    pts_ok, errors, conceal = True, 0, False
+    errors, conceal = 0, False
     fps = info.fps or 0.0
+    clock_of = FrameTimes(stream, fps)  # increasing across timestamp resets
     n = 0
     past_end, end_time = False, None
-    shift, last_t = 0.0, 0.0  # times stay increasing across timestamp resets
     clock = stagetime.active()  # per-stage CPU split (a no-op unless a bench measures)
-    tb_num, tb_den = tb.numerator, tb.denominator  # int arithmetic: float(Fraction) exactly
     mark = clock.now()
     try:
-        for packet in container.demux(stream):
-            if past_end:
-                break
-            try:
-                frames = packet.decode()
-            except av.FFmpegError:
+        for frames in decoded_packets(container, stream):
+            if frames is None:
                 errors += 1
                 conceal = True  # frames until the next keyframe are guesses of the decoder
                 continue
             mark = clock.lap("decode", mark)
             for frame in frames:
                 fpts = frame.pts
-                if fpts is None:
-                    pts_ok = False
-                if t0 is None and fpts is not None:
-                    t0 = fpts
-                t = (((fpts - (t0 or 0)) * tb_num) / tb_den if fpts is not None and pts_ok
-                     else n / (fps or 30.0)) + shift
-                if n and t <= last_t:
-                    # Time went back (or stood): a timestamp reset, as in MPEG-TS files joined
-                    # end to end (`cat a.ts b.ts`) or a capture whose clock restarted. The
-                    # frames after it come later, not earlier: continue one frame on.
-                    shift += last_t + 1.0 / (fps or 30.0) - t
-                    t = last_t + 1.0 / (fps or 30.0)
-                last_t = t
+                t = clock_of(fpts)
                 if end_s is not None and t >= end_s - 1e-6:
                     past_end = True  # the rest of the file is outside the requested span
                     end_time = t  # ...and this frame's time is where the last kept one ends
@@ -232,6 +215,8 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
                     found.extend(detector.process(n, small))  # decided early
                     mark = clock.lap("shot_rules", mark)
                 n += 1
+            if past_end:
+                break
     except av.FFmpegError as e:
         errors += 1
         if n == 0:
@@ -246,7 +231,7 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
     transitions = found + (detector.finish() if detector is not None else [])
     clock.lap("shot_rules", mark)
     times_np = np.frombuffer(times, dtype=np.float64).copy()
-    pts_np = np.frombuffer(pts, dtype=np.int64).copy() if pts_ok else None
+    pts_np = np.frombuffer(pts, dtype=np.int64).copy() if clock_of.pts_ok else None
     if pts_np is not None and len(np.unique(pts_np)) != len(pts_np):
         pts_np = None  # duplicate pts cannot identify frames; the cutter counts instead
     if not fps and n > 1 and times_np[-1] > times_np[0]:

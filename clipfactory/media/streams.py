@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from fractions import Fraction
 
 import av
 import numpy as np
 
-__all__ = ["display_rotation", "encoder_rate", "frame_rate", "is_elementary", "main_video_stream",
-           "pixel_aspect", "right_angle", "shown_size", "upright"]
+__all__ = ["FrameTimes", "decoded_packets", "display_rotation", "encoder_rate", "frame_rate",
+           "is_elementary", "main_video_stream", "pixel_aspect", "right_angle", "shown_size",
+           "upright"]
 
 
 def main_video_stream(container: av.container.InputContainer) -> av.VideoStream | None:
@@ -96,3 +98,56 @@ def display_rotation(frame: av.VideoFrame) -> int:
 def upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
     """``rgb`` (HxWx3) turned by ``rotation`` degrees counter-clockwise, as players show it."""
     return np.ascontiguousarray(np.rot90(rgb, rotation // 90)) if rotation % 360 else rgb
+
+
+def decoded_packets(container: av.container.InputContainer,
+                    stream: av.VideoStream) -> Iterator[list[av.VideoFrame] | None]:
+    """Each packet of ``stream`` decoded, in file order: its frames, or None where the packet
+    did not decode (damaged bytes). Decoding goes on after a bad packet, as the decoder
+    recovers at the next keyframe; a demuxer that fails raises ``av.FFmpegError``. Every
+    reader that must see a whole damaged file (the analysis pass, ``clipfactory shots``)
+    decodes through this one loop."""
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.FFmpegError:
+            yield None
+            continue
+        yield frames
+
+
+class FrameTimes:
+    """Seconds from the stream's start of each decoded frame, taken in decoding order.
+
+    A frame's time is its pts against the stream's start (the first frame's pts where the
+    stream has no start time). From the first frame without a pts on, frames are counted
+    (frame n at n / fps). Times only increase: where they go back or stand (MPEG-TS files
+    joined end to end, ``cat a.ts b.ts``, or a capture whose clock restarted) the frames
+    after it come one frame on, not earlier. The analysis pass and ``clipfactory shots``
+    share it, so the two give a frame the same time."""
+
+    __slots__ = ("_den", "_last", "_n", "_num", "_shift", "fps", "pts_ok", "t0")
+
+    def __init__(self, stream: av.VideoStream, fps: float) -> None:
+        tb = stream.time_base or Fraction(1, 1)
+        # int arithmetic: what float(Fraction) gives, exactly, without a Fraction per frame
+        self._num, self._den = tb.numerator, tb.denominator
+        self.t0: int | None = stream.start_time
+        self.fps = fps or 30.0
+        self.pts_ok = True  # every frame so far had a pts
+        self._shift, self._last, self._n = 0.0, 0.0, 0
+
+    def __call__(self, pts: int | None) -> float:
+        """The time of the next frame, whose pts is ``pts``."""
+        if pts is None:
+            self.pts_ok = False
+        if self.t0 is None and pts is not None:
+            self.t0 = pts
+        n = self._n
+        t = (((pts - (self.t0 or 0)) * self._num) / self._den if pts is not None and self.pts_ok
+             else n / self.fps) + self._shift
+        if n and t <= self._last:
+            self._shift += self._last + 1.0 / self.fps - t
+            t = self._last + 1.0 / self.fps
+        self._last, self._n = t, n + 1
+        return t

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 import av
 import numpy as np
@@ -19,6 +18,7 @@ from clipfactory.config import AnalysisConfig, ShotConfig
 from clipfactory.errors import MediaError
 from clipfactory.media.analyse import analysis_size
 from clipfactory.media.probe import open_video, probe
+from clipfactory.media.streams import FrameTimes, decoded_packets
 from clipfactory.records import Transition
 from clipfactory.shots import make_detector
 from clipfactory.shots.base import ShotDetector
@@ -78,23 +78,23 @@ def detect_shots(path: str, shots: ShotConfig | None = None, analysis: AnalysisC
         raise MediaError("analyse", "open_failed", str(e)) from e
     aw, ah = analysis_size(info.width, info.height, analysis)
     scaler = VideoReformatter()
-    tb, t0 = stream.time_base or Fraction(1, 1), stream.start_time
     fps = info.fps or 30.0
+    clock = FrameTimes(stream, fps)  # the analysis pass's times, resets included
     times: list[float] = []
     found: list[Transition] = []
     det_s = 0.0
     try:
-        for frame in container.decode(stream):
-            if t0 is None and frame.pts is not None:
-                t0 = frame.pts
-            n = len(times)
-            times.append(float((frame.pts - (t0 or 0)) * tb) if frame.pts is not None
-                         else n / fps)
-            small = scaler.reformat(frame, width=aw, height=ah, format="rgb24",
-                                    interpolation=Interpolation.AREA, threads=1).to_ndarray()
-            d0 = time.process_time()
-            found.extend(det.process(n, small))
-            det_s += time.process_time() - d0
+        # a damaged packet is passed over, as the analysis pass does: the decoder recovers at
+        # the next keyframe, and the transitions after the damage are found too
+        for frames in decoded_packets(container, stream):
+            for frame in frames or ():
+                n = len(times)
+                times.append(clock(frame.pts))
+                small = scaler.reformat(frame, width=aw, height=ah, format="rgb24",
+                                        interpolation=Interpolation.AREA, threads=1).to_ndarray()
+                d0 = time.process_time()
+                found.extend(det.process(n, small))
+                det_s += time.process_time() - d0
     except av.FFmpegError as e:
         if not times:
             raise MediaError("analyse", "undecodable", f"decoding failed: {e}") from e

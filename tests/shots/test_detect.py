@@ -111,3 +111,65 @@ def test_shots_command_v0_detector_reports_only_cuts(edited, capsys):
     assert main(["shots", "--json", "--detector", "content", edited.path]) == 0
     kinds = {t["type"] for t in json.loads(capsys.readouterr().out)["transitions"]}
     assert kinds <= {"cut"}
+
+
+def _damage_middle(path, rng_seed=0):
+    """Noise over 4 KiB in the middle of an MP4's mdat (its index intact)."""
+    import numpy as np
+
+    from clipfactory.media.probe import mp4_top_level_boxes
+
+    data, pos = bytearray(path.read_bytes()), 0
+    for kind, size in mp4_top_level_boxes(path) or []:
+        if kind == b"mdat":
+            lo, hi = pos + 8, pos + size
+            break
+        pos += size
+    mid, n = (lo + hi) // 2, min(4096, (hi - lo) // 4)
+    data[mid : mid + n] = np.random.default_rng(rng_seed).integers(0, 256, n, np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+
+
+def test_shots_reads_on_past_damaged_bytes_as_the_analysis_pass_does(tmp_path):
+    """Noise in the middle of a file: `clipfactory shots` stopped at the first packet that
+    did not decode, so the cuts after it were never reported (here 2 of 5); it now passes
+    over it, as the analysis pass does, and gives the transitions `clipfactory run` cuts at."""
+    from clipfactory.testing.synth import ShotSpec, write_video
+
+    path = tmp_path / "damaged.mp4"
+    v = write_video(path, [ShotSpec(60, seed=i) for i in range(6)], width=320, height=180,
+                    gop=30)
+    _damage_middle(path)
+    r = detect_shots(str(path))
+    sig = analyse(probe(str(path)), AnalysisConfig(), make_detector(ShotConfig()))
+    assert sig.decode_errors > 0
+    assert r.frames == sig.frames > v.frames * 0.9  # frames after the damage are decoded
+    assert r.transitions == sig.transitions
+    # every cut: those after the damage lie the lost frames earlier in decoded numbering
+    lost = v.frames - r.frames
+    found = [t.start_frame + 1 for t in r.transitions if t.kind == "cut"]
+    assert len(found) == 5
+    assert all(any(0 <= t.end_frame - f <= lost for t in v.transitions) for f in found), \
+        (found, v.transitions, lost)
+
+
+def test_shots_times_go_on_across_a_timestamp_reset(tmp_path, capsys):
+    """Two MPEG-TS files joined end to end (`cat a.ts b.ts`): the second half's timestamps
+    restart. `clipfactory shots` printed the cut at the join as going back to 00:00:00.000
+    and the later ones at the first half's times; its times are now the analysis pass's."""
+    from clipfactory.testing.synth import ShotSpec, write_video
+
+    parts = [tmp_path / "a.ts", tmp_path / "b.ts"]
+    for i, part in enumerate(parts):
+        write_video(part, [ShotSpec(40, seed=2 * i), ShotSpec(40, seed=2 * i + 1)], width=160,
+                    height=90)
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(b"".join(p.read_bytes() for p in parts))
+    r = detect_shots(str(joined))
+    sig = analyse(probe(str(joined)), AnalysisConfig(), make_detector(ShotConfig()))
+    assert r.frames == sig.frames == 160
+    assert (r.times == sig.times).all() and (r.times[1:] > r.times[:-1]).all()
+    assert [t.start_frame + 1 for t in r.transitions] == [40, 80, 120]
+    assert main(["shots", "--csv", str(joined)]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [round(float(row["start_time"]) * 30) for row in rows] == [39, 79, 119]
