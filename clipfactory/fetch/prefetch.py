@@ -14,6 +14,11 @@ most ``max_bytes`` each).
 
 A complete download leaves a marker next to its file, so a run killed between fetching and
 recording (or a run with ``keep_sources``) does not download it again.
+
+Items that name the same URL (manifest rows that cut several spans of one video, each its own
+item) share one download and one file: an item whose URL is being fetched waits for that
+download, one whose URL is already here takes the file, and the file is deleted when the last
+item holding it is released.
 """
 
 from __future__ import annotations
@@ -94,7 +99,9 @@ class Prefetcher:
         self._running = 0
         self._ready: deque[SourceItem] = deque()
         self._failed: deque[FetchFailure] = deque()
-        self._held: dict[str, FetchResult] = {}
+        self._held: dict[str, FetchResult] = {}  # item key -> its fetched file
+        self._inflight: dict[str, list[SourceItem]] = {}  # URL key -> items waiting on it
+        self._files: dict[str, tuple[FetchResult, int]] = {}  # URL key -> file, holders
         self._on_disk = 0
         self._starving = False
         self.peak_on_disk = 0
@@ -160,10 +167,16 @@ class Prefetcher:
             res = self._held.pop(item.item_key, None)
             if res is None:
                 return
-            self._on_disk -= res.bytes if res.owned else 0
+            key = url_key(item.source)
+            _, holders = self._files.pop(key, (res, 1))
+            last = holders <= 1
+            if last:
+                self._on_disk -= res.bytes if res.owned else 0
+            else:  # another item of the same URL still reads the file
+                self._files[key] = (res, holders - 1)
             self._fill()
             self._cv.notify_all()
-        if res.owned and not self.cfg.keep_sources:
+        if last and res.owned and not self.cfg.keep_sources:
             Path(res.path).unlink(missing_ok=True)
             self._marker(item.source).unlink(missing_ok=True)
 
@@ -190,8 +203,28 @@ class Prefetcher:
             over = self._on_disk >= self.cfg.disk_budget_bytes
             if over and not (self._starving and self._running == 0 and not self._ready):
                 return
-            self._running += 1
-            self._pool.submit(self._fetch_one, self._todo.popleft())
+            item = self._todo.popleft()
+            key = url_key(item.source)
+            if key in self._inflight:  # the same URL is downloading: share that download
+                self._inflight[key].append(item)
+            elif key in self._files:  # ...or is here, held by another item: share the file
+                self._hold([item], key, self._files[key][0])
+                self.counts["reused"] += 1
+            else:
+                self._inflight[key] = []
+                self._running += 1
+                self._pool.submit(self._fetch_one, item)
+
+    def _hold(self, items: list[SourceItem], key: str, res: FetchResult) -> None:
+        """``items`` (of one URL) hold its file ``res`` and are ready (condition held)."""
+        had, holders = self._files.get(key, (res, 0))
+        if not holders:
+            self._on_disk += res.bytes if res.owned else 0
+            self.peak_on_disk = max(self.peak_on_disk, self._on_disk)
+        self._files[key] = (had, holders + len(items))
+        for it in items:
+            self._held[it.item_key] = had
+            self._ready.append(fetched_item(it, had))
 
     def _fetch_one(self, item: SourceItem) -> None:
         t0 = time.perf_counter()
@@ -218,16 +251,16 @@ class Prefetcher:
         with self._cv:
             self._running -= 1
             self.fetch_s += time.perf_counter() - t0
+            key = url_key(item.source)
+            sharers = [item, *self._inflight.pop(key, [])]  # the items of the same URL
             if res is not None:
-                self._held[item.item_key] = res
-                self._on_disk += res.bytes if res.owned else 0
-                self.peak_on_disk = max(self.peak_on_disk, self._on_disk)
+                self._hold(sharers, key, res)
                 self.counts["reused" if reused else "fetched"] += 1
+                self.counts["reused"] += len(sharers) - 1
                 self.counts["bytes"] += 0 if reused else res.bytes
-                self._ready.append(fetched_item(item, res))
             elif failure is not None:
-                self.counts["failed"] += 1
-                self._failed.append(failure)
+                self.counts["failed"] += len(sharers)
+                self._failed.extend(dataclasses.replace(failure, item=it) for it in sharers)
             self._fill()
             self._cv.notify_all()
 

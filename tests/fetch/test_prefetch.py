@@ -127,3 +127,62 @@ def test_pending_items_are_pulled_as_downloads_start(server, video_bytes, tmp_pa
         pre.release(item)
     pre.close()
     assert sorted(got) == sorted(f"k{i}" for i in range(40)) and len(pulled) == 40
+
+
+def test_items_of_one_url_share_one_download_and_one_file(server, video_bytes, tmp_path):
+    """Manifest rows that cut several spans of one video are items with one URL. They wrote
+    the same partial and final files at once (a download failed renaming its metadata), or
+    the first item's release deleted the file the next one was about to read."""
+    url = server.add("/v/one.mp4", video_bytes, fault="trickle", trickle_bytes=4000,
+                     trickle_s=0.02)  # slow enough that the three items overlap
+    other = server.add("/v/other.mp4", video_bytes)
+    items = [SourceItem(item_key=f"span{i}", source=url) for i in range(3)]
+    items.append(SourceItem(item_key="other", source=other))
+    pre = Prefetcher(_cfg(concurrency=4, per_host=4), tmp_path)
+    got = {item.item_key: item for item in pre.items(items)}
+    assert sorted(got) == ["other", "span0", "span1", "span2"] and not pre.failures()
+    assert server.media_requests == 2  # one download per URL
+    shared = {got[f"span{i}"].local_path for i in range(3)}
+    assert len(shared) == 1
+    path = Path(shared.pop())
+    assert path.read_bytes() == video_bytes
+    assert pre.counts["fetched"] == 2 and pre.counts["reused"] == 2
+    assert pre.peak_on_disk == 2 * len(video_bytes)  # the shared file counted once
+    for key in ("span0", "span1"):
+        pre.release(got[key])
+        assert path.read_bytes() == video_bytes  # still held by another item
+    pre.release(got["span2"])
+    assert not path.exists()  # gone with the last item that held it
+    pre.release(got["other"])
+    pre.close()
+    assert not list(tmp_path.glob("*.mp4")) and not list(tmp_path.glob("*.fetch.json"))
+
+
+def test_an_item_of_a_url_already_fetched_takes_that_file(server, video_bytes, tmp_path):
+    """The second item of a URL starts after the first's download completed: it takes the
+    file without a request, and releasing the first does not delete it from under it."""
+    url = server.add("/v/one.mp4", video_bytes)
+    first, second = (SourceItem(item_key=k, source=url) for k in ("a", "b"))
+    pre = Prefetcher(_cfg(concurrency=1), tmp_path)
+    it = pre.items([first, second])
+    a = next(it)
+    b = next(it)
+    assert server.media_requests == 1 and a.local_path == b.local_path
+    pre.release(a)
+    assert Path(b.local_path).read_bytes() == video_bytes
+    pre.release(b)
+    assert not Path(b.local_path).exists()
+    assert list(it) == []
+    pre.close()
+
+
+def test_a_failed_download_fails_every_item_of_its_url(server, video_bytes, tmp_path):
+    gone = server.url("/gone.mp4")
+    items = [SourceItem(item_key=f"k{i}", source=gone) for i in range(3)]
+    failed = []
+    pre = Prefetcher(_cfg(concurrency=3), tmp_path)
+    assert list(pre.items(items, on_failure=failed.append)) == []
+    pre.close()
+    assert sorted((f.item.item_key, f.error.reason) for f in failed) == [
+        ("k0", "http_404"), ("k1", "http_404"), ("k2", "http_404")]
+    assert server.media_requests == 1  # one request for the URL

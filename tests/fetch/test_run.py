@@ -131,3 +131,28 @@ def test_a_txt_list_of_urls_and_paths_is_a_manifest_read_again_from_where_it_sto
     assert sorted(got) == sorted([a, b, str(video_file)])
     assert all(state == "done" and kept == 2 for state, kept in got.values()), got
     assert server.media_requests == requests + 1  # only the new line's video was fetched
+
+
+def test_rows_that_cut_spans_of_one_url_each_get_their_clips(server, video_bytes, tmp_path):
+    """A CSV listing three spans of one video, a row each: one download, and every row cut
+    (two of the three were lost, one to a clash of the downloads' files and one to a file
+    deleted while it waited)."""
+    url = server.add("/v/a.mp4", video_bytes)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"id,url,start,end\nfirst,{url},0.2,2.0\nsecond,{url},2.3,4.5\n"
+                        f"whole,{url},0.0,4.5\n", encoding="utf-8")
+    out = tmp_path / "out"
+    run(manifest, out, _cfg())
+    videos, clips = _videos(out)
+    assert {k: v["state"] for k, v in videos.items()} == {
+        "first": "done", "second": "done", "whole": "done"}
+    assert server.media_requests == 1
+    spans = {"first": (0.2, 2.0), "second": (2.3, 4.5), "whole": (0.0, 4.5)}
+    by_id = {}
+    for key, rec in clips:
+        vid = next(k for k, v in videos.items() if v["item_key"] == key)
+        by_id.setdefault(vid, []).append(rec)
+        lo, hi = spans[vid]
+        assert lo - 1e-6 <= rec["start_s"] and rec["end_s"] <= hi + 0.04
+    assert sorted(by_id) == ["first", "second", "whole"]
+    assert not list((out / "sources").glob("*.mp4"))  # deleted once the last row was cut
