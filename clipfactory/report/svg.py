@@ -39,9 +39,12 @@ def histogram_edges(series: Sequence[np.ndarray], bins: int = 20) -> np.ndarray:
     if not len(values):
         return np.array([0.0, 1.0])
     lo, hi = float(values.min()), float(values.max())
-    if hi <= lo:
-        pad = max(0.5, abs(lo) * 0.01)
-        return np.array([lo - pad, lo + pad])
+    # values a rounding apart (a duration of 2.4 s computed as 2.4000000000000004) are one
+    # value: bins that narrow cannot be made (numpy refuses), nor would they say anything
+    if hi - lo <= 1e-9 * max(1.0, abs(lo), abs(hi)):
+        mid = (lo + hi) / 2
+        pad = max(0.5, abs(mid) * 0.01)
+        return np.array([mid - pad, mid + pad])
     return np.histogram_bin_edges(values[:0], bins=bins, range=(lo, hi))
 
 

@@ -232,3 +232,24 @@ def test_a_takedown_leaves_no_picture_of_the_source(curated, report_corpus, tmp_
     for f in shown:
         assert not f.find_all(lambda n: n.tag == "img")
         assert f.find_all(lambda n: n.attrs.get("data-why") == "source removed: no picture kept")
+
+
+def test_a_run_whose_clips_all_last_as_long_writes_its_report(tmp_path):
+    """Four 2.4 s shots at 25 fps, one dropped as too dark: the kept durations (rounded)
+    and the dropped one (end minus start, 2.4000000000000004) were a rounding apart, the
+    duration histogram raised, and the run ended without report.html."""
+    from clipfactory.testing.synth import ShotSpec, write_video
+
+    src = tmp_path / "in"
+    src.mkdir()
+    write_video(src / "v.mp4", [ShotSpec(60, "texture", 1), ShotSpec(60, "texture", 4),
+                                ShotSpec(60, "dark", 2), ShotSpec(60, "texture", 3)],
+                width=160, height=96, fps=25)
+    out = tmp_path / "out"
+    run(src, out, Config(workers=1))
+    assert len(_index(out)) == 3 and [r["reason"] for r in _rejected(out)] == ["too_dark"]
+    plot = next(iter(_page(out).find_all(lambda n: n.attrs.get("data-plot") == "duration")))
+    bars = [b for b in plot.find_all(lambda n: n.tag == "rect" and _has_class(n, "bar"))
+            if b.attrs["data-count"] != "0"]
+    assert sorted((b.attrs["data-series"], b.attrs["data-count"]) for b in bars) == [
+        ("dropped", "1"), ("kept", "3")]

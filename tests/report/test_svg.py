@@ -50,3 +50,17 @@ def test_bar_chart_sums_the_tail_into_other():
     bars = _bars(bar_chart("t", counts, limit=5))
     assert len(bars) == 5 and bars[-1].attrs["data-label"].startswith("other (26 more)")
     assert sum(int(b.attrs["data-count"]) for b in bars) == sum(counts.values())
+
+
+def test_values_a_rounding_apart_are_one_value():
+    """A kept clip's duration of 2.4 s (rounded in the index) and a dropped one's computed
+    as 2.4000000000000004: numpy cannot make 20 bins of that range, and the raised error
+    left the run without its report."""
+    svg = histogram("x", {"kept": np.array([2.4, 2.4]), "dropped": np.array([2.4 + 4e-16])})
+    bars = _bars(svg)
+    assert sorted((b.attrs["data-series"], b.attrs["data-count"]) for b in bars) == [
+        ("dropped", "1"), ("kept", "2")]
+    lo, hi = float(bars[0].attrs["data-lo"]), float(bars[0].attrs["data-hi"])
+    assert lo < 2.4 < hi
+    edges = histogram_edges([np.array([1.0, 1.0 + 1e-6])], bins=4)
+    assert len(edges) == 5  # a range that is real still gets its bins
