@@ -162,10 +162,11 @@ class CaptionStage(ModelStage):
             fields: dict[str, Any] = {"caption": main.text.strip(),
                                       "caption_status": main.status,
                                       "caption_model": self.cfg.model}
-            if self.cfg.windows and len(cf.windows) > 1:
-                fields["caption_windows"] = [
-                    {"start_s": round(w.start_s, 3), "end_s": round(w.end_s, 3),
-                     **_window_text(results[at + 1 + i])} for i, w in enumerate(cf.windows)]
+            # a caption without windows removes an earlier model's (``--force``)
+            fields["caption_windows"] = [
+                {"start_s": round(w.start_s, 3), "end_s": round(w.end_s, 3),
+                 **_window_text(results[at + 1 + i])} for i, w in enumerate(cf.windows)
+            ] if self.cfg.windows and len(cf.windows) > 1 else None
             outs.append(StageOutput(clip.clip_id, fields=fields))
         return outs
 

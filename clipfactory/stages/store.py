@@ -190,7 +190,11 @@ class AnnotationStore:
                 if name in o.fields and name in rec["extra"] and \
                         not rec["extra"].get(f"{name}_model"):
                     rec["extra"].setdefault(keep_as, rec["extra"][name])
-            rec["extra"].update(o.fields)  # failed outputs may carry status fields
+            for name, value in o.fields.items():  # failed outputs may carry status fields
+                if value is None:  # the stage says the field no longer holds: it goes
+                    rec["extra"].pop(name, None)
+                else:
+                    rec["extra"][name] = value
             if o.ok:
                 rec["scores"].update(o.scores)
                 errors.pop(stage, None)

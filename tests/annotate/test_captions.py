@@ -150,6 +150,14 @@ def test_long_clips_get_windows_and_video_mode(corpus, server, tmp_path):
         assert all(w["status"] == "ok" and w["caption"].startswith("frame 1:") for w in wins)
         assert row["caption"].count("frame ") == 2
     assert len(server.requests) == 6 * 3
+    # captioned again without windows (another model, or `windows: false`): the first
+    # model's windows go with its captions, from the index and from each KEY.json
+    caption_dataset(out, _cfg(server, fps=2, max_frames=2, windows=False).annotate.captions,
+                    force=True)
+    assert len(server.requests) == 6 * 3 + 6  # one request a clip: no windows
+    for row in _index(out).values():
+        assert "caption_windows" not in json.loads(row["extra"])
+        assert "caption_windows" not in _member(out, row, "json").decode()
     out2 = tmp_path / "video"
     run(corpus, out2, _cfg(server, send="video", windows=False))
     assert all(r["caption"].startswith("a video of ") for r in _index(out2).values())
