@@ -41,14 +41,21 @@ class CaptionFrames:
     fps: float
 
 
+def sampling_rate(fps: float, clip_fps: float) -> float:
+    """The rate frames are sampled at: ``fps``, at most the clip's own rate."""
+    return min(fps, clip_fps) if clip_fps > 0 else fps
+
+
 def sample_plan(num_frames: int, clip_fps: float, fps: float, max_frames: int
                 ) -> tuple[list[int], list[list[int]], list[int]]:
     """(every sampled frame index, windows as lists of those indices, the overview subset).
 
     Samples sit at the middle of each 1/fps interval; a clip shorter than one interval still
-    gets its middle frame."""
+    gets its middle frame. ``fps`` above the clip's rate samples every frame (as the clip's
+    rate: a frame is not sampled twice, and windows keep ``max_frames`` frames each)."""
     if num_frames <= 0:
         return [], [], []
+    fps = sampling_rate(fps, clip_fps)
     duration = num_frames / clip_fps if clip_fps > 0 else num_frames / 30.0
     n = max(1, math.floor(duration * fps))
     idx = sorted({min(num_frames - 1, int((i + 0.5) / fps * clip_fps)) for i in range(n)}) \
@@ -76,11 +83,12 @@ def read_caption_frames(clip: ClipInput, fps: float, max_frames: int, max_side: 
     def frames(ix: list[int]) -> list[np.ndarray]:  # a frame past the real end: the last one
         return [got[i] if i in got else got[have[-1]] for i in ix]
 
-    span = max_frames / fps  # each window covers its samples' 1/fps intervals
+    rate = sampling_rate(fps, d.rate)
+    span = max_frames / rate  # each window covers its samples' 1/rate intervals
     duration = d.total / d.rate
     out = [Window(round(k * span, 6), round(min(duration, (k + 1) * span), 6), frames(w))
            for k, w in enumerate(windows)]
-    return CaptionFrames(out, frames(overview) if len(windows) > 1 else out[0].frames, fps)
+    return CaptionFrames(out, frames(overview) if len(windows) > 1 else out[0].frames, rate)
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:

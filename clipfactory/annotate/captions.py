@@ -150,9 +150,13 @@ class CaptionStage(ModelStage):
                 outs.append(self._failed(clip, VLMError("frames_unreadable", str(e))))
                 continue
             plans.append((clip, cf, len(jobs)))
-            jobs.append(self._job(cf.overview, self.cfg.fps))
+            # the rate the frames were sampled at (at most the clip's); an overview of several
+            # windows spreads its frames over the whole clip
+            whole = cf.fps if len(cf.windows) == 1 \
+                else len(cf.overview) / max(cf.windows[-1].end_s, 1e-3)
+            jobs.append(self._job(cf.overview, whole))
             if self.cfg.windows and len(cf.windows) > 1:
-                jobs += [self._job(w.frames, self.cfg.fps) for w in cf.windows]
+                jobs += [self._job(w.frames, cf.fps) for w in cf.windows]
         results = self._run(jobs)
         for clip, cf, at in plans:
             main = results[at]

@@ -53,7 +53,8 @@ class StageOutput:
 
     ``scores`` merge into the clip's namespaced scores (``category.nature``); ``fields`` into
     its top-level annotations (``category``), where a None value removes the annotation (a
-    caption model that writes no windows removes an earlier model's); ``vector`` is stored by the driver (embeddings).
+    caption model that writes no windows removes an earlier model's); ``vector`` is stored
+    by the driver (embeddings).
     ``reason`` set means this clip failed in this stage (``detail`` says how); ``drop`` set
     means the stage judged the clip out (``filter/<drop>``; applied to clips not yet sharded).
     """
