@@ -280,6 +280,10 @@ def _clip(item: SourceItem, info: VideoInfo, sig: Signals, span: Span,
     vkey = safe_key(video_id)
     if item.id is None and (item.start_s is not None or item.end_s is not None):
         vkey = f"{vkey}_{short_hash(item.item_key, 6)}"  # several spans of one file, no ids
+    elif item.id is not None and item.item_key != f"id:{item.id}":
+        # an id whose rows come back later in a manifest of a row per clip (``id:X#2``):
+        # its clips are not the first group's, even where a span is listed again
+        vkey = f"{vkey}_{short_hash(item.item_key, 6)}"
     start_s, end_s = span_seconds(sig.times, sig.fps, span, sig.end_time)
     key = clip_key(vkey, span.start_frame, span.end_frame)
     clip = ClipRecord(
