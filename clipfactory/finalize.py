@@ -50,8 +50,7 @@ from clipfactory.sinks.partition import (
     refresh_parts,
 )
 from clipfactory.sinks.ray_parts import parts_mapper
-from clipfactory.sinks.refresh import refresh_stale_shards, register_rewritten_shard
-from clipfactory.sinks.shards import rewrite_shard_without
+from clipfactory.sinks.refresh import refresh_shards, refresh_stale_shards
 from clipfactory.sinks.stats import kept_stats, merge_stats
 from clipfactory.stages.store import annotation_summary, ensure_schema
 
@@ -206,12 +205,12 @@ def _drop_duplicates(dups: list[Duplicate], ledger: Ledger, shard_dir: Path,
         return
     missing = [d.clip_id for d in dups if d.clip_id not in known]
     by_id = {**known, **{c.clip_id: c for c in ledger.clips_by_id(missing)}}
-    removed_from: dict[str, list[ClipRecord]] = {}
+    removed_from: set[str] = set()  # the shards that held dropped clips
     changed, unstaged = [], []
     for d in dups:
         c = by_id[d.clip_id]
         if c.state == "sharded" and c.shard:
-            removed_from.setdefault(c.shard, []).append(c)
+            removed_from.add(c.shard)
         elif c.staged_path:
             unstaged.append(c.staged_path)
         c.drop("dedup", d.reason)
@@ -228,9 +227,10 @@ def _drop_duplicates(dups: list[Duplicate], ledger: Ledger, shard_dir: Path,
         ledger.write_clips(db, changed)
         db.executemany("INSERT OR IGNORE INTO stale_shards (name) VALUES (?)",
                        [(shard,) for shard in removed_from])
-    for shard, gone in removed_from.items():
-        info = rewrite_shard_without(shard_dir / shard, {c.key for c in gone})
-        register_rewritten_shard(ledger, shard, info)
+    # each shard rewritten whole to the ledger's clips: without the dropped samples, and with
+    # the current metadata of those it keeps (a correction or an annotation may have marked
+    # it stale too; clearing its mark with only the drops applied left that out for good)
+    refresh_shards(ledger, shard_dir, sorted(removed_from))
     remove_staged_files(unstaged)  # after the drops are recorded: a kill leaves files, not clips
     log.info("dedup removed %d clips (%s)", len(dups), ", ".join(sorted({d.reason for d in dups})))
 

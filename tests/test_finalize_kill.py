@@ -120,8 +120,8 @@ sys.exit(main(["dedup", "--full", sys.argv[3]]))
 """)
 
 DEDUP_POINTS = [
-    ("clipfactory.finalize:rewrite_shard_without", 1),  # drops recorded, no shard rewritten
-    ("clipfactory.finalize:register_rewritten_shard", 1),  # a shard rewritten, not registered
+    ("clipfactory.finalize:refresh_shards", 1),  # drops recorded, no shard rewritten
+    ("clipfactory.sinks.refresh:register_rewritten_shard", 1),  # a shard rewritten, not registered
     ("clipfactory.finalize:finalize", 1),  # shards rewritten, index and card not
 ]
 

@@ -36,7 +36,7 @@ from clipfactory.ledger import Ledger
 from clipfactory.lock import LOCK_FILE, holds_output_lock, output_lock
 from clipfactory.records import ClipRecord
 from clipfactory.sinks.bucket_writer import BucketedShardWriter
-from clipfactory.sinks.refresh import sample_metadata
+from clipfactory.sinks.refresh import OPTIONAL_MEMBERS, sample_metadata
 from clipfactory.sinks.shard_update import rewrite_shard_members
 from clipfactory.stages.store import EMBEDDINGS_DIR, PART_SCHEMA, ensure_schema
 from clipfactory.worker import file_sha256
@@ -268,7 +268,8 @@ def _copy_shards(src: Path, dst: Path, dl: Ledger, chosen: list[ClipRecord]) -> 
         by_new.setdefault(c.shard or "", []).append(c)
     infos = [dataclasses.replace(  # the ledger's name is the path under shards/
         rewrite_shard_members(dst / "shards" / i.name,
-                              {c.key: sample_metadata(c) for c in by_new[i.name]}), name=i.name)
+                              {c.key: sample_metadata(c) for c in by_new[i.name]},
+                              optional=OPTIONAL_MEMBERS), name=i.name)
              for i in infos]
     with dl.transaction() as db:
         db.executemany(

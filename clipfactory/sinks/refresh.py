@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 from clipfactory.ledger import Ledger
@@ -21,9 +22,13 @@ from clipfactory.sinks.partition import shard_clips
 from clipfactory.sinks.shard_update import rewrite_shard_members
 from clipfactory.sinks.shards import ShardInfo
 
-__all__ = ["refresh_stale_shards", "register_rewritten_shard", "sample_metadata"]
+__all__ = ["OPTIONAL_MEMBERS", "refresh_shards", "refresh_stale_shards", "register_rewritten_shard",
+           "sample_metadata"]
 
 log = logging.getLogger("clipfactory")
+
+
+OPTIONAL_MEMBERS = ("txt",)  # what sample_metadata gives only when the clip has it
 
 
 def sample_metadata(c: ClipRecord) -> dict[str, bytes]:
@@ -57,6 +62,18 @@ def refresh_stale_shards(ledger: Ledger, shard_dir: Path) -> int:
         names = [r[0] for r in ledger.db.execute("SELECT name FROM stale_shards ORDER BY name")]
     except Exception:  # a ledger from before annotations: nothing can be stale
         return 0
+    done = refresh_shards(ledger, shard_dir, names)
+    if done:
+        log.info("rewrote %d stale shard(s) to the ledger's clips", done)
+    return done
+
+
+def refresh_shards(ledger: Ledger, shard_dir: Path, names: Iterable[str]) -> int:
+    """Rewrite the shards ``names`` to the ledger's clips (as :func:`refresh_stale_shards`)
+    and clear their stale marks; return how many were rewritten. A shard whose clips were
+    dropped (dedup) is rewritten whole, so the metadata of the clips it keeps is brought up
+    to date too: a mark another change left on it is not cleared with its samples left
+    behind."""
     done = 0
     for name in names:
         path = shard_dir / name
@@ -71,9 +88,7 @@ def refresh_stale_shards(ledger: Ledger, shard_dir: Path) -> int:
             ledger.db.execute("DELETE FROM stale_shards WHERE name = ?", (name,))
             continue
         info = rewrite_shard_members(path, {c.key: sample_metadata(c) for c in clips},
-                                     keep={c.key for c in clips})
+                                     keep={c.key for c in clips}, optional=OPTIONAL_MEMBERS)
         register_rewritten_shard(ledger, name, info)
         done += 1
-    if done:
-        log.info("rewrote %d stale shard(s) to the ledger's clips", done)
     return done

@@ -20,10 +20,12 @@ __all__ = ["rewrite_shard_members"]
 
 
 def rewrite_shard_members(path: str | Path, updates: Mapping[str, Mapping[str, bytes]],
-                          keep: Collection[str] | None = None) -> ShardInfo:
+                          keep: Collection[str] | None = None,
+                          optional: Collection[str] = ()) -> ShardInfo:
     """Rewrite ``path`` with ``updates[key][ext]`` as the member ``KEY.EXT`` of each listed
     sample (added when the sample lacks it; other members kept as they are). With ``keep``,
-    samples whose key is not in it are left out."""
+    samples whose key is not in it are left out. ``optional``: extensions a listed sample
+    holds only when its update has them (``txt``, a caption: one now empty loses it)."""
     p = Path(path)
     sink = _TarSink(p)
     try:
@@ -32,8 +34,10 @@ def rewrite_shard_members(path: str | Path, updates: Mapping[str, Mapping[str, b
                 if keep is not None and key not in keep:
                     continue
                 new = updates.get(key, {})
+                gone = set(optional) if key in updates else set()
                 members = [(m.name, m.size, lambda m=m: src.extractfile(m)) for m in group
-                           if m.name[len(key) + 1:] not in new]
+                           if m.name[len(key) + 1:] not in new
+                           and m.name[len(key) + 1:] not in gone]
                 members += [(f"{key}.{ext}", len(data), lambda d=data: io.BytesIO(d))
                             for ext, data in new.items()]
                 sink.add(key, sorted(members, key=lambda t: t[0]))

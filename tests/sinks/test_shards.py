@@ -176,3 +176,23 @@ def test_rewrite_noop_and_empty(tmp_path):
     assert Path(info.path).read_bytes() == before
     assert rewrite_shard_without(info.path, ["a", "b"]) is None
     assert visible(tmp_path) == []
+
+
+def test_rewritten_members_drop_an_optional_member_the_update_lacks(tmp_path):
+    """A caption that is now empty: the sample's metadata comes without ``txt``, and the
+    old ``KEY.txt`` goes (it stayed, still holding the old caption, beside a ``KEY.json``
+    that said none). Samples not listed keep theirs."""
+    from clipfactory.sinks.shard_update import rewrite_shard_members
+
+    d = tmp_path / "s"
+    d.mkdir()
+    with ShardWriter(d) as w:
+        for key in ("a", "b"):
+            w.add(key, {"mp4": payload(key).replace(b"MARKER", b"M"), "txt": b"old " + key.encode(),
+                        "json": b"{}"})
+    (info,) = w.close()
+    rewrite_shard_members(info.path, {"a": {"json": b'{"caption": ""}'}}, optional=("txt",))
+    samples = {s["__key__"]: s for s in wds.WebDataset(info.path, shardshuffle=False)}
+    assert "txt" not in samples["a"] and samples["a"]["json"] == b'{"caption": ""}'
+    assert samples["b"]["txt"] == b"old b"
+    assert samples["a"]["mp4"] == payload("a").replace(b"MARKER", b"M")
