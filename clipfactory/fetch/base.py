@@ -9,11 +9,15 @@ attempt resumes them) and never leaves a file at its final name unless it is com
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-__all__ = ["FetchError", "FetchResult", "Fetcher", "url_key"]
+from clipfactory.atomic import write_atomic
+
+__all__ = ["FetchError", "FetchResult", "Fetcher", "discard_partial", "partial_paths",
+           "read_partial_meta", "url_key", "write_partial_meta"]
 
 
 @dataclass(frozen=True)
@@ -68,3 +72,32 @@ class Fetcher(Protocol):
 def url_key(url: str) -> str:
     """A stable, file-name-safe key for a URL (names its partial and final files)."""
     return hashlib.sha256(url.encode("utf-8")).hexdigest()[:24]
+
+
+def partial_paths(dest_dir: Path, url: str) -> tuple[Path, Path]:
+    """The partial file of ``url`` under ``dest_dir/.partial`` (folder made) and the JSON beside
+    it that says which version of the source the partial bytes came from."""
+    part_dir = Path(dest_dir) / ".partial"
+    part_dir.mkdir(parents=True, exist_ok=True)
+    key = url_key(url)
+    return part_dir / f"{key}.part", part_dir / f"{key}.json"
+
+
+def discard_partial(part: Path, meta_path: Path) -> None:
+    """Remove a partial file and its JSON (the next attempt starts over)."""
+    part.unlink(missing_ok=True)
+    meta_path.unlink(missing_ok=True)
+
+
+def read_partial_meta(path: Path) -> dict[str, Any]:
+    """A partial file's JSON, or ``{}`` when it is missing or unreadable."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_partial_meta(path: Path, data: dict[str, Any]) -> None:
+    """Write a partial file's JSON atomically (a killed write leaves the old one or none)."""
+    write_atomic(path, json.dumps(data))

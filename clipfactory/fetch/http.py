@@ -14,7 +14,6 @@ import base64
 import contextlib
 import email.utils
 import http.client
-import json
 import os
 import socket
 import time
@@ -25,9 +24,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from clipfactory.atomic import write_atomic
 from clipfactory.config import FetchConfig
-from clipfactory.fetch.base import Fetcher, FetchError, FetchResult, url_key
+from clipfactory.fetch.base import (
+    Fetcher,
+    FetchError,
+    FetchResult,
+    discard_partial,
+    partial_paths,
+    read_partial_meta,
+    url_key,
+    write_partial_meta,
+)
 from clipfactory.fetch.gate import FetchGate, private_address_error
 from clipfactory.fetch.netguard import private_address_in
 from clipfactory.fetch.sniff import (
@@ -161,11 +168,9 @@ class HttpFetcher:
             raise FetchError("bad_url", f"{url!r}: no usable host name")
         self.gate.start()
         self.gate.before(sendable)  # before any request of the URL itself
-        part_dir = dest_dir / ".partial"
-        part_dir.mkdir(parents=True, exist_ok=True)
         key = url_key(url)
-        part, meta_path = part_dir / f"{key}.part", part_dir / f"{key}.json"
-        meta = _read_json(meta_path)
+        part, meta_path = partial_paths(dest_dir, url)
+        meta = read_partial_meta(meta_path)
         offset = part.stat().st_size if part.exists() and meta else 0
         headers = {"User-Agent": self.cfg.user_agent, "Accept-Encoding": "identity",
                    "Accept": "video/*, application/octet-stream;q=0.9, */*;q=0.5"}
@@ -185,7 +190,7 @@ class HttpFetcher:
                     return self._finish(url, part, meta_path, dest_dir, key, meta,
                                         expected_sha256, None)
                 if e.code == 416:
-                    _discard(part, meta_path)
+                    discard_partial(part, meta_path)
                 raise _error_for_status(e.code, e.headers, target) from None
         except _NETWORK_ERRORS as e:
             hit = private_address_in(e)
@@ -204,7 +209,7 @@ class HttpFetcher:
         ctype = resp.headers.get("Content-Type")
         bad = check_content_type(ctype)
         if bad:
-            _discard(part, meta_path)
+            discard_partial(part, meta_path)
             raise FetchError(bad, f"Content-Type {ctype!r} from {resp.url}"
                              + (_MANIFEST_HINT if bad == "stream_manifest" else ""))
         if offset and (resp.status != 206 or _range_start(resp.headers) != offset):
@@ -213,7 +218,7 @@ class HttpFetcher:
         body = int(length) if length and length.isdigit() else None
         total = _complete_total(resp.headers) if offset else body
         if total is not None and total > max_bytes:
-            _discard(part, meta_path)
+            discard_partial(part, meta_path)
             raise FetchError("too_large", f"{total} bytes announced, limit {max_bytes}")
         meta = {"validator": resp.headers.get("ETag") or resp.headers.get("Last-Modified"),
                 "total": total, "content_type": ctype, "final_url": resp.url,
@@ -221,11 +226,20 @@ class HttpFetcher:
                 "etag": resp.headers.get("ETag")}
         if not offset:
             part.unlink(missing_ok=True)
-            _write_json(meta_path, meta)
+            write_partial_meta(meta_path, meta)
         got = self._stream(resp, part, offset, max_bytes, body, meta_path)
         if body is not None and got < body:
             raise FetchError("connection_dropped", f"got {got} of {body} bytes",
                              retryable=True, progress=got)
+        if got == 0:  # no first bytes were checked: never a complete download
+            if not offset:
+                discard_partial(part, meta_path)
+            if body == 0 and not offset:  # the server means it: an empty file is no video
+                raise FetchError("not_video_content",
+                                 f"an empty body (Content-Length: 0) from {resp.url}")
+            # without a Content-Length, no byte before the close is a connection that dropped
+            raise FetchError("connection_dropped", "closed before the first byte of the body",
+                             retryable=True)
         return self._finish(url, part, meta_path, dest_dir, key, meta, expected_sha256, ctype)
 
     def _stream(self, resp: Any, part: Path, offset: int, max_bytes: int, body: int | None,
@@ -248,7 +262,7 @@ class HttpFetcher:
                 if not chunk:
                     break
                 if offset + got + len(chunk) + len(head or b"") > max_bytes:
-                    _discard(part, meta_path)
+                    discard_partial(part, meta_path)
                     raise FetchError("too_large", f"body passed the limit of {max_bytes} bytes")
                 if head is not None:
                     head += chunk
@@ -276,10 +290,10 @@ class HttpFetcher:
     def _check_head(head: bytes, part: Path, meta_path: Path) -> None:
         kind = sniff(head)
         if kind == "manifest":
-            _discard(part, meta_path)
+            discard_partial(part, meta_path)
             raise FetchError("stream_manifest", f"first bytes {head[:16]!r}" + _MANIFEST_HINT)
         if kind is None or kind == "html":
-            _discard(part, meta_path)
+            discard_partial(part, meta_path)
             reason = "html_instead_of_video" if kind == "html" else "not_video_content"
             raise FetchError(reason, f"first bytes {head[:16]!r} are not a video container")
 
@@ -289,7 +303,7 @@ class HttpFetcher:
         digest, head = hash_and_head(part)
         size = part.stat().st_size
         if expected_sha256 and digest != expected_sha256.lower():
-            _discard(part, meta_path)
+            discard_partial(part, meta_path)
             raise FetchError("checksum_mismatch", f"sha256 {digest} != {expected_sha256}")
         final = dest_dir / f"{key}{video_extension(sniff(head), urlsplit(url).path)}"
         os.replace(part, final)
@@ -315,19 +329,3 @@ def _complete_total(headers: Any) -> int | None:
     value = headers.get("Content-Range") or ""
     total = value.rsplit("/", 1)[-1] if "/" in value else ""
     return int(total) if total.isdigit() else None
-
-
-def _discard(part: Path, meta_path: Path) -> None:
-    part.unlink(missing_ok=True)
-    meta_path.unlink(missing_ok=True)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    write_atomic(path, json.dumps(data))

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
 
 from clipfactory.config import FetchConfig
-from clipfactory.fetch.base import FetchError
+from clipfactory.fetch.base import FetchError, url_key
 from clipfactory.fetch.fsspec_fetch import FsspecFetcher
 from clipfactory.fetch.router import Router
 
@@ -36,4 +37,66 @@ def test_missing_large_and_non_video_objects(video_bytes, tmp_path):
         with pytest.raises(FetchError) as e:
             f.fetch(url, tmp_path, limit)
         assert e.value.reason == reason
-    assert not list(tmp_path.glob("*.mp4"))
+    assert not list(tmp_path.glob("*.mp4")) and not list((tmp_path / ".partial").iterdir())
+
+
+def _replaced(old: bytes) -> bytes:
+    """``old`` with ten bytes changed before its middle: same size, still an MP4."""
+    return old[:1000] + b"0123456789" + old[1010:]
+
+
+def _killed_before_the_rename(url: str, dest: Path) -> Path:
+    """A real attempt that copies the whole object and stops before the rename to its final
+    name (a folder holds that name), as a kill at that point leaves it; its partial file."""
+    final = dest / f"{url_key(url)}.mp4"
+    final.mkdir(parents=True)
+    with pytest.raises(IsADirectoryError):
+        FsspecFetcher(FetchConfig()).fetch(url, dest, 10**9)
+    final.rmdir()
+    return dest / ".partial" / f"{url_key(url)}.part"
+
+
+def test_a_partial_copy_without_its_version_is_started_over(video_bytes, tmp_path):
+    """A ``.part`` with nothing to say which version of the object it holds (as attempts
+    before the version was kept left it) was resumed by seeking: the old object's head
+    joined to the new object's tail."""
+    fs = fsspec.filesystem("memory")
+    url, new = "memory://bucket/unversioned.mp4", _replaced(video_bytes)
+    part = tmp_path / ".partial" / f"{url_key(url)}.part"
+    part.parent.mkdir()
+    part.write_bytes(video_bytes[:len(video_bytes) // 2])
+    fs.pipe("/bucket/unversioned.mp4", new)  # replaced since that attempt
+    res = FsspecFetcher(FetchConfig()).fetch(url, tmp_path, 10**9)
+    assert Path(res.path).read_bytes() == new
+    assert res.sha256 == hashlib.sha256(new).hexdigest()
+    assert not list(part.parent.iterdir())
+
+
+def test_a_partial_copy_of_a_replaced_object_is_started_over(video_bytes, tmp_path):
+    """The object was replaced (same size, a later mtime) after an attempt was killed: the
+    copy starts over instead of keeping the old bytes, and its version file goes too."""
+    src = tmp_path / "bucket" / "clip.mp4"
+    src.parent.mkdir()
+    src.write_bytes(video_bytes)
+    url, dest, new = src.as_uri(), tmp_path / "sources", _replaced(video_bytes)
+    part = _killed_before_the_rename(url, dest)
+    part.write_bytes(part.read_bytes()[:len(video_bytes) // 2])  # killed half way
+    mtime = src.stat().st_mtime_ns
+    src.write_bytes(new)
+    os.utime(src, ns=(mtime + 10**9, mtime + 10**9))
+    res = FsspecFetcher(FetchConfig()).fetch(url, dest, 10**9)
+    assert Path(res.path).read_bytes() == new
+    assert not list(part.parent.iterdir())
+
+
+def test_a_partial_copy_of_the_same_object_is_resumed(video_bytes, tmp_path):
+    """An unchanged object is not fetched again: the copy continues from the partial file's
+    end (bytes marked in the partial head show that nothing before it was read again)."""
+    src = tmp_path / "clip.mp4"
+    src.write_bytes(video_bytes)
+    url, dest = src.as_uri(), tmp_path / "sources"
+    part = _killed_before_the_rename(url, dest)
+    part.write_bytes(_replaced(video_bytes[:len(video_bytes) // 2]))
+    res = FsspecFetcher(FetchConfig()).fetch(url, dest, 10**9)
+    assert Path(res.path).read_bytes() == _replaced(video_bytes)
+    assert not list(part.parent.iterdir())

@@ -221,3 +221,20 @@ def test_retry_after_parsing():
     assert parse_retry_after("3") == 3.0
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
     assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+
+
+@pytest.mark.parametrize("send_length, reason, retryable, attempts",
+                         [(False, "connection_dropped", True, 2),
+                          (True, "not_video_content", False, 1)])
+def test_an_empty_body_is_never_a_complete_download(server, tmp_path, send_length, reason,
+                                                    retryable, attempts):
+    """A 200 whose body ends before its first byte: a 0-byte file reached its final name, and
+    the run recorded a permanent probe/empty_file failure that ``clipfactory retry`` left
+    alone. Without a Content-Length that is a connection that dropped (retried); with
+    ``Content-Length: 0`` the server means it, and an empty file is no video."""
+    url = server.add("/empty.mp4", b"", send_length=send_length)
+    with pytest.raises(FetchError) as e:
+        _fetch(url, tmp_path, max_attempts=2)
+    assert (e.value.reason, e.value.retryable, e.value.attempts) == (reason, retryable,
+                                                                    attempts)
+    assert e.value.progress == 0 and _leftovers(tmp_path) == []
