@@ -11,8 +11,9 @@ __all__ = ["LocalFetcher", "local_path"]
 
 
 def local_path(url: str) -> str:
-    """The file system path of a local path or ``file://`` URL."""
-    if url.startswith("file://"):
+    """The file system path of a local path or ``file://`` URL (``file:///x``,
+    ``file://localhost/x``; the scheme in any case)."""
+    if url[:7].lower() == "file://":
         return unquote(urlsplit(url).path)
     return url
 

@@ -124,6 +124,9 @@ def _literal(value: Any, name: str) -> Any:
 def parse_spans(spans: Any, captions: Any = None) -> tuple[tuple[float, float, str | None], ...]:
     """``[(start_s, end_s, caption or None), ...]`` from a spans cell and a captions cell."""
     raw = _literal(spans, "spans")
+    if (isinstance(captions, float) and math.isnan(captions)) or \
+            (isinstance(captions, str) and not captions.strip()):
+        captions = None  # an empty captions cell (a CSV's) is no captions, as a JSON null is
     caps = _literal(captions, "captions") if captions is not None else None
     if hasattr(raw, "tolist"):
         raw = raw.tolist()

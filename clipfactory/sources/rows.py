@@ -10,11 +10,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
+from clipfactory.fetch.local import local_path
 from clipfactory.ids import short_hash, validate_id
 from clipfactory.records import Rejection, SourceItem
-from clipfactory.sources.layouts import parse_seconds, parse_spans
+from clipfactory.sources.layouts import PER_CLIP_ROWS, parse_seconds, parse_spans
 
 __all__ = ["REMOTE_PREFIXES", "InputRow", "cell", "item_from_row", "opt_str"]
 
@@ -50,8 +51,10 @@ def _home(p: Path) -> Path:
 def item_from_row(row: dict[str, Any], base: Path, cols: dict[str, str],
                   layout: str = "generic") -> SourceItem:
     """Build an item or raise ValueError/InvalidId with the reason."""
-    raw_id = cell(row, cols, "id")
-    vid = validate_id(raw_id) if opt_str(raw_id) is not None else None
+    # the cell's text without the spaces around it (`a.mp4, v1` in a CSV), as paths are read:
+    # an id kept as ' v1 ' was out of reach of a takedown or opt-out naming v1
+    raw_id = opt_str(cell(row, cols, "id"))
+    vid = validate_id(raw_id) if raw_id is not None else None
     raw_path = opt_str(cell(row, cols, "path"))
     url = opt_str(cell(row, cols, "url"))
     if url is None and vid is not None and "url_template" in cols:
@@ -59,8 +62,8 @@ def item_from_row(row: dict[str, Any], base: Path, cols: dict[str, str],
     media = raw_path or url
     if media is None:
         raise ValueError("row has no 'path' or 'url'")
-    if media.startswith("file://"):
-        media = unquote(media[len("file://"):])
+    if media[:7].lower() == "file://":
+        media = local_path(media)  # file:///x, file://localhost/x, as the local fetcher reads them
     if media.lower().startswith(REMOTE_PREFIXES):
         source = media
     else:
@@ -80,6 +83,10 @@ def item_from_row(row: dict[str, Any], base: Path, cols: dict[str, str],
             raise ValueError("a captioned span needs both start and end")
         spans = ((start, end, caption),)
         caption = None
+    elif layout in PER_CLIP_ROWS and start is not None and end is not None:
+        # a clip row whose caption is empty is a clip all the same: without its span it broke
+        # its video's group of rows, and was rejected as the group's id seen twice
+        spans = ((start, end, None),)
     if spans:
         start, end = min(sp[0] for sp in spans), max(sp[1] for sp in spans)
     used = _KNOWN | set(cols.values())

@@ -131,3 +131,39 @@ def test_detect_and_parse_helpers():
         parse_seconds("-1", "t")
     with pytest.raises(ValueError):
         parse_spans("__import__('os')")  # literals only
+
+
+@pytest.mark.parametrize("empty", ["", None, "   "])
+def test_an_internvid_row_with_an_empty_caption_is_a_clip_of_its_group(tmp_path, empty):
+    """Its span was dropped with its caption: the row ended its video's group, was rejected
+    as the id seen twice, and the rows after it became a second input of the same video."""
+    rows = [{"YoutubeID": "X", "Start_timestamp": s, "End_timestamp": e, "Caption": c}
+            for s, e, c in [("00:00:01.000", "00:00:03.000", "a dog"),
+                            ("00:00:04.000", "00:00:06.000", empty),
+                            ("00:00:07.000", "00:00:09.000", "a cat")]]
+    m = tmp_path / "InternVid-10M-flt.jsonl"
+    m.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    items, rej = _split(list(read_input(m)))
+    assert not rej and [i.item_key for i in items] == ["id:X"]
+    assert items[0].spans == ((1.0, 3.0, "a dog"), (4.0, 6.0, None), (7.0, 9.0, "a cat"))
+
+
+def test_generic_rows_an_empty_captions_cell_ids_with_spaces_and_file_urls(tmp_path):
+    """A CSV's empty `captions` cell is no captions (it was `1 spans but 0 captions`, the row
+    rejected); an id written `a.mp4, v1` is `v1` (kept as ' v1 ', no takedown naming v1
+    reached it); `file://localhost/...` and `FILE:///...` are the local paths they name
+    (they became folders under the manifest's)."""
+    video = tmp_path / "media" / "a b.mp4"
+    video.parent.mkdir()
+    video.write_bytes(b"")
+    m = tmp_path / "m.csv"
+    m.write_text("id,path,spans,captions\n"
+                 f'v1,file://localhost{video.parent}/a%20b.mp4,"[[0,2],[3,5]]","[\'x\',\'y\']"\n'
+                 f'  v2 ,FILE://{video.parent}/a%20b.mp4,"[[0,2]]",\n', encoding="utf-8")
+    items, rej = _split(list(read_input(m)))
+    assert not rej, rej
+    assert [(i.item_key, i.id, i.source) for i in items] == [
+        ("id:v1", "v1", str(video)), ("id:v2", "v2", str(video))]
+    assert items[0].spans == ((0.0, 2.0, "x"), (3.0, 5.0, "y"))
+    assert items[1].spans == ((0.0, 2.0, None),)
+    assert parse_spans("[[0, 1]]", float("nan")) == ((0.0, 1.0, None),)
