@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from clipfactory.provenance.replaced import REPLACED
 from clipfactory.report.data import ReportData, sample_ids, select_rows, video_rotations
 from clipfactory.report.rows import kept_rows
 from clipfactory.report.thumbs import ThumbRequest, span_times
@@ -123,7 +124,8 @@ def _kept_request(out: Path, r: dict[str, Any], found: dict[str, list[Path]]) ->
     shard = _resolve_shard(out, r["shard"], found) if r.get("shard") else None
     if shard is None:
         return ThumbRequest(r["clip_id"], None, times, unavailable="shard gone")
-    return ThumbRequest(r["clip_id"], str(shard), times, member=f"{r['key']}.mp4")
+    return ThumbRequest(r["clip_id"], str(shard), times, member=f"{r['key']}.mp4",
+                        version=r.get("file_sha256") or "")
 
 
 def _dropped_request(r: dict[str, Any], rotations: dict[str, int], removed: set[str]
@@ -133,12 +135,15 @@ def _dropped_request(r: dict[str, Any], rotations: dict[str, int], removed: set[
                        int(r["end_frame"] or 0), float(r["end_s"] or 0))
     if (r.get("stage") or "") in NO_PICTURE_STAGES or r.get("item_key") in removed:
         return ThumbRequest(cid, None, times, unavailable="source removed: no picture kept")
+    if r.get("reason") == REPLACED:  # the file now holds other bytes than these clips'
+        return ThumbRequest(cid, None, times, unavailable="source replaced since it was cut")
     if "://" in src:
         return ThumbRequest(cid, None, times,
                             unavailable="source gone (remote; the fetched copy was deleted)")
     if not Path(src).is_file():
         return ThumbRequest(cid, None, times, unavailable="source gone")
-    return ThumbRequest(cid, src, times, rotation=rotations.get(r["item_key"], 0))
+    return ThumbRequest(cid, src, times, rotation=rotations.get(r["item_key"], 0),
+                        version=r.get("source_sha256") or "")
 
 
 def thumb_requests(data: ReportData, s: Samples) -> list[ThumbRequest]:

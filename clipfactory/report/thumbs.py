@@ -52,6 +52,7 @@ class ThumbRequest:
     member: str | None = None
     rotation: int | None = None  # None: as the file's frames say (a clip that kept it)
     unavailable: str | None = None
+    version: str = ""  # what the pictures are of (the clip file's or the source's SHA-256)
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,11 @@ class Thumb:
     cached: bool = False
 
 
-def thumb_name(clip_id: str) -> str:
-    """File name of a clip's strip (a hash: clip ids may hold any safe text)."""
-    return f"{short_hash(clip_id, 16)}.jpg"
+def thumb_name(clip_id: str, version: str = "") -> str:
+    """File name of a clip's strip (a hash: clip ids may hold any safe text). ``version``
+    names the bytes it was made from: a clip id whose pictures changed (its source file
+    replaced under the same manifest id) gets a strip of its own, not the cached one."""
+    return f"{short_hash(f'{clip_id}|{version}' if version else clip_id, 16)}.jpg"
 
 
 def span_times(start_s: float, start_frame: int, end_frame: int, end_s: float
@@ -154,7 +157,7 @@ def make_thumbs(out: Path, requests: Iterable[ThumbRequest], *, cache: bool = Tr
     result: dict[str, Thumb] = {}
     groups: dict[tuple[str, bool], list[ThumbRequest]] = {}
     for r in requests:
-        rel = f"{THUMB_DIR}/{thumb_name(r.clip_id)}"
+        rel = f"{THUMB_DIR}/{thumb_name(r.clip_id, r.version)}"
         if r.unavailable or r.path is None:
             result[r.clip_id] = Thumb(r.clip_id, why=r.unavailable or "no file to read")
         elif cache and (out / rel).is_file():
@@ -164,6 +167,7 @@ def make_thumbs(out: Path, requests: Iterable[ThumbRequest], *, cache: bool = Tr
 
     def work(item: tuple[tuple[str, bool], list[ThumbRequest]]) -> list[Thumb]:
         (path, _), reqs = item
+        version = {r.clip_id: r.version for r in reqs}
         done = []
         for clip_id, frames in _read_group(path, reqs).items():
             strip = None if isinstance(frames, str) else _strip(frames)
@@ -171,7 +175,7 @@ def make_thumbs(out: Path, requests: Iterable[ThumbRequest], *, cache: bool = Tr
                 done.append(Thumb(clip_id, why=frames if isinstance(frames, str)
                                   else "no frame decodes at this span"))
                 continue
-            rel = f"{THUMB_DIR}/{thumb_name(clip_id)}"
+            rel = f"{THUMB_DIR}/{thumb_name(clip_id, version[clip_id])}"
             try:
                 write_atomic(out / rel, encode_jpeg(strip), tag="part")
             except (av.FFmpegError, OSError, ValueError) as e:  # one clip, not the report

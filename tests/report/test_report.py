@@ -253,3 +253,40 @@ def test_a_run_whose_clips_all_last_as_long_writes_its_report(tmp_path):
             if b.attrs["data-count"] != "0"]
     assert sorted((b.attrs["data-series"], b.attrs["data-count"]) for b in bars) == [
         ("dropped", "1"), ("kept", "3")]
+
+
+def test_a_clip_whose_source_was_replaced_under_its_id_gets_new_pictures(tmp_path):
+    """A manifest id's file replaced by another video with the same shot lengths: the new
+    clips have the old clip ids, and the report showed the old content's cached strips."""
+    from clipfactory.testing.synth import ShotSpec, write_video
+
+    src = tmp_path / "in"
+    src.mkdir()
+    write_video(src / "v.mp4", [ShotSpec(60, "texture", 1), ShotSpec(60, "texture", 2)])
+    manifest = src / "m.jsonl"
+    manifest.write_text('{"id": "v", "path": "v.mp4"}\n', encoding="utf-8")
+    out = tmp_path / "out"
+    cfg = Config(workers=1)
+
+    def figures():
+        found = {}
+        for f in _page(out).find_all(lambda n: n.tag == "figure"):
+            imgs = f.find_all(lambda n: n.tag == "img")
+            found.setdefault(f.attrs["data-clip"], []).append(
+                _strip(out / imgs[0].attrs["src"]).mean(axis=(0, 1)) if imgs else None)
+        return found
+
+    run(manifest, out, cfg)
+    before = figures()
+    assert len(before) == 2 and all(v[0] is not None for v in before.values())
+    dark = src / "dark.mp4"  # the same shot lengths, another picture
+    write_video(dark, [ShotSpec(60, "texture", 7), ShotSpec(60, "texture", 8)])
+    dark.replace(src / "v.mp4")
+    run(manifest, out, cfg)
+    after = figures()
+    assert set(after) == set(before)  # the same clip ids
+    rows = {r["clip_id"]: r for r in _index(out)}
+    assert set(rows) == set(before)
+    for cid, shown in after.items():
+        assert len(shown) == 1 and shown[0] is not None
+        assert np.abs(shown[0] - before[cid][0]).max() > 10, cid  # not the old content
