@@ -115,6 +115,9 @@ def facts_of_row(row: Mapping[str, Any]) -> SourceFacts:
                        _channels(extra), row["source_sha256"])
 
 
+_TRAILING_COMMENT = re.compile(r"\s+#")
+
+
 @dataclass(frozen=True)
 class Rule:
     """One opt-out rule: ``kind`` (url, id, channel, domain, regex, sha256, path), its
@@ -132,8 +135,10 @@ class Rule:
 
 
 def parse_rule(line: str) -> Rule | None:
-    """Parse one line; ``None`` for blanks and comments, ``ValueError`` for a bad rule."""
-    text = line.strip()
+    """Parse one line; ``None`` for blanks and comments, ``ValueError`` for a bad rule. A
+    comment after a rule starts at a ``#`` with a space before it (``id:a1  # a request``);
+    a ``#`` with none (a URL's fragment, ``id:vid#2``) is part of the rule."""
+    text = _TRAILING_COMMENT.split(line.strip(), maxsplit=1)[0]
     if not text or text.startswith("#"):
         return None
     prefix, sep, rest = text.partition(":")

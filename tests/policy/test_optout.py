@@ -79,3 +79,32 @@ def test_canonical_url():
     assert canonical_url("HTTPS://WWW.A.org:8080/x/?q=1#frag") == "https://a.org:8080/x?q=1"
     assert canonical_url("https://www.youtube.com/embed/abcdefghijk") == "youtube:abcdefghijk"
     assert canonical_url("not a url") == "not a url"
+
+
+def test_the_documented_list_with_comments_after_its_rules():
+    """docs/provenance.md's example writes a comment after each rule. The comment became
+    part of the rule: `id:clip-000123  # a manifest id` matched no id, and a URL rule kept
+    the spaces before its `#` and matched no URL. A takedown of such a file removed
+    nothing and said `no source matched`."""
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "provenance.md").read_text(encoding="utf-8")
+    block = doc.split("## Opt-out lists", 1)[1].split("```", 2)[1]
+    listed = OptOutList.parse(block.replace("<64 hex>", SHA).splitlines())
+    assert [r.kind for r in listed.rules] == [
+        "url", "url", "id", "channel", "domain", "regex", "sha256", "path"]
+    assert all("#" not in r.text and r.text == r.text.strip() for r in listed.rules)
+    for fields, text in [
+            ({"source_url": "https://youtu.be/dQw4w9WgXcQ"},
+             "https://www.youtube.com/watch?v=dQw4w9WgXcQ"),
+            ({"source_url": "http://example.org/videos/42/"}, "https://example.org/videos/42"),
+            ({"ids": ("clip-000123",)}, "id:clip-000123"),
+            ({"channels": ("somecreator",)}, "channel:@SomeCreator"),
+            ({"source": "https://cdn.example.net/v.mp4"}, "domain:example.net"),
+            ({"source": "/abs/path/video.mp4"}, "/abs/path/video.mp4")]:
+        hit = listed.match(facts(**fields))
+        assert hit is not None and hit.text == text, (fields, hit)
+    # a `#` without a space before it is the rule's: a fragment, an id holding one
+    assert parse_rule("https://e.org/v#t=3").value == "https://e.org/v"
+    assert parse_rule("id:vid#2").value == "vid#2"
+    assert parse_rule("   # only a comment") is None
