@@ -88,6 +88,9 @@ class Robots:
 def parse_robots(text: str, token: str) -> Robots:
     """The rules of ``text`` (a robots.txt body) that apply to product token ``token``."""
     token = token.lower()
+    # a byte order mark before the first line hid its `User-agent`, and with it the group's
+    # rules: nothing was disallowed (Google's parser skips it too)
+    text = text.removeprefix("\ufeff")
     groups: list[tuple[list[str], list[RobotsRule]]] = []
     in_agents = False
     for number, raw in enumerate(text[:MAX_BYTES].splitlines(), start=1):

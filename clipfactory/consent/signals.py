@@ -103,7 +103,7 @@ class TdmRule:
 
 def parse_tdmrep(text: str) -> list[TdmRule]:
     """The rules of a ``tdmrep.json`` body; ``ValueError`` when it is not such a file."""
-    data: Any = json.loads(text)
+    data: Any = json.loads(text.removeprefix("\ufeff"))  # a byte order mark is not JSON
     if not isinstance(data, list):
         raise ValueError("tdmrep.json is not a JSON array")
     rules = []

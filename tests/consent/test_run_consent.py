@@ -114,3 +114,30 @@ def test_record_mode_keeps_items_and_says_so(server, video_bytes, tmp_path):
     assert main(["revalidate", str(out), "--rate", "0", "--allow-private-network",
                  "--purge"]) == 0
     assert len(_kept_ids(out)) == 5
+
+
+def test_a_robots_txt_and_tdmrep_json_saved_with_a_byte_order_mark_still_reserve(
+        server, video_bytes, tmp_path):
+    """Saved by Notepad, both files start with a UTF-8 byte order mark: it hid robots.txt's
+    first `User-agent` line (so no group, nothing disallowed) and made tdmrep.json invalid
+    JSON (so no reservation). The reserved videos were fetched and cut."""
+    bom = b"\xef\xbb\xbf"
+    server.add("/robots.txt", bom + b"User-agent: *\nDisallow: /members/\n",
+               content_type="text/plain")
+    server.add("/.well-known/tdmrep.json", bom + json.dumps(
+        [{"location": "/studio/*", "tdm-reservation": 1}]).encode())
+    rows = [{"id": "free", "url": server.add("/open/free.mp4", video_bytes)},
+            {"id": "members", "url": server.add("/members/m.mp4", video_bytes)},
+            {"id": "studio", "url": server.add("/studio/s.mp4", video_bytes)}]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("\n".join(json.dumps({**r, "license": "CC-BY-4.0"}) for r in rows),
+                        encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["run", "--input", str(manifest), "--output", str(out),
+                 "--allow-private-network", "--quiet", "--workers", "1",
+                 "--skip", "filters", "--skip", "dedup"]) == 0
+    assert _kept_ids(out) == {"free"}
+    assert set(_consent_rows(out)) == {("members", "robots_disallowed"),
+                                       ("studio", "tdm_reservation")}
+    assert server.routes["/members/m.mp4"].served == 0
+    assert server.routes["/studio/s.mp4"].served == 0
