@@ -88,8 +88,12 @@ def _cc_id(elements: set[str], version: str | None, jurisdiction: str | None = N
     if version is not None and version not in _VERSIONS:
         return UNKNOWN
     if jurisdiction and (version in (None, "4.0") or not re.fullmatch(r"[a-z]{2}|igo",
-                                                                      jurisdiction.lower())):
-        return UNKNOWN  # 4.0 was never ported; a jurisdiction is two letters (or IGO)
+                                                                      jurisdiction.lower())
+                         or jurisdiction.lower() in _ELEMENTS):
+        # 4.0 was never ported; a jurisdiction is two letters (or IGO), and never an element
+        # written after the version (`CC BY 3.0 NC` is not a New Caledonian CC BY: no port
+        # was ever named BY, NC, ND or SA; which licence it means is not guessed)
+        return UNKNOWN
     parts = ["CC", "BY"] + [e for e in ("NC", "SA", "ND") if e in elements]
     if version:
         parts.append(version)

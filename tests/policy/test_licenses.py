@@ -53,6 +53,14 @@ CASES = [
     ("CC-BY-4.0 OR CC-BY-SA-4.0", "unknown"),
     ("CC BY 5.0", "unknown"),
     ("CC BY 4.0 DE", "unknown"),  # 4.0 was never ported
+    # an element after the version is not a jurisdiction (no port was named NC, ND, SA or
+    # BY): read as a New Caledonian CC BY, a non-commercial clip passed `commercial`
+    ("CC BY 3.0 NC", "unknown"),
+    ("CC-BY-2.0-NC", "unknown"),
+    ("CC BY 3.0 ND", "unknown"),
+    ("CC BY-SA 2.5 NC", "unknown"),
+    ("cc-by-3.0-by", "unknown"),
+    ("CC BY 2.0 SA", "unknown"),
     ("CC BY-SA-ND 4.0", "unknown"),
     ("by 4.0", "unknown"),
     ("https://example.com/license", "unknown"),
