@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -29,6 +30,9 @@ _KNOWN = {"all", "none", "noindex", "nofollow", "noarchive", "nosnippet", "notra
           "max-video-preview", "indexifembedded", "noai", "noimageai"}
 
 
+_PRODUCT_TOKEN = re.compile(r"[a-z0-9_.*-]+")
+
+
 def robots_tag_directives(values: Iterable[str], token: str) -> list[tuple[str, str]]:
     """(directive, the header value it came from) of the AI directives that apply to
     ``token`` in ``X-Robots-Tag`` values (each value may be a comma-separated list, optionally
@@ -41,7 +45,10 @@ def robots_tag_directives(values: Iterable[str], token: str) -> list[tuple[str, 
             part = part.strip().lower()
             if ":" in part:
                 head, rest = (s.strip() for s in part.split(":", 1))
-                if head not in _KNOWN:  # "googlebot: noindex" scopes what follows
+                # "googlebot: noindex" scopes what follows; a head that is no product token
+                # is not a scope ("25-Jun-27 15:00:00 PST", the rest of an RFC 850 date
+                # whose comma split `unavailable_after: Friday, 25-Jun-27 ...`)
+                if head not in _KNOWN and _PRODUCT_TOKEN.fullmatch(head):
                     scope, part = head, rest
             if part in AI_DIRECTIVES and scope in (None, token, "*"):
                 found.append((part, value.strip()))

@@ -22,6 +22,12 @@ def test_x_robots_tag_values_and_scopes():
     assert robots_tag_directives(["otherbot: noindex, noai"], "clipfactory") == []
     assert robots_tag_directives(["max-snippet: 20, NOAI"], "clipfactory") == [
         ("noai", "max-snippet: 20, NOAI")]
+    # an RFC 850 date holds a comma: its second half ("25-Jun-27 15:00:00 PST") was taken
+    # for a crawler's scope, and the `noai` after it for a directive meant for that crawler
+    value = "unavailable_after: Friday, 25-Jun-27 15:00:00 PST, noai"
+    assert robots_tag_directives([value], "clipfactory") == [("noai", value)]
+    assert robots_tag_directives(["otherbot: unavailable_after: Friday, 25-Jun-27 15:00:00 PST, "
+                                  "noai"], "clipfactory") == []
 
 
 def test_page_meta_tags():
