@@ -168,6 +168,11 @@ def parse_rule(line: str) -> Rule | None:
         return Rule("path", str(Path(text).expanduser().resolve()), text)
     if kind in ("channel", "domain", "id", "sha256", "url", "path"):
         raise ValueError(f"invalid opt-out rule {text!r}")
+    if "/" in text or "\\" in text:  # never an id (ids hold no separator)
+        if "." in text.split("/", 1)[0]:  # youtube.com/watch?v=..., www.example.org/v/1
+            return Rule("url", canonical_url(f"https://{text}"), text)
+        raise ValueError(f"opt-out rule {text!r} is no id (ids hold no '/'), no URL and no "
+                         "path: write a path as /abs/path, ./rel/path or path:rel/path")
     return Rule("id", text, text)
 
 

@@ -108,3 +108,17 @@ def test_the_documented_list_with_comments_after_its_rules():
     assert parse_rule("https://e.org/v#t=3").value == "https://e.org/v"
     assert parse_rule("id:vid#2").value == "vid#2"
     assert parse_rule("   # only a comment") is None
+
+
+def test_a_url_written_without_its_scheme_is_a_url_and_a_slash_is_never_an_id():
+    """`youtube.com/watch?v=...` and `www.example.org/v/1` were taken for bare ids, which
+    hold no '/', so they matched nothing and said nothing."""
+    listed = OptOutList.parse(["youtube.com/watch?v=dQw4w9WgXcQ", "www.example.org/v/1"])
+    assert [r.canonical for r in listed.rules] == ["url:youtube:dQw4w9WgXcQ",
+                                                    "url:https://example.org/v/1"]
+    assert listed.match(facts(source_url="https://youtu.be/dQw4w9WgXcQ")) is listed.rules[0]
+    assert listed.match(facts(source_url="http://example.org/v/1/")) is listed.rules[1]
+    for r in listed.rules:
+        assert parse_rule(r.canonical) == r
+    with pytest.raises(ValueError, match=r"line 1: .*no id"):
+        OptOutList.parse(["videos/a.mp4"])  # a relative path is written path:videos/a.mp4
