@@ -17,7 +17,10 @@ __all__ = ["Router", "needs_fetch"]
 
 def needs_fetch(source: str) -> bool:
     """True for URLs that must be downloaded (anything with a scheme but ``file://``)."""
-    scheme = urlsplit(source).scheme
+    try:
+        scheme = urlsplit(source).scheme
+    except ValueError:  # `https://[::1/x`: a URL all the same, whose fetch says it is bad
+        scheme = source.partition("://")[0] if "://" in source else ""
     return len(scheme) > 1 and scheme.lower() != "file"  # "C:" is a drive, not a scheme
 
 

@@ -42,7 +42,11 @@ def canonical_url(url: str) -> str:
     url = url.strip()
     if "://" not in url:
         return url
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""  # raises on a port out of range
+    except ValueError:  # not a URL one can split (`https://[::1/x`): compared as written
+        return url
     host = (parts.hostname or "").lower()
     for prefix in ("www.", "m."):
         host = host.removeprefix(prefix)
@@ -56,7 +60,6 @@ def canonical_url(url: str) -> str:
             vid = m.group(1)
         if vid:
             return f"youtube:{vid}"
-    port = f":{parts.port}" if parts.port else ""
     query = f"?{parts.query}" if parts.query else ""
     scheme = "https" if parts.scheme.lower() == "http" else parts.scheme.lower()
     return f"{scheme}://{host}{port}{parts.path.rstrip('/')}{query}"
@@ -65,7 +68,10 @@ def canonical_url(url: str) -> str:
 def _host(url: str | None) -> str | None:
     if not url or "://" not in url:
         return None
-    host = (urlsplit(url.strip()).hostname or "").lower()
+    try:
+        host = (urlsplit(url.strip()).hostname or "").lower()
+    except ValueError:  # `https://[::1/x`
+        return None
     return host.removeprefix("www.") or None
 
 

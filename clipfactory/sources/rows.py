@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from clipfactory.fetch.local import local_path
 from clipfactory.ids import short_hash, validate_id
@@ -48,6 +48,20 @@ def _home(p: Path) -> Path:
         return p
 
 
+def _checked_url(url: str) -> str:
+    """``url``, or ValueError saying why it is no URL (a port out of range, a broken IPv6
+    host, a web URL without a host): the row is rejected here, with its line, instead of
+    every later step that reads the URL meeting it."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port out of range
+    except ValueError as e:
+        raise ValueError(f"not a usable URL {url[:200]!r}: {e}") from None
+    if parts.scheme.lower() in ("http", "https", "ftp") and not parts.hostname:
+        raise ValueError(f"not a usable URL {url[:200]!r}: no host")
+    return url
+
+
 def item_from_row(row: dict[str, Any], base: Path, cols: dict[str, str],
                   layout: str = "generic") -> SourceItem:
     """Build an item or raise ValueError/InvalidId with the reason."""
@@ -65,7 +79,7 @@ def item_from_row(row: dict[str, Any], base: Path, cols: dict[str, str],
     if media[:7].lower() == "file://":
         media = local_path(media)  # file:///x, file://localhost/x, as the local fetcher reads them
     if media.lower().startswith(REMOTE_PREFIXES):
-        source = media
+        source = _checked_url(media)
     else:
         p = _home(Path(media))  # ~/videos/a.mp4, as a shell would read it
         source = str((p if p.is_absolute() else base / p).resolve())

@@ -122,3 +122,17 @@ def test_a_url_written_without_its_scheme_is_a_url_and_a_slash_is_never_an_id():
         assert parse_rule(r.canonical) == r
     with pytest.raises(ValueError, match=r"line 1: .*no id"):
         OptOutList.parse(["videos/a.mp4"])  # a relative path is written path:videos/a.mp4
+
+
+def test_urls_that_cannot_be_split_are_compared_as_written():
+    """A port out of range or a broken IPv6 host made urlsplit raise, and with it the opt-out
+    check of the run (a traceback, every input left pending)."""
+    from clipfactory.fetch.router import needs_fetch
+
+    listed = OptOutList.parse(["domain:a.org", "https://b.org/x"])
+    for url, hit in (("https://a.org:99999/x.mp4", "domain:a.org"),  # its host still reads
+                     ("https://[::1/x.mp4", None)):
+        assert canonical_url(url) == url
+        rule = listed.match(facts(source=url, source_url=url))
+        assert (rule.text if rule else None) == hit
+        assert needs_fetch(url)

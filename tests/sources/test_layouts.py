@@ -167,3 +167,18 @@ def test_generic_rows_an_empty_captions_cell_ids_with_spaces_and_file_urls(tmp_p
     assert items[0].spans == ((0.0, 2.0, "x"), (3.0, 5.0, "y"))
     assert items[1].spans == ((0.0, 2.0, None),)
     assert parse_spans("[[0, 1]]", float("nan")) == ((0.0, 1.0, None),)
+
+
+def test_a_row_whose_url_cannot_be_split_is_rejected_with_its_reason(tmp_path):
+    """It stopped the whole run with a traceback (in the opt-out check, or in the fetcher's
+    router), leaving every input pending."""
+    m = tmp_path / "m.jsonl"
+    m.write_text("\n".join(json.dumps({"id": i, "url": u}) for i, u in [
+        ("port", "https://a.org:99999/x.mp4"), ("v6", "https://[::1/x.mp4"),
+        ("nohost", "https:///x.mp4"), ("ok", "https://a.org/x.mp4")]), encoding="utf-8")
+    items, rej = _split(list(read_input(m)))
+    assert [i.item_key for i in items] == ["id:ok"]
+    assert [(r.reason, r.detail.split(": ", 1)[1].split(" '")[0]) for r in rej] == [
+        ("invalid_manifest_row", "not a usable URL")] * 3
+    assert ["Port out of range" in rej[0].detail, "Invalid IPv6" in rej[1].detail,
+            rej[2].detail.endswith("no host")] == [True] * 3
