@@ -13,6 +13,7 @@ deletes). Vectors are also kept in the ledger (float16) so the global steps
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -91,6 +92,22 @@ def _write_part(path: Path, rows: list[tuple[str, np.ndarray]], model: str,
         pq.write_table(table, tmp, compression="zstd")
 
 
+_NON_FINITE = ("the model gave NaN or infinite values for this clip (a broken checkpoint, "
+               "or an overflow in half precision); nothing of it was kept")
+
+
+def _finite(o: StageOutput) -> StageOutput:
+    """``o``, or a failure when its vector (as stored, in float16) or a score is NaN or
+    infinite: kept, they made the record's JSON invalid (the ledger refused it, this run
+    and every later one) and semantic dedup's clustering raise."""
+    if not o.ok:
+        return o
+    bad = o.vector is not None and not np.isfinite(
+        np.asarray(o.vector, dtype=np.float32).astype(np.float16)).all()
+    bad = bad or any(not math.isfinite(v) for v in o.scores.values())
+    return StageOutput(o.clip_id, reason="non_finite_output", detail=_NON_FINITE) if bad else o
+
+
 class AnnotationStore:
     """Buffer stage outputs and commit them (see module doc)."""
 
@@ -154,6 +171,7 @@ class AnnotationStore:
         self._last_flush = time.monotonic()
         if not buf:
             return
+        buf = [(stage, model, rev, _finite(o)) for stage, model, rev, o in buf]
         ids = sorted({o.clip_id for *_, o in buf})
         records = self._records(ids)
         parts: list[tuple[str, int, str]] = []

@@ -125,3 +125,29 @@ def test_a_missing_or_broken_model_stops_the_run_before_any_work(models, corpus,
                  "--quiet"]) == 2
     assert "truncated" in capsys.readouterr().err
     assert not (out / "shards").exists()
+
+
+@pytest.mark.parametrize("categories", [True, False])
+def test_a_model_that_gives_nan_fails_its_clips_and_the_run_goes_on(corpus, tmp_path,
+                                                                     categories):
+    """A checkpoint whose projection holds NaN passes the file checks and gives NaN vectors
+    and category scores. Kept as `ok`, the NaN made the record's JSON invalid (the ledger
+    refused it: this run and every later one stopped), or, without categories, made semantic
+    dedup's clustering raise. Each clip now fails as embed/non_finite_output, nothing kept."""
+    from safetensors.numpy import load_file, save_file
+
+    model = make_tiny_clip(tmp_path / "nan-clip")
+    tensors = load_file(str(model / "model.safetensors"))
+    tensors["visual_projection.weight"][:] = np.nan
+    save_file(tensors, str(model / "model.safetensors"), metadata={"format": "pt"})
+    cfg = _cfg(model, semantic=True, semantic_cluster_size=2)
+    cfg.annotate.categories.enabled = categories
+    out = tmp_path / "out"
+    for _ in range(2):  # and again: the failures are retried, and fail the same way
+        s = run(corpus, out, cfg)
+        assert s["counts"]["clips"]["kept"] == 5
+        assert s["annotations"]["failed_by_reason"] == {"embed/non_finite_output": 5}
+    assert not (out / "embeddings").exists() or pq.read_table(out / "embeddings").num_rows == 0
+    for r in pq.read_table(out / "index.parquet").to_pylist():
+        assert r["category"] is None and not any(k.startswith("category.") for k in
+                                                 dict(r["scores"]))
