@@ -142,7 +142,17 @@ def recut_orphans(out: str | Path, cfg: Config, ledger: Ledger) -> dict[str, int
             for c in by_item[f.item.item_key]:
                 _lose(c, "source_unavailable", f"{f.error.stage}/{f.error.reason}: "
                       f"{f.error.detail}")
-    ledger.update_clips(clips)
+    from clipfactory.stages.store import ensure_schema
+
+    ensure_schema(ledger)
+    back = [c.clip_id for c in clips if c.state == "staged"]
+    with ledger.transaction() as db:
+        ledger.write_clips(db, clips)
+        # a clip cut again is new to semantic dedup: its vector (of the same frames) keeps,
+        # but its cluster is decided afresh against what is kept now. With the cluster of
+        # the time it was dropped, it was never compared again, and near-copies came back
+        list(query_in(db, "UPDATE embeddings SET cluster = NULL, nn_sim = NULL"
+                      " WHERE clip_id IN ({})", back))
     counts: dict[str, int] = {}
     for c in clips:
         k = "recut" if c.state == "staged" else f"lost:{c.reason}"

@@ -103,3 +103,30 @@ def test_dedup_new_decides_only_the_new_members():
     assert none.kept.all() and none.nn_sim[1] == pytest.approx(0.0, abs=1e-6)
     first, _ = dedup_new(np.zeros((0, 3), np.float32), np.stack([a, near_a]), eps=0.02)
     assert first.kept.tolist() == [True, False] and first.duplicate_of.tolist() == [-1, 0]
+
+
+def test_copies_cut_again_after_their_keeper_is_taken_down_are_compared_again(tmp_path):
+    """Three encodes of one video: one kept, two semantic duplicates of it. The kept one is
+    taken down, and the next run cuts its duplicates again. They kept the cluster of the
+    time they were dropped, so semantic dedup never looked at them: both came back, near
+    copies of each other. Now one is kept and the other is its duplicate."""
+    from clipfactory.provenance.takedown import takedown, takedown_rules
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name, crf in (("v.mp4", 18), ("copy_a.mp4", 28), ("copy_b.mp4", 32)):
+        write_video(src / name, _SHOTS[0], gop=30, crf=crf)
+    out = tmp_path / "out"
+    run(src, out, _cfg(0.02), stages=[_stage()])
+    kept = pq.read_table(out / "index.parquet").to_pylist()
+    assert len(kept) == 2 and len({r["source"] for r in kept}) == 1
+    takedown(out, takedown_rules(sources=[kept[0]["source"]]), "a request")
+    s = run(src, out, _cfg(0.02), stages=[_stage()])
+    index = pq.read_table(out / "index.parquet").to_pylist()
+    assert len(index) == 2 and len({r["source"] for r in index}) == 1  # one copy, not both
+    assert index[0]["source"] != kept[0]["source"]
+    rej = [r for r in pq.read_table(out / "rejected.parquet").to_pylist()
+           if r["reason"] == "semantic_duplicate"]
+    by_id = {r["clip_id"]: r for r in index}
+    assert len(rej) == 2 and all(r["duplicate_of"] in by_id for r in rej)
+    assert s["counts"]["clips"]["kept"] == 2
