@@ -75,12 +75,20 @@ def _train(ledger: Ledger, cfg: DedupConfig, n: int) -> dict[str, Any]:
     k = auto_clusters(n, cfg.semantic_cluster_size)
     cents = train_kmeans(x, k, seed=0)
     state = {"k": int(cents.shape[0]), "dim": int(cents.shape[1]), "trained_n": n,
+             "model": list(_vector_model(ledger) or ()),
              "centroids": base64.b64encode(cents.astype(np.float16).tobytes()).decode()}
     ledger.set_meta(_META, state)
     ledger.db.execute("UPDATE embeddings SET cluster = NULL")
     log.info("semantic dedup: %d clusters trained on %d of %d kept clips", state["k"],
              len(sample), n)
     return state
+
+
+def _vector_model(ledger: Ledger) -> tuple[str, str, int] | None:
+    """(model, revision, dim) of the stored vectors (one model at a time: the run refuses a
+    second while vectors of the first are kept); None when there are none."""
+    r = ledger.db.execute("SELECT model, revision, dim FROM embeddings LIMIT 1").fetchone()
+    return (r["model"] or "", r["revision"] or "", int(r["dim"])) if r else None
 
 
 def _assign_new(ledger: Ledger, cents: np.ndarray) -> dict[int, set[str]]:
@@ -111,7 +119,12 @@ def semantic_duplicates(ledger: Ledger, cfg: DedupConfig) -> list[Duplicate]:
     if n == 0:
         return []
     state = ledger.get_meta(_META)
-    retrained = state is None or n > RETRAIN_GROWTH * state["trained_n"]
+    # centroids of another model's vectors (every vector removed by takedowns, then another
+    # model): assigning to them raised on a width mismatch in this run and every later one,
+    # or, at the same width, clustered against another model's space
+    model = list(_vector_model(ledger) or ())
+    retrained = state is None or n > RETRAIN_GROWTH * state["trained_n"] or \
+        state.get("dim") != model[2] or state.get("model", model) != model
     if retrained:
         state = _train(ledger, cfg, n)
     touched = _assign_new(ledger, _centroids(state))

@@ -130,3 +130,30 @@ def test_copies_cut_again_after_their_keeper_is_taken_down_are_compared_again(tm
     by_id = {r["clip_id"]: r for r in index}
     assert len(rej) == 2 and all(r["duplicate_of"] in by_id for r in rej)
     assert s["counts"]["clips"]["kept"] == 2
+
+
+def test_another_model_after_every_vector_was_taken_down_trains_its_own_clusters(tmp_path):
+    """Every clip taken down (its vectors with it), then the output reused with another
+    model, whose vectors have another width: the old model's centroids were kept, and
+    assigning to them raised in this run and every later one."""
+    from clipfactory.ledger import Ledger
+    from clipfactory.provenance.takedown import takedown, takedown_rules
+
+    src = tmp_path / "in"
+    src.mkdir()
+    write_video(src / "a.mp4", _SHOTS[0], gop=30)
+    out = tmp_path / "out"
+    run(src, out, _cfg(0.02), stages=[MeanColourStage(frames=3, vector="colour")])
+    assert takedown(out, takedown_rules(sources=[str(src / "a.mp4")]), "all of it").embeddings
+    for v in (1, 2):
+        write_video(src / f"b{v}.mp4", _SHOTS[v], gop=30)
+    write_video(src / "b1_copy.mp4", _SHOTS[1], gop=30, crf=30)
+    s = run(src, out, _cfg(0.02),
+            stages=[MeanColourStage(frames=3, vector="thumb", revision="v2")])
+    assert s["counts"]["clips"]["kept"] == 4
+    assert s["counts"]["dropped_by_reason"]["dedup/semantic_duplicate"] == 2
+    ledger = Ledger(out / "ledger.sqlite")
+    state = ledger.get_meta("semantic_index")
+    dims = {r[0] for r in ledger.db.execute("SELECT dim FROM embeddings")}
+    ledger.close()
+    assert dims == {state["dim"]} and state["model"][1] == "v2"
