@@ -131,7 +131,9 @@ class StageRunner(BatchingRunner):
         return len(self._buffer) + sum(len(b) for b in self._in_flight.values())
 
     def _collect(self, timeout: float) -> None:
-        conns = {w.conn: w for w in self._pool}
+        # a worker given up on keeps its place in the pool with its pipe closed: waiting on a
+        # closed pipe raised, and the run stopped where its clips were to be failed
+        conns = {w.conn: w for w in self._pool if not w.conn.closed}
         for conn in mp_connection.wait(list(conns), timeout=timeout):
             w = conns[conn]  # type: ignore[index]
             try:
@@ -162,7 +164,7 @@ class StageRunner(BatchingRunner):
             w.conn.close()
             self.crashes += 1
             self._crashes_in_row += 1
-            if self._crashes_in_row > _MAX_CRASHES_IN_ROW:  # dies at start: fail, don't spin
+            if self._crashes_in_row >= _MAX_CRASHES_IN_ROW:  # dies at start: fail, don't spin
                 self._give_up(w)
                 return
             self._pool[i] = _Worker(self._ctx, self.stage)

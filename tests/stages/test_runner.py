@@ -97,3 +97,17 @@ def test_two_workers_share_the_batches(clips):
         outs = runner.drain()
     assert len(outs) == 8 and all(o.ok for o in outs)
     assert len({o.fields["colour_pid"] for o in outs}) == 2
+
+
+def test_a_stage_whose_workers_keep_dying_gives_up_after_three(clips):
+    """docs/annotate.md: after three deaths in a row with no batch done, the stage gives up
+    and fails its clips. It gave up at the fourth, and then waited on the dead worker's
+    closed pipe: OSError, the run stopped instead of failing the clips."""
+    doomed = frozenset(c.clip_id for c in clips)
+    with StageRunner(MeanColourStage(batch_size=1, crash_on=doomed)) as runner:
+        runner.submit(clips)
+        outs = runner.drain()
+        assert runner.crashes == 3
+    assert len(outs) == len(clips) and not any(o.ok for o in outs)
+    assert {o.reason for o in outs} == {"colour_crashed"}
+    assert any(o.detail.startswith("3 colour worker processes in a row died") for o in outs)
