@@ -34,7 +34,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from clipfactory.config import Config, RayConfig
+from clipfactory.config import Config, ConfigError, RayConfig
 from clipfactory.memory import reuse_freed_memory
 from clipfactory.records import Rejection, SourceItem, VideoResult
 from clipfactory.worker import process_video
@@ -208,7 +208,12 @@ def _join(ray: ModuleType, address: str | None, num_cpus: int) -> bool:
         return False
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, logging_level=logging.WARNING, configure_logging=False)
+        try:
+            ray.init(address=address, logging_level=logging.WARNING, configure_logging=False)
+        except ConnectionError as e:  # no cluster there: one line, not Ray's traceback
+            raise ConfigError(f"no Ray cluster at {address!r} ({e}); start one with "
+                              "`ray start --head`, or leave --ray-address out to run on "
+                              "this machine") from None
     else:
         _init_private(ray, num_cpus)
     return True
