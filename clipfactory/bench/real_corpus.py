@@ -32,7 +32,8 @@ import numpy as np
 
 from clipfactory.bench.shot_corpus import cached_truth, save_truth
 
-__all__ = ["DISSOLVE_FRAMES", "RealSource", "load_sources", "make_real_corpus", "split_of"]
+__all__ = ["DISSOLVE_FRAMES", "CorpusError", "RealSource", "load_sources", "make_real_corpus",
+           "split_of"]
 
 _JOINS = {"cut": 0.62, "dissolve": 0.2, "fade": 0.18}
 _CODECS = (("libx264", "mp4"), ("libx264", "mp4"), ("libvpx-vp9", "webm"))
@@ -65,12 +66,20 @@ def split_of(path: str, holdout_share: float = 0.4) -> str:
     return "holdout" if (h % 1000) / 1000 < holdout_share else "tune"
 
 
+class CorpusError(ValueError):
+    """The footage given cannot make a corpus (no such file, not a segments file, no segment
+    of the split long enough): a message for the user, not a bug."""
+
+
 def load_sources(spec: str | os.PathLike[str], split: str = "all",
                  min_frames: int = 40) -> list[RealSource]:
     """Segments of ``spec`` (a segments JSON file or a folder of single-shot videos) in
     ``split`` (``tune``, ``holdout`` or ``all``), each of at least ``min_frames`` frames."""
     p = Path(spec)
     out: list[RealSource] = []
+    if not p.exists():
+        raise CorpusError(f"{p}: no such file or folder (bench/real-footage/fetch.sh DIR "
+                          "writes DIR/segments.json)")
     if p.is_dir():
         for f in sorted(p.rglob("*")):
             if f.suffix.lower() in _VIDEO_EXT and f.is_file():
@@ -82,11 +91,16 @@ def load_sources(spec: str | os.PathLike[str], split: str = "all",
                     out.append(RealSource(str(f), 0, n - 1))
     else:
         base = p.parent
-        for row in json.loads(p.read_text(encoding="utf-8")):
-            path = str(base / row["path"]) if not os.path.isabs(row["path"]) else row["path"]
-            for first, last in row.get("segments") or [[0, row["frames"] - 1]]:
-                out.append(RealSource(path, int(first), int(last), row.get("kind", "camera"),
-                                      row.get("licence", "")))
+        try:
+            for row in json.loads(p.read_text(encoding="utf-8")):
+                path = str(base / row["path"]) if not os.path.isabs(row["path"]) \
+                    else row["path"]
+                for first, last in row.get("segments") or [[0, row["frames"] - 1]]:
+                    out.append(RealSource(path, int(first), int(last),
+                                          row.get("kind", "camera"), row.get("licence", "")))
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+            raise CorpusError(f"{p}: not a segments file (a JSON list of {{path, frames, "
+                              f"segments}}): {type(e).__name__}: {e}") from None
     return [s for s in out if s.frames >= min_frames
             and (split == "all" or split_of(s.path) == split)]
 
@@ -268,7 +282,8 @@ def make_real_corpus(sources: list[RealSource], directory: str | os.PathLike[str
     ``dissolve``: the shortest and longest cross-dissolve, in frames (an editor's default 1 s
     dissolve is 25-30 frames at 25-30 fps, 50-60 at 50-60 fps)."""
     if not sources:
-        raise ValueError("no real footage segments to edit")
+        raise CorpusError("no real footage segments to edit (none of at least 40 frames in "
+                          "the split asked for)")
     d = Path(directory)
     ident = sorted(f"{Path(s.path).name}:{s.first}-{s.last}" for s in sources)
     params = {"version": _VERSION, "videos": videos, "seconds": seconds, "width": width,

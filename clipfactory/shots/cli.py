@@ -125,6 +125,7 @@ def _videos(args: list[str], ingest: Any) -> Iterator[tuple[str, str | None]]:
 
 
 def _cmd_eval(a: argparse.Namespace) -> int:
+    from clipfactory.bench.real_corpus import CorpusError
     from clipfactory.bench.shot_eval import SYSTEMS, run_shot_eval
     from clipfactory.memory import reuse_freed_memory
 
@@ -141,10 +142,17 @@ def _cmd_eval(a: argparse.Namespace) -> int:
         print(f"clipfactory: --dissolve-frames {a.dissolve_frames!r}: want LO-HI frames, "
               "2 <= LO <= HI", file=sys.stderr)
         return 2
+    if a.videos < 1 or a.seconds <= 0:
+        print("clipfactory: --videos must be at least 1 and --seconds above 0", file=sys.stderr)
+        return 2
     reuse_freed_memory()  # as in `clipfactory shots`, for every system compared
-    run_shot_eval(a.workdir, videos=a.videos, seconds=a.seconds, width=a.width, height=a.height,
-                  tolerance=a.tolerance, systems=systems, seed=a.seed, real=a.real,
-                  split=a.split, fps=a.fps, dissolve=(lo, hi))
+    try:
+        run_shot_eval(a.workdir, videos=a.videos, seconds=a.seconds, width=a.width,
+                      height=a.height, tolerance=a.tolerance, systems=systems, seed=a.seed,
+                      real=a.real, split=a.split, fps=a.fps, dissolve=(lo, hi))
+    except CorpusError as e:  # a wrong --real: what to fix, in one line
+        print(f"clipfactory: --real: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -54,6 +54,23 @@ def test_unknown_system_is_refused(tmp_path, capsys):
         assert "--dissolve-frames" in capsys.readouterr().err
 
 
+def test_a_wrong_real_footage_argument_is_one_line_and_status_2(tmp_path, capsys):
+    """A typo in --real, an empty folder, a file that is no segments list, --videos 0: each
+    came out as a traceback (FileNotFoundError, ValueError, JSONDecodeError) and status 1."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes.txt").write_text("hi")
+    cases = [(["--real", str(tmp_path / "nope.json")], "no such file or folder"),
+             (["--real", str(tmp_path / "empty")], "no real footage segments"),
+             (["--real", str(tmp_path / "notes.txt")], "not a segments file"),
+             (["--videos", "0"], "--videos must be at least 1")]
+    for args, said in cases:
+        rc = main(["eval", "shots", *args, "--systems", "builtin", "--workdir",
+                   str(tmp_path / "w")])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.startswith("clipfactory: ") and said in err, (args, err)
+        assert "Traceback" not in err and err.count("\n") == 1
+
+
 @pytest.mark.slow
 def test_builtin_meets_its_targets_on_a_small_corpus(tmp_path):
     from clipfactory.bench.shot_eval import run_shot_eval
