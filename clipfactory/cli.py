@@ -294,14 +294,21 @@ def main(argv: list[str] | None = None) -> int:
     interrupted = False
     try:
         if getattr(a, "no_wait", False):  # take the output's lock now, or say who holds it
-            from clipfactory.lock import OutputLocked, output_lock
+            from clipfactory.lock import LOCK_FILE, OutputLocked, output_lock
 
+            fresh = a.command == "run" and not os.path.lexists(a.output)
             try:
                 with output_lock(a.output, a.command, wait=False, create=a.command == "run"):
                     status = handlers[a.command](a)
             except OutputLocked as e:
                 print(f"clipfactory: {e}", file=sys.stderr)
                 return 2
+            finally:  # refused before any work (a missing input, a bad config): no folder
+                # of only a lock file is left behind, as without --no-wait
+                if fresh and Path(a.output).is_dir() and \
+                        [p.name for p in Path(a.output).iterdir()] == [LOCK_FILE]:
+                    (Path(a.output) / LOCK_FILE).unlink()
+                    Path(a.output).rmdir()
         else:
             status = handlers[a.command](a)
         sys.stdout.flush()  # a reader that has gone is found here, not at the exit

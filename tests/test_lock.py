@@ -63,6 +63,22 @@ def test_a_second_writer_fails_clearly_with_no_wait(tmp_path, capsys):
         pass  # re-entrant in one process
 
 
+def test_a_run_refused_before_any_work_leaves_no_folder_with_no_wait(tmp_path, capsys):
+    """With --no-wait the lock (and so the output folder) was taken before the input was
+    checked: a typo in --input left a folder holding only clipfactory.lock."""
+    for extra in ([], ["--no-wait"]):
+        out = tmp_path / f"out{len(extra)}"
+        assert main(["run", "--input", str(tmp_path / "nope"), "--output", str(out),
+                     *extra]) == 2
+        assert "input not found" in capsys.readouterr().err
+        assert not out.exists(), extra
+    kept = tmp_path / "kept"  # an output folder that was there already stays
+    kept.mkdir()
+    assert main(["run", "--input", str(tmp_path / "nope"), "--output", str(kept),
+                 "--no-wait"]) == 2
+    assert kept.is_dir()
+
+
 def test_a_takedown_racing_a_run_waits_and_loses_nothing(tmp_path, capsys):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
