@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -101,8 +102,10 @@ def _parser() -> argparse.ArgumentParser:
     bc = sub.add_parser("bench-cut", help="exact (smart) cut vs full re-encode vs stream copy")
     bc.add_argument("--videos", type=int, default=3, help="sources per GOP length")
     bc.add_argument("--seconds", type=float, default=60.0, help="seconds per source")
-    bc.add_argument("--gops", default="2,5", help="GOP lengths in seconds, comma-separated")
-    bc.add_argument("--clip-seconds", default="4,12", help="clip lengths: min,max seconds")
+    bc.add_argument("--gops", default=(2.0, 5.0), type=_positive_numbers(),
+                    help="GOP lengths in seconds, comma-separated")
+    bc.add_argument("--clip-seconds", default=(4.0, 12.0), type=_positive_numbers(2),
+                    help="clip lengths: min,max seconds")
     bc.add_argument("--width", type=int, default=640)
     bc.add_argument("--height", type=int, default=360)
     bc.add_argument("--workdir", default="bench-out", help="where sources and clips go")
@@ -111,7 +114,8 @@ def _parser() -> argparse.ArgumentParser:
 
     bs = sub.add_parser("bench-scale", help="run, status, audit, takedown and re-dedup on "
                         "synthetic datasets of N clips (time, peak RSS)")
-    bs.add_argument("--clips", default="1e5,1e6", help="comma-separated sizes, e.g. 1e5,1e6,1e7")
+    bs.add_argument("--clips", default=(1e5, 1e6), type=_positive_numbers(),
+                    help="comma-separated sizes, e.g. 1e5,1e6,1e7")
     bs.add_argument("--keep", default=None, metavar="DIR",
                     help="leave the dataset of N clips in DIR/clips-N (default: deleted)")
     bs.add_argument("--json", default=None, metavar="FILE", help="also write the rows as JSON")
@@ -249,19 +253,34 @@ def _cmd_bench_ray(a: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_numbers(count: int | None = None) -> Callable[[str], tuple[float, ...]]:
+    """An argparse type: comma-separated numbers above 0 (``count`` of them, in increasing
+    order, when given): a typo is a usage error, not a traceback after the work began."""
+    def parse(text: str) -> tuple[float, ...]:
+        try:
+            values = tuple(float(x) for x in text.split(",") if x.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: not comma-separated numbers") from None
+        if not values or not all(v > 0 and math.isfinite(v) for v in values):
+            raise argparse.ArgumentTypeError(f"{text!r}: want numbers above 0")
+        if count is not None and (len(values) != count or list(values) != sorted(values)):
+            raise argparse.ArgumentTypeError(f"{text!r}: want {count} numbers, smallest first")
+        return values
+    return parse
+
+
 def _cmd_bench_cut(a: argparse.Namespace) -> int:
     from clipfactory.bench.cut import run_cut_bench
 
     run_cut_bench(a.workdir, videos=a.videos, seconds=a.seconds, width=a.width,
-                  height=a.height, gops=tuple(float(g) for g in a.gops.split(",")),
-                  clip_s=tuple(float(x) for x in a.clip_seconds.split(",")), codec=a.codec)
+                  height=a.height, gops=a.gops, clip_s=a.clip_seconds, codec=a.codec)
     return 0
 
 
 def _cmd_bench_scale(a: argparse.Namespace) -> int:
     from clipfactory.bench.scale import run_scale_bench
 
-    sizes = [int(float(x)) for x in a.clips.split(",") if x.strip()]
+    sizes = [int(x) for x in a.clips]
     rows = run_scale_bench(sizes, keep=a.keep, json_path=a.json, rededup=a.rededup, add=a.add,
                            captions=not a.no_captions)
     return 1 if any(r["problems"] for r in rows) else 0

@@ -157,3 +157,17 @@ def test_an_output_folder_the_user_may_not_create_or_write_in_is_named(tmp_path)
     assert said[0].startswith(f"cannot create the output folder {base / 'locked' / 'out'}: "
                               "permission denied")
     assert said[1] == f"cannot write in the output folder {base / 'locked'}: permission denied"
+
+
+@pytest.mark.parametrize("argv", [
+    ["bench-cut", "--gops", "2,x"], ["bench-cut", "--clip-seconds", "4"],
+    ["bench-cut", "--clip-seconds", "12,4"], ["bench-cut", "--gops", "0"],
+    ["bench-scale", "--clips", "1e5,abc"]])
+def test_a_bench_list_flag_with_a_typo_is_a_usage_error(argv, capsys):
+    """They were parsed with a bare float() once the command ran: a ValueError or TypeError
+    traceback (bench-cut after building its sources)."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "error: argument" in err
