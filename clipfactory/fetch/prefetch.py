@@ -81,6 +81,17 @@ def fetched_item(item: SourceItem, res: FetchResult) -> SourceItem:
         provenance=prov)
 
 
+def _expected_sha256(item: SourceItem) -> str | None:
+    """The SHA-256 the item's manifest row gives for its file, if it gives a valid one."""
+    sha = item.extra.get("sha256")
+    return sha.lower() if isinstance(sha, str) and _SHA256.match(sha) else None
+
+
+def _sha_matches(item: SourceItem, res: FetchResult) -> bool:
+    expected = _expected_sha256(item)
+    return expected is None or (res.sha256 or "").lower() == expected
+
+
 class Prefetcher:
     """See the module docstring."""
 
@@ -207,9 +218,15 @@ class Prefetcher:
             key = url_key(item.source)
             if key in self._inflight:  # the same URL is downloading: share that download
                 self._inflight[key].append(item)
-            elif key in self._files:  # ...or is here, held by another item: share the file
+            elif key in self._files and _sha_matches(item, self._files[key][0]):
+                # ...or is here, held by another item: share the file
                 self._hold([item], key, self._files[key][0])
                 self.counts["reused"] += 1
+            elif key in self._files:  # here, but not the bytes this row names
+                got = self._files[key][0].sha256
+                self.counts["failed"] += 1
+                self._failed.append(FetchFailure(item, FetchError(
+                    "checksum_mismatch", f"sha256 {got} != {_expected_sha256(item)}")))
             else:
                 self._inflight[key] = []
                 self._running += 1
@@ -232,7 +249,7 @@ class Prefetcher:
         failure: FetchFailure | None = None
         reused = False
         try:
-            res = self._reuse(item.source)
+            res = self._reuse(item.source, _expected_sha256(item))
             reused = res is not None
             if res is None:
                 res = self._download(item)
@@ -254,9 +271,17 @@ class Prefetcher:
             key = url_key(item.source)
             sharers = [item, *self._inflight.pop(key, [])]  # the items of the same URL
             if res is not None:
-                self._hold(sharers, key, res)
+                fine = [it for it in sharers if _sha_matches(it, res)]
+                for it in sharers:
+                    if it not in fine:  # its row names other bytes than the URL gave
+                        self.counts["failed"] += 1
+                        self._failed.append(FetchFailure(it, FetchError(
+                            "checksum_mismatch", f"sha256 {res.sha256} != "
+                            f"{_expected_sha256(it)}")))
+                if fine:
+                    self._hold(fine, key, res)
                 self.counts["reused" if reused else "fetched"] += 1
-                self.counts["reused"] += len(sharers) - 1
+                self.counts["reused"] += len(fine) - 1
                 self.counts["bytes"] += 0 if reused else res.bytes
             elif failure is not None:
                 self.counts["failed"] += len(sharers)
@@ -265,8 +290,7 @@ class Prefetcher:
             self._cv.notify_all()
 
     def _download(self, item: SourceItem) -> FetchResult:
-        sha = item.extra.get("sha256")
-        expected = sha if isinstance(sha, str) and _SHA256.match(sha) else None
+        expected = _expected_sha256(item)
         fetcher = self.router.for_url(item.source)
         res, _ = self.polite.fetch(fetcher, item.source, self.dir, self.cfg.max_bytes, expected)
         if res.owned:
@@ -277,8 +301,10 @@ class Prefetcher:
     def _marker(self, url: str) -> Path:
         return self.dir / f"{url_key(url)}.fetch.json"
 
-    def _reuse(self, url: str) -> FetchResult | None:
-        """A complete earlier download of ``url`` in the sources folder, if there is one."""
+    def _reuse(self, url: str, expected_sha256: str | None = None) -> FetchResult | None:
+        """A complete earlier download of ``url`` in the sources folder, if there is one (and
+        its bytes are the ``expected_sha256`` the item's manifest row names: an earlier
+        version of the file is fetched again, and checked, not cut)."""
         marker = self._marker(url)
         if not marker.is_file():
             return None
@@ -287,4 +313,6 @@ class Prefetcher:
         except (OSError, ValueError, TypeError):
             return None
         p = Path(res.path)
+        if expected_sha256 and (res.sha256 or "").lower() != expected_sha256.lower():
+            return None
         return res if p.is_file() and p.stat().st_size == res.bytes else None

@@ -186,3 +186,33 @@ def test_a_failed_download_fails_every_item_of_its_url(server, video_bytes, tmp_
     assert sorted((f.item.item_key, f.error.reason) for f in failed) == [
         ("k0", "http_404"), ("k1", "http_404"), ("k2", "http_404")]
     assert server.media_requests == 1  # one request for the URL
+
+
+def test_a_kept_download_of_other_bytes_than_the_row_names_is_not_reused(server, video_bytes,
+                                                                          tmp_path):
+    """A file kept from an earlier run (its marker beside it) was handed back for any row of
+    its URL, even one whose `sha256` names other bytes: the clips were cut from the old
+    version. It is fetched again and checked; bytes that still differ fail the row."""
+    import hashlib
+
+    url = server.add("/v/a.mp4", video_bytes)
+    pre = Prefetcher(_cfg(keep_sources=True), tmp_path)
+    [first] = list(pre.items([SourceItem(item_key="k", source=url)]))
+    pre.release(first)
+    pre.close()
+    newer = video_bytes + b"\0" * 64  # the server's file now (other bytes)
+    server.add("/v/a.mp4", newer)
+    sha = hashlib.sha256(newer).hexdigest()
+    pre = Prefetcher(_cfg(keep_sources=True), tmp_path)
+    [again] = list(pre.items([SourceItem(item_key="k", source=url, extra={"sha256": sha})]))
+    pre.close()
+    assert Path(again.local_path).read_bytes() == newer and server.media_requests == 2
+    assert pre.counts["fetched"] == 1 and pre.counts["reused"] == 0
+    wrong = SourceItem(item_key="w", source=url, extra={"sha256": "ab" * 32})
+    twin = SourceItem(item_key="t", source=url)  # shares the download, names no sha256
+    failed = []
+    pre = Prefetcher(_cfg(), tmp_path)
+    got = [i.item_key for i in pre.items([twin, wrong], on_failure=failed.append)]
+    pre.close()
+    assert got == ["t"]
+    assert [(f.item.item_key, f.error.reason) for f in failed] == [("w", "checksum_mismatch")]
