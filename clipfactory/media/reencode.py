@@ -277,9 +277,14 @@ class _Writer:
             self._encode(out, self.frames)
 
     def write(self, frame: av.VideoFrame, step: int) -> None:
-        """Take one source frame (``step``: nominal frame duration in ``tb`` units)."""
+        """Take one source frame (``step``: nominal frame duration in ``tb`` units). The
+        frame is left as it came: the clips of overlapping spans share it, and the encoder
+        is given it with this clip's timestamp (where no conversion makes a frame of its own).
+        Left rebased, the next clip's timestamps were taken from this one's timeline, and
+        jumped when this clip ended."""
         if self.error is not None:
             return
+        src_pts, src_tb = frame.pts, frame.time_base
         try:
             if self.out is None:
                 self._open(frame)
@@ -303,6 +308,8 @@ class _Writer:
             if storage_refused(e):  # ... unless it is the output's: then the run stops
                 raise
             self.error = f"encode_failed: {type(e).__name__}: {e}"
+        finally:
+            frame.pts, frame.time_base = src_pts, src_tb
 
     def _discard(self) -> None:
         if self.out is not None:

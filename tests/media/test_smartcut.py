@@ -171,6 +171,49 @@ def test_exact_clips_are_the_source_frames(src: Src, tmp_path: Path) -> None:
         assert any_copied
 
 
+def _xvid_like(path: str, codec: str) -> str:
+    """MPEG-4 Part 2 as Xvid writes it by default (B-frames, closed GOPs), or MPEG-2 with
+    B-frames: 4:2:0 sources that are re-encoded in full without a conversion of their own."""
+    from clipfactory.testing.synth import render_frame
+
+    with av.open(path, "w") as out:
+        opts = {"flags": "+cgop", "sc_threshold": "1000000000", "qmin": "1", "qmax": "3"}
+        s = out.add_stream(codec, rate=30, options=opts)
+        s.width, s.height, s.pix_fmt = 160, 96, "yuv420p"
+        s.codec_context.gop_size, s.codec_context.max_b_frames = 30, 2
+        for i in range(200):
+            frame = av.VideoFrame.from_ndarray(render_frame(SHOTS, i, 160, 96), format="rgb24")
+            out.mux(s.encode(frame))
+        out.mux(s.encode(None))
+    return path
+
+
+@pytest.mark.parametrize(("name", "codec", "why"), [
+    ("x.mp4", "mpeg4", "mpeg4_b_frames"), ("x.mkv", "mpeg4", "mpeg4_b_frames"),
+    ("x.ts", "mpeg2video", "codec_mpeg2video")])
+def test_b_frame_sources_re_encoded_in_full_keep_every_frame_in_overlapping_clips(
+        tmp_path: Path, name: str, codec: str, why: str) -> None:
+    """Xvid-like MPEG-4 Part 2 (B-frames, closed GOPs) was spliced: the edge encoder writes
+    no B-frames, and the decoder, switching between the two VOL headers at each join,
+    doubled the frame before a copied run and dropped the last one of a copied run before an
+    edge. Re-encoded in full now. Overlapping clips of a full re-encode shared each decoded
+    frame, which the first clip's encoder left rebased to its own timeline: the second clip's
+    timestamps jumped where the first one ended."""
+    src = _load(_xvid_like(str(tmp_path / name), codec))
+    spans = [Span(10, 130), Span(30, 60), Span(100, 180), Span(130, 200), Span(119, 180)]
+    outs = [str(tmp_path / f"c{i}.mp4") for i in range(len(spans))]
+    results = cut_clips(src.path, spans, outs, frame_pts=src.pts, cfg=CutConfig(audio="drop"))
+    for span, res in zip(spans, results, strict=True):
+        assert res.error is None and res.fallback == why, (span, res)
+        luma, pts, tb, _ = _decode(res.path)
+        assert len(luma) == res.frames == span.num_frames, span
+        want = [(p - src.pts[span.start_frame]) * src.tb for p in
+                src.pts[span.start_frame:span.end_frame]]
+        assert np.allclose([p * tb for p in pts], want, atol=1e-3), span
+        for j, got in enumerate(luma):
+            assert psnr(got, src.luma[span.start_frame + j]) >= 35, (span, j)
+
+
 @pytest.mark.parametrize("name", ["k.mp4", "k.ts"])
 def test_keyframe_mode_copies_whole_gops_and_reports_the_span(tmp_path: Path, name: str) -> None:
     src = _load(write_video(tmp_path / name, SHOTS, gop=30, bframes=2, audio=True).path)
