@@ -52,7 +52,13 @@ from clipfactory.media.cutresult import (
     usable_pts,
     video_stream,
 )
-from clipfactory.media.splice import SpliceCodec, open_gops, rap_check, splice_codec
+from clipfactory.media.splice import (
+    SpliceCodec,
+    mpeg4_b_frames,
+    open_gops,
+    rap_check,
+    splice_codec,
+)
 from clipfactory.media.streams import encoder_rate, pixel_aspect, right_angle
 from clipfactory.records import Span
 
@@ -658,6 +664,8 @@ def smart_cut(source: str, spans: Sequence[Span], out_paths: Sequence[str], *,
                 why = got
             elif open_gops(source, got):
                 why = "hevc_open_gop"  # nothing to copy: x264's full re-encode is faster
+            elif mpeg4_b_frames(source, got):
+                why = "mpeg4_b_frames"  # its decoder slides a frame at each join
             else:
                 splice = got
         if why is not None:

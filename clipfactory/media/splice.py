@@ -582,6 +582,35 @@ def _hevc(x: bytes, crf: int, preset: str) -> SpliceCodec | str:
                        annexb=framing == 0)
 
 
+def mpeg4_b_frames(source: str, codec: SpliceCodec, max_packets: int = 50) -> bool:
+    """Whether an MPEG-4 Part 2 source codes B-frames (Xvid's default; its VOL header says
+    ``low_delay = 0``). The edge encoder writes none, so its VOL says ``low_delay = 1``, and
+    FFmpeg's decoder, switching between the two at each run, outputs the picture before a
+    copied run twice and never outputs the last picture of a copied run before an edge: the
+    clip's frames slide by one. Such a source is re-encoded in full. Reads the VOL in a
+    second open of ``source`` (from the extradata, or the first packets where it travels in
+    band)."""
+    if codec.family != "mpeg4":
+        return False
+    try:
+        with av.open(source, metadata_errors="ignore") as c:
+            stream = main_video_stream(c)
+            if stream is None:
+                return False
+            cc = stream.codec_context
+            for k, packet in enumerate(c.demux(stream)):
+                if cc.has_b_frames or k >= max_packets:
+                    break
+                try:
+                    if packet.decode():  # a picture out, the VOL read: its delay is known
+                        break
+                except av.FFmpegError:
+                    continue
+            return bool(cc.has_b_frames)
+    except av.FFmpegError:
+        return False  # the cut itself will say what is wrong with the file
+
+
 def open_gops(source: str, codec: SpliceCodec, keyframes: int = 4,
               max_packets: int = 2000) -> bool:
     """Whether an HEVC source's first GOPs have pictures that lean on the GOP before them
