@@ -68,10 +68,21 @@ class AudioTrack:
         """Keep ``packet`` if it overlaps the clip's span."""
         if packet.pts is None or not packet.size:
             return
+        if self._overlaps(packet):
+            self.packets.setdefault(packet.pts, packet)
+
+    def _overlaps(self, packet: av.Packet) -> bool:
         start = float(packet.pts * self.tb)
         end = start + float((packet.duration or 0) * self.tb)
-        if (end > self.t0 and start < self.t1) or (not packet.duration and self.t0 <= start < self.t1):
-            self.packets.setdefault(packet.pts, packet)
+        return (end > self.t0 and start < self.t1) or (
+            not packet.duration and self.t0 <= start < self.t1)
+
+    def narrow(self, t0: float, t1: float) -> None:
+        """The clip's span became ``[t0, t1)`` (keyframe mode moves it to GOP boundaries):
+        the packets outside it go. Kept, those before the new start (up to a GOP of them)
+        played that much early in a reader that ignores the MP4 edit list."""
+        self.t0, self.t1 = t0, t1
+        self.packets = {k: p for k, p in self.packets.items() if self._overlaps(p)}
 
     @property
     def empty(self) -> bool:

@@ -552,10 +552,10 @@ class _Cutter:
                 packet.time_base, packet.stream, packet.is_keyframe = self.tb, ost, key
                 timed.append((float(packet.dts * self.tb), 0, packet))
             audio = False
+            if clip.audio is not None and self.copy_only:  # the span moved to GOP boundaries
+                clip.audio.narrow(float(self.pts[span.start_frame] * self.tb),
+                                  float((clip.base + end) * self.tb))
             if clip.audio is not None and not clip.audio.empty:
-                if self.copy_only:  # the clip's span moved to GOP boundaries
-                    clip.audio.t0 = float(self.pts[span.start_frame] * self.tb)
-                    clip.audio.t1 = float((clip.base + end) * self.tb)
                 astream = clip.audio.add_stream(out)
                 timed += [(t, 1, p) for t, p in clip.audio.timed_packets(astream)
                           if t < float(end * self.tb)]
