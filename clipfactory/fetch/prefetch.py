@@ -278,10 +278,10 @@ class Prefetcher:
                         self._failed.append(FetchFailure(it, FetchError(
                             "checksum_mismatch", f"sha256 {res.sha256} != "
                             f"{_expected_sha256(it)}")))
-                if fine:
-                    self._hold(fine, key, res)
-                self.counts["reused" if reused else "fetched"] += 1
+                # ``item`` is among them: its download (or reuse) was checked against its row
+                self._hold(fine, key, res)
                 self.counts["reused"] += len(fine) - 1
+                self.counts["reused" if reused else "fetched"] += 1
                 self.counts["bytes"] += 0 if reused else res.bytes
             elif failure is not None:
                 self.counts["failed"] += len(sharers)
