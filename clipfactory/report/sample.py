@@ -16,7 +16,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from clipfactory.provenance.replaced import REPLACED
 from clipfactory.report.data import ReportData, sample_ids, select_rows, video_rotations
 from clipfactory.report.rows import kept_rows
 from clipfactory.report.thumbs import ThumbRequest, span_times
@@ -135,15 +134,12 @@ def _dropped_request(r: dict[str, Any], rotations: dict[str, int], removed: set[
                        int(r["end_frame"] or 0), float(r["end_s"] or 0))
     if (r.get("stage") or "") in NO_PICTURE_STAGES or r.get("item_key") in removed:
         return ThumbRequest(cid, None, times, unavailable="source removed: no picture kept")
-    if r.get("reason") == REPLACED:  # the file now holds other bytes than these clips'
-        return ThumbRequest(cid, None, times, unavailable="source replaced since it was cut")
     if "://" in src:
         return ThumbRequest(cid, None, times,
                             unavailable="source gone (remote; the fetched copy was deleted)")
     if not Path(src).is_file():
         return ThumbRequest(cid, None, times, unavailable="source gone")
-    return ThumbRequest(cid, src, times, rotation=rotations.get(r["item_key"], 0),
-                        version=r.get("source_sha256") or "")
+    return ThumbRequest(cid, src, times, rotation=rotations.get(r["item_key"], 0))
 
 
 def thumb_requests(data: ReportData, s: Samples) -> list[ThumbRequest]:
