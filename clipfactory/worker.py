@@ -190,22 +190,23 @@ def _process(item: SourceItem, cfg: Config, staging: Path, result: VideoResult) 
 
     transitions = sig.transitions + damage_transitions(sig.damaged)
     shots = shots_from_transitions(first, sig.frames, transitions, cfg.clips.gradual_margin)
+    black = cfg.filters.black_level  # the index's dark.fraction is the dark filter's
     if item.spans:  # a manifest's spans are the only regions cut; one decode for them all
         planned, short_w = plan_windows(shots, sig.times, sig.fps, cfg.clips,
                                         [(a, b) for a, b, _ in item.spans], sig.end_time)
-        clips = [_clip(item, info, sig, s, result, w) for s, w in planned]
+        clips = [_clip(item, info, sig, s, result, black, w) for s, w in planned]
         keys = {c.clip_id for c in clips}
         for s, w in short_w:
-            clip = _clip(item, info, sig, s, result, w)
+            clip = _clip(item, info, sig, s, result, black, w)
             if clip.clip_id not in keys:
                 keys.add(clip.clip_id)
                 clip.drop("plan", "too_short")
                 clips.append(clip)
     else:
         spans, short = plan_spans(shots, sig.times, sig.fps, cfg.clips, sig.end_time)
-        clips = [_clip(item, info, sig, s, result) for s in spans]
+        clips = [_clip(item, info, sig, s, result, black) for s in spans]
         for s in short:
-            clip = _clip(item, info, sig, s, result)
+            clip = _clip(item, info, sig, s, result, black)
             clip.drop("plan", "too_short")
             clips.append(clip)
     if cfg.filters_on:
@@ -275,7 +276,7 @@ def stage_clip(clip: ClipRecord, res: CutResult) -> None:
 
 
 def _clip(item: SourceItem, info: VideoInfo, sig: Signals, span: Span,
-          result: VideoResult, window: int | None = None) -> ClipRecord:
+          result: VideoResult, black_level: float, window: int | None = None) -> ClipRecord:
     video_id = result.video_id or ""
     vkey = safe_key(video_id)
     if item.id is None and (item.start_s is not None or item.end_s is not None):
@@ -304,7 +305,7 @@ def _clip(item: SourceItem, info: VideoInfo, sig: Signals, span: Span,
     if item.provenance:  # what the fetch learned; yt-dlp's whole info dict stays in the ledger
         clip.extra["fetch"] = {k: redact_text(v) if isinstance(v, str) else v
                                for k, v in item.provenance.items() if k != "info"}
-    clip.scores = clip_scores(_clip_signals(sig, clip, 16.0))
+    clip.scores = clip_scores(_clip_signals(sig, clip, black_level))
     _camera_motion(sig, clip, info.rotation)
     return clip
 

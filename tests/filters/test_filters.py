@@ -35,3 +35,27 @@ def test_motion_ignores_the_change_into_the_clip():
     m[0] = 90.0  # the jump from the previous shot is not motion inside the clip
     sig = ClipSignals(np.full(60, 120.0, np.float32), np.full(60, 200.0, np.float32), m, 320, 180)
     assert first_rejection(FILTERS, sig) == "static"
+
+
+def test_the_index_dark_fraction_uses_the_configured_black_level(tmp_path):
+    """The dark filter judged with `filters.black_level`, while each clip's `dark.fraction`
+    score was computed at the default 16: with another level the index disagreed with the
+    verdict it stood for."""
+    import pyarrow.parquet as pq
+
+    from clipfactory.config import Config
+    from clipfactory.pipeline import run
+    from clipfactory.testing.synth import ShotSpec, write_video
+
+    src = tmp_path / "in"
+    src.mkdir()
+    write_video(src / "v.mp4", [ShotSpec(60, "texture", 1)], width=160, height=90)  # luma ~87
+    fractions = {}
+    for level in (16.0, 100.0):
+        cfg = Config.model_validate({"workers": 1, "filters": {
+            "black_level": level, "max_dark_fraction": 1.0, "min_brightness": 0}})
+        out = tmp_path / f"out{int(level)}"
+        run(src, out, cfg)
+        [row] = pq.read_table(out / "index.parquet").to_pylist()
+        fractions[level] = dict(row["scores"])["dark.fraction"]
+    assert fractions == {16.0: 0.0, 100.0: 1.0}
