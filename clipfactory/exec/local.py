@@ -123,19 +123,35 @@ class LocalExecutor:
                staging: str | Path) -> Generator[VideoResult, None, bool]:
         """Run until all is done (return False) or the pool must be killed (return True)."""
         running: dict[Future[VideoResult], tuple[SourceItem, float]] = {}
+        broken: list[BrokenProcessPool] = []
 
-        def submit(item: SourceItem) -> None:
-            running[pool.submit(self.task, item, cfg, str(staging))] = (item, time.monotonic())
+        def submit(item: SourceItem, back: Callable[[SourceItem], None]) -> bool:
+            try:
+                fut = pool.submit(self.task, item, cfg, str(staging))
+            except BrokenProcessPool as e:
+                # a worker died since the last wait (while the driver pulled the next input:
+                # a download, or the caller's own work): the pool takes no more. The input is
+                # put back, unblamed; the running ones tell whose crash it was
+                back(item)
+                broken.append(e)
+                return False
+            running[fut] = (item, time.monotonic())
+            return True
 
         while running or suspects or todo:  # `todo` last: asking it may block on a download
             # suspects of an earlier crash run alone, so a second crash names its culprit
             alone = bool(suspects) and not running
             if alone:
-                submit(suspects.popleft())
+                submit(suspects.popleft(), suspects.appendleft)
             elif not suspects:
                 while len(running) < self.max_in_flight and (item := todo.next()) is not None:
-                    submit(item)
+                    if not submit(item, lambda i: todo.extendleft([i])):
+                        break
             if not running:
+                if broken and (why := did_not_start(pool, broken[0])) is not None:
+                    raise why from broken[0]  # the pool, not the inputs: none is blamed
+                if broken:
+                    return False  # a fresh pool for what is left
                 break
             done, _ = wait(running, timeout=self._wait_s(running), return_when=FIRST_COMPLETED)
             late = self._late(running) if not done else []

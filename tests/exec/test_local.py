@@ -40,6 +40,29 @@ def test_a_crashing_input_is_isolated_and_named(tmp_path):
         assert results[name].rejection is None and results[name].video_id == name
 
 
+def _slow_crash_task(item: SourceItem, cfg: Config, staging: str) -> VideoResult:
+    if item.source == "crash":
+        time.sleep(1.0)  # dies while the driver waits on the next input, not on the pool
+        os._exit(3)
+    return VideoResult(item=item, video_id=item.source)
+
+
+def test_a_crash_while_the_driver_waits_on_the_next_input_is_isolated(tmp_path):
+    """A worker died while the driver pulled the next input from a lazy source (the URL
+    prefetcher blocks for a download): the pool refused the next submit, and its
+    BrokenProcessPool left the run with a traceback, every input after it pending."""
+    def inputs():
+        yield from _items("crash", "a")
+        time.sleep(3.0)  # a download in progress
+        yield from _items("b", "c")
+
+    ex = LocalExecutor(workers=2, task=_slow_crash_task)
+    results = {r.item.source: r for r in ex.map(inputs(), Config(), tmp_path)}
+    assert sorted(results) == ["a", "b", "c", "crash"]
+    assert results["crash"].rejection.reason == "worker_crashed"
+    assert all(results[n].rejection is None and results[n].video_id == n for n in "abc")
+
+
 def test_a_hanging_input_times_out_and_the_rest_completes(tmp_path):
     # the clock starts at submit, so the budget includes spawning a worker and importing PyAV:
     # generous enough for a loaded CI machine, far below the 600 s hang
