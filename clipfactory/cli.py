@@ -14,7 +14,7 @@ from pathlib import Path
 
 from clipfactory import __version__
 from clipfactory.annotate import cli as annotate_cli
-from clipfactory.config import ConfigError
+from clipfactory.config import MAX_WORKERS, ConfigError
 from clipfactory.errors import ManifestError, OutputError, StorageRefused, storage_refusal
 from clipfactory.fetch import cli as fetch_cli
 from clipfactory.provenance import cli as provenance_cli
@@ -32,8 +32,9 @@ EXIT_BROKEN_PIPE = 141  # stdout's reader went away (128 + SIGPIPE)
 def _workers_flag(text: str) -> int | str:
     if text == "auto":
         return text
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"a number >= 1 or auto, not {text!r}")
+    if not text.isdigit() or not 1 <= int(text) <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"a number from 1 to {MAX_WORKERS} or auto, "
+                                         f"not {text!r}")
     return int(text)
 
 

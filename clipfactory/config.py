@@ -48,6 +48,7 @@ __all__ = [
 # failure of every input later (an analysis width of 0 failed each video as undecodable)
 NonNegInt = Annotated[int, Field(ge=0)]
 PosInt = Annotated[int, Field(ge=1)]
+MAX_WORKERS = 4096  # worker processes of one run (the process pool's queue is a C int)
 NonNegFloat = Annotated[float, Field(ge=0)]
 PosFloat = Annotated[float, Field(gt=0)]
 Share = Annotated[float, Field(ge=0, le=1)]  # a fraction, a probability, a 0..1 score
@@ -446,8 +447,9 @@ class Config(_Section):
     """The whole run."""
 
     # worker processes, one video each; "auto": one per usable CPU (affinity and cgroup quota),
-    # no more than memory holds at 512 MiB each (clipfactory.exec.cores.default_workers)
-    workers: PosInt | Literal["auto"] = "auto"
+    # no more than memory holds at 512 MiB each (clipfactory.exec.cores.default_workers). At
+    # most MAX_WORKERS: a pool that size is already more than one machine runs
+    workers: Annotated[int, Field(ge=1, le=MAX_WORKERS)] | Literal["auto"] = "auto"
     executor: Literal["local", "ray"] = "local"
     ray_address: str | None = None  # None: RAY_ADDRESS, else a private local instance
     video_timeout_s: NonNegFloat = 3600.0  # a video still running after this is failed (0 = never)

@@ -171,3 +171,16 @@ def test_a_bench_list_flag_with_a_typo_is_a_usage_error(argv, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "error: argument" in err
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "x", "4097", "2147483647"])
+def test_a_workers_flag_out_of_range_is_a_usage_error(value, tmp_path, capsys):
+    """2147483647 or more reached the process pool, whose queue size is a C int: an
+    OverflowError traceback, the inputs registered and left pending."""
+    with pytest.raises(SystemExit) as e:
+        main(["run", "--input", str(tmp_path), "--output", str(tmp_path / "out"),
+              "--workers", value])
+    assert e.value.code == 2 and "from 1 to 4096 or auto" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ConfigError):
+        load_config(None, workers=5000)
