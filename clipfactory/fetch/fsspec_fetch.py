@@ -97,6 +97,8 @@ class FsspecFetcher:
                         raise FetchError("too_large", f"over the limit of {max_bytes} bytes")
                     dst.write(block)
                     got += len(block)
+            if offset + got == 0:  # no first bytes to check: an empty object is no video
+                raise FetchError("not_video_content", f"{url} is an empty object (0 bytes)")
         except FetchError:
             discard_partial(part, meta_path)
             raise

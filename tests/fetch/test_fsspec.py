@@ -30,10 +30,12 @@ def test_missing_large_and_non_video_objects(video_bytes, tmp_path):
     fs = fsspec.filesystem("memory")
     fs.pipe("/bucket/page.mp4", b"<html><body>denied</body></html>")
     fs.pipe("/bucket/big.mp4", video_bytes)
+    fs.pipe("/bucket/empty.mp4", b"")  # was saved as a 0-byte file (then probe/empty_file)
     f = FsspecFetcher(FetchConfig())
     for url, reason, limit in [("memory://bucket/none.mp4", "not_found", 10**9),
                                ("memory://bucket/page.mp4", "html_instead_of_video", 10**9),
-                               ("memory://bucket/big.mp4", "too_large", 1000)]:
+                               ("memory://bucket/big.mp4", "too_large", 1000),
+                               ("memory://bucket/empty.mp4", "not_video_content", 10**9)]:
         with pytest.raises(FetchError) as e:
             f.fetch(url, tmp_path, limit)
         assert e.value.reason == reason
