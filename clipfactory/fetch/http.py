@@ -231,6 +231,11 @@ class HttpFetcher:
         if body is not None and got < body:
             raise FetchError("connection_dropped", f"got {got} of {body} bytes",
                              retryable=True, progress=got)
+        if offset and body is None and total is not None and offset + got < total:
+            # a resumed answer without a Content-Length, cut short: its Content-Range said
+            # how long the file is (it was renamed into place, a truncated video)
+            raise FetchError("connection_dropped", f"got {offset + got} of {total} bytes",
+                             retryable=True, progress=got)
         if got == 0:  # no first bytes were checked: never a complete download
             if not offset:
                 discard_partial(part, meta_path)

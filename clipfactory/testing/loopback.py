@@ -22,10 +22,11 @@ __all__ = ["LoopbackServer", "Route"]
 @dataclass
 class Route:
     """What one path serves. ``fault`` is one of ``drop`` (the first full-body answer stops
-    after ``drop_at`` bytes), ``redirect`` (302 to ``location``), ``status`` (the first ``times`` answers are ``status``, with
+    after ``drop_at`` bytes; with ``drops`` N, the first N answers, resumed ones included,
+    each stop after ``drop_at`` bytes of theirs), ``redirect`` (302 to ``location``), ``status`` (the first ``times`` answers are ``status``, with
     ``retry_after`` if set; ``times`` -1 = always), ``trickle`` (``trickle_bytes`` every
     ``trickle_s``), or None. ``send_length`` False sends no Content-Length (the body ends when
-    the connection closes)."""
+    the connection closes); ``resume_length`` False sends none with a 206 answer."""
 
     body: bytes
     content_type: str | None = "video/mp4"
@@ -34,6 +35,8 @@ class Route:
     times: int = 1
     retry_after: str | None = None
     drop_at: int = 0
+    drops: int = 1
+    resume_length: bool = True
     trickle_bytes: int = 64
     trickle_s: float = 0.05
     send_length: bool = True
@@ -196,7 +199,7 @@ class LoopbackServer:
             h.send_header(k, v)
         if code == 206:
             h.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        if route.send_length:
+        if route.send_length and (code == 200 or route.resume_length):
             h.send_header("Content-Length", str(len(body) - start))
         if head or start >= len(body):  # the headers are the whole answer
             self._leave(h)
@@ -205,7 +208,8 @@ class LoopbackServer:
             return None
         payload = memoryview(body)[start:]
         with self._lock:
-            drop = route.fault == "drop" and start == 0 and route.faults == 0
+            drop = route.fault == "drop" and (start == 0 or route.drops > 1) \
+                and route.faults < route.drops
             if drop:
                 route.faults += 1
         if drop:

@@ -41,6 +41,20 @@ def test_a_dropped_connection_resumes_where_it_stopped(server, video_bytes, tmp_
     assert res.path.endswith(".mp4") and _leftovers(tmp_path) == [res.path.rsplit("/", 1)[1]]
 
 
+def test_a_resumed_answer_cut_short_without_a_length_is_resumed_again(server, video_bytes,
+                                                                         tmp_path):
+    """The resume's 206 answer came without a Content-Length and its connection dropped: the
+    fetcher took the end of the connection for the end of the file and renamed a truncated
+    video into place. Its Content-Range gives the total, so it resumes again."""
+    third = len(video_bytes) // 3
+    url = server.add("/v.mp4", video_bytes, fault="drop", drops=2, drop_at=third,
+                     resume_length=False)
+    res, attempts = _fetch(url, tmp_path)
+    server.wait_idle()
+    assert server.routes["/v.mp4"].ranges == [None, f"bytes={third}-", f"bytes={2 * third}-"]
+    assert attempts == 3 and Path(res.path).read_bytes() == video_bytes
+
+
 def test_a_changed_file_is_fetched_again_from_the_start(server, video_bytes, tmp_path):
     url = server.add("/v.mp4", video_bytes, fault="drop", drop_at=1000)
     with pytest.raises(FetchError) as e:
