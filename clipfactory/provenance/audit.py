@@ -32,7 +32,10 @@ the parts, ``index.parquet`` is a compacted copy that must agree with them. The 
   quarantined source, or from a source the opt-out list or an earlier takedown names
   (``not_allowed``, ``removed_source``, ``quarantined_source``, ``opted_out``);
 - ``embeddings/`` disagrees with the ledger, or still holds a removed clip's vector
-  (:mod:`clipfactory.provenance.audit_embeddings`).
+  (:mod:`clipfactory.provenance.audit_embeddings`);
+- an index part, ``index.parquet`` or ``summary.json`` cannot be read
+  (``unreadable_index_part``, ``unreadable_compacted_index``, ``unreadable_summary``: each
+  says which command writes it again).
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
 
 from clipfactory.annotate.mix import UNFINISHED as UNFINISHED_MIX
 from clipfactory.config import Config
@@ -161,7 +166,13 @@ def _check_partition(name: str, index: IndexRows, inv: Inventory, sources: Sourc
     """One shard: its file against its index rows, those rows and the ledger's clips of the
     shard against each other and the policy. A compacted copy that disagrees with the part is
     reported and checked the same way. True when the shard file was read."""
-    table, label = index.table(name), index.label(name)
+    label = index.label(name)
+    try:
+        table = index.table(name)
+    except (pa.ArrowException, OSError) as e:  # a corrupt part: said, and its shard skipped
+        report.add("unreadable_index_part", f"{label}: {e}; delete it and run `clipfactory run`"
+                   " on this output again: the part is written again from the ledger", name)
+        return False
     rows = table.to_pylist() if table is not None else []
     samples = read_shard_file(name, inv, report) if name in inv.files else None
     if samples is not None:
@@ -232,6 +243,12 @@ def audit(out: str | Path, opt_out_file: str | Path | None = None, *,
         c = report.checked
         names = _select(inv, c, shards, sample, seed, full)
         index = IndexRows(out, only=names)
+        if inv.summary_error is not None:  # a corrupt file is a finding, not a crash
+            report.add("unreadable_summary", f"summary.json: {inv.summary_error}; the next "
+                       "`clipfactory run` on this output writes it again")
+        if index.compacted_error is not None:
+            report.add("unreadable_compacted_index", f"{COMPACTED}: {index.compacted_error}; "
+                       "`clipfactory compact` writes it again from the index parts")
         if not index.present:
             report.add("index_missing", "index.parquet is missing")
         if c["mode"] == "shards":

@@ -82,9 +82,13 @@ class IndexRows:
         self.out = out
         self.partitioned = (out / INDEX_DIR).is_dir()
         path = out / COMPACTED
+        self.compacted_error: str | None = None  # index.parquet there but unreadable
         # compared with the parts, every column counts; alone, the audit needs only a few
-        self.compacted = (_Compacted(path, None if self.partitioned else _COLUMNS, only)
-                          if path.is_file() else None)
+        try:
+            self.compacted = (_Compacted(path, None if self.partitioned else _COLUMNS, only)
+                              if path.is_file() else None)
+        except (pa.ArrowException, OSError) as e:
+            self.compacted, self.compacted_error = None, str(e)
         self.present = self.partitioned or self.compacted is not None
         self.compacted_copy = self.partitioned and self.compacted is not None
 

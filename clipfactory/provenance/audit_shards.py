@@ -31,6 +31,7 @@ class Inventory:
     files: dict[str, Path]
     ledger: dict[str, str]
     summary: dict[str, str] | None  # None when there is no summary.json
+    summary_error: str | None = None  # summary.json there but unreadable
 
 
 def take_inventory(out: Path, ledger: Any) -> Inventory:
@@ -39,10 +40,14 @@ def take_inventory(out: Path, ledger: Any) -> Inventory:
     files = {p.relative_to(root).as_posix(): p for p in root.rglob("*.tar")
              if not p.name.startswith(".")} if root.is_dir() else {}
     path = out / "summary.json"
-    summary = None
+    summary, error = None, None
     if path.is_file():
-        summary = {s["name"]: s["sha256"] for s in json.loads(path.read_text()).get("shards", [])}
-    return Inventory(files, {s["name"]: s["sha256"] for s in ledger.shards()}, summary)
+        try:
+            summary = {s["name"]: s["sha256"]
+                       for s in json.loads(path.read_text()).get("shards", [])}
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+            error = f"{type(e).__name__}: {e}"
+    return Inventory(files, {s["name"]: s["sha256"] for s in ledger.shards()}, summary, error)
 
 
 def check_inventory(inv: Inventory, index: IndexRows, report: Any) -> None:

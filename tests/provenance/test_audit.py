@@ -125,3 +125,23 @@ def test_restored_backup_of_a_taken_down_source_is_caught(ungated_copy, tmp_path
     assert ("removed_source", "ccby") in {(p.kind, (p.clip or "").split("_")[0])
                                           for p in report.problems}
     assert "shard_hash_mismatch" in {p.kind for p in report.problems}
+
+
+def test_unreadable_index_files_and_summary_are_findings_with_their_mend(ungated_copy,
+                                                                         manifest, capsys):
+    """A corrupt index part, index.parquet or summary.json stopped the audit with a one-line
+    error (exit 2) naming a Parquet or JSON failure and not what to do: now each is a problem
+    that says which command writes the file again, and doing so makes the audit pass."""
+    out = ungated_copy
+    part = sorted((out.path / "index").glob("*.parquet"))[0]
+    for path in (part, out.path / "index.parquet", out.path / "summary.json"):
+        path.write_bytes(path.read_bytes()[:40])
+    assert main(["audit", str(out.path)]) == 1
+    text = capsys.readouterr().out
+    for kind in ("unreadable_index_part", "unreadable_compacted_index", "unreadable_summary"):
+        assert kind in text
+    assert part.name in text and "delete it and run `clipfactory run`" in text
+    part.unlink()  # as the audit says
+    run(manifest, out.path, Config())
+    assert main(["compact", str(out.path)]) == 0
+    assert audit(out.path).ok
