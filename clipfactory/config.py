@@ -106,6 +106,10 @@ class AnalysisConfig(_Section):
     # decodes the stream, else software; always = a video NVDEC cannot decode fails
     # (analyse/nvdec_unavailable); never = software (clipfactory.media.nvdec, docs/gpu.md)
     gpu: Literal["auto", "never", "always"] = "auto"
+    # letterbox and pillarbox bars (a 4:3 or 9:16 picture in a 16:9 frame): found in the first
+    # second of picture, and brightness, sharpness, motion and camera motion measured inside
+    # them; the picture's place is each clip's extra.picture (docs/filters.md)
+    black_bars: bool = True
 
 
 class ShotConfig(_Section):

@@ -305,6 +305,9 @@ def _clip(item: SourceItem, info: VideoInfo, sig: Signals, span: Span,
     if item.provenance:  # what the fetch learned; yt-dlp's whole info dict stays in the ledger
         clip.extra["fetch"] = {k: redact_text(v) if isinstance(v, str) else v
                                for k, v in item.provenance.items() if k != "info"}
+    if sig.picture is not None:  # inside black bars: a trainer may crop to it
+        clip.extra["picture"] = dict(zip(("top", "bottom", "left", "right"),
+                                         (round(v, 4) for v in sig.picture), strict=True))
     clip.scores = clip_scores(_clip_signals(sig, clip, black_level))
     _camera_motion(sig, clip, info.rotation)
     return clip

@@ -62,6 +62,10 @@ class Signals:
     decode_errors: int = 0
     end_time: float | None = None  # time of the first frame past a requested end, if any
     decoder: str = "software"  # "software" | "nvdec" (AnalysisConfig.gpu)
+    # the picture inside letterbox/pillarbox bars, as shares of the coded frame (top, bottom,
+    # left, right); brightness, sharpness, motion and camera motion are measured there. None:
+    # no bars
+    picture: tuple[float, float, float, float] | None = None
 
     @property
     def frames(self) -> int:
@@ -113,9 +117,14 @@ class _Motion:
         if self.source == "vectors":
             enable_motion_vectors(stream)
 
-    def update(self, frame: av.VideoFrame, has_prev: bool) -> tuple[float, ...] | None:
+    def update(self, frame: av.VideoFrame, has_prev: bool,
+               picture: tuple[float, float, float, float] | None = None
+               ) -> tuple[float, ...] | None:
         """This frame's motion, or ``None``: measure it by phase correlation of its luma
-        against the previous analysed frame's (``has_prev``: there is one)."""
+        against the previous analysed frame's (``has_prev``: there is one). ``picture``:
+        the part of the frame inside black bars (top, bottom, left, right, as fractions of
+        its height and width), where the vectors are taken from: the bars' blocks are still,
+        and where they were half the frame they won the robust fit (a pan read as static)."""
         n = self.frames
         self.frames += 1
         if self.source == "vectors":
@@ -125,11 +134,18 @@ class _Motion:
                 if kind == _P_FRAME and n - self.last_measured >= self.stride \
                         and dist <= _MAX_REF_DISTANCE:
                     vec = frame_vectors(frame)
+                    w, h = frame.width, frame.height
+                    if vec is not None and picture is not None:  # as measured by phase:
+                        top, bottom, left, right = picture  # a share of the picture's size
+                        y, x = vec[:, 1] / h, vec[:, 0] / w
+                        vec = vec[(y >= top) & (y < bottom) & (x >= left) & (x < right)]
+                        vec[:, 0] -= left * w
+                        vec[:, 1] -= top * h
+                        w, h = round((right - left) * w), round((bottom - top) * h)
                     if vec is not None:
                         self.seen += 1
                         self.last_measured = n
-                        g = fit_global_motion(vec[:: max(1, len(vec) // _MAX_VECTORS)],
-                                              frame.width, frame.height)
+                        g = fit_global_motion(vec[:: max(1, len(vec) // _MAX_VECTORS)], w, h)
                         return (g.tx / dist, g.ty / dist, g.zoom / dist, g.rot / dist,
                                 g.residual / dist)
             if self.seen or self.frames < _MV_PATIENCE:
@@ -161,7 +177,7 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
     key, damaged, inspan, fields = array("b"), array("b"), array("b"), array("b")
     digests = array("Q")
     motion = _Motion(stream, info) if cfg.motion else None
-    batch = SignalBatch(ah, aw, info.rotation, camera=motion is not None)
+    batch = SignalBatch(ah, aw, info.rotation, camera=motion is not None, bars=cfg.black_bars)
     found: list[Transition] = []
     errors, conceal = 0, False
     fps = info.fps or 0.0
@@ -208,7 +224,8 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
                                         interpolation=Interpolation.AREA, threads=1).to_ndarray()
                 mark = clock.lap("scale", mark)
                 # vectors are read while the frame is here; the rest waits for the batch
-                cam = motion.update(frame, batch.has_prev) if motion is not None else NAN5
+                cam = (motion.update(frame, batch.has_prev, batch.picture_share)
+                       if motion is not None else NAN5)
                 batch.add(small, cam)  # computes the signals of a full batch
                 mark = clock.lap("signals", mark)
                 if detector is not None:
@@ -257,4 +274,5 @@ def analyse(info: VideoInfo, cfg: AnalysisConfig, detector: ShotDetector | None 
         decode_errors=errors,
         end_time=end_time,
         decoder=decoder_of(stream),
+        picture=batch.picture_share,
     )
