@@ -92,6 +92,12 @@ def _sha_matches(item: SourceItem, res: FetchResult) -> bool:
     return expected is None or (res.sha256 or "").lower() == expected
 
 
+def _mismatch(item: SourceItem, res: FetchResult) -> FetchFailure:
+    """``item`` failed: the file of its URL is not the bytes its row names."""
+    return FetchFailure(item, FetchError(
+        "checksum_mismatch", f"sha256 {res.sha256} != {_expected_sha256(item)}"))
+
+
 class Prefetcher:
     """See the module docstring."""
 
@@ -223,10 +229,8 @@ class Prefetcher:
                 self._hold([item], key, self._files[key][0])
                 self.counts["reused"] += 1
             elif key in self._files:  # here, but not the bytes this row names
-                got = self._files[key][0].sha256
                 self.counts["failed"] += 1
-                self._failed.append(FetchFailure(item, FetchError(
-                    "checksum_mismatch", f"sha256 {got} != {_expected_sha256(item)}")))
+                self._failed.append(_mismatch(item, self._files[key][0]))
             else:
                 self._inflight[key] = []
                 self._running += 1
@@ -275,9 +279,7 @@ class Prefetcher:
                 for it in sharers:
                     if it not in fine:  # its row names other bytes than the URL gave
                         self.counts["failed"] += 1
-                        self._failed.append(FetchFailure(it, FetchError(
-                            "checksum_mismatch", f"sha256 {res.sha256} != "
-                            f"{_expected_sha256(it)}")))
+                        self._failed.append(_mismatch(it, res))
                 # ``item`` is among them: its download (or reuse) was checked against its row
                 self._hold(fine, key, res)
                 self.counts["reused"] += len(fine) - 1
