@@ -103,8 +103,7 @@ class ConsentChecker:
                 url = f"{origin}/robots.txt"
                 r = self._fetch(url)
                 if r.status is not None and 200 <= r.status < 300:
-                    # utf-8-sig: a byte order mark (a file saved by Notepad) is not text
-                    text = r.body.decode("utf-8-sig", "replace")
+                    text = r.body.decode("utf-8", "replace")  # the parsers drop a BOM
                     self._robots[origin] = (parse_robots(text, self.token), url, "ok")
                 elif r.status is not None and 400 <= r.status < 500:
                     self._robots[origin] = (Robots((), None), url, f"HTTP {r.status}")
@@ -121,7 +120,7 @@ class ConsentChecker:
                 rules: list[TdmRule] = []
                 if r.status is not None and 200 <= r.status < 300:
                     try:
-                        rules = parse_tdmrep(r.body.decode("utf-8-sig", "replace"))
+                        rules = parse_tdmrep(r.body.decode("utf-8", "replace"))
                     except ValueError:
                         rules = []
                 self._tdm[origin] = rules
