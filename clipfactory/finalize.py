@@ -52,7 +52,7 @@ from clipfactory.sinks.partition import (
 from clipfactory.sinks.ray_parts import parts_mapper
 from clipfactory.sinks.refresh import refresh_shards, refresh_stale_shards
 from clipfactory.sinks.stats import kept_stats, merge_stats
-from clipfactory.stages.store import annotation_summary, ensure_schema
+from clipfactory.stages.store import annotation_summary, ensure_schema, mark_stale
 
 __all__ = ["finalize", "full_rededup"]
 
@@ -225,8 +225,7 @@ def _drop_duplicates(dups: list[Duplicate], ledger: Ledger, shard_dir: Path,
     ensure_schema(ledger)
     with ledger.transaction() as db:
         ledger.write_clips(db, changed)
-        db.executemany("INSERT OR IGNORE INTO stale_shards (name) VALUES (?)",
-                       [(shard,) for shard in removed_from])
+        mark_stale(db, removed_from)
     # each shard rewritten whole to the ledger's clips: without the dropped samples, and with
     # the current metadata of those it keeps (a correction or an annotation may have marked
     # it stale too; clearing its mark with only the drops applied left that out for good)

@@ -49,7 +49,7 @@ def _shown(k: str, v: str | None) -> str | None:
 
 def apply_relabels(ledger: Ledger, gate: Gate, out: str | Path) -> Relabelled:
     """Bring the clips of every relabelled input in line (see the module docstring)."""
-    from clipfactory.stages.store import ensure_schema
+    from clipfactory.stages.store import ensure_schema, mark_stale
 
     found = Relabelled()
     before = {r[0]: json.loads(r[1]) for r in
@@ -89,9 +89,7 @@ def apply_relabels(ledger: Ledger, gate: Gate, out: str | Path) -> Relabelled:
             "clips": [c.clip_id for c in clips if c.state in ("staged", "sharded")]})
         with ledger.transaction() as db:
             ledger.write_clips(db, clips)
-            db.executemany("INSERT OR IGNORE INTO stale_shards (name) VALUES (?)",
-                           sorted({(c.shard,) for c in clips
-                                   if c.state == "sharded" and c.shard}))
+            mark_stale(db, (c.shard for c in clips if c.state == "sharded" and c.shard))
             ledger.write_decisions(db, [gate.decision_row(key, d, row["license"])])
             db.execute("DELETE FROM relabels WHERE item_key = ?", (key,))
         found.inputs.append(key)

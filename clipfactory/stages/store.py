@@ -30,7 +30,7 @@ from clipfactory.stages.base import ClipInput, StageOutput
 from clipfactory.worker import file_sha256
 
 __all__ = ["EMBEDDINGS_DIR", "AnnotationStore", "annotation_summary", "clip_input", "ensure_schema",
-           "remove_embeddings"]
+           "mark_stale", "remove_embeddings"]
 
 EMBEDDINGS_DIR = "embeddings"
 # a field a stage overwrites whose earlier value (from the source manifest) is kept aside
@@ -79,6 +79,14 @@ PART_SCHEMA = pa.schema([("clip_id", pa.string()), ("embedding", pa.list_(pa.flo
 def ensure_schema(ledger: Ledger) -> None:
     """Create the annotation tables in an older ledger (idempotent)."""
     ledger.db.executescript(_SCHEMA)
+
+
+def mark_stale(db: Any, shards: Iterable[str]) -> None:
+    """Mark ``shards`` stale on ``db`` (inside the caller's transaction, with the change that
+    makes them so): finalize rewrites them to the ledger's clips
+    (:func:`clipfactory.sinks.refresh.refresh_stale_shards`)."""
+    db.executemany("INSERT OR IGNORE INTO stale_shards (name) VALUES (?)",
+                   [(name,) for name in sorted(set(shards))])
 
 
 
@@ -228,11 +236,11 @@ class AnnotationStore:
                 self.failed += 1
             if not errors:
                 rec["extra"].pop("annotate_errors")
-        stale = set()
+        stale: set[str] = set()
         for cid in sorted({r[0] for r in status_rows}):
             shard = records[cid].pop("_shard", None)
             if shard:
-                stale.add((shard,))
+                stale.add(shard)
             clip_rows.append((json.dumps(records[cid]), cid))
         with self.ledger.transaction() as db:
             db.executemany("INSERT INTO embedding_parts (name, rows, sha256, created_at)"
@@ -246,7 +254,7 @@ class AnnotationStore:
             db.executemany("UPDATE clips SET state = 'dropped', stage = 'filter', reason = ?"
                            " WHERE clip_id = ?", [(records[c]["reason"], c) for c in drops])
             # KEY.json (and KEY.txt) of clips already sharded are rewritten by finalize
-            db.executemany("INSERT OR IGNORE INTO stale_shards (name) VALUES (?)", stale)
+            mark_stale(db, stale)
         remove_staged_files(unstaged)
 
     def _records(self, ids: list[str]) -> dict[str, dict[str, Any]]:
