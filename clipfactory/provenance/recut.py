@@ -4,8 +4,10 @@ Dedup keeps one clip of a group and drops the others as its duplicates, deleting
 When the kept clip is later removed (a takedown, an opt-out, a consent refusal found by
 ``revalidate``), the content it stood for would silently leave the dataset with it, although
 other sources that were never taken down hold it too. So a removal marks the dropped
-duplicates of every clip it removes (``dedup/keeper_removed``, the former keeper kept in
-``extra.former_keeper``), and the next ``clipfactory run`` cuts them again from their sources:
+duplicates of every clip it removes (``dedup/keeper_removed``; the removal's audit record
+lists them as its ``orphans``, while the clips themselves never name the removed keeper, whose
+id holds the removed video's), and the next ``clipfactory run`` cuts them again from their
+sources:
 
 - a local source must still be there with the SHA-256 it had; a remote one is fetched again,
   through the same politeness, safety and consent checks as any fetch;
@@ -39,17 +41,20 @@ log = logging.getLogger("clipfactory")
 ORPHAN_REASON = "keeper_removed"
 
 
-def mark_orphans(ledger: Ledger, removed_clip_ids: Iterable[str]) -> list[str]:
-    """Mark the dropped duplicates of ``removed_clip_ids`` for a re-cut; returns their ids."""
+def mark_orphans(ledger: Ledger, removed_clip_ids: Iterable[str],
+                 removed_items: Iterable[str] = ()) -> list[str]:
+    """Mark the dropped duplicates of ``removed_clip_ids`` for a re-cut; returns their ids.
+    Duplicates that are clips of ``removed_items`` (the inputs being removed) are not: they
+    go with their input. Neither are those an earlier removal marked and this one removes."""
     ids = list(dict.fromkeys(removed_clip_ids))
+    gone = set(removed_items)
     orphans = [ledger._clip(r) for r in query_in(
         ledger.db, "SELECT record, state, stage, reason, shard FROM clips WHERE state ="
         " 'dropped' AND stage = 'dedup' AND json_extract(record, '$.duplicate_of') IN ({})",
         ids)]
     removed = set(ids)
-    orphans = [c for c in orphans if c.clip_id not in removed]
+    orphans = [c for c in orphans if c.clip_id not in removed and c.item_key not in gone]
     for c in orphans:
-        c.extra["former_keeper"] = c.duplicate_of
         c.reason, c.duplicate_of = ORPHAN_REASON, None
     ledger.update_clips(orphans)
     return [c.clip_id for c in orphans]
@@ -96,7 +101,7 @@ def _cut_from(path: str, row: Any, clips: list[ClipRecord], out: Path, cfg: Conf
         c.extra["cut"] = cut_info(res)
         stage_clip(c, res)
         c.stage, c.reason = None, None
-        c.extra["recut"] = {"after_removal_of": c.extra.get("former_keeper"),
+        c.extra["recut"] = {"after": f"dedup/{ORPHAN_REASON}",
                             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 

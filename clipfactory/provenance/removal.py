@@ -5,9 +5,13 @@ retroactive opt-out and policy checks of a run, and a run's input files replaced
 were cut (:mod:`clipfactory.provenance.replaced`). Affected shards are rewritten atomically
 (temp file, fsync, rename) without the removed samples, so not one byte of a removed clip is
 left in any shard; staged clip files are deleted too, and so is every embedding of the
-removed clips (the Parquet parts holding one are rewritten). The order of the steps makes a
-crash at any point safe to repeat: shards first, then clip records, then the audit record,
-and the input's state last (an input not yet marked is matched and finished again next time).
+removed clips (the Parquet parts holding one are rewritten). Inputs removed for good (not
+quarantined by a policy, not replaced on disk to be cut again) also lose the caption text of
+their own record, and what was downloaded of their URL (a file kept by
+``fetch.keep_sources``, a partial download kept for ``retry``) unless an input still in the
+dataset reads the same URL. The order of the steps makes a crash at any point safe to repeat:
+shards first, then clip records, then the audit record, and the input's state last (an input
+not yet marked is matched and finished again next time).
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clipfactory.ledger import Ledger
-from clipfactory.provenance.recut import mark_orphans
+from clipfactory.fetch.base import url_key
+from clipfactory.fetch.router import needs_fetch
+from clipfactory.ledger import Ledger, query_in
+from clipfactory.provenance.recut import ORPHAN_REASON, mark_orphans
 from clipfactory.records import ClipRecord
 from clipfactory.redact import public_url, redact_text
 from clipfactory.sinks.shards import rewrite_shard_without, shard_info
@@ -61,6 +67,7 @@ class Removal:
     rules: list[str] = field(default_factory=list)
     embeddings: int = 0  # clip vectors purged from embeddings/ and the ledger
     orphans: list[str] = field(default_factory=list)  # duplicates of removed clips, to re-cut
+    downloads: int = 0  # files of removed URLs deleted from the sources folder
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -98,6 +105,57 @@ def _video_entry(row: Mapping[str, Any], why: str) -> dict[str, Any]:
             "source_sha256": row["source_sha256"], "matched": redact_text(why)}
 
 
+def _sources_dirs(out: Path, ledger: Ledger) -> list[Path]:
+    """Where downloads go: ``OUTPUT/sources`` and the configured ``fetch.sources_dir``."""
+    cfg = ledger.get_meta("config") or {}
+    configured = (cfg.get("fetch") or {}).get("sources_dir") if isinstance(cfg, dict) else None
+    dirs = [out / "sources"] + ([Path(configured)] if configured else [])
+    return list(dict.fromkeys(dirs))
+
+
+def _purge_downloads(out: Path, ledger: Ledger, rows: Sequence[sqlite3.Row]) -> int:
+    """Delete what was downloaded of the removed inputs' URLs: the complete file and its
+    marker (kept by ``keep_sources``), the partial transfer and its JSON (kept for ``retry``).
+    A URL that an input still in the dataset reads (another span of the same video) keeps its
+    file. Every fetcher names its files by :func:`url_key` (``KEY.ext``, ``KEY.fetch.json``,
+    ``.partial/KEY.part``, yt-dlp's ``.partial/KEY.ext.part``); returns the files deleted."""
+    removed = {r["item_key"] for r in rows}
+    urls = {r["source"] for r in rows if needs_fetch(r["source"])}
+    kept = {r["source"] for r in query_in(
+        ledger.db, "SELECT item_key, source FROM videos WHERE state != 'removed' AND source IN"
+        " ({})", sorted(urls)) if r["item_key"] not in removed}
+    deleted = 0
+    for url in sorted(urls - kept):
+        key = url_key(url)  # hex digits: no glob metacharacters
+        for d in _sources_dirs(out, ledger):
+            for folder in (d, d / ".partial"):
+                for p in folder.glob(f"{key}.*") if folder.is_dir() else ():
+                    if p.is_file():
+                        p.unlink(missing_ok=True)
+                        deleted += 1
+    return deleted
+
+
+def _scrub_video_text(ledger: Ledger, keys: Sequence[str]) -> None:
+    """Drop the caption text of the removed inputs' own records (a manifest's ``caption``
+    in ``extra``, per-span captions in ``spans``); their spans and provenance stay."""
+    with ledger.transaction() as db:
+        for r in list(query_in(db, "SELECT item_key, extra, spans FROM videos WHERE item_key"
+                                   " IN ({})", keys)):
+            extra = json.loads(r["extra"] or "{}")
+            spans = json.loads(r["spans"] or "null")
+            if not any(k in extra for k in _DERIVED_TEXT) and not any(
+                    len(sp) > 2 and sp[2] is not None for sp in spans or ()):
+                continue
+            for k in _DERIVED_TEXT:
+                extra.pop(k, None)
+            if spans:
+                spans = [[*sp[:2], None] for sp in spans]
+            db.execute("UPDATE videos SET extra = ?, spans = ? WHERE item_key = ?",
+                       (json.dumps(extra), json.dumps(spans) if spans else None,
+                        r["item_key"]))
+
+
 def remove_inputs(out: str | Path, ledger: Ledger, rows: Sequence[sqlite3.Row],
                   matched: Mapping[str, str], *, kind: str, reason: str, state: str,
                   stage: str, codes: Mapping[str, str], rules: Sequence[str] = ()) -> Removal:
@@ -129,6 +187,12 @@ def remove_inputs(out: str | Path, ledger: Ledger, rows: Sequence[sqlite3.Row],
             c.drop(stage, codes[c.item_key])
             c.shard = c.staged_path = None
             changed.append(c)
+        elif c.state == "dropped" and (c.stage, c.reason) == ("dedup", ORPHAN_REASON):
+            # waiting to be cut again for an earlier removal of its keeper: its own input
+            # goes now, so it is not cut again (nor listed as lost)
+            c.drop(stage, codes[c.item_key])
+            c.staged_path = None
+            changed.append(c)
         elif c.state == "dropped" and (c.stage, c.reason) == (stage, codes[c.item_key]):
             # dropped by this removal's earlier attempt, killed before its audit record: the
             # record names it (an attempt killed after its record names it twice, not never)
@@ -141,9 +205,12 @@ def remove_inputs(out: str | Path, ledger: Ledger, rows: Sequence[sqlite3.Row],
     ledger.update_clips(changed)
     # what the removed clips stood for as dedup keepers is cut again from the duplicates'
     # own sources by the next run (clipfactory.provenance.recut)
-    removal.orphans = mark_orphans(ledger, removal.clips)
+    removal.orphans = mark_orphans(ledger, removal.clips, keys)
     # every derived vector goes too, kept or dropped (a semantic duplicate still has one)
     removal.embeddings = remove_embeddings(out, ledger, [c.clip_id for c in clips])
+    if state == "removed":  # gone for good (not a quarantine, not a file to cut again)
+        _scrub_video_text(ledger, keys)
+        removal.downloads = _purge_downloads(out, ledger, rows)
     removal.videos = [_video_entry(r, matched[r["item_key"]]) for r in rows]
     append_audit(out, ledger, kind, removal.to_dict())
     by_code: dict[str, list[str]] = {}

@@ -3,6 +3,9 @@ run (frame-exact, from their own source), or listed as lost when their source is
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import av
 import numpy as np
 import pytest
@@ -80,7 +83,35 @@ def test_duplicates_of_a_taken_down_keeper_are_cut_again(media, tmp_path):
         assert worst < 3.0, worst  # the same pictures (re-encoded), not a neighbour's
     assert not [r for r in out.rejected() if r["reason"] == "keeper_removed"]
     assert not any(r["source"].endswith(keeper) for r in out.index())
+    assert all(json.loads(r["extra"])["recut"]["after"] == "dedup/keeper_removed" for r in rows)
+    # the re-cut clips never name the removed keeper, whose id holds the removed video's
+    published = json.dumps([out.index(), [r for r in out.rejected() if r["kind"] == "clip"
+                                          and not r["source"].endswith(keeper)]], default=str)
+    published += b"".join(members.values()).decode("latin-1")
+    assert not [c for c in removal.clips if c in published]
     assert audit(out.path).ok
+
+
+def test_a_removed_inputs_own_duplicates_are_not_cut_again(media, tmp_path):
+    """Both sources of a duplicate pair removed, in one takedown or in two before a run: the
+    duplicate is not an orphan to cut again, nor listed as lost."""
+    out = Out(tmp_path / "out")
+    keeper, other = _first_run(media, out)
+    both = tmp_path / "both"
+    shutil.copytree(out.path, both)
+    removal = takedown(both, takedown_rules([str(media / keeper), str(media / other)]), "asked")
+    assert removal.orphans == []
+    takedown(out.path, takedown_rules([str(media / keeper)]), "asked")
+    second = takedown(out.path, takedown_rules([str(media / other)]), "asked")
+    assert second.orphans == []
+    waiting = [r for r in out.rejected() if r["source"].endswith(other) and r["kind"] == "clip"]
+    assert {(r["stage"], r["reason"]) for r in waiting} == {("takedown", "taken_down")}
+    for o in (out.path, both):
+        run(media, o, _cfg())
+        clips = [r for r in Out(o).rejected() if r["kind"] == "clip"]
+        assert not [r for r in clips if r["stage"] == "recut"], clips
+        assert {r["source"].rsplit("/", 1)[-1] for r in Out(o).index()} == {"c.mp4"}
+        assert "recut/" not in Out(o).card()
 
 
 def test_duplicates_whose_source_is_gone_are_listed_as_lost(media, tmp_path):
