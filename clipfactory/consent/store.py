@@ -16,6 +16,7 @@ from typing import Any
 
 from clipfactory.consent.checker import REFUSALS
 from clipfactory.ledger import Ledger
+from clipfactory.redact import public_url, redact_text
 
 __all__ = ["consent_summary", "ensure_consent", "record_consent", "unfinished_purges",
            "write_consent"]
@@ -91,7 +92,10 @@ def consent_summary(ledger: Ledger, mode: str) -> dict[str, Any]:
         if enforced and stage == "consent" and state in ("failed", "removed"):
             refused[signal] += 1
             if len(examples) < _EXAMPLES:
-                examples.append({"source": source, **json.loads(evidence)})
+                # published (summary.json, the card): a signed URL without its secrets
+                examples.append({k: public_url(v) if k in ("source", "url") else redact_text(v)
+                                 if isinstance(v, str) else v
+                                 for k, v in {"source": source, **json.loads(evidence)}.items()})
         elif not enforced and state == "done":
             recorded[signal] += 1
     return {"mode": mode, "refused": dict(sorted(refused.items())),

@@ -141,3 +141,25 @@ def test_a_robots_txt_and_tdmrep_json_saved_with_a_byte_order_mark_still_reserve
                                        ("studio", "tdm_reservation")}
     assert server.routes["/members/m.mp4"].served == 0
     assert server.routes["/studio/s.mp4"].served == 0
+
+
+def test_a_refused_signed_url_is_published_without_its_secrets(server, video_bytes, tmp_path):
+    """The card's and summary.json's consent examples cite a refused source as others may
+    read it: a signed URL without its signature, token or password."""
+    url = server.add("/open/signed.mp4", video_bytes, headers={"X-Robots-Tag": "noai"})
+    head, _, tail = url.partition("://")
+    rows = [{"id": "s1", "url": f"{url}?X-Amz-Signature=SIGSECRET1&X-Amz-Credential=CREDSECRET2"},
+            {"id": "s2", "url": f"{head}://user:PWSECRET3@{tail}?token=TOKSECRET4"}]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["run", "--input", str(manifest), "--output", str(out), "--quiet",
+                 "--allow-private-network", "--skip", "filters", "--skip", "dedup"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["consent"]["refused"] == {"noai": 2}
+    assert len(summary["consent"]["examples"]) == 2
+    for name in ("README.md", "summary.json", "report.html"):
+        text = (out / name).read_text(encoding="utf-8")
+        assert "/open/signed.mp4" in text or name == "report.html"
+        for secret in ("SIGSECRET1", "CREDSECRET2", "PWSECRET3", "TOKSECRET4"):
+            assert secret not in text, (name, secret)
