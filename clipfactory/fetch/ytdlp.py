@@ -28,6 +28,7 @@ from clipfactory.fetch.base import FetchError, FetchResult, url_key
 from clipfactory.fetch.gate import FetchGate
 from clipfactory.fetch.netguard import guarded_resolution, private_address_in
 from clipfactory.fetch.sniff import hash_and_head, sniff
+from clipfactory.wellformed import well_formed
 
 __all__ = ["PROVENANCE_FIELDS", "YtDlpFetcher", "ytdlp_format"]
 
@@ -167,7 +168,7 @@ class YtDlpFetcher:
         try:  # every host yt-dlp connects to (page, media, segments, redirects) is checked
             with guarded_resolution(not self.cfg.allow_private_network), \
                     yt_dlp.YoutubeDL(self.options(dest_dir, url_key(url), max_bytes, log)) as ydl:
-                info = ydl.sanitize_info(ydl.extract_info(url, download=True))
+                info = well_formed(ydl.sanitize_info(ydl.extract_info(url, download=True)))
         except yt_dlp.utils.DownloadError as e:
             cause = e.exc_info[1] if getattr(e, "exc_info", None) else None
             what = storage_refusal(cause)

@@ -16,6 +16,7 @@ from clipfactory.fetch.local import local_path
 from clipfactory.ids import short_hash, validate_id
 from clipfactory.records import Rejection, SourceItem
 from clipfactory.sources.layouts import PER_CLIP_ROWS, parse_seconds, parse_spans
+from clipfactory.wellformed import well_formed
 
 __all__ = ["REMOTE_PREFIXES", "InputRow", "cell", "item_from_row", "opt_str"]
 
@@ -65,6 +66,7 @@ def _checked_url(url: str) -> str:
 def item_from_row(row: dict[str, Any], base: Path, cols: dict[str, str],
                   layout: str = "generic") -> SourceItem:
     """Build an item or raise ValueError/InvalidId with the reason."""
+    row = well_formed(row)  # a JSON row's lone surrogate ("\\ud800") would stop the ledger
     # the cell's text without the spaces around it (`a.mp4, v1` in a CSV), as paths are read:
     # an id kept as ' v1 ' was out of reach of a takedown or opt-out naming v1
     raw_id = opt_str(cell(row, cols, "id"))

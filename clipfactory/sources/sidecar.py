@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from clipfactory.records import SourceItem
+from clipfactory.wellformed import well_formed
 
 __all__ = ["SIDECAR_SUFFIX", "with_sidecar"]
 
@@ -52,7 +53,7 @@ def _read(path: Path) -> dict[str, Any] | str:
         info = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         return f"not JSON: {e}"
-    return info if isinstance(info, dict) else "not a JSON object"
+    return well_formed(info) if isinstance(info, dict) else "not a JSON object"
 
 
 def with_sidecar(item: SourceItem, video: Path) -> SourceItem:
