@@ -9,6 +9,7 @@ says how many more the index credits.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -18,15 +19,43 @@ from clipfactory.records import ClipRecord
 from clipfactory.sinks.stats import as_stats
 
 __all__ = ["credit_line", "is_unknown", "license_counts", "license_rows", "license_sections",
-           "md_cell", "policy_summary", "unknown_license_clips"]
+           "md_cell", "md_code", "policy_summary", "unknown_license_clips"]
 
 CHANGES = "cut into clips and re-encoded"
 
 
+# every line break CommonMark or a browser honours (a lone \r ends a Markdown line too)
+_BREAKS = re.compile("[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+")
+# what could start Markdown or HTML inside a line: a backslash before punctuation, code,
+# emphasis, links and images, raw HTML, pipes (a table's cells), strikethrough, an underscore
+# at a word's edge (inside a word it is a letter), and an entity (`&lt;`)
+_INLINE = re.compile(r"\\(?=[!-/:-@\[-`{-~])|[`*\[\]<>|~]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])"
+                     r"|&(?=#?[0-9A-Za-z]+;)")
+_BLOCK = re.compile(r"^( *)([#>+=-]|\d+(?=[.)]))")  # a heading, quote or list at a line's start
+
+
 def md_cell(text: object) -> str:
-    """``text`` safe inside a Markdown table cell (the card's tables): pipes escaped, one line,
-    None as nothing."""
-    return str(text).replace("|", "\\|").replace("\n", " ") if text is not None else ""
+    """``text`` as literal Markdown text, in a table cell or anywhere in a line of the card:
+    one line (every line break a space), and every character that could start Markdown or
+    HTML escaped with a backslash (pipes too, so a table cell stays one cell); None as
+    nothing. Manifest and site text (titles, authors, ids, URLs) cannot restructure the card:
+    no heading, link, image, HTML comment or raw tag of theirs is rendered."""
+    if text is None:
+        return ""
+    s = _INLINE.sub(lambda m: "\\" + m.group(0), _BREAKS.sub(" ", str(text)))
+    return _BLOCK.sub(lambda m: m.group(1) + (m.group(2) + "\\" if m.group(2)[0].isdigit()
+                                              else "\\" + m.group(2)), s)
+
+
+def md_code(text: object, *, table: bool = False) -> str:
+    """``text`` as an inline code span, whatever backticks it holds (a fence longer than its
+    longest run of them), on one line; ``table``: inside a table cell, where GFM splits cells
+    at pipes before it reads code spans, so they are escaped."""
+    s = _BREAKS.sub(" ", "" if text is None else str(text))
+    fence = "`" * (max((len(r) for r in re.findall("`+", s)), default=0) + 1)
+    pad = " " if s[:1] == "`" or s[-1:] == "`" or (s[:1] == s[-1:] == " " and s.strip()) else ""
+    body = s.replace("|", "\\|") if table else s
+    return f"{fence}{pad}{body}{pad}{fence}"
 
 
 def is_unknown(license_id: str | None) -> bool:
@@ -66,12 +95,12 @@ def credit_line(license_id: str, video_id: str, credit: Mapping[str, Any]) -> st
     title = credit.get("title")
     author = credit.get("author") or "unknown author"
     url = license_url(license_id)
-    lic = f"[{license_id}]({url})" if url else f"`{md_cell(license_id)}`"
+    lic = f"[{license_id}]({url})" if url else md_code(license_id)
     head = f"“{md_cell(title)}” by {md_cell(author)}" if title else md_cell(author)
     tail = f"; {CHANGES}" if requires_attribution(license_id) else ""
     clips = credit["clips"]
     n = f" ({clips} clips)" if clips != 1 else " (1 clip)"
-    return f"- {head}, {md_cell(credit['where'])}, {lic}{tail}. Video `{md_cell(video_id)}`{n}"
+    return f"- {head}, {md_cell(credit['where'])}, {lic}{tail}. Video {md_code(video_id)}{n}"
 
 
 def license_sections(summary: dict[str, Any], stats: Mapping[str, Any]) -> list[str]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from clipfactory.atomic import write_atomic
 from clipfactory.consent.card import consent_lines
-from clipfactory.policy.report import license_sections, md_cell
+from clipfactory.policy.report import license_sections, md_cell, md_code
 from clipfactory.records import ClipRecord
 from clipfactory.sinks.card_media import layout_lines, loading_lines, media_lines
 from clipfactory.sinks.hf_card import front_matter
@@ -66,8 +66,8 @@ def _annotation_lines(summary: dict[str, Any]) -> list[str]:
         m = a.get("embedding_model") or {}
         lines += ["## Annotations", ""]
         if m:
-            lines += [f"Embeddings: {a['embeddings']} clips, model `{md_cell(m['model'])}` at revision "
-                      f"`{md_cell(m['revision'])}`, {m['dim']} dimensions, in `embeddings/*.parquet`"
+            lines += [f"Embeddings: {a['embeddings']} clips, model {md_code(m['model'])} at revision "
+                      f"{md_code(m['revision'])}, {m['dim']} dimensions, in `embeddings/*.parquet`"
                       " (`clip_id`, `embedding`, `model`, `revision`).", ""]
         cats = a.get("categories") or {}
         if cats:
@@ -83,7 +83,7 @@ def _annotation_lines(summary: dict[str, Any]) -> list[str]:
                       " `source` = the manifest's own caption).", ""]
             c = cap.get("captioner")
             if c:
-                lines += [f"Captioned by `{md_cell(c['model'])}` ({c['backend']}"
+                lines += [f"Captioned by {md_code(c['model'])} ({c['backend']}"
                           + (f", {md_cell(c['base_url'])}" if c.get("base_url") else "")
                           + f"), {c['fps']} frames/s up to {c['max_frames']} per request, longer"
                           f" side at most {c['max_side']} px, decoding {md_cell(c['params'])}."
@@ -96,7 +96,7 @@ def _annotation_lines(summary: dict[str, Any]) -> list[str]:
     mix = summary.get("mix")
     if mix:
         lines += ["## Category mix", "",
-                  f"Written by `clipfactory mix` from `{md_cell(mix['source'])}` (seed {mix['seed']}"
+                  f"Written by `clipfactory mix` from {md_code(mix['source'])} (seed {mix['seed']}"
                   + (f", at most {mix['max_clips']} clips" if mix.get("max_clips") else "")
                   + "): as many clips as the counts allow at the target shares.", "",
                   "| category | target | achieved | clips | available |", "|---|---|---|---|---|"]

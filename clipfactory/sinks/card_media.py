@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from clipfactory.policy.report import md_cell
+from clipfactory.policy.report import md_cell, md_code
 
 __all__ = ["CODEC_NAMES", "layout_lines", "loading_lines", "media_counts", "media_lines"]
 
@@ -59,7 +59,7 @@ def media_lines(stats: Mapping[str, Any], summary: dict[str, Any]) -> list[str]:
     lines = ["## Clips", "", "| video codec | pixel format | clips |", "|---|---|---|"]
     for (codec, pix), n in _sorted(m["codec"]):
         name = CODEC_NAMES.get(codec)
-        lines.append(f"| {md_cell(name) + f' (`{md_cell(codec)}`)' if name else f'`{md_cell(codec)}`'} | "
+        lines.append(f"| {md_cell(name) + f' ({md_code(codec, table=True)})' if name else md_code(codec, table=True)} | "
                      f"{md_cell(pix)} | {n} |")
     lines += ["", "| frame size | clips |", "|---|---|"]
     sizes = _sorted(m["size"])
@@ -74,7 +74,7 @@ def media_lines(stats: Mapping[str, Any], summary: dict[str, Any]) -> list[str]:
         lines += ["Shards are bucketed (`shards.bucket_by`; the folder name joins the classes"
                   " with `_`; the index's `bucket` column):", "",
                   "| bucket | clips | shards |", "|---|---|---|"]
-        lines += [f"| `{md_cell(b)}` | {n} | {m['bucket_shards'][b]} |"
+        lines += [f"| {md_code(b, table=True)} | {n} | {m['bucket_shards'][b]} |"
                   for b, n in sorted(m["bucket"].items())]
         lines.append("")
     models = _model_rows(m["caption_model"], summary)
@@ -84,12 +84,12 @@ def media_lines(stats: Mapping[str, Any], summary: dict[str, Any]) -> list[str]:
 
 
 def _model_rows(captions: Mapping[str, int], summary: dict[str, Any]) -> list[str]:
-    rows = [f"| `{md_cell(k)}`{' (the manifest’s own captions)' if k == 'source' else ''} | "
+    rows = [f"| {md_code(k, table=True)}{' (the manifest’s own captions)' if k == 'source' else ''} | "
             f"captions | {n} |" for k, n in _sorted(captions)]
     a = summary.get("annotations") or {}
     for e in a.get("embedding_models") or []:
-        rev = f" @ `{md_cell(e['revision'])}`" if e.get("revision") else ""
-        rows.append(f"| `{md_cell(e['model'])}`{rev} | embeddings ({e['dim']} dims) | {e['clips']} |")
+        rev = f" @ {md_code(e['revision'], table=True)}" if e.get("revision") else ""
+        rows.append(f"| {md_code(e['model'], table=True)}{rev} | embeddings ({e['dim']} dims) | {e['clips']} |")
     return rows
 
 
