@@ -205,14 +205,22 @@ def _licenses(data: ReportData) -> str:
                          [[k, refused.get(k, 0), recorded.get(k, 0)]
                           for k in sorted(set(refused) | set(recorded))], "consent")]
     counts = data.summary.get("counts", {})
-    gated = {k: n for k, n in {**counts.get("failed_by_reason", {}),
-                               **counts.get("removed_by_reason", {})}.items()
+    gated = {k: n for k, n in _inputs_by_reason(counts).items()
              if k.split("/", 1)[0] in ("policy", "consent", "takedown")}
     if gated:
         parts += ["<h3>Kept out or removed</h3>",
                   _table(["stage/reason", "inputs"], [[k, n] for k, n in gated.items()])]
     parts.append("</section>")
     return "".join(parts)
+
+
+def _inputs_by_reason(counts: dict[str, Any]) -> dict[str, int]:
+    """Inputs failed and inputs removed, by stage/reason, added up: one reason can be both
+    (``consent/noai`` refused at fetch for one input, purged by ``revalidate`` for another)."""
+    total: dict[str, int] = dict(counts.get("failed_by_reason", {}))
+    for k, n in counts.get("removed_by_reason", {}).items():
+        total[k] = total.get(k, 0) + n
+    return total
 
 
 def render_page(data: ReportData, s: Samples, thumbs: dict[str, Thumb], *,
@@ -226,8 +234,7 @@ def render_page(data: ReportData, s: Samples, thumbs: dict[str, Thumb], *,
         ("licenses", "Licenses")))
     sampling = ", ".join(f"{k} {v}" for k, v in settings.items())
     counts = data.summary.get("counts", {})
-    failed = ({**counts.get("failed_by_reason", {}), **counts.get("removed_by_reason", {})}
-              if data.rejected_sample is not None else None)
+    failed = _inputs_by_reason(counts) if data.rejected_sample is not None else None
     body = [_summary(data), _sample_note(data), dropped_section(s, thumbs),
             failed_section(data.videos, failed), dedup_section(s, thumbs),
             kept_section(s, data.kept_total, thumbs), _plots(data), _licenses(data)]

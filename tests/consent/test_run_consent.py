@@ -89,6 +89,13 @@ def test_enforce_refuses_records_evidence_and_revalidate_purges(server, video_by
     assert audit[-1]["kind"] == "revalidate" and audit[-1]["videos"][0]["matched"].startswith(
         "consent/tdm_reservation")
     assert main(["audit", str(out)]) == 0
+    # studio refused at fetch and later purged: both counted under the reason they share
+    counts = json.loads((out / "summary.json").read_text())["counts"]
+    assert counts["failed_by_reason"]["consent/tdm_reservation"] == 1
+    assert counts["removed_by_reason"]["consent/tdm_reservation"] == 1
+    page = (out / "report.html").read_text(encoding="utf-8")
+    kept_out = page.split("<h3>Kept out or removed</h3>", 1)[1].split("</table>", 1)[0]
+    assert "<tr><td>consent/tdm_reservation</td><td>2</td></tr>" in kept_out
     # a refusal is about the site, not the bytes: the same video at an open URL stays
     assert main(["run", "--input", str(manifest), "--output", str(out), "--quiet",
                  "--allow-private-network", "--skip", "filters", "--skip", "dedup"]) == 0
