@@ -113,3 +113,38 @@ def test_a_takedown_racing_a_run_waits_and_loses_nothing(tmp_path, capsys):
             if not r["source"].endswith("v3.mp4")}
     assert got == want and len(got) == 14
     assert audit(out).ok
+
+
+def test_a_report_waits_for_the_writer_holding_the_output(tmp_path, capsys):
+    """`clipfactory report` holds the lock too: built while a takedown rewrote the output, it
+    put the removed source's clips back on the page and its pictures back on disk."""
+    import threading
+
+    from clipfactory.report import build_report
+
+    media = tmp_path / "media"
+    media.mkdir()
+    write_video(media / "a.mp4", [ShotSpec(60, "texture", 31)], width=160, height=96, gop=30)
+    out = tmp_path / "out"
+    run(media, out, Config(workers=1))
+    page = out / "report.html"
+    before = page.read_bytes()
+    page.write_bytes(b"old")
+    proc = _holder(out, tmp_path)
+    try:
+        assert main(["report", str(out), "--no-wait"]) == 2
+        assert "is being written by `holder test`" in capsys.readouterr().err
+        assert page.read_bytes() == b"old"
+        done = threading.Thread(target=build_report, args=(out,), daemon=True)
+        done.start()
+        done.join(2.0)
+        assert done.is_alive() and page.read_bytes() == b"old"  # waiting for the holder
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    done.join(60)
+    assert not done.is_alive() and page.read_bytes()[:15] == before[:15]
+    for flag, value in (("--kept", "-1"), ("--per-reason", "x"), ("--max-rows", "0")):
+        with pytest.raises(SystemExit) as e:  # a usage error, not all clips but one
+            main(["report", str(out), flag, value])
+        assert e.value.code == 2

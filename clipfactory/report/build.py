@@ -14,6 +14,7 @@ from pathlib import Path
 
 from clipfactory.atomic import write_atomic
 from clipfactory.errors import storage_refused
+from clipfactory.lock import holds_output_lock
 from clipfactory.report.data import load_report_data
 from clipfactory.report.render import render_page
 from clipfactory.report.rows import MAX_ROWS
@@ -42,6 +43,7 @@ class ReportResult:
     seconds: float
 
 
+@holds_output_lock("report")
 def build_report(out: str | Path, *, per_reason: int = 8, kept: int = 24, groups: int = 8,
                  per_group: int = 4, cache: bool = True, workers: int | None = None,
                  max_rows: int = MAX_ROWS) -> ReportResult:
