@@ -95,9 +95,11 @@ class AudioTrack:
         ostream = out.add_stream_from_template(self.stream, opaque=True)
         head = bytes(self.stream.codec_context.extradata or b"")
         if (codec_of(self.stream) == "opus" and head.startswith(b"OpusHead")
-                and len(head) >= 12 and min(self.packets) > (self.stream.start_time or 0)):
+                and len(head) >= 12 and min(self.packets, default=round(self.t0 / self.tb))
+                > (self.stream.start_time or 0)):
             # Opus pre-skip drops the encoder's priming samples at the start of the stream;
-            # a clip from the middle has none, and would lose (and shift) real audio.
+            # a clip from the middle has none, and would lose (and shift) real audio. (A
+            # re-encode adds the stream before any packet came: the clip's start says.)
             ostream.codec_context.extradata = head[:10] + b"\0\0" + head[12:]
         return ostream
 
