@@ -15,11 +15,12 @@ at each end.
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import av
 
-__all__ = ["AudioTrack", "codec_of", "pick_audio_stream"]
+__all__ = ["AUDIO_CUT_SHORT", "AudioTrack", "MuxLag", "codec_of", "pick_audio_stream"]
 
 # codecs the MP4 muxer takes as they are (anything else: the clip has no audio, and says why).
 # MP2 is DVB broadcasts' and DVDs' audio. Vorbis (Ogg Theora, early WebM) in MP4 is FFmpeg's
@@ -28,6 +29,48 @@ MP4_AUDIO = {"aac", "mp3", "mp2", "opus", "vorbis", "ac3", "eac3", "alac", "flac
 # audio whose decoded samples FLAC holds exactly: 16-bit or narrower integers (8-bit PCM,
 # A-law and mu-law telephone audio and the ADPCM of old cameras decode to 16-bit), and 24-bit
 # PCM (decoded as s32 with 24 significant bits)
+AUDIO_CUT_SHORT = "audio_cut_short"  # a clip's note: its audio was still to come
+
+
+class MuxLag:
+    """How far behind its video a file stores its audio, learned while demuxing.
+
+    A clip whose video is complete waits for the audio packets up to its end, but not for
+    ever (audio that stops early would hold every later clip). Most files interleave within
+    a second; a broadcast TS (video sent ahead by the decoder's buffer) or a file muxed
+    loosely stores audio 1-3 s behind, and a fixed wait cut those clips' audio short. So the
+    wait is learned: each audio packet shows how far the video had got when it came, and a
+    clip waits until the video is that far (plus half a second) past its end, at least
+    ``floor`` and at most ``cap`` seconds. Past the cap the clip is written with the audio
+    that came, and says so (:data:`AUDIO_CUT_SHORT`)."""
+
+    MARGIN_S = 0.5
+    CAP_S = 10.0
+
+    def __init__(self, floor: float) -> None:
+        self.floor = floor
+        self.lag = 0.0
+
+    def audio(self, audio_t: float, video_t: float) -> None:
+        """An audio packet starting at ``audio_t`` came when the video had reached
+        ``video_t`` (both source seconds; ``-inf`` before any video since a seek)."""
+        if math.isfinite(video_t) and math.isfinite(audio_t):
+            self.lag = max(self.lag, video_t - audio_t)
+
+    @property
+    def wait(self) -> float:
+        """How far past a clip's end the video may go before its audio is taken as done."""
+        return min(self.CAP_S, max(self.floor, self.lag + self.MARGIN_S))
+
+    def cut_short(self, audio_t: float, end_t: float) -> str | None:
+        """The note of a clip ending at ``end_t`` written when the audio had reached only
+        ``audio_t`` because the wait hit its cap; None otherwise."""
+        if audio_t >= end_t or self.lag + self.MARGIN_S <= self.CAP_S:
+            return None
+        return (f"{AUDIO_CUT_SHORT}: the file stores its audio {self.lag:.1f} s behind the "
+                f"video; the clip's audio ends {max(0.0, end_t - audio_t):.2f} s early")
+
+
 TO_FLAC = {"pcm_s16le", "pcm_s16be", "pcm_u8", "pcm_s8", "pcm_alaw", "pcm_mulaw",
            "adpcm_ima_wav", "adpcm_ima_qt", "adpcm_ms", "pcm_s24le", "pcm_s24be",
            "pcm_bluray", "pcm_dvd"}  # Blu-ray/AVCHD and DVD LPCM: 16, 20 or 24 bits

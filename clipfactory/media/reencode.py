@@ -28,7 +28,8 @@ place clips on the audio timeline). Around seeks: the MP4/MOV demuxer positions 
 time, so audio covering the target keyframe is read; other demuxers seek by file position and
 may skip audio stored just before the keyframe, so for them we seek ``AUDIO_SEEK_LEAD_S``
 earlier. A clip whose video is complete waits (while decoding goes on) until the demuxer has
-passed its end in the audio stream, or ``AUDIO_WAIT_S`` past it in the video stream.
+passed its end in the audio stream, or as far past it in the video stream as the file stores
+its audio behind its video (learned while reading, at least ``AUDIO_WAIT_S``).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from av.video.reformatter import ColorRange, Colorspace, Interpolation, VideoRef
 from clipfactory.config import CutConfig
 from clipfactory.errors import MediaError, storage_refused
 from clipfactory.media import stagetime
-from clipfactory.media.audio import AudioTrack, pick_audio_stream
+from clipfactory.media.audio import AudioTrack, MuxLag, pick_audio_stream
 from clipfactory.media.cutresult import (
     SEEK_BACKOFF_S,
     CutResult,
@@ -70,7 +71,7 @@ __all__ = ["reencode_clips"]
 
 SEEK_AHEAD_S = 2.0  # seek instead of decoding forward when the next span is further than this
 AUDIO_SEEK_LEAD_S = 0.5  # non-MOV demuxers: seek this much earlier so no audio is skipped
-AUDIO_WAIT_S = 1.0  # how far past a clip's end the video demux may go before its audio is done
+AUDIO_WAIT_S = 1.0  # the least the video demux goes past a clip's end before its audio is done
 _FORMATS = {".mkv": "matroska", ".mov": "mov"}  # anything else is written as mp4
 _MOV_DEMUXER = "mov,mp4,m4a,3gp,3g2,mj2"
 
@@ -430,6 +431,7 @@ class _Reader:
         self.astream, self.on_audio, self.audio_lead = astream, on_audio, audio_lead
         self.deinterlace = deinterlace
         self.tb = vstream.time_base or Fraction(1, 90_000)
+        self.lag = MuxLag(AUDIO_WAIT_S)  # the file's, kept across seeks
         self.frames = self._decode()
         self.last = -1  # index of the last frame handed out
         self.held: tuple[int, av.VideoFrame] | None = None
@@ -449,6 +451,7 @@ class _Reader:
                 if aus is not None and packet.stream_index == aus.index:
                     if packet.pts is not None and packet.size:
                         self.audio_at = float(packet.pts * aus.time_base)
+                        self.lag.audio(self.audio_at, self.video_at)
                         self.on_audio(packet)
                     continue
                 if packet.pts is not None:
@@ -474,8 +477,13 @@ class _Reader:
 
     def audio_done(self, t: float) -> bool:
         """Whether every audio packet starting before ``t`` (source seconds) has been demuxed
-        (as far as can be told: the video demux is ``AUDIO_WAIT_S`` past it, or the end)."""
-        return self.ended or self.audio_at >= t or self.video_at >= t + AUDIO_WAIT_S
+        (as far as can be told: the video demux is the file's audio lag past it, or the end;
+        :class:`~clipfactory.media.audio.MuxLag`)."""
+        return self.ended or self.audio_at >= t or self.video_at >= t + self.lag.wait
+
+    def audio_cut_short(self, t: float) -> str | None:
+        """Why a clip ending at ``t``, written now, lacks audio still to come (or None)."""
+        return None if self.ended else self.lag.cut_short(self.audio_at, t)
 
     def _index(self, frame: av.VideoFrame) -> int | None:
         if self.pts is None:
@@ -651,6 +659,9 @@ def reencode_clips(source: str, spans: Sequence[Span], out_paths: Sequence[str],
 
         def finish(entry: tuple[int, _Writer]) -> None:
             i, writer = entry
+            if writer.audio is not None and writer.error is None:
+                short = reader.audio_cut_short(writer.audio.t1)
+                writer.audio_note = short or writer.audio_note
             results[i] = writer.finish(step)
             if writer.audio is not None:
                 live.remove(writer.audio)

@@ -44,7 +44,7 @@ import numpy as np
 from clipfactory.config import CutConfig
 from clipfactory.errors import MediaError, storage_refused
 from clipfactory.media import stagetime
-from clipfactory.media.audio import AudioTrack, pick_audio_stream
+from clipfactory.media.audio import AudioTrack, MuxLag, pick_audio_stream
 from clipfactory.media.cutresult import (
     SEEK_BACKOFF_S,
     CutResult,
@@ -66,7 +66,8 @@ __all__ = ["smart_cut"]
 
 SEEK_AHEAD_S = 2.0  # seek instead of reading forward when the next clip is further than this
 # a complete clip waits for audio packets up to its end, but no longer than until the video is
-# this far past it (audio that stops early must not hold every later clip in memory)
+# this far past it, or as far as the file stores its audio behind (MuxLag, capped: audio that
+# stops early must not hold every later clip in memory)
 AUDIO_WAIT_S = 2.0
 _FORMATS = {".mkv": "matroska", ".mov": "mov"}  # anything else is written as MP4
 _COPY_CONTAINERS = ("mov", "matroska", "avi", "flv", "mpegts")  # keyframe mode's sources
@@ -145,6 +146,7 @@ class _Clip:
         self.decided = span.start_frame  # frames below are copied or belong to a run
         self.error: str | None = None
         self.audio: AudioTrack | None = None
+        self.note: str | None = None  # e.g. its audio was cut short
         self.seeks = 0
 
     @property
@@ -229,6 +231,8 @@ class _Cutter:
         self.is_rap = splice.is_rap if splice is not None else rap_check(vstream)
         self.audio_time = float("-inf")  # latest audio packet start seen since the last seek
         self.video_time = float("-inf")  # time of the first frame of the open GOP
+        self.video_seen = float("-inf")  # latest video packet's time since the last seek
+        self.lag = MuxLag(AUDIO_WAIT_S)  # how far behind the file stores its audio
 
     # -- frames and packets ------------------------------------------------------------
 
@@ -366,8 +370,10 @@ class _Cutter:
                 continue
             if (clip.error is None and not eof and clip.audio is not None
                     and self.audio_time < clip.audio.t1
-                    and self.video_time < clip.audio.t1 + AUDIO_WAIT_S):
-                continue  # MP4 interleaving: audio may trail the video by ~1 s
+                    and self.video_time < clip.audio.t1 + self.lag.wait):
+                continue  # interleaving: audio may trail the video (MuxLag)
+            if clip.error is None and not eof and clip.audio is not None:
+                clip.note = self.lag.cut_short(self.audio_time, clip.audio.t1)
             self.active.remove(clip)
             self.finish(clip)
 
@@ -443,14 +449,17 @@ class _Cutter:
                         self.finish(nxt)
                         continue
                     packets, gop, prev = sought, None, None
-                    self.audio_time = self.video_time = float("-inf")
+                    self.audio_time = self.video_time = self.video_seen = float("-inf")
                     self.gop_n += 2  # the decoder's next GOP is not continuous
             for p in packets:
                 if p.stream.type != "video":
                     if p.pts is not None:
                         self.audio_time = max(self.audio_time, float(p.pts * p.time_base))
+                        self.lag.audio(float(p.pts * p.time_base), self.video_seen)
                     self.offer_audio(p)
                     continue
+                if p.pts is not None:
+                    self.video_seen = max(self.video_seen, float(p.pts * self.tb))
                 i = self.index(p.pts)
                 if gop is None:
                     if p.is_keyframe:  # anything before the first keyframe cannot be decoded
@@ -574,7 +583,8 @@ class _Cutter:
         w, h = (cc.height, cc.width) if self.rotation in (90, 270) else (cc.width, cc.height)
         return CutResult(span, clip.path, len(items), w, h, size,
                          method="copy" if self.copy_only else "smart", copied_frames=copied,
-                         audio=audio, codec=self.splice.family if self.splice else cc.name)
+                         audio=audio, codec=self.splice.family if self.splice else cc.name,
+                         note=clip.note if audio else None)
 
 
 class _NoKeyframe(ValueError):
