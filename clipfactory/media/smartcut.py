@@ -54,6 +54,7 @@ from clipfactory.media.cutresult import (
 )
 from clipfactory.media.splice import (
     SpliceCodec,
+    edited_out,
     mpeg4_b_frames,
     open_gops,
     rap_check,
@@ -664,10 +665,14 @@ def smart_cut(source: str, spans: Sequence[Span], out_paths: Sequence[str], *,
         if copy_only:
             if container.format.name.split(",")[0] not in _COPY_CONTAINERS:
                 why = f"container_{container.format.name.split(',')[0]}"
+            elif edited_out(source, container):
+                why = "edit_list"  # a copy would carry what the edit left out
         elif deinterlace:
             why = "interlaced"  # every frame is made progressive
         elif rotation:
             why = "rotated_source"  # clips are made upright in their pixels
+        elif edited_out(source, container):
+            why = "edit_list"  # packets the edit left out share the shown frames' times
         else:
             got = splice_codec(container, vstream, cfg.crf, cfg.edge_preset)
             if isinstance(got, str):

@@ -43,7 +43,7 @@ import av
 
 from clipfactory.media.streams import main_video_stream, pixel_aspect
 
-__all__ = ["SpliceCodec", "disposable_check", "open_gops", "rap_check", "splice_codec"]
+__all__ = ["SpliceCodec", "disposable_check", "edited_out", "open_gops", "rap_check", "splice_codec"]
 
 _FAMILY = {"h264": "h264", "vp9": "vp9", "libvpx-vp9": "vp9", "av1": "av1", "libdav1d": "av1",
            "libaom-av1": "av1", "mpeg4": "mpeg4", "hevc": "hevc"}
@@ -609,6 +609,35 @@ def mpeg4_b_frames(source: str, codec: SpliceCodec, max_packets: int = 50) -> bo
             return bool(cc.has_b_frames)
     except av.FFmpegError:
         return False  # the cut itself will say what is wrong with the file
+
+
+def edited_out(source: str, container: av.container.InputContainer) -> bool:
+    """Whether an MP4/MOV's edit list leaves out a part from inside its timeline (the
+    "delete a part" edit that QuickTime-style editors save without re-encoding). FFmpeg's
+    demuxer then hands over the packets of the part left out that later frames lean on, marked
+    discard, with timestamps among those of the frames shown: a copied GOP would carry them
+    (footage the edit removed, in place of the span's own frames), and their audio too. Such
+    a source is re-encoded in full, where the decoder drops them. Reads packets only (no
+    decoding), in a second open of ``source``; a leading edit (``ffmpeg -ss`` with stream
+    copy) discards only packets before the first frame shown, and is not one."""
+    if not container.format.name.startswith("mov"):
+        return False
+    try:
+        with av.open(source, metadata_errors="ignore") as c:
+            stream = main_video_stream(c)
+            if stream is None:
+                return False
+            first: int | None = None  # the earliest pts shown so far
+            for packet in c.demux(stream):
+                if packet.pts is None or not packet.size:
+                    continue
+                if not packet.is_discard:
+                    first = packet.pts if first is None else min(first, packet.pts)
+                elif first is not None and packet.pts >= first:
+                    return True
+    except av.FFmpegError:
+        return False
+    return False
 
 
 def open_gops(source: str, codec: SpliceCodec, keyframes: int = 4,
