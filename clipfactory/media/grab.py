@@ -165,8 +165,15 @@ def grab_frames(path: str, times: list[float], *, max_side: int = 640, rotation:
     try:
         frames = _decode(container, stream, None, aim) if counted else None
         pos, n = -1.0, 0  # time of the last frame decoded; frames decoded (counted)
+        taken: tuple[float, np.ndarray] | None = None  # the last picture grabbed, and its time
         for i in order:
             target = times[i]
+            if taken is not None and taken[0] >= target - 1e-3:
+                # the frame just grabbed is the first at or after this time too (a 1-frame
+                # clip's first, middle and last; two clips sharing a frame): the decoder has
+                # moved past it
+                out[i] = taken[1]
+                continue
             aim[0] = int((target - 1e-3) / tb) + (t0 or 0)
             if not counted and (frames is None or target - pos > seek_gap_s or (
                     indexed and _keyframe_between(stream, pos, target, tb, t0))):
@@ -184,6 +191,7 @@ def grab_frames(path: str, times: list[float], *, max_side: int = 640, rotation:
                                          interpolation=Interpolation.AREA, threads=1).to_ndarray()
                     out[i] = upright(rgb, display_rotation(frame) if rotation is None
                                      else rotation)
+                    taken = (pos, out[i])
                     break
     except av.FFmpegError:
         pass  # what was grabbed stands; the rest is None

@@ -41,6 +41,17 @@ def test_frames_are_exact_whether_it_seeks_or_decodes_on(video) -> None:
     assert grab_frames(path, [7.0], max_side=160) == [None]  # past the end
 
 
+def test_a_time_asked_twice_gets_the_same_frame(video) -> None:
+    """A 1-frame clip's first, middle and last frame, and two clips sharing a frame: each
+    time gets the first frame at or after it (before, a repeated time got the next frame, and
+    every later time of the file one frame on)."""
+    path, frames = video
+    idx = [30, 30, 30, 45, 46, 46, 61, 61]
+    got = grab_frames(path, [i / 30 for i in idx], max_side=160)
+    for i, g in zip(idx, got, strict=True):
+        assert g is not None and np.array_equal(g, frames[i]), i
+
+
 def test_preview_frames_are_close_to_the_exact_ones(video) -> None:
     path, frames = video
     idx = [0, 29, 59, 89, 119, 149, 179]  # the ends of GOPs: where drift is largest
