@@ -27,8 +27,15 @@ from clipfactory.ledger import query_in
 from clipfactory.report.rows import MAX_ROWS, RowSample, read_rows
 from clipfactory.sinks.index import INDEX_SCHEMA, REJECTED_SCHEMA
 
-__all__ = ["ReportData", "load_report_data", "sample_ids", "score_columns", "select_rows",
-           "video_rotations"]
+__all__ = [
+    "ReportData",
+    "kept_downloads",
+    "load_report_data",
+    "sample_ids",
+    "score_columns",
+    "select_rows",
+    "video_facts",
+]
 
 
 @dataclass
@@ -101,22 +108,59 @@ def _decisions(path: Path) -> list[tuple[str, str, int]]:
         db.close()
 
 
-def video_rotations(out: Path, item_keys: list[str]) -> dict[str, int]:
-    """Display rotation (0/90/180/270) of the given inputs, from their probe in the ledger."""
+def video_facts(out: Path, item_keys: list[str]) -> dict[str, tuple[int, str]]:
+    """Display rotation (0/90/180/270, from the probe) and content SHA-256 of the given
+    inputs, from the ledger: a dropped clip's strip is made from its source, turned, and
+    named by the bytes it shows (a file replaced under the same id gets new pictures)."""
     db = _connect(out / "ledger.sqlite")
     if db is None or not item_keys:
         return {}
-    rot: dict[str, int] = {}
+    facts: dict[str, tuple[int, str]] = {}
     try:
-        for key, info in query_in(db, "SELECT item_key, info FROM videos WHERE item_key IN"
-                                  " ({})", item_keys):
-            if info:
-                rot[key] = int(json.loads(info).get("rotation") or 0)
+        for key, info, sha in query_in(db, "SELECT item_key, info, source_sha256 FROM videos"
+                                       " WHERE item_key IN ({})", item_keys):
+            rotation = int(json.loads(info).get("rotation") or 0) if info else 0
+            facts[key] = (rotation, sha or "")
     except (sqlite3.Error, ValueError):
         pass
     finally:
         db.close()
-    return rot
+    return facts
+
+
+def kept_downloads(out: Path, urls: list[str]) -> dict[str, str]:
+    """The fetched copy that ``fetch.keep_sources`` kept of each URL that has one (its
+    ``.fetch.json`` marker names it, in ``OUTPUT/sources`` or the configured
+    ``fetch.sources_dir``): a dropped clip of a remote source is shown from it."""
+    from clipfactory.fetch.base import url_key
+
+    if not urls:
+        return {}
+    dirs = [out / "sources"]
+    db = _connect(out / "ledger.sqlite")
+    if db is not None:
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()
+            configured = ((json.loads(row[0]) or {}).get("fetch") or {}).get("sources_dir") \
+                if row else None
+            if configured:
+                dirs.append(Path(configured))
+        except (sqlite3.Error, ValueError, AttributeError):
+            pass
+        finally:
+            db.close()
+    found: dict[str, str] = {}
+    for url in urls:
+        for d in dirs:
+            try:
+                name = Path(json.loads((d / f"{url_key(url)}.fetch.json").read_text(
+                    encoding="utf-8"))["path"]).name
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if (d / name).is_file():  # beside its marker, wherever the output has moved
+                found[url] = str(d / name)
+                break
+    return found
 
 
 def _rank(clip_id: str) -> bytes:

@@ -16,7 +16,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from clipfactory.report.data import ReportData, sample_ids, select_rows, video_rotations
+from clipfactory.report.data import (
+    ReportData,
+    kept_downloads,
+    sample_ids,
+    select_rows,
+    video_facts,
+)
 from clipfactory.report.rows import kept_rows
 from clipfactory.report.thumbs import ThumbRequest, span_times
 
@@ -127,19 +133,22 @@ def _kept_request(out: Path, r: dict[str, Any], found: dict[str, list[Path]]) ->
                         version=r.get("file_sha256") or "")
 
 
-def _dropped_request(r: dict[str, Any], rotations: dict[str, int], removed: set[str]
-                     ) -> ThumbRequest:
+def _dropped_request(r: dict[str, Any], facts: dict[str, tuple[int, str]], removed: set[str],
+                     kept_copies: dict[str, str]) -> ThumbRequest:
     cid, src = r["clip_id"], r["source"] or ""
     times = span_times(float(r["start_s"] or 0), int(r["start_frame"] or 0),
                        int(r["end_frame"] or 0), float(r["end_s"] or 0))
     if (r.get("stage") or "") in NO_PICTURE_STAGES or r.get("item_key") in removed:
         return ThumbRequest(cid, None, times, unavailable="source removed: no picture kept")
-    if "://" in src:
+    if "://" in src and src in kept_copies:  # fetch.keep_sources kept the download
+        src = kept_copies[src]
+    elif "://" in src:
         return ThumbRequest(cid, None, times,
                             unavailable="source gone (remote; the fetched copy was deleted)")
     if not Path(src).is_file():
         return ThumbRequest(cid, None, times, unavailable="source gone")
-    return ThumbRequest(cid, src, times, rotation=rotations.get(r["item_key"], 0))
+    rotation, sha = facts.get(r["item_key"], (0, ""))
+    return ThumbRequest(cid, src, times, rotation=rotation, version=sha)
 
 
 def thumb_requests(data: ReportData, s: Samples) -> list[ThumbRequest]:
@@ -149,14 +158,16 @@ def thumb_requests(data: ReportData, s: Samples) -> list[ThumbRequest]:
     kept.update((g.keeper_id, g.keeper) for g in s.groups if g.keeper is not None)
     dropped = {r["clip_id"]: r for _, rows in s.by_reason.values() for r in rows}
     dropped.update((r["clip_id"], r) for g in s.groups for r in g.removed)
-    rotations = video_rotations(data.out, sorted({r["item_key"] for r in dropped.values()
-                                                  if r.get("item_key")}))
+    facts = video_facts(data.out, sorted({r["item_key"] for r in dropped.values()
+                                          if r.get("item_key")}))
     # a clip dropped before its source was taken down keeps its old reason: its input says
     removed = {k for k, stage in zip(data.videos.column("item_key").to_pylist(),
                                      data.videos.column("stage").to_pylist(), strict=True)
                if stage in NO_PICTURE_STAGES}
     found: dict[str, list[Path]] = {}
     reqs = [_kept_request(data.out, r, found) for r in kept.values()]
-    reqs += [_dropped_request(r, rotations, removed) for cid, r in dropped.items()
+    copies = kept_downloads(data.out, sorted({r["source"] for r in dropped.values()
+                                              if "://" in (r["source"] or "")}))
+    reqs += [_dropped_request(r, facts, removed, copies) for cid, r in dropped.items()
              if cid not in kept]
     return reqs

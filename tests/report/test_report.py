@@ -262,7 +262,9 @@ def test_a_clip_whose_source_was_replaced_under_its_id_gets_new_pictures(tmp_pat
 
     src = tmp_path / "in"
     src.mkdir()
-    write_video(src / "v.mp4", [ShotSpec(60, "texture", 1), ShotSpec(60, "texture", 2)])
+    # two kept shots and a static one, dropped: its strip is made from the source
+    write_video(src / "v.mp4", [ShotSpec(60, "texture", 1), ShotSpec(60, "texture", 2),
+                                ShotSpec(60, "static", 3)])
     manifest = src / "m.jsonl"
     manifest.write_text('{"id": "v", "path": "v.mp4"}\n', encoding="utf-8")
     out = tmp_path / "out"
@@ -278,15 +280,46 @@ def test_a_clip_whose_source_was_replaced_under_its_id_gets_new_pictures(tmp_pat
 
     run(manifest, out, cfg)
     before = figures()
-    assert len(before) == 2 and all(v[0] is not None for v in before.values())
+    assert len(before) == 3 and all(v[0] is not None for v in before.values())
     dark = src / "dark.mp4"  # the same shot lengths, another picture
-    write_video(dark, [ShotSpec(60, "texture", 7), ShotSpec(60, "texture", 8)])
+    write_video(dark, [ShotSpec(60, "texture", 7), ShotSpec(60, "texture", 8),
+                       ShotSpec(60, "static", 9)])
     dark.replace(src / "v.mp4")
     run(manifest, out, cfg)
     after = figures()
     assert set(after) == set(before)  # the same clip ids
     rows = {r["clip_id"]: r for r in _index(out)}
-    assert set(rows) == set(before)
+    assert len(rows) == 2 and set(rows) < set(before)  # and one dropped clip's strip
     for cid, shown in after.items():
         assert len(shown) == 1 and shown[0] is not None
         assert np.abs(shown[0] - before[cid][0]).max() > 10, cid  # not the old content
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_a_dropped_clip_of_a_url_is_shown_from_the_kept_download(tmp_path, keep):
+    """With fetch.keep_sources the fetched copy is there: a dropped clip of a URL source gets
+    its strip from it (it said "source gone (remote; the fetched copy was deleted)")."""
+    from clipfactory.testing.loopback import LoopbackServer
+    from clipfactory.testing.synth import ShotSpec, write_video
+
+    write_video(tmp_path / "v.mp4", [ShotSpec(75, "texture", 1), ShotSpec(60, "static", 2)],
+                width=160, height=96, gop=30)
+    cfg = Config(workers=1)
+    cfg.fetch.allow_private_network, cfg.fetch.keep_sources = True, keep
+    out = tmp_path / "out"
+    with LoopbackServer() as srv:
+        url = srv.add("/v.mp4", (tmp_path / "v.mp4").read_bytes())
+        (tmp_path / "m.jsonl").write_text(f'{{"url": "{url}", "id": "v"}}\n')
+        run(tmp_path / "m.jsonl", out, cfg)
+    dropped = {r["clip_id"] for r in _rejected(out) if r["kind"] == "clip"}
+    assert dropped
+    figs = [f for f in _page(out).find_all(lambda n: n.tag == "figure")
+            if f.attrs.get("data-clip") in dropped]
+    assert figs
+    for f in figs:
+        imgs = f.find_all(lambda n: n.tag == "img")
+        if keep:
+            assert imgs and _strip(out / imgs[0].attrs["src"]).std() > 1  # a picture
+        else:
+            [ph] = f.find_all(lambda n: _has_class(n, "placeholder"))
+            assert ph.attrs["data-why"].startswith("source gone (remote")
