@@ -33,8 +33,10 @@ def _name(source: str | None) -> str:
     return source.rstrip("/").rsplit("/", 1)[-1] if "://" in source else PurePath(source).name
 
 
-def _num(x: float) -> str:
-    return f"{x:.3g}" if abs(x) < 1000 else f"{x:.0f}"
+def _num(x: float | None) -> str:
+    if x is None:  # a map value Parquet holds as null (an index written by another tool)
+        return "none"
+    return f"{x:.3g}" if abs(x) < 1000 or x != x else f"{x:.0f}"
 
 
 def clip_card(r: dict[str, Any], thumb: Thumb | None, *, role: str = "",

@@ -323,3 +323,26 @@ def test_a_dropped_clip_of_a_url_is_shown_from_the_kept_download(tmp_path, keep)
         else:
             [ph] = f.find_all(lambda n: _has_class(n, "placeholder"))
             assert ph.attrs["data-why"].startswith("source gone (remote")
+
+
+def test_a_null_score_is_shown_not_a_crash(tmp_path):
+    """The index's scores are a map of nullable doubles: an index written by another tool may
+    hold a null, and the report died on it (TypeError)."""
+    import pyarrow as pa
+
+    from clipfactory.testing.synth import ShotSpec, write_video
+
+    (tmp_path / "in").mkdir()
+    write_video(tmp_path / "in" / "v.mp4", [ShotSpec(75, "texture", 1)], width=160, height=96,
+                gop=30)
+    out = tmp_path / "out"
+    run(tmp_path / "in", out, Config(workers=1))
+    shutil.rmtree(out / "index")  # the report reads index.parquet, the one file edited
+    t = pq.read_table(out / "index.parquet")
+    rows = t.to_pylist()
+    rows[0]["scores"] = [(k, None if k == "motion.mean" else v) for k, v in rows[0]["scores"]]
+    pq.write_table(pa.Table.from_pylist(rows, schema=t.schema), out / "index.parquet")
+    assert main(["report", str(out)]) == 0
+    [card] = [f for f in _page(out).find_all(lambda n: n.tag == "figure")
+              if f.attrs.get("data-clip") == rows[0]["clip_id"]]
+    assert "motion.mean" in card.all_text() and "none" in card.all_text()
