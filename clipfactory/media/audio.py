@@ -154,16 +154,23 @@ class AudioTrack:
         if self.flac is not None:
             return self.flac.encode([self.packets[p] for p in sorted(self.packets)], self.t0,
                                     last)
-        shift = round(self.t0 / self.tb)
+        tb = self.tb
+        rate = self.stream.codec_context.sample_rate or 0
+        if rate and tb > Fraction(1, rate):
+            # a time base coarser than a sample (AVI's is one codec frame: 26 ms of MP3 at
+            # 44.1 kHz): the clip's start falls between two ticks, and a shift by whole
+            # ticks put the audio up to half a frame off the video. Timed in samples instead.
+            tb = Fraction(1, rate)
+        shift = self.t0 / tb  # in ``tb`` ticks, not rounded
         out = []
         for pts in sorted(self.packets):
             src = self.packets[pts]
             packet = av.Packet(bytes(src))
-            packet.pts = packet.dts = pts - shift
-            packet.duration = src.duration
-            packet.time_base, packet.stream = self.tb, ostream
+            packet.pts = packet.dts = round(pts * self.tb / tb - shift)
+            packet.duration = round((src.duration or 0) * self.tb / tb)
+            packet.time_base, packet.stream = tb, ostream
             packet.is_keyframe = True
-            out.append((float(packet.pts * self.tb), packet))
+            out.append((float(packet.pts * tb), packet))
         return out
 
 

@@ -34,10 +34,11 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
+from typing import Any
 
 import av
 
@@ -611,33 +612,73 @@ def mpeg4_b_frames(source: str, codec: SpliceCodec, max_packets: int = 50) -> bo
         return False  # the cut itself will say what is wrong with the file
 
 
+def _boxes(fh: Any, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """``(type, body start, box end)`` of the ISO BMFF boxes in ``[start, end)`` of ``fh``."""
+    pos = start
+    while pos + 8 <= end:
+        fh.seek(pos)
+        head = fh.read(16)
+        if len(head) < 8:
+            return
+        size, kind = struct.unpack(">I4s", head[:8])
+        body = pos + 8
+        if size == 1 and len(head) == 16:  # a 64-bit size follows
+            size, body = struct.unpack(">Q", head[8:16])[0], pos + 16
+        elif size == 0:  # to the end of its parent
+            size = end - pos
+        if size < body - pos or pos + size > end:
+            return
+        yield kind, body, pos + size
+        pos += size
+
+
 def edited_out(source: str, container: av.container.InputContainer) -> bool:
-    """Whether an MP4/MOV's edit list leaves out a part from inside its timeline (the
-    "delete a part" edit that QuickTime-style editors save without re-encoding). FFmpeg's
-    demuxer then hands over the packets of the part left out that later frames lean on, marked
-    discard, with timestamps among those of the frames shown: a copied GOP would carry them
-    (footage the edit removed, in place of the span's own frames), and their audio too. Such
-    a source is re-encoded in full, where the decoder drops them. Reads packets only (no
-    decoding), in a second open of ``source``; a leading edit (``ffmpeg -ss`` with stream
-    copy) discards only packets before the first frame shown, and is not one."""
+    """Whether an MP4/MOV's edit list shows its media in more than one piece: the "delete a
+    part" edit that QuickTime-style editors save without re-encoding. FFmpeg's demuxer then
+    hands over packets of the part left out that later frames lean on, marked discard, with
+    timestamps among those of the frames shown: a copied GOP would carry footage the edit
+    removed (in place of the span's own frames), and its audio too. Such a source is
+    re-encoded in full, where the decoder drops them. Reads the boxes' headers and the edit
+    lists (``moov/trak/edts/elst``), not the media: an empty edit (a start delay) and a single
+    edit (``ffmpeg -ss`` with stream copy) are not such edits."""
     if not container.format.name.startswith("mov"):
         return False
     try:
-        with av.open(source, metadata_errors="ignore") as c:
-            stream = main_video_stream(c)
-            if stream is None:
-                return False
-            first: int | None = None  # the earliest pts shown so far
-            for packet in c.demux(stream):
-                if packet.pts is None or not packet.size:
+        with open(source, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            for kind, body, end in _boxes(fh, 0, size):
+                if kind != b"moov":
                     continue
-                if not packet.is_discard:
-                    first = packet.pts if first is None else min(first, packet.pts)
-                elif first is not None and packet.pts >= first:
-                    return True
-    except av.FFmpegError:
+                for trak in (b for b in _boxes(fh, body, end) if b[0] == b"trak"):
+                    for edts in (b for b in _boxes(fh, trak[1], trak[2]) if b[0] == b"edts"):
+                        for elst in (b for b in _boxes(fh, edts[1], edts[2])
+                                     if b[0] == b"elst"):
+                            if _pieces(fh, elst[1], elst[2]) > 1:
+                                return True
+                return False
+    except (OSError, struct.error):
         return False
     return False
+
+
+def _pieces(fh: Any, body: int, end: int) -> int:
+    """The edits of an ``elst`` box that show media (an empty edit, media time -1, shows
+    none)."""
+    fh.seek(body)
+    version = fh.read(1)[0]
+    fh.seek(body + 4)
+    count = struct.unpack(">I", fh.read(4))[0]
+    entry = 20 if version == 1 else 12
+    count = min(count, (end - body - 8) // entry, 1000)
+    data = fh.read(count * entry)
+    shown = 0
+    for k in range(count):
+        if version == 1:
+            media = struct.unpack(">q", data[k * entry + 8:k * entry + 16])[0]
+        else:
+            media = struct.unpack(">i", data[k * entry + 4:k * entry + 8])[0]
+        shown += media != -1
+    return shown
 
 
 def open_gops(source: str, codec: SpliceCodec, keyframes: int = 4,
