@@ -30,7 +30,7 @@ from clipfactory.media.analyse import Signals, analyse
 from clipfactory.media.cut import CutResult, cut_clips
 from clipfactory.media.motion import classify_clip
 from clipfactory.media.probe import probe
-from clipfactory.media.streams import pixel_aspect
+from clipfactory.media.streams import display_rotation, pixel_aspect
 from clipfactory.memory import Usage, peak_rss_mib, release_memory
 from clipfactory.plan import (
     damage_transitions,
@@ -84,11 +84,17 @@ def _threads(cfg_threads: int, workers: int | str) -> int:
 
 def clip_format(path: str) -> tuple[str | None, str | None]:
     """The pixel format a clip file's video stream declares, and its pixel aspect as
-    ``"64:45"`` (None: square); the index and the card report them."""
+    ``"64:45"`` (None: square); the index and the card report them. A clip that keeps its
+    source's display matrix (``cut.mode: keyframe``) turned a quarter has its aspect turned
+    too, as its ``width`` and ``height`` are: shown width = ``width`` x ``sar``."""
     try:
         with av.open(path) as container:
             stream = container.streams.video[0]
             sar = pixel_aspect(stream)
+            if sar is not None:  # anamorphic (rare): is the picture shown turned?
+                first = next(container.decode(stream), None)
+                if first is not None and display_rotation(first) in (90, 270):
+                    sar = 1 / sar
             return (stream.codec_context.pix_fmt or None,
                     f"{sar.numerator}:{sar.denominator}" if sar else None)
     except (av.FFmpegError, OSError, IndexError):

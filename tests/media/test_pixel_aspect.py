@@ -23,7 +23,8 @@ W, H, N = 352, 288, 75
 WIDE = Fraction(64, 45)  # PAL 16:9: 352x288 shown as 500x288
 
 
-def _write(path: Path, sar: Fraction | None, fmt: str | None = None) -> list[int]:
+def _write(path: Path, sar: Fraction | None, fmt: str | None = None,
+           rotation: int = 0) -> list[int]:
     """A moving picture whose pixels are ``sar`` wide (None: square); GOPs of 25 frames with
     B-frames, so a clip starting mid-GOP has re-encoded frames. Returns the frames' pts."""
     rng = np.random.default_rng(3)
@@ -34,6 +35,8 @@ def _write(path: Path, sar: Fraction | None, fmt: str | None = None) -> list[int
         if sar:
             s.codec_context.sample_aspect_ratio = sar
         s.options = {"g": "25", "bf": "2", "crf": "20", "x264-params": "scenecut=0"}
+        if rotation:
+            s.set_display_rotation(rotation)
         for i in range(N):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(base[:, 4 * i:4 * i + W]),
                                                format="rgb24")
@@ -151,3 +154,21 @@ def test_a_shape_only_the_container_gives_is_kept(tmp_path: Path) -> None:
         assert res.error is None, res
         stream_sar, _ = _aspects(str(out))
         assert stream_sar == WIDE, (name, stream_sar)
+
+
+@pytest.mark.parametrize("mode", ["keyframe", "exact"])
+def test_a_turned_anamorphic_clip_has_its_aspect_turned_too(tmp_path: Path, mode: str) -> None:
+    """A phone-turned anamorphic source: `width`, `height` and `sar` in the index describe the
+    picture as shown, in both modes (keyframe mode kept the stored `sar` with the turned size:
+    shown square instead of 9:16)."""
+    media = tmp_path / "media"
+    media.mkdir()
+    _write(media / "dv.mp4", WIDE, rotation=90)
+    cfg = Config(skip=["dedup", "filters"])
+    cfg.cut.mode = mode
+    run(media, tmp_path / "out", cfg)
+    rows = read_index(tmp_path / "out").to_pylist()
+    assert rows
+    for r in rows:
+        assert (r["width"], r["height"]) == (H, W)
+        assert r["sar"] == "45:64"  # 288 x 45/64 by 352: 9:16, the 500x288 picture turned
