@@ -86,7 +86,9 @@ def plan_spans(shots: Sequence[Span], times: np.ndarray, fps: float,
         if duration < cfg.min_s - 1e-9:
             short.append(s)
             continue
-        parts = max(1, math.ceil(duration / cfg.max_s - 1e-9))
+        # never more parts than frames: a slideshow (a frame every 100 s) or a max_s under a
+        # frame's time planned clips of 0 frames, whose NaN scores stopped the ledger
+        parts = min(max(1, math.ceil(duration / cfg.max_s - 1e-9)), s.num_frames)
         bounds = np.linspace(s.start_frame, s.end_frame, parts + 1).round().astype(int)
         clips.extend(Span(int(a), int(b)) for a, b in itertools.pairwise(bounds))
     return clips, short

@@ -48,3 +48,14 @@ def test_span_seconds_uses_real_timestamps():
     times = np.array([0.0, 0.02, 0.08, 0.10, 0.15])
     assert span_seconds(times, 25.0, Span(1, 3)) == (0.02, 0.10)
     assert span_seconds(times, 25.0, Span(3, 5)) == pytest.approx((0.10, 0.19))
+
+
+@pytest.mark.parametrize(("n", "fps", "max_s"), [(4, 0.01, 30.0), (30, 30.0, 0.01), (7, 30.0, 0.05)])
+def test_a_shot_is_never_split_into_more_parts_than_frames(n, fps, max_s):
+    """A slideshow (a frame every 100 s, the default max_s) or a max_s under a frame's time:
+    every clip holds a frame at least (0-frame clips had NaN scores that stopped the run)."""
+    clips, short = plan_spans([Span(0, n)], _times(n, fps), fps, ClipConfig(min_s=0, max_s=max_s))
+    assert not short and clips
+    assert all(c.num_frames >= 1 for c in clips)
+    assert clips[0].start_frame == 0 and clips[-1].end_frame == n
+    assert all(a.end_frame == b.start_frame for a, b in itertools.pairwise(clips))
