@@ -204,9 +204,14 @@ class ManifestParse:
     def _grouped(self, rows: Iterator[tuple[int, InputRow]]) -> Iterator[tuple[int, InputRow]]:
         """Merge adjacent rows that are clips of one video (layouts with one row per clip) into
         one item with all their spans, so the video is fetched and decoded once. A video whose
-        rows come back later in the manifest becomes a second item (``id:X#2``). Rows that
-        continue the group open at the last pass's end join its item, already registered."""
+        rows come back later in the manifest becomes a second item (``id:X#2``). Rows appended
+        after the last pass that continue the group open at its end cannot join its item (it
+        is registered, perhaps cut already): they are an item of their own, ``id:X@N`` (N: the
+        first such row), which a parse of the whole file never gives, so a later full parse
+        cannot give that key to other rows. Before, their spans were dropped: never cut, never
+        rejected."""
         current: tuple[int, SourceItem] | None = None
+        appended = False  # ``current`` continues an earlier pass's open group
         continued = self.open_group is not None  # ``current`` was yielded by an earlier pass
         if self.open_group is not None:
             g = self.open_group
@@ -218,29 +223,34 @@ class ManifestParse:
                         and row.id is not None and len(row.spans) == 1)
             if not per_clip or not isinstance(row, SourceItem):
                 if current is not None and not continued:
-                    yield self._flush(current)
-                current, continued = None, False
+                    yield self._flush(current, appended)
+                current, continued, appended = None, False, False
                 yield n, row
                 continue
             if current is not None and current[1].item_key == row.item_key \
                     and current[1].source == row.source:
-                if not continued:
-                    prev = current[1]
-                    spans = prev.spans + row.spans
-                    extra = {k: v for k, v in prev.extra.items() if row.extra.get(k) == v}
-                    current = (current[0], dataclasses.replace(
-                        prev, spans=spans, extra=extra, start_s=min(sp[0] for sp in spans),
-                        end_s=max(sp[1] for sp in spans)))
+                if continued:  # the first row appended to a registered group
+                    current, continued, appended = (n, row), False, True
+                    continue
+                prev = current[1]
+                spans = prev.spans + row.spans
+                extra = {k: v for k, v in prev.extra.items() if row.extra.get(k) == v}
+                current = (current[0], dataclasses.replace(
+                    prev, spans=spans, extra=extra, start_s=min(sp[0] for sp in spans),
+                    end_s=max(sp[1] for sp in spans)))
                 continue
             if current is not None and not continued:
-                yield self._flush(current)
-            current, continued = (n, row), False
+                yield self._flush(current, appended)
+            current, continued, appended = (n, row), False, False
         self._group_at_end = current
         if current is not None and not continued:
-            yield self._flush(current)
+            yield self._flush(current, appended)
 
-    def _flush(self, current: tuple[int, SourceItem]) -> tuple[int, SourceItem]:
+    def _flush(self, current: tuple[int, SourceItem], appended: bool = False
+               ) -> tuple[int, SourceItem]:
         n, item = current
+        if appended:
+            return n, dataclasses.replace(item, item_key=f"{item.item_key}@{n}")
         count = self.memory.next_count(item.item_key, n)
         if count > 1:
             item = dataclasses.replace(item, item_key=f"{item.item_key}#{count}")

@@ -106,25 +106,34 @@ def _clip(vid: str, start: int) -> str:
                        "End_timestamp": f"00:00:{start + 2:02d}.000", "Caption": "c"}) + "\n"
 
 
+def _spans_by_video(ledger: Ledger) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for r in ledger.db.execute("SELECT manifest_id, spans FROM videos ORDER BY seq"):
+        out.setdefault(r["manifest_id"], []).extend(json.loads(r["spans"] or "[]"))
+    return {k: sorted(v) for k, v in out.items()}
+
+
 def test_clip_rows_get_the_same_video_numbers_as_a_full_parse(tmp_path, ledgers):
-    """InternVid-style rows, one per clip: a video coming back later is ``id:X#2``, and rows
-    appended right after its group belong to the item already registered."""
+    """InternVid-style rows, one per clip: a video coming back later is ``id:X#2``. Rows
+    appended right after the group open at the end of the last pass are an item of their own,
+    ``id:X@N`` (N: their first row), with their spans: before, they were dropped (the
+    registered item kept its spans, and the new ones were never cut)."""
     m = tmp_path / "clips.jsonl"
     first = [_clip("a", 0), _clip("a", 3), _clip("b", 0), _clip("a", 9), _clip("c", 0),
              _clip("c", 4)]
     m.write_text("".join(first), encoding="utf-8")
     ledger = ledgers()
-    rerun = ledgers("rerun")  # what a run without this module did: parse it all, again
-    rerun.register(read_input(m))
     assert register_input(ledger, m).added == 4  # a, b, a#2, c (still open at the end)
-    _append(m, _clip("c", 8) + _clip("a", 20) + _clip("b", 5) + _clip("d", 0))
+    _append(m, _clip("c", 8) + _clip("c", 12) + _clip("a", 20) + _clip("b", 5) + _clip("d", 0))
     stats = register_input(ledger, m)
-    assert (stats.mode, stats.rows, stats.added) == ("appended", 4, 3)
-    rerun.register(read_input(m))
-    assert _rows(ledger) == _rows(rerun)
-    keys = {r[0] for r in _rows(ledger)}
-    assert keys == {r[0] for r in _full_parse(ledgers, m)}
-    assert keys == {"id:a", "id:b", "id:a#2", "id:c", "id:a#3", "id:b#2", "id:d"}
+    assert (stats.mode, stats.rows, stats.added) == ("appended", 5, 4)
+    keys = [r[0] for r in _rows(ledger)]
+    assert keys == ["id:a", "id:b", "id:a#2", "id:c", "id:c@7", "id:a#3", "id:b#2", "id:d"]
+    full = ledgers("full")
+    full.register(read_input(m))
+    # every span of the whole file is registered, once: none dropped, none twice
+    assert _spans_by_video(ledger) == _spans_by_video(full)
+    assert {k for k in keys if "@" not in k} == {r[0] for r in _rows(full)}
 
 
 def test_a_torn_last_line_waits_until_it_is_complete(tmp_path, ledgers):
