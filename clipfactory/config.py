@@ -57,6 +57,12 @@ FrameSide = Annotated[int, Field(ge=16, le=4096)]
 GradualFrames = Annotated[int, Field(ge=2)]
 Crf = Annotated[int, Field(ge=0, le=63)]
 HashBits = Annotated[int, Field(ge=0, le=64)]
+# threads of one decoder, encoder or session (0: picked from cores and workers): 100000 hung
+Threads = Annotated[int, Field(ge=0, le=256)]
+# a time limit: finite (inf overflowed a timer after the run had started); at most 30 days
+Seconds = Annotated[float, Field(gt=0, le=30 * 86400, allow_inf_nan=False)]
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+                "slower", "veryslow", "placebo")  # x265's too
 
 
 class _Section(BaseModel):
@@ -79,6 +85,28 @@ class IngestConfig(_Section):
             ".gif",
         ]
     )
+
+    @field_validator("extensions")
+    @classmethod
+    def _dotted(cls, v: list[str]) -> list[str]:
+        """``mp4`` means ``.mp4`` (a suffix compares with its dot: ``[mp4]`` matched nothing)."""
+        out = [e.strip().lower() for e in v]
+        out = [e if e.startswith(".") else f".{e}" for e in out if e.strip(".")]
+        if not out:
+            raise ValueError("ingest.extensions: at least one file extension, e.g. .mp4")
+        return out
+
+    @field_validator("columns")
+    @classmethod
+    def _known_fields(cls, v: dict[str, str]) -> dict[str, str]:
+        from clipfactory.sources.layouts import FIELDS
+
+        for field in v:
+            if field not in FIELDS:
+                raise ValueError(f"ingest.columns: unknown field {field!r}; fields: "
+                                 f"{', '.join(FIELDS)}")
+        return v
+
     max_pixels: PosInt = 8192 * 4352  # above 8K DCI is treated as absurd
     max_dimension: PosInt = 16384
     max_duration_s: PosFloat = 24 * 3600.0
@@ -97,7 +125,7 @@ class AnalysisConfig(_Section):
 
     width: FrameSide = 160  # analysis frames are this wide (height keeps the aspect, even)
     max_height: FrameSide = 160  # cap for portrait / extreme aspect sources
-    decode_threads: NonNegInt = 0  # 0 = pick from cores and workers
+    decode_threads: Threads = 0  # 0 = pick from cores and workers
     exact_hash: bool = True  # hash full-resolution decoded planes per frame (exact dedup)
     # camera and object motion per frame: the decoder's motion vectors (H.264, MPEG-2/4),
     # phase correlation of the analysis frames for other codecs (VP9, AV1, HEVC...)
@@ -134,13 +162,15 @@ class ShotConfig(_Section):
     transnet_device: str = "auto"  # hybrid, transnet: auto (cuda when onnxruntime has it), cpu
     transnet_batch: PosInt = 4  # transnet: 100-frame windows per forward pass
     model: str = ""  # hybrid, transnet: a TransNetV2 ONNX file ("" = the one clipfactory ships)
-    model_threads: NonNegInt = 1  # hybrid, transnet: onnxruntime threads per worker process
-    context: NonNegInt = 10  # hybrid: frames the model reads on each side of a proposed region
+    model_threads: Threads = 1  # hybrid, transnet: onnxruntime threads per worker process
+    # hybrid: frames the model reads on each side of a proposed region (the detector holds
+    # about max_gradual_frames + 2 x slow_step x context analysis frames: bounded)
+    context: Annotated[int, Field(ge=0, le=200)] = 10
     proposal_change: Share = 0.1  # hybrid: how different a mix's two ends must be (0..1)
     proposal_residual: NonNegFloat = 0.25  # hybrid: how close to a pure mix the middle must be
     sure_cut: NonNegFloat = 2.3  # hybrid: built-in cuts scoring below this x threshold are verified
     model_veto: Share = 0.2  # hybrid: ... and dropped when the model's peak there is below this
-    slow_step: PosInt = 2  # hybrid: a region where the model finds nothing is read again at
+    slow_step: Annotated[int, Field(ge=1, le=8)] = 2  # hybrid: a region where the model finds nothing is read again at
     # every slow_step-th frame (a 1-2 s dissolve, or any at 50-60 fps); 1: no second look
 
 
@@ -225,10 +255,47 @@ class CutConfig(_Section):
     max_height: int | None = Field(default=None, ge=16)  # aspect, never up
     fps: float | None = Field(default=None, gt=0, le=240)  # transcode: constant output rate
     gpu: Literal["auto", "never", "always"] = "auto"  # NVENC for family codecs
-    threads: NonNegInt = 0  # 0 = pick from cores and workers
+    threads: Threads = 0  # 0 = pick from cores and workers
     # auto: a source whose frames are mostly interlaced (camcorder 1080i, broadcast, DV) is
     # re-encoded deinterlaced (bwdif, one frame per frame); keyframe mode never decodes
     deinterlace: Literal["auto", "always", "never"] = "auto"
+
+    @field_validator("bitrate", mode="before")
+    @classmethod
+    def _bitrate_text(cls, v: object) -> object:
+        """``600000`` in YAML is a number: the bitrate it means (as ``"600000"``)."""
+        return str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
+
+    @model_validator(mode="after")
+    def _encoder_settings(self) -> CutConfig:
+        """A codec, preset or bitrate no encoder takes is an error now, not every clip of
+        every video dropped as ``cut/encode_failed`` (or failed with a traceback) later."""
+        import av
+
+        from clipfactory.media.encoders import FAMILIES, parse_bitrate
+
+        name = self.codec.strip().lower()
+        if name not in FAMILIES:
+            try:
+                codec = av.codec.Codec(self.codec, "w")
+            except ValueError:
+                raise ValueError(f"cut.codec: unknown codec {self.codec!r}: expected one of "
+                                 f"{sorted(FAMILIES)} or an FFmpeg video encoder name") from None
+            if codec.type != "video":
+                raise ValueError(f"cut.codec: {self.codec!r} is not a video encoder")
+        if self.bitrate is not None:
+            try:
+                parse_bitrate(self.bitrate)
+            except ValueError as e:
+                raise ValueError(f"cut.bitrate: {e}") from None
+        nvenc = tuple(f"p{i}" for i in range(1, 8))
+        if not (self.preset in X264_PRESETS or self.preset in nvenc or self.preset.isdigit()):
+            raise ValueError(f"cut.preset: {self.preset!r} is not a preset: x264/x265's "
+                             f"{', '.join(X264_PRESETS)}; NVENC's p1-p7; SVT-AV1's 0-13")
+        if self.edge_preset not in X264_PRESETS:
+            raise ValueError(f"cut.edge_preset: {self.edge_preset!r} is not an x264 preset: "
+                             f"{', '.join(X264_PRESETS)}")
+        return self
 
 class DedupConfig(_Section):
     """Exact (decoded content) and near-duplicate (perceptual hash) grouping."""
@@ -255,7 +322,7 @@ class EmbeddingConfig(_Section):
     batch: PosInt = 32  # clips per batch
     device: str = "auto"  # auto: cuda when torch sees one, else cpu
     workers: PosInt = 1  # local worker processes; Ray: actors
-    threads: int = 0  # torch threads per worker (0: torch's default)
+    threads: Threads = 0  # torch threads per worker (0: torch's default)
     cpus: PosFloat = 1.0  # Ray: CPUs per actor
     gpus: float | None = None  # Ray: GPUs per actor (fractions share); None: 1 if any, else 0
 
@@ -273,6 +340,20 @@ class CategoryConfig(_Section):
     def _labels_unique(self) -> CategoryConfig:
         if len(set(self.labels)) != len(self.labels) or any(not x.strip() for x in self.labels):
             raise ValueError("annotate.categories.labels must be distinct, non-empty names")
+        # every template names the label (`a video of {}.`): none at all scored no label
+        # (every clip failed non_finite_output), two fields stopped the stage's setup, and a
+        # template without one gave every label the same prompt
+        if not self.templates:
+            raise ValueError("annotate.categories.templates: at least one template")
+        for t in self.templates:
+            try:
+                named = t.format("A") != t.format("B")
+            except (IndexError, KeyError, ValueError):
+                named = False
+            if not named:
+                raise ValueError(f"annotate.categories.templates: {t!r} must name the label "
+                                 "once, as {} (e.g. 'a video of {}.'), and hold no other "
+                                 "braces")
         return self
 
 
@@ -296,7 +377,7 @@ class CaptionConfig(_Section):
     send: Literal["images", "video"] = "images"  # video: one MP4 per window (vLLM video_url)
     windows: bool = True  # long clips: a caption per window too (caption_windows)
     concurrency: PosInt = 8  # openai: requests in flight per endpoint
-    timeout_s: PosFloat = 120.0
+    timeout_s: Seconds = 120.0
     max_attempts: PosInt = 4  # 5xx, 429, timeouts: retried with backoff
     backoff_base_s: NonNegFloat = 1.0
     max_wait_s: NonNegFloat = 300.0  # a longer Retry-After fails the clip now
@@ -415,7 +496,7 @@ class FetchConfig(_Section):
     pause_after: PosInt = 3  # consecutive 429/403 from a host pause it ...
     pause_s: NonNegFloat = 1800.0  # ... for this long (or the Retry-After, if longer)
     retry_delay_s: NonNegFloat = 600.0  # next_retry_at of a failed item: this * 2^(attempts-1)
-    timeout_s: PosFloat = 30.0  # connect / idle read timeout
+    timeout_s: Seconds = 30.0  # connect / idle read timeout
     min_speed_bps: NonNegFloat = 0.0  # abort a transfer slower than this (bytes/s) over ...
     min_speed_window_s: NonNegFloat = 30.0  # ... this window; 0 speed = never abort for slowness
     max_bytes: PosInt = 8 << 30  # size limit of one source
@@ -456,7 +537,8 @@ class Config(_Section):
     workers: Annotated[int, Field(ge=1, le=MAX_WORKERS)] | Literal["auto"] = "auto"
     executor: Literal["local", "ray"] = "local"
     ray_address: str | None = None  # None: RAY_ADDRESS, else a private local instance
-    video_timeout_s: NonNegFloat = 3600.0  # a video still running after this is failed (0 = never)
+    # a video still running after this is failed (0 = never; finite, at most 30 days)
+    video_timeout_s: Annotated[float, Field(ge=0, le=30 * 86400, allow_inf_nan=False)] = 3600.0
     skip: list[Literal["filters", "dedup"]] = Field(default_factory=list)
     # per-stage CPU split of the per-video work in summary.json (throughput.cpu_split);
     # clipfactory bench turns it on. Costs ~1 % (a thread-CPU clock read per stage and frame)
@@ -505,6 +587,27 @@ class Config(_Section):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping: PyYAML keeps the last,
+    and a whole section written twice vanished without a word."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` merges by design
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                dup = key in seen
+            except TypeError:  # an unhashable key: the mapping's own check says so
+                break
+            if dup:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the setting {key!r} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 class ConfigError(ValueError):
     """A config that cannot be used: the file unreadable or not YAML, or settings that are
     unknown or out of range, each named (``section.key: what is wrong``)."""
@@ -521,7 +624,7 @@ def load_config(path: str | Path | None = None, **overrides: object) -> Config:
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"cannot read the config file {path}: {e}") from None
         try:
-            loaded = yaml.safe_load(text)
+            loaded = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
         except yaml.YAMLError as e:
             raise ConfigError(f"{path} is not valid YAML: {e}") from None
         if loaded is not None and not isinstance(loaded, dict):
@@ -544,7 +647,8 @@ def describe_errors(err: ValidationError, where: str) -> str:
             lines.append(f"  {name}: unknown setting (`clipfactory config` prints them all)")
         elif problem["type"] == "value_error":  # a check of ours: its own words
             text = str(problem.get("ctx", {}).get("error", problem["msg"]))
-            lines.append(f"  {text}" if text.startswith(f"{name}:") else f"  {name}: {text}")
+            lines.append(f"  {text}" if text.startswith((f"{name}:", f"{name}."))
+                         else f"  {name}: {text}")
         else:
             lines.append(f"  {name}: {problem['msg']}, got {problem.get('input')!r}")
     n = len(lines)

@@ -131,6 +131,13 @@ def output_lock(out: str | Path, what: str, *, wait: bool = True, create: bool =
         fh.close()
 
 
+def _remove_if_only_lock(out: Path) -> None:
+    with contextlib.suppress(OSError):
+        if out.is_dir() and {p.name for p in out.iterdir()} <= {LOCK_FILE}:
+            (out / LOCK_FILE).unlink(missing_ok=True)
+            out.rmdir()
+
+
 def holds_output_lock(what: str, arg: str = "out", *, create: bool = False
                       ) -> Callable[[F], F]:
     """Decorate a function that writes the output named by its argument ``arg``: the call
@@ -142,7 +149,12 @@ def holds_output_lock(what: str, arg: str = "out", *, create: bool = False
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             out = sig.bind_partial(*args, **kwargs).arguments[arg]
-            with output_lock(out, what, create=create):
-                return fn(*args, **kwargs)
+            fresh = create and not os.path.lexists(out)
+            try:
+                with output_lock(out, what, create=create):
+                    return fn(*args, **kwargs)
+            finally:  # refused before any work (a bad model, a config error): no folder of
+                if fresh:  # only a lock file is left behind
+                    _remove_if_only_lock(Path(out))
         return wrapper  # type: ignore[return-value]
     return deco

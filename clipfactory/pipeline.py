@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from clipfactory.config import Config
+from clipfactory.config import Config, ConfigError
 from clipfactory.errors import StorageRefused, storage_refusal, storage_refused
 from clipfactory.fetch.retry import requeue_changed_files
 from clipfactory.fetch.stage import FetchStage
@@ -100,6 +100,18 @@ def run(input_path: str | Path | None, output: str | Path, cfg: Config | None = 
     cfg = cfg or Config()
     phases = stagetime.PhaseClock(cfg.stage_times)  # the driver's CPU split (bench)
     check_detector(cfg.shots)  # a broken model file stops the run here, not once per video
+    if cfg.fetch.cookies_file and not Path(cfg.fetch.cookies_file).is_file():
+        raise ConfigError(f"fetch.cookies_file: {cfg.fetch.cookies_file} is not a file")
+    if cfg.fetch.sources_dir and Path(cfg.fetch.sources_dir).exists() and \
+            not Path(cfg.fetch.sources_dir).is_dir():
+        raise ConfigError(f"fetch.sources_dir: {cfg.fetch.sources_dir} is not a folder")
+    if cfg.cut.gpu == "always":  # NVENC absent: said now, not by every video failing later
+        from clipfactory.media.encoders import resolve_encoder
+
+        try:
+            resolve_encoder(cfg.cut)
+        except ValueError as e:
+            raise ConfigError(str(e) if str(e).startswith("cut.") else f"cut: {e}") from None
     if cfg.filters_on:
         check_filters(cfg.filters)  # the text model, when the text filter is on
     stages = build_stages(cfg) if stages is None else stages

@@ -99,6 +99,22 @@ def test_config_prints_yaml_that_loads_back(tmp_path, capsys):
     ("clips: {min_sx: 3}\n", "clips.min_sx: unknown setting"),
     ("clips: [1, 2\n", "is not valid YAML"),
     ("- a list\n", "a config file must hold a mapping, got list"),
+    # found per video, after the work, before: every input failed or every clip dropped
+    ("cut: {codec: h246}\n", "cut.codec: unknown codec 'h246'"),
+    ("cut: {bitrate: 4 Mb}\n", "cut.bitrate: bad bitrate '4 Mb'"),
+    ("cut: {preset: veryfst}\n", "cut.preset: 'veryfst' is not a preset"),
+    ("cut: {edge_preset: ultrafst}\n", "cut.edge_preset: 'ultrafst' is not an x264 preset"),
+    ("video_timeout_s: .inf\n", "video_timeout_s: Input should be a finite number"),
+    ("fetch: {timeout_s: .inf}\n", "fetch.timeout_s: Input should be a finite number"),
+    ("analysis: {decode_threads: 100000}\n", "analysis.decode_threads: Input should be less"),
+    ("shots: {context: 100000}\n", "shots.context: Input should be less than or equal to 200"),
+    ("shards: {bucket_by: [resolution], resolution_bins: {'..': 1}}\n", "not '.' or '..'"),
+    ("annotate: {categories: {templates: ['{} and {}']}}\n", "must name the label once"),
+    ("annotate: {categories: {templates: []}}\n", "at least one template"),
+    ("clips: {min_s: 1}\nclips: {max_s: 10}\n", "the setting 'clips' is given twice"),
+    ("ingest: {columns: {bogus: x}}\n", "ingest.columns: unknown field 'bogus'"),
+    ("ingest: {extensions: []}\n", "ingest.extensions: at least one file extension"),
+    ("fetch: {cookies_file: /nonexistent/c.txt}\n", "fetch.cookies_file: /nonexistent/c.txt"),
 ])
 def test_a_bad_config_is_named_before_anything_runs(folder, tmp_path, capsys, text, said):
     cfg = tmp_path / "c.yaml"
@@ -109,6 +125,18 @@ def test_a_bad_config_is_named_before_anything_runs(folder, tmp_path, capsys, te
     err = capsys.readouterr().err
     assert said in err and "Traceback" not in err, err
     assert not out.exists()  # nothing was started, nothing is blamed on the inputs
+
+
+def test_legal_spellings_of_settings_are_read_as_meant(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("ingest: {extensions: [mp4, MOV]}\ncut: {bitrate: 600000}\n"
+                   "base: &b {min_s: 1}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="base: unknown setting"):
+        load_config(cfg)  # an anchor's helper key is still unknown; a merge is not a repeat
+    cfg.write_text("ingest: {extensions: [mp4, MOV]}\ncut: {bitrate: 600000}\n",
+                   encoding="utf-8")
+    c = load_config(cfg)
+    assert c.ingest.extensions == [".mp4", ".mov"] and c.cut.bitrate == "600000"
 
 
 def test_every_problem_of_a_config_is_listed_at_once(tmp_path):
@@ -184,3 +212,30 @@ def test_a_workers_flag_out_of_range_is_a_usage_error(value, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
     with pytest.raises(ConfigError):
         load_config(None, workers=5000)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a protobuf at all"])
+def test_models_says_a_broken_shot_model_is_missing_as_run_does(tmp_path, capsys, content):
+    """`models` said `ok` (exit 0) for an empty or corrupt ONNX file that `run` refuses."""
+    bad = tmp_path / "m.onnx"
+    bad.write_bytes(content)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"shots: {{model: {bad}}}\n", encoding="utf-8")
+    assert main(["models", "--config", str(cfg), "--json"]) == 2
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    shots = next(r for r in rows if r["stage"].startswith("shots"))
+    assert shots["missing"] and "cannot be loaded as ONNX" in shots["missing"][0]
+
+
+def test_gpu_always_without_nvenc_stops_before_any_work(folder, tmp_path, capsys):
+    from clipfactory.media.encoders import nvenc_available
+
+    if nvenc_available("h264_nvenc"):
+        pytest.skip("NVENC opens here")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("cut: {mode: transcode, gpu: always}\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["run", "--input", str(folder), "--output", str(out), "--config", str(cfg),
+                 "--quiet"]) == 2
+    assert "cut.gpu is 'always' but h264_nvenc does not open" in capsys.readouterr().err
+    assert not out.exists()

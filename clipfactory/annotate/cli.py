@@ -55,6 +55,14 @@ def _shot_model_row(cfg: Any) -> dict[str, Any] | None:
         row["revision"] = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     else:
         row["missing"] = [f"{path} does not exist"]
+        return row
+    from clipfactory.shots import check_detector
+    from clipfactory.shots.learned import ModelError
+
+    try:  # what `run` checks before it starts: the file loads, CUDA is there if asked for
+        check_detector(cfg.shots)
+    except ModelError as e:
+        row["missing"] = [str(e)]
     return row
 
 

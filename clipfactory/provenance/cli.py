@@ -145,6 +145,10 @@ def _cmd_audit(a: argparse.Namespace) -> int:
     try:
         report = audit(a.output, opt_out_file=a.opt_out_file, shards=a.shard, sample=a.sample,
                        seed=a.seed, full=a.full)
+    except OSError as e:  # the opt-out file missing, a folder, unreadable
+        print(f"clipfactory: cannot read {e.filename or a.opt_out_file}: "
+              f"{e.strerror or e}", file=sys.stderr)
+        return 2
     except ValueError as e:
         print(f"clipfactory: {e}", file=sys.stderr)
         return 2

@@ -53,9 +53,9 @@ def _check_resolution_bins(bins: Mapping[str, int]) -> dict[str, int]:
     if not bins:
         raise ValueError("shards.resolution_bins is empty")
     for name, side in bins.items():
-        if not _NAME.match(name):
+        if not _NAME.match(name) or name in (".", ".."):  # ".." wrote outside shards/
             raise ValueError(f"shards.resolution_bins: class name {name!r} must be letters, "
-                             "digits, '.', '+' or '-' (it becomes a folder name)")
+                             "digits, '.', '+' or '-', not '.' or '..' (it becomes a folder name)")
         if isinstance(side, bool) or not isinstance(side, int) or side < 1:
             raise ValueError(f"shards.resolution_bins: {name!r} needs a positive short side in "
                              f"pixels, got {side!r}")
