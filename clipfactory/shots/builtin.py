@@ -314,10 +314,12 @@ class BuiltinDetector:
     def _merge(self) -> list[Transition]:
         kept = merge_close_cuts(self._cuts, self.min_shot_frames)
         events = list(self._gradual)
-        end = self._last - self.min_shot_frames + 1  # a "shot" shorter than that at the very
-        for t, s in kept:  # end is a flash we cannot see the end of; inside a gradual
-            if t <= end and not any(g.start_frame < t <= g.end_frame - 1  # transition: its part
-                                    for g in self._gradual):
+        # a cut in the last few frames is kept: whether they are a new shot or a flash whose
+        # end is past the video's (or the span's), no clip may hold them; dropping it let the
+        # last clip run 1-3 frames into the next shot. A cut inside a gradual transition is
+        # its part.
+        for t, s in kept:
+            if not any(g.start_frame < t <= g.end_frame - 1 for g in self._gradual):
                 events.append(Transition("cut", t - 1, t, round(s, 4)))
         events.sort(key=lambda tr: (tr.start_frame, tr.end_frame))
         return chain_fades(events, self._dark, MAX_BLACK)
