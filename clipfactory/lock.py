@@ -99,7 +99,16 @@ def output_lock(out: str | Path, what: str, *, wait: bool = True, create: bool =
             _HELD[key][1] -= 1
         return
     path = out / LOCK_FILE
-    fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held across the block)
+    writable = True
+    try:
+        fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held across the block)
+    except OSError:  # a read-only output (a copy, a mount) that a reader (audit) opens
+        try:
+            fh = open(path, encoding="utf-8")  # noqa: SIM115 (flock works on it all the same)
+        except OSError:  # no lock file, and none can be made: nobody writes here
+            yield
+            return
+        writable = False
     told = False
     try:
         while True:
@@ -116,11 +125,12 @@ def output_lock(out: str | Path, what: str, *, wait: bool = True, create: bool =
                           "for it to finish", file=sys.stderr)
                     told = True
                 time.sleep(poll_s)
-        fh.seek(0)
-        fh.truncate()
-        fh.write(json.dumps({"what": what, "pid": os.getpid(), "host": socket.gethostname(),
-                             "since": time.time()}))
-        fh.flush()
+        if writable:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(json.dumps({"what": what, "pid": os.getpid(),
+                                 "host": socket.gethostname(), "since": time.time()}))
+            fh.flush()
         _HELD[key] = [fh, 1]
         try:
             yield

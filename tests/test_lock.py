@@ -148,3 +148,29 @@ def test_a_report_waits_for_the_writer_holding_the_output(tmp_path, capsys):
         with pytest.raises(SystemExit) as e:  # a usage error, not all clips but one
             main(["report", str(out), flag, value])
         assert e.value.code == 2
+
+
+def test_an_audit_waits_for_the_writer_holding_the_output(tmp_path, capsys):
+    """An audit taken while a run wrote the output failed it (orphan clips, index and summary
+    mismatches) for what was only half-written."""
+    import threading
+
+    media = tmp_path / "media"
+    media.mkdir()
+    write_video(media / "a.mp4", [ShotSpec(60, "texture", 32)], width=160, height=96, gop=30)
+    out = tmp_path / "out"
+    run(media, out, Config(workers=1))
+    proc = _holder(out, tmp_path)
+    got = []
+    try:
+        assert main(["audit", str(out), "--no-wait"]) == 2
+        assert "is being written by `holder test`" in capsys.readouterr().err
+        t = threading.Thread(target=lambda: got.append(audit(out)), daemon=True)
+        t.start()
+        t.join(2.0)
+        assert t.is_alive() and not got  # waiting for the holder
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    t.join(60)
+    assert got and got[0].ok

@@ -51,6 +51,7 @@ import pyarrow as pa
 
 from clipfactory.annotate.mix import UNFINISHED as UNFINISHED_MIX
 from clipfactory.config import Config
+from clipfactory.lock import holds_output_lock
 from clipfactory.policy.optout import OptOutList
 from clipfactory.provenance.audit_embeddings import check_embeddings
 from clipfactory.provenance.audit_index import COMPACTED, IndexRows, compare_rows
@@ -217,6 +218,7 @@ def _select(inv: Inventory, c: dict[str, Any], shards: Sequence[str] | None,
     return sorted(random.Random(c["seed"]).sample(pool, min(c["sample"], len(pool))))
 
 
+@holds_output_lock("audit")  # a run or a takedown half-way through is not corruption
 def audit(out: str | Path, opt_out_file: str | Path | None = None, *,
           shards: Sequence[str] | None = None, sample: int | None = None,
           seed: int | None = None, full: bool = False) -> AuditReport:

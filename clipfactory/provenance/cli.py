@@ -90,6 +90,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="audit only this shard, e.g. shard-000012.tar (repeatable)")
     a.add_argument("--seed", type=int, default=None,
                    help="seed of the sample's draw (default: random, printed)")
+    a.add_argument("--no-wait", action="store_true",
+                   help="fail at once if another clipfactory process is writing the output "
+                   "(by default the audit waits for it: an output half-written is not corrupt)")
 
     v = sub.add_parser("revalidate", help="check that sources still exist upstream and that "
                        "their sites do not reserve them from AI training")
