@@ -2,7 +2,8 @@
 
 ``run``, ``retry``, ``takedown``, ``revalidate``, ``caption``, ``mix`` and ``report`` hold it
 while they change an output, so a takedown can never race the shard writer (nor a report,
-which would put a removed source's pictures back). Another writer waits, saying
+which would put a removed source's pictures back); ``audit`` holds it while it reads, so a
+half-written output is not reported as corrupt. Another writer waits, saying
 once who holds the folder, or fails at once with ``wait=False`` (``--no-wait``). The lock is an
 ``flock`` on an open file: the kernel releases it when its process dies, however it dies, so a
 lock left by a killed run is simply taken over (the file's text naming the dead holder is only
