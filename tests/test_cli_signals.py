@@ -148,3 +148,38 @@ def test_a_second_ctrl_c_during_the_exit_prints_no_traceback() -> None:
     assert proc.returncode == EXIT_INTERRUPTED, proc
     assert "config interrupted" in proc.stderr and "interrupted again" in proc.stderr, proc
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc
+
+
+def test_ctrl_c_with_a_model_stage_on_prints_no_traceback(corpus, tmp_path):
+    """The model stage's process is in the terminal's process group too: it took the SIGINT
+    itself and printed a KeyboardInterrupt traceback before the driver's one line."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from clipfactory.testing.clipmodels import make_tiny_clip
+
+    inp, _, _ = corpus
+    model = make_tiny_clip(tmp_path / "clip")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"annotate:\n  embeddings:\n    model: {model}\n", encoding="utf-8")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([*_CLI, "run", "--input", str(inp), "--output", str(out),
+                             "--workers", "2", "--quiet", "--config", str(cfg)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    log = out / "run.log"
+    deadline = time.monotonic() + 120
+    while not (log.is_file() and " done " in log.read_text(encoding="utf-8")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    time.sleep(0.5)  # the stage's process is up and reading its pipe
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("the run did not end after Ctrl-C")
+    err = err.decode(errors="replace")
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    assert "run interrupted" in err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import signal
 import time
 import traceback
 from collections import deque
@@ -53,6 +54,10 @@ def run_batch(stage: ModelStage, clips: list[ClipInput]) -> list[StageOutput]:
 
 
 def _worker_main(stage: ModelStage, conn: Connection) -> None:
+    # Ctrl-C is the driver's to act on, as for the video workers: a stage process of the
+    # terminal's process group took the SIGINT itself and printed a KeyboardInterrupt
+    # traceback before the driver's one line
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     setup_error = None
     try:
         stage.setup()
@@ -62,7 +67,7 @@ def _worker_main(stage: ModelStage, conn: Connection) -> None:
     while True:
         try:
             msg = conn.recv()
-        except EOFError:  # the driver went away
+        except (EOFError, OSError):  # the driver went away (killed: the pipe was reset)
             return
         if msg is None:
             return
@@ -71,7 +76,10 @@ def _worker_main(stage: ModelStage, conn: Connection) -> None:
             outs = failed_outputs(clips, f"{stage.name}_setup_failed", setup_error)
         else:
             outs = run_batch(stage, clips)
-        conn.send((batch_id, outs))  # synchronous: a result sent is never lost with the process
+        try:
+            conn.send((batch_id, outs))  # synchronous: a result sent is never lost with it
+        except OSError:  # the driver went away while the batch ran: nobody to tell
+            return
 
 
 class _Worker:
