@@ -14,6 +14,7 @@ from pathlib import Path
 
 from clipfactory import __version__
 from clipfactory.annotate import cli as annotate_cli
+from clipfactory.cliargs import count, frame_side, seconds
 from clipfactory.config import MAX_WORKERS, ConfigError
 from clipfactory.errors import ManifestError, OutputError, StorageRefused, storage_refusal
 from clipfactory.fetch import cli as fetch_cli
@@ -67,14 +68,14 @@ def _parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="measure throughput against decode-only on a generated "
                        "corpus or your own files (CPU split by stage, peak RSS)")
-    b.add_argument("--minutes", type=float, default=10.0, help="minutes of video to generate")
-    b.add_argument("--width", type=int, default=640)
-    b.add_argument("--height", type=int, default=360)
+    b.add_argument("--minutes", type=seconds, default=10.0, help="minutes of video to generate")
+    b.add_argument("--width", type=frame_side, default=640)
+    b.add_argument("--height", type=frame_side, default=360)
     b.add_argument("--resolution", default=None, metavar="LIST",
                    help="generated corpus sizes, e.g. 360p,720p,1080p or 640x360: a corpus and "
                    "a table each (default: --width x --height)")
     b.add_argument("--workdir", default="bench-out", help="where the corpus and outputs go")
-    b.add_argument("--workers", type=int, default=1)
+    b.add_argument("--workers", type=count(1, MAX_WORKERS), default=1)
     b.add_argument("--input", "--real", dest="input", nargs="+", default=None,
                    metavar="FILE_OR_FOLDER",
                    help="measure on these videos (files, folders) instead of a generated corpus")
@@ -86,29 +87,29 @@ def _parser() -> argparse.ArgumentParser:
                    help="measure the embedding stage alone")
     b.add_argument("--embed-model", default=None, metavar="PATH",
                    help="checkpoint for --embed (default: random weights, ViT-B/32 shape)")
-    b.add_argument("--embed-clips", type=int, default=48, metavar="N",
+    b.add_argument("--embed-clips", type=count(1), default=48, metavar="N",
                    help="clips for --embed (3 s each)")
     b.add_argument("--caption", action="store_true",
                    help="also measure the caption stage against a local test server")
     b.add_argument("--caption-only", action="store_true", help="the caption stage alone")
 
     br = sub.add_parser("bench-ray", help="the Ray executor against the local one (1, 2 workers)")
-    br.add_argument("--videos", type=int, default=16)
-    br.add_argument("--seconds", type=float, default=6.0, help="seconds per video")
-    br.add_argument("--width", type=int, default=320)
-    br.add_argument("--height", type=int, default=180)
+    br.add_argument("--videos", type=count(1), default=16)
+    br.add_argument("--seconds", type=seconds, default=6.0, help="seconds per video")
+    br.add_argument("--width", type=frame_side, default=320)
+    br.add_argument("--height", type=frame_side, default=180)
     br.add_argument("--workdir", default="bench-out", help="where the corpus and outputs go")
-    br.add_argument("--repeats", type=int, default=2, help="runs of each, the fastest counts")
+    br.add_argument("--repeats", type=count(1), default=2, help="runs of each, the fastest counts")
 
     bc = sub.add_parser("bench-cut", help="exact (smart) cut vs full re-encode vs stream copy")
-    bc.add_argument("--videos", type=int, default=3, help="sources per GOP length")
-    bc.add_argument("--seconds", type=float, default=60.0, help="seconds per source")
+    bc.add_argument("--videos", type=count(1), default=3, help="sources per GOP length")
+    bc.add_argument("--seconds", type=seconds, default=60.0, help="seconds per source")
     bc.add_argument("--gops", default=(2.0, 5.0), type=_positive_numbers(),
                     help="GOP lengths in seconds, comma-separated")
     bc.add_argument("--clip-seconds", default=(4.0, 12.0), type=_positive_numbers(2),
                     help="clip lengths: min,max seconds")
-    bc.add_argument("--width", type=int, default=640)
-    bc.add_argument("--height", type=int, default=360)
+    bc.add_argument("--width", type=frame_side, default=640)
+    bc.add_argument("--height", type=frame_side, default=360)
     bc.add_argument("--workdir", default="bench-out", help="where sources and clips go")
     bc.add_argument("--codec", choices=["h264", "hevc"], default="h264",
                     help="the generated sources' codec")
@@ -122,14 +123,14 @@ def _parser() -> argparse.ArgumentParser:
     bs.add_argument("--json", default=None, metavar="FILE", help="also write the rows as JSON")
     bs.add_argument("--rededup", action="store_true",
                     help="measure `dedup --full` at every size (default: at 10^6 only)")
-    bs.add_argument("--add", type=int, default=100, metavar="N",
+    bs.add_argument("--add", type=count(0), default=100, metavar="N",
                     help="clips the measured run adds (default 100)")
     bs.add_argument("--no-captions", action="store_true",
                     help="synthetic clips without captions: 1.5 KB less disk a clip")
 
     d = sub.add_parser("demo", help="generate a small sample corpus and curate it")
     d.add_argument("--workdir", default="demo-out")
-    d.add_argument("--workers", type=int, default=2)
+    d.add_argument("--workers", type=count(1, MAX_WORKERS), default=2)
 
     c = sub.add_parser("config", help="print the default config as YAML")
     c.add_argument("--config", default=None, help="show this file merged with the defaults")

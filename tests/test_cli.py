@@ -239,3 +239,19 @@ def test_gpu_always_without_nvenc_stops_before_any_work(folder, tmp_path, capsys
                  "--quiet"]) == 2
     assert "cut.gpu is 'always' but h264_nvenc does not open" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("argv", [
+    ["bench", "--workers", "0"], ["bench", "--width", "161"], ["bench", "--minutes", "nan"],
+    ["bench", "--embed-only", "--embed-clips", "0"], ["bench-cut", "--videos", "0"],
+    ["bench-cut", "--seconds", "-1"], ["bench-fetch", "--concurrency", "a"],
+    ["bench-fetch", "--concurrency", "0"], ["demo", "--workers", "0"],
+    ["eval", "shots", "--width", "161"], ["bench-ray", "--repeats", "0"]])
+def test_measuring_commands_refuse_numbers_they_cannot_use(argv, capsys):
+    """A usage line and exit 2, where each was a traceback (ZeroDivisionError, an encoder
+    refusing an odd size, pydantic's error) after the work had started."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: argument" in err and "Traceback" not in err

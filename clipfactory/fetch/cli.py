@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from clipfactory.cliargs import count, frame_side, levels, seconds
 from clipfactory.config import Config
 from clipfactory.sources.layouts import LAYOUTS
 
@@ -54,16 +55,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="let manifest URLs reach loopback/private/link-local addresses")
 
     b = sub.add_parser("bench-fetch", help="fetch throughput against loopback servers")
-    b.add_argument("--hosts", type=int, default=4)
-    b.add_argument("--files", type=int, default=24, help="files per host")
-    b.add_argument("--concurrency", default="1,4,16", help="comma-separated levels")
-    b.add_argument("--per-host", type=int, default=4)
+    b.add_argument("--hosts", type=count(1), default=4)
+    b.add_argument("--files", type=count(1), default=24, help="files per host")
+    b.add_argument("--concurrency", default=(1, 4, 16), type=levels,
+                   help="comma-separated levels")
+    b.add_argument("--per-host", type=count(1), default=4)
     b.add_argument("--rate", type=float, default=20.0, help="requests/s per host")
     b.add_argument("--throttle-mbps", type=float, default=4.0,
                    help="server bandwidth per connection, MB/s (0 = unthrottled)")
-    b.add_argument("--seconds", type=float, default=10.0, help="length of the test video")
-    b.add_argument("--width", type=int, default=320)
-    b.add_argument("--height", type=int, default=180)
+    b.add_argument("--seconds", type=seconds, default=10.0, help="length of the test video")
+    b.add_argument("--width", type=frame_side, default=320)
+    b.add_argument("--height", type=frame_side, default=180)
 
 
 def _cmd_retry(a: argparse.Namespace) -> int:
@@ -91,8 +93,7 @@ def _cmd_retry(a: argparse.Namespace) -> int:
 def _cmd_bench_fetch(a: argparse.Namespace) -> int:
     from clipfactory.bench.fetch import run_fetch_bench
 
-    levels = tuple(int(x) for x in a.concurrency.split(",") if x.strip())
-    run_fetch_bench(hosts=a.hosts, files_per_host=a.files, concurrency=levels,
+    run_fetch_bench(hosts=a.hosts, files_per_host=a.files, concurrency=a.concurrency,
                     per_host=a.per_host, rate_per_host=a.rate,
                     throttle_bps=a.throttle_mbps * 1e6, seconds=a.seconds, width=a.width,
                     height=a.height)

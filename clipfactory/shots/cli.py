@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from clipfactory.cliargs import frame_side
+
 __all__ = ["COMMANDS", "add_commands"]
 
 
@@ -31,8 +33,8 @@ def add_commands(sub: Any) -> None:
     es.add_argument("--workdir", default="bench-out/shots", help="corpus and results go here")
     es.add_argument("--videos", type=int, default=12)
     es.add_argument("--seconds", type=float, default=25.0, help="seconds per video")
-    es.add_argument("--width", type=int, default=640)
-    es.add_argument("--height", type=int, default=360)
+    es.add_argument("--width", type=frame_side, default=640)
+    es.add_argument("--height", type=frame_side, default=360)
     es.add_argument("--seed", type=int, default=0)
     es.add_argument("--tolerance", type=float, default=2.0, help="frames")
     es.add_argument("--real", default=None, metavar="SEGMENTS",
