@@ -303,7 +303,9 @@ class DedupConfig(_Section):
     enabled: bool = True
     exact: bool = True
     perceptual: bool = True
-    phash_frames: NonNegInt = 5  # frames sampled per clip
+    # frames sampled per clip (fixed for an output: clips hashed with other counts are never
+    # compared; perceptual: false turns near-duplicate dedup off, not 0 here)
+    phash_frames: Annotated[int, Field(ge=1, le=64)] = 5
     max_hamming: HashBits = 10  # per-frame hash distance (of 64 bits) that still counts as the same
     semantic: bool = False  # drop clips whose embeddings nearly match a kept clip's
     # cosine similarity >= 1 - eps is a duplicate; None: drop nothing, write the distribution

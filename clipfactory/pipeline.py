@@ -122,6 +122,7 @@ def run(input_path: str | Path | None, output: str | Path, cfg: Config | None = 
     try:
         previous = ledger.get_meta("config")
         cfg = inherit_policy(cfg, previous)  # an output keeps its license policy
+        _check_phash_frames(previous, cfg, ledger)
         if previous is not None and previous != cfg.model_dump(mode="json"):
             log.warning("config differs from the one this output was started with; finished "
                         "videos keep the old settings")
@@ -297,6 +298,22 @@ def _log_result(r: VideoResult) -> None:
              " ".join(f"{k}={v:.2f}s" for k, v in r.timings.items()))
     for w in r.warnings:
         log.warning("%s: %s", r.item.source, w)
+
+
+def _check_phash_frames(previous: dict[str, Any] | None, cfg: Config, ledger: Ledger) -> None:
+    """An output's clips are hashed with one number of frames each: perceptual dedup compares
+    only hashes of the same length, so a run with another ``dedup.phash_frames`` would keep
+    every near duplicate of the clips before it (``dedup --full`` too). Refused, before any
+    work."""
+    old = ((previous or {}).get("dedup") or {}).get("phash_frames")
+    if old is None or old == cfg.dedup.phash_frames:
+        return
+    if ledger.db.execute("SELECT 1 FROM clips LIMIT 1").fetchone() is None:
+        return
+    raise ConfigError(f"dedup.phash_frames: this output's clips were hashed with {old} "
+                      f"frames each; with {cfg.dedup.phash_frames}, new clips would never be "
+                      f"compared with them (near duplicates across runs kept): use {old}, or "
+                      "a new output")
 
 
 def _sweep_temp_files(staging: Path) -> None:

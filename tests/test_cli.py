@@ -255,3 +255,22 @@ def test_measuring_commands_refuse_numbers_they_cannot_use(argv, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "error: argument" in err and "Traceback" not in err
+
+
+def test_another_phash_frames_on_an_output_is_refused(folder, tmp_path, capsys):
+    """Perceptual dedup compares hashes of one length: a run with another
+    dedup.phash_frames kept every near duplicate of the clips before it (dedup --full too)."""
+    out = tmp_path / "out"
+    assert main(["run", "--input", str(folder), "--output", str(out), "--quiet"]) == 0
+    before = (out / "index.parquet").read_bytes()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("dedup: {phash_frames: 3}\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["run", "--input", str(folder), "--output", str(out), "--config", str(cfg),
+                 "--quiet"]) == 2
+    assert "dedup.phash_frames: this output's clips were hashed with 5 frames" in \
+        capsys.readouterr().err
+    assert (out / "index.parquet").read_bytes() == before
+    cfg.write_text("dedup: {phash_frames: 0}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="dedup.phash_frames"):
+        load_config(cfg)  # 0 turned perceptual dedup off in silence: perceptual: false does
