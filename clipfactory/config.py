@@ -159,7 +159,9 @@ class ShotConfig(_Section):
     max_residual: NonNegFloat = 0.35  # builtin: how far off a pure mix a dissolve's frames may be
     max_gradual_frames: GradualFrames = 60  # builtin: longest dissolve or fade found whole
     transnet_threshold: Share = 0.5  # hybrid, transnet: transition probability
-    transnet_device: str = "auto"  # hybrid, transnet: auto (cuda when onnxruntime has it), cpu
+    # hybrid, transnet: auto (cuda when onnxruntime has it), cpu, cuda or cuda:N (`gpu` ran
+    # on the CPU without a word)
+    transnet_device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$")] = "auto"
     transnet_batch: PosInt = 4  # transnet: 100-frame windows per forward pass
     model: str = ""  # hybrid, transnet: a TransNetV2 ONNX file ("" = the one clipfactory ships)
     model_threads: Threads = 1  # hybrid, transnet: onnxruntime threads per worker process
@@ -568,6 +570,9 @@ class Config(_Section):
                              "(annotate.embeddings.model: a CLIP ViT-L/14 for LAION's)")
         if self.filters.min_aesthetic is not None and not self.annotate.aesthetic.model:
             raise ValueError("filters.min_aesthetic needs annotate.aesthetic.model")
+        if self.ray_address and self.executor != "ray":  # it ran locally without a word
+            raise ValueError("ray_address is set but executor is 'local': add executor: ray "
+                             "(the --ray-address flag implies it)")
         return self
 
     @property

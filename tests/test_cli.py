@@ -115,6 +115,8 @@ def test_config_prints_yaml_that_loads_back(tmp_path, capsys):
     ("ingest: {columns: {bogus: x}}\n", "ingest.columns: unknown field 'bogus'"),
     ("ingest: {extensions: []}\n", "ingest.extensions: at least one file extension"),
     ("fetch: {cookies_file: /nonexistent/c.txt}\n", "fetch.cookies_file: /nonexistent/c.txt"),
+    ("shots: {transnet_device: gpu}\n", "shots.transnet_device: String should match pattern"),
+    ("ray_address: 127.0.0.1:1\n", "ray_address is set but executor is 'local'"),
 ])
 def test_a_bad_config_is_named_before_anything_runs(folder, tmp_path, capsys, text, said):
     cfg = tmp_path / "c.yaml"
@@ -274,3 +276,10 @@ def test_another_phash_frames_on_an_output_is_refused(folder, tmp_path, capsys):
     cfg.write_text("dedup: {phash_frames: 0}\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="dedup.phash_frames"):
         load_config(cfg)  # 0 turned perceptual dedup off in silence: perceptual: false does
+
+
+def test_a_policy_flag_mistake_is_one_line(folder, tmp_path, capsys):
+    assert main(["run", "--input", str(folder), "--output", str(tmp_path / "o"), "--quiet",
+                 "--policy", "custom"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "clipfactory: the policy flags: a custom policy needs an allow list"

@@ -41,7 +41,9 @@ def apply_run_flags(cfg: Config, a: argparse.Namespace) -> Config:
 
     Raises ``ValueError`` for an invalid combination or an unreadable or invalid opt-out file.
     """
-    from clipfactory.config import PolicyConfig
+    from pydantic import ValidationError
+
+    from clipfactory.config import PolicyConfig, describe_errors
 
     given = {k: v for k, v in {
         "name": a.policy, "declared_license": a.declared_license,
@@ -52,7 +54,13 @@ def apply_run_flags(cfg: Config, a: argparse.Namespace) -> Config:
     if given:
         data = {k: getattr(cfg.policy, k) for k in cfg.policy.model_fields_set}
         data.update(given)
-        cfg = cfg.model_copy(update={"policy": PolicyConfig.model_validate(data)})
+        try:
+            policy = PolicyConfig.model_validate(data)
+        except ValidationError as e:  # the flags' words, not pydantic's three lines and a URL
+            raise ValueError("the policy flags: " + "; ".join(
+                line.strip().removeprefix("(top level): ")
+                for line in describe_errors(e, "").splitlines()[1:])) from None
+        cfg = cfg.model_copy(update={"policy": policy})
     if cfg.policy.opt_out_file:  # a bad list is a usage error, before anything runs
         from clipfactory.policy.optout import OptOutList
 
