@@ -101,6 +101,8 @@ def finalize(out: str | Path, cfg: Config, ledger: Ledger,
         "consent": consent_summary(ledger, cfg.policy.consent),
         **annotation_summary(ledger, kept, cfg),
     }
+    if ledger.get_meta("config_changes"):  # runs with other settings than the last one's
+        summary["config_changes"] = ledger.get_meta("config_changes")
     if ledger.get_meta("mix"):  # a dataset written by `clipfactory mix`
         summary["mix"] = ledger.get_meta("mix")
     write_atomic(out / "summary.json", json.dumps(summary, indent=2))

@@ -124,8 +124,7 @@ def run(input_path: str | Path | None, output: str | Path, cfg: Config | None = 
         cfg = inherit_policy(cfg, previous)  # an output keeps its license policy
         _check_phash_frames(previous, cfg, ledger)
         if previous is not None and previous != cfg.model_dump(mode="json"):
-            log.warning("config differs from the one this output was started with; finished "
-                        "videos keep the old settings")
+            _record_config_change(previous, cfg.model_dump(mode="json"), ledger)
         check_stages(stages, ledger)  # missing weights stop the run before any work
         ledger.set_meta("config", cfg.model_dump(mode="json"))
         _sweep_temp_files(out / "staging")
@@ -298,6 +297,41 @@ def _log_result(r: VideoResult) -> None:
              " ".join(f"{k}={v:.2f}s" for k, v in r.timings.items()))
     for w in r.warnings:
         log.warning("%s: %s", r.item.source, w)
+
+
+# settings of how a run goes, not of what it makes: a change of them is not worth a word
+_HOW_NOT_WHAT = ("workers", "executor", "ray_address", "ray", "video_timeout_s", "stage_times")
+
+
+def _changed(old: Any, new: Any, path: str = "") -> dict[str, list[Any]]:
+    """The settings (dotted names) whose values differ, as ``[old, new]``."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: dict[str, list[Any]] = {}
+        for k in sorted(set(old) | set(new), key=str):
+            out.update(_changed(old.get(k), new.get(k), f"{path}.{k}" if path else str(k)))
+        return out
+    return {} if old == new else {path or "(config)": [old, new]}
+
+
+def _record_config_change(previous: dict[str, Any], now: dict[str, Any], ledger: Ledger) -> None:
+    """A run with other settings than the last one's: said on the console and in run.log, and
+    kept in the ledger (``config_changes``), which the card lists under its configuration:
+    the clips recorded before keep the settings they were made with."""
+    changed = {k: v for k, v in _changed(previous, now).items()
+               if k.split(".")[0] not in _HOW_NOT_WHAT
+               and not k.rsplit(".", 1)[-1].endswith(("threads", "workers", "concurrency"))}
+    if not changed:
+        return
+    text = ", ".join(f"{k} {v[0]!r} -> {v[1]!r}" for k, v in list(changed.items())[:8])
+    more = f" and {len(changed) - 8} more" if len(changed) > 8 else ""
+    log.warning("config differs from the last run's: %s%s; videos already recorded keep the "
+                "settings they were made with", text, more)
+    print(f"clipfactory: this output's last run used other settings ({text}{more}); videos "
+          "already recorded keep theirs", file=sys.stderr)
+    history = ledger.get_meta("config_changes", []) or []
+    history.append({"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "changed": changed})
+    ledger.set_meta("config_changes", history[-50:])
 
 
 def _check_phash_frames(previous: dict[str, Any] | None, cfg: Config, ledger: Ledger) -> None:

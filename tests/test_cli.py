@@ -283,3 +283,27 @@ def test_a_policy_flag_mistake_is_one_line(folder, tmp_path, capsys):
                  "--policy", "custom"]) == 2
     err = capsys.readouterr().err
     assert err.strip() == "clipfactory: the policy flags: a custom policy needs an allow list"
+
+
+def test_a_run_with_other_settings_says_so_and_the_card_keeps_them(folder, tmp_path, capsys):
+    """The clips recorded before keep the settings they were made with: the console says what
+    changed, and the card lists it under its configuration (it showed only the new one).
+    Settings of how a run goes (workers) are not worth a word."""
+    out = tmp_path / "out"
+    assert main(["run", "--input", str(folder), "--output", str(out), "--quiet",
+                 "--workers", "1"]) == 0
+    assert main(["run", "--input", str(folder), "--output", str(out), "--quiet",
+                 "--workers", "2"]) == 0
+    assert "other settings" not in capsys.readouterr().err
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("clips: {min_s: 0.5, max_s: 1.0}\n", encoding="utf-8")
+    assert main(["run", "--input", str(folder), "--output", str(out), "--quiet",
+                 "--config", str(cfg)]) == 0
+    err = capsys.readouterr().err
+    assert "last run used other settings (clips.max_s 60.0 -> 1.0, clips.min_s 2.0 -> 0.5)" in err
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "Earlier runs of this output used others" in card
+    assert "`clips.max_s`: 60.0 before, 1.0 from then on" in card
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config_changes"][0]["changed"] == {"clips.max_s": [60.0, 1.0],
+                                                       "clips.min_s": [2.0, 0.5]}

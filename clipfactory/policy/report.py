@@ -31,7 +31,8 @@ _BREAKS = re.compile("[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+")
 # at a word's edge (inside a word it is a letter), and an entity (`&lt;`)
 _INLINE = re.compile(r"\\(?=[!-/:-@\[-`{-~])|[`*\[\]<>|~]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])"
                      r"|&(?=#?[0-9A-Za-z]+;)")
-_BLOCK = re.compile(r"^( *)([#>+=-]|\d+(?=[.)]))")  # a heading, quote or list at a line's start
+# a heading, quote, list item or setext underline where a line starts
+_BLOCK = re.compile(r"^( *)(#{1,6}(?= |$)|>|[+-](?= |$)|\d+(?=[.)](?: |$))|=+$)")
 
 
 def md_cell(text: object) -> str:

@@ -3,6 +3,7 @@ licenses and the attribution list."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,16 @@ def render_card(summary: dict[str, Any], stats: Mapping[str, Any], config_yaml: 
                   "|---|---|"]
         lines += [f"| {md_cell(r)} | {n} |" for r, n in counts["removed_by_reason"].items()]
     lines += ["", "## Configuration", "", "```yaml", config_yaml.rstrip(), "```", ""]
+    changes = summary.get("config_changes") or []
+    if changes:  # the clips recorded before a change were made with the settings before it
+        lines += ["The settings above are the last run's. Earlier runs of this output used "
+                  "others, and the clips they recorded keep them:", ""]
+        for c in changes:
+            what = "; ".join(f"{md_code(k)}: {md_cell(json.dumps(v[0]))} before, "
+                             f"{md_cell(json.dumps(v[1]))} from then on"
+                             for k, v in list(c["changed"].items())[:12])
+            lines.append(f"- {md_cell(c['at'])}: {what}")
+        lines.append("")
     return "\n".join(lines)
 
 
