@@ -34,6 +34,7 @@ from typing import Any
 
 from clipfactory.config import IngestConfig
 from clipfactory.ledger import Ledger
+from clipfactory.records import Rejection
 from clipfactory.sources.lines import LINE_SUFFIXES, Position, manifest_kind
 from clipfactory.sources.parse import Checkpoint, KeyMemory, ManifestParse, OpenGroup
 from clipfactory.sources.reader import MANIFEST_SUFFIXES, read_input
@@ -157,7 +158,10 @@ def register_input(ledger: Ledger, path: str | Path, cfg: IngestConfig | None = 
                                                      saved.header),
                               memory=memory, layout=saved.layout, open_group=saved.open_group,
                               final_tail=mode == "tail", hasher=hasher)
-    added = ledger.register(parse)
+    refused: set[str] = set()
+    added = ledger.register(_noting_rejections(parse, refused))
+    if saved is not None and mode == "full":
+        _drop_stale_rejections(ledger, m.name, refused)
     cp = parse.checkpoint()
     sha = hasher.hexdigest() if hasher is not None else None
     if mode == "tail" and saved is not None and cp.position is not None:
@@ -168,6 +172,30 @@ def register_input(ledger: Ledger, path: str | Path, cfg: IngestConfig | None = 
     log.info("manifest %s: %s, %d rows parsed, %d new inputs (%.1f s)", m, mode, stats.rows,
              added, stats.seconds)
     return stats
+
+
+def _noting_rejections(rows: Any, refused: set[str]) -> Any:
+    """``rows`` as they come, the keys of the rejected ones added to ``refused``."""
+    for row in rows:
+        if isinstance(row, Rejection):
+            refused.add(row.item_key)
+        yield row
+
+
+def _drop_stale_rejections(ledger: Ledger, name: str, refused: set[str]) -> None:
+    """A manifest parsed again in full (its columns or layout changed, or its file): rows it
+    refused before and reads now are items of their own, so their old refusals go. One kept
+    them failed for ever: a one-row manifest read as 2 inputs, 1 failed, and ``retry --all``
+    had nothing to retry."""
+    prefix = f"row:{name}:"
+    stale = [k for (k,) in ledger.db.execute(
+        "SELECT item_key FROM videos WHERE state = 'failed' AND stage = 'ingest' AND "
+        "substr(item_key, 1, ?) = ?", (len(prefix), prefix)) if k not in refused]
+    if stale:
+        with ledger.transaction() as db:
+            db.executemany("DELETE FROM videos WHERE item_key = ?", [(k,) for k in stale])
+        log.info("manifest %s: %d rows refused before are read now; their refusals are gone",
+                 name, len(stale))
 
 
 def _plan(m: Path, st: os.stat_result, saved: _Saved | None, settings: str,

@@ -338,3 +338,21 @@ def test_an_excel_ansi_csv_keeps_its_names_after_an_append_too(tmp_path, ledgers
     assert [r[5] for r in rows] == ["José García", "Zoë Ørsted", "François Łódź",
                                     "Jürgen Müller – Straße"], rows
     assert "read as Windows-1252" in caplog.text
+
+
+def test_a_row_refused_under_old_columns_is_not_failed_for_ever(tmp_path, ledgers):
+    """The columns fixed (a url_template typo): the row reads as an item now, and its old
+    refusal goes (it kept a one-row manifest at 2 inputs, 1 failed, with nothing to retry)."""
+    m = tmp_path / "m.jsonl"
+    m.write_text(json.dumps({"id": "v0"}) + "\n" + json.dumps({"id": "../v1"}) + "\n",
+                 encoding="utf-8")  # the second row's id is refused under any columns
+    ledger = ledgers()
+    bad = IngestConfig(columns={"url_template": "https://videos.example.org/{vid}.mp4"})
+    register_input(ledger, m, bad)
+    before = {r[0]: r[10] for r in _rows(ledger)}
+    assert before == {"row:m.jsonl:1": "failed", "row:m.jsonl:2": "failed"}
+    good = IngestConfig(columns={"url_template": "https://videos.example.org/{id}.mp4"})
+    register_input(ledger, m, good)
+    after = {r[0]: (r[10], r[12]) for r in _rows(ledger)}
+    assert after == {"row:m.jsonl:2": ("failed", "invalid_id"),
+                     "id:v0": ("pending", None)}, after
