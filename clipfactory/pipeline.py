@@ -105,13 +105,8 @@ def run(input_path: str | Path | None, output: str | Path, cfg: Config | None = 
     if cfg.fetch.sources_dir and Path(cfg.fetch.sources_dir).exists() and \
             not Path(cfg.fetch.sources_dir).is_dir():
         raise ConfigError(f"fetch.sources_dir: {cfg.fetch.sources_dir} is not a folder")
-    if cfg.cut.gpu == "always":  # NVENC absent: said now, not by every video failing later
-        from clipfactory.media.encoders import resolve_encoder
-
-        try:
-            resolve_encoder(cfg.cut)
-        except ValueError as e:
-            raise ConfigError(str(e) if str(e).startswith("cut.") else f"cut: {e}") from None
+    if cfg.cut.gpu == "always" or cfg.cut.mode == "transcode":  # said now, not by every
+        _check_encoder(cfg)  # video failing later
     if cfg.filters_on:
         check_filters(cfg.filters)  # the text model, when the text filter is on
     stages = build_stages(cfg) if stages is None else stages
@@ -301,6 +296,21 @@ def _log_result(r: VideoResult) -> None:
 
 # settings of how a run goes, not of what it makes: a change of them is not worth a word
 _HOW_NOT_WHAT = ("workers", "executor", "ray_address", "ray", "video_timeout_s", "stage_times")
+
+
+def _check_encoder(cfg: Config) -> None:
+    """The encoder ``cut`` names opens here (``gpu: always`` without NVENC) and takes the
+    pixel format asked for (10-bit VP9 from a libvpx built without it dropped every clip as
+    ``unsupported_pix_fmt``)."""
+    from clipfactory.media.encoders import encoder_pix_fmt, resolve_encoder
+
+    try:
+        encoder = resolve_encoder(cfg.cut)
+    except ValueError as e:
+        raise ConfigError(str(e) if str(e).startswith("cut.") else f"cut: {e}") from None
+    if cfg.cut.mode == "transcode" and encoder_pix_fmt(encoder, cfg.cut.pix_fmt) is None:
+        raise ConfigError(f"cut.pix_fmt: {encoder} (for cut.codec {cfg.cut.codec!r}) cannot "
+                          f"encode {cfg.cut.pix_fmt} here")
 
 
 def _changed(old: Any, new: Any, path: str = "") -> dict[str, list[Any]]:

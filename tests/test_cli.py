@@ -307,3 +307,21 @@ def test_a_run_with_other_settings_says_so_and_the_card_keeps_them(folder, tmp_p
     summary = json.loads((out / "summary.json").read_text())
     assert summary["config_changes"][0]["changed"] == {"clips.max_s": [60.0, 1.0],
                                                        "clips.min_s": [2.0, 0.5]}
+
+
+def test_a_transcode_target_the_encoder_cannot_take_stops_before_any_work(folder, tmp_path,
+                                                                          capsys):
+    """10-bit VP9 from a libvpx built without it: every clip was dropped as
+    unsupported_pix_fmt, after the work."""
+    from clipfactory.media.encoders import encoder_pix_fmt
+
+    if encoder_pix_fmt("libvpx-vp9", "yuv420p10le") is not None:
+        pytest.skip("this FFmpeg's libvpx encodes 10-bit VP9")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("cut: {mode: transcode, codec: vp9, pix_fmt: yuv420p10le}\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["run", "--input", str(folder), "--output", str(out), "--config", str(cfg),
+                 "--quiet"]) == 2
+    assert "cut.pix_fmt: libvpx-vp9 (for cut.codec 'vp9') cannot encode yuv420p10le" in \
+        capsys.readouterr().err
+    assert not out.exists()
