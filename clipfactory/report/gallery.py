@@ -99,6 +99,11 @@ def dropped_section(s: Samples, thumbs: dict[str, Thumb]) -> str:
     return "".join(parts)
 
 
+def _cut(text: str, n: int) -> str:
+    """``text`` of at most ``n`` characters (an ellipsis where it was cut)."""
+    return text if len(text) <= n else text[:n - 1] + "…"
+
+
 def failed_section(videos: pa.Table, totals: dict[str, int] | None = None) -> str:
     """Failed and removed inputs, a table per reason (at most 50 rows each); ``totals`` are the
     counts per reason when ``videos`` holds only a sample of the rows."""
@@ -122,10 +127,10 @@ def failed_section(videos: pa.Table, totals: dict[str, int] | None = None) -> st
             + ("" if len(rows) >= total else f"; the first {len(rows)} listed"
                if len(rows) == _MAX_FAILED_ROWS else f"; {len(rows)} listed (the rows read)")
             + "</small></h3><table><tr><th>source</th><th>detail</th></tr>")
-        for r in rows:
-            parts.append(f'<tr><td title="{escape(r["source"] or "")}">'
-                         f"{escape(_name(r['source']))}</td>"
-                         f"<td>{escape(r['detail'] or '')}</td></tr>")
+        for r in rows:  # long URLs and details cut (60 inputs of 20 KB URLs: a 2 MB page)
+            parts.append(f'<tr><td title="{escape(_cut(r["source"] or "", 500))}">'
+                         f"{escape(_cut(_name(r['source']), 120))}</td>"
+                         f"<td>{escape(_cut(r['detail'] or '', 500))}</td></tr>")
         parts.append("</table></section>")
     parts.append("</section>")
     return "".join(parts)
