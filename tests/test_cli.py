@@ -274,7 +274,7 @@ def test_another_phash_frames_on_an_output_is_refused(folder, tmp_path, capsys):
         capsys.readouterr().err
     assert (out / "index.parquet").read_bytes() == before
     cfg.write_text("dedup: {phash_frames: 0}\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="dedup.phash_frames"):
+    with pytest.raises(ConfigError, match=r"dedup\.phash_frames"):
         load_config(cfg)  # 0 turned perceptual dedup off in silence: perceptual: false does
 
 

@@ -61,9 +61,9 @@ def _placed(src):
                   for f in c.decode(audio=0)]
     t0 = min(p for p, _ in placed)
     end = max(p + len(m) / RATE for p, m in placed)
-    out = np.zeros(int(round((end - t0) * RATE)) + 1)
+    out = np.zeros(round((end - t0) * RATE) + 1)
     for p, m in placed:
-        i = int(round((p - t0) * RATE))
+        i = round((p - t0) * RATE)
         out[i:i + len(m)] = m[: len(out) - i]
     return t0, out
 
@@ -82,8 +82,8 @@ def test_mp3_copied_from_an_avi_is_in_sync(tmp_path):
     start = vtimes[66]  # between two MP3 frames of the source
     n = int(0.25 * RATE)
     for at in (0.3, 1.2, 2.2):  # where the clip's audio matches the source's best
-        ci = int(round((at - c_t0) * RATE))
-        si = int(round((start + at - s_t0) * RATE))
+        ci = round((at - c_t0) * RATE)
+        si = round((start + at - s_t0) * RATE)
         seg = c_audio[ci:ci + n]
         best = max(range(si - 1000, si + 1000), key=lambda j: float(np.dot(seg, s_audio[j:j + n])))
         assert abs(best - si) / RATE * 1000 <= 1.0, (at, (best - si) / RATE * 1000)
