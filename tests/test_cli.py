@@ -229,18 +229,24 @@ def test_models_says_a_broken_shot_model_is_missing_as_run_does(tmp_path, capsys
     assert shots["missing"] and "cannot be loaded as ONNX" in shots["missing"][0]
 
 
+def _refused_before_work(folder, tmp_path, capsys, yaml_text: str) -> str:
+    """Run with ``yaml_text`` as the config: exit 2, no output folder left; returns stderr."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml_text + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["run", "--input", str(folder), "--output", str(out), "--config", str(cfg),
+                 "--quiet"]) == 2
+    assert not out.exists()
+    return capsys.readouterr().err
+
+
 def test_gpu_always_without_nvenc_stops_before_any_work(folder, tmp_path, capsys):
     from clipfactory.media.encoders import nvenc_available
 
     if nvenc_available("h264_nvenc"):
         pytest.skip("NVENC opens here")
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text("cut: {mode: transcode, gpu: always}\n", encoding="utf-8")
-    out = tmp_path / "out"
-    assert main(["run", "--input", str(folder), "--output", str(out), "--config", str(cfg),
-                 "--quiet"]) == 2
-    assert "cut.gpu is 'always' but h264_nvenc does not open" in capsys.readouterr().err
-    assert not out.exists()
+    err = _refused_before_work(folder, tmp_path, capsys, "cut: {mode: transcode, gpu: always}")
+    assert "cut.gpu is 'always' but h264_nvenc does not open" in err
 
 
 @pytest.mark.parametrize("argv", [
@@ -317,11 +323,6 @@ def test_a_transcode_target_the_encoder_cannot_take_stops_before_any_work(folder
 
     if encoder_pix_fmt("libvpx-vp9", "yuv420p10le") is not None:
         pytest.skip("this FFmpeg's libvpx encodes 10-bit VP9")
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text("cut: {mode: transcode, codec: vp9, pix_fmt: yuv420p10le}\n", encoding="utf-8")
-    out = tmp_path / "out"
-    assert main(["run", "--input", str(folder), "--output", str(out), "--config", str(cfg),
-                 "--quiet"]) == 2
-    assert "cut.pix_fmt: libvpx-vp9 (for cut.codec 'vp9') cannot encode yuv420p10le" in \
-        capsys.readouterr().err
-    assert not out.exists()
+    err = _refused_before_work(folder, tmp_path, capsys,
+                               "cut: {mode: transcode, codec: vp9, pix_fmt: yuv420p10le}")
+    assert "cut.pix_fmt: libvpx-vp9 (for cut.codec 'vp9') cannot encode yuv420p10le" in err

@@ -44,6 +44,25 @@ def corpus(tmp_path_factory) -> tuple[Path, dict[str, list[tuple]], str]:
     return inp, dataset_rows(out), long_id
 
 
+def _wait_for_a_recorded_video(proc: subprocess.Popen, out: Path) -> None:
+    log = out / "run.log"
+    deadline = time.monotonic() + 120
+    while not (log.is_file() and " done " in log.read_text(encoding="utf-8")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+
+
+def _stderr_at_its_end(proc: subprocess.Popen) -> str:
+    """What the interrupted command printed, once it has ended (a failure if it does not)."""
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("the run did not end after Ctrl-C")
+    return err.decode(errors="replace")
+
+
 def _children(pid: int) -> list[int]:
     got = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
     return [int(p) for p in got.split()]
@@ -66,24 +85,14 @@ def test_ctrl_c_stops_the_run_at_once_and_the_same_command_resumes(corpus, tmp_p
     proc = subprocess.Popen([*_CLI, "run", "--input", str(inp), "--output", str(out),
                              "--workers", "2", "--quiet"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)
-    log = out / "run.log"
-    deadline = time.monotonic() + 120
     # interrupt once the first short video is recorded, while the long one is being analysed
-    while not (log.is_file() and " done " in log.read_text(encoding="utf-8")):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.05)
+    _wait_for_a_recorded_video(proc, out)
     workers = [p for p in _children(proc.pid) if "spawn_main" in _cmdline(p)]
     assert workers
     for _ in range(times):
         (os.killpg if to == "group" else os.kill)(proc.pid, signal.SIGINT)
         time.sleep(0.01)
-    try:
-        _, err = proc.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        pytest.fail("the run did not end after Ctrl-C")
-    err = err.decode(errors="replace")
+    err = _stderr_at_its_end(proc)
     # (a second one that lands as the interpreter ends kills it with the signal: the status a
     # shell shows is 130 either way)
     assert proc.returncode in (EXIT_INTERRUPTED, -signal.SIGINT)[:times], err
@@ -166,20 +175,10 @@ def test_ctrl_c_with_a_model_stage_on_prints_no_traceback(corpus, tmp_path):
                              "--workers", "2", "--quiet", "--config", str(cfg)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
-    log = out / "run.log"
-    deadline = time.monotonic() + 120
-    while not (log.is_file() and " done " in log.read_text(encoding="utf-8")):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.05)
+    _wait_for_a_recorded_video(proc, out)
     time.sleep(0.5)  # the stage's process is up and reading its pipe
     os.killpg(proc.pid, signal.SIGINT)
-    try:
-        _, err = proc.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        pytest.fail("the run did not end after Ctrl-C")
-    err = err.decode(errors="replace")
+    err = _stderr_at_its_end(proc)
     assert proc.returncode == EXIT_INTERRUPTED, err
     assert "run interrupted" in err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err

@@ -39,8 +39,8 @@ import numpy as np
 from clipfactory.records import Transition
 
 __all__ = [
-    "JOINS", "KINDS", "ShotSpec", "SynthVideo", "frame_times", "make_corpus", "render_frame",
-    "write_audio_only", "write_broken", "write_video",
+    "JOINS", "KINDS", "ShotSpec", "SynthVideo", "frame_times", "make_corpus", "mux_with_audio",
+    "render_frame", "tone_frames", "write_audio_only", "write_broken", "write_video",
 ]
 
 KINDS = ("texture", "dark", "static", "blurry", "flash",  # new kinds go last: ids seed the rng
@@ -632,3 +632,49 @@ def make_corpus(directory: str | os.PathLike[str], *, seconds: float = 60.0, vid
     if with_broken:
         paths.extend(write_broken(d / "broken").values())
     return paths
+
+
+def tone_frames(rate: int, seconds: float, block: int, *, start_s: float = 0.0,
+                chirp: bool = False) -> list[av.AudioFrame]:
+    """Mono float frames of ``block`` samples: a 440 Hz tone, or with ``chirp`` a rising one
+    (no two moments sound alike, so a cross-correlation finds where a piece belongs), starting
+    at ``start_s`` on a time base of one sample."""
+    frames, done = [], 0
+    while done < rate * seconds:
+        t = (done + np.arange(block)) / rate
+        phase = 200 * t + 15 * t * t if chirp else 440 * t
+        f = av.AudioFrame.from_ndarray((0.3 * np.sin(2 * np.pi * phase)).astype(np.float32)[None],
+                                       format="fltp", layout="mono")
+        f.sample_rate, f.time_base = rate, Fraction(1, rate)
+        f.pts = round(start_s * rate) + done
+        frames.append(f)
+        done += block
+    return frames
+
+
+def mux_with_audio(out: av.container.OutputContainer, vs: av.VideoStream,
+                   aus: av.AudioStream, shots: Sequence[ShotSpec], n: int,
+                   audio: Sequence[av.AudioFrame], *, fps: int = 30,
+                   resampler: av.AudioResampler | None = None) -> None:
+    """Encode ``n`` frames of ``shots`` at ``vs``'s size and ``fps`` (pts on ``vs``'s time
+    base), each followed by the ``audio`` frames that start before the next frame, as muxers
+    interleave; then the rest of the audio, and flush both encoders."""
+    tb = vs.time_base or Fraction(1, fps)
+    step = Fraction(1, fps) / tb
+    ai = 0
+
+    def put(f: av.AudioFrame) -> None:
+        for g in resampler.resample(f) if resampler is not None else (f,):
+            out.mux(aus.encode(g))
+
+    for i in range(n):
+        fr = av.VideoFrame.from_ndarray(render_frame(shots, i, vs.width, vs.height), "rgb24")
+        fr.pts, fr.time_base = int(i * step), tb
+        out.mux(vs.encode(fr))
+        while ai < len(audio) and audio[ai].pts / audio[ai].sample_rate <= (i + 1) / fps:
+            put(audio[ai])
+            ai += 1
+    out.mux(vs.encode(None))
+    for f in audio[ai:]:
+        put(f)
+    out.mux(aus.encode(None))

@@ -6,7 +6,6 @@ here, for the whole clip). It is now timed in samples."""
 from __future__ import annotations
 
 import io
-from fractions import Fraction
 
 import av
 import numpy as np
@@ -14,7 +13,7 @@ import numpy as np
 from clipfactory.config import CutConfig
 from clipfactory.media.cut import cut_clips
 from clipfactory.records import Span
-from clipfactory.testing.synth import ShotSpec, render_frame
+from clipfactory.testing.synth import ShotSpec, mux_with_audio, tone_frames
 
 RATE = 44100
 
@@ -29,29 +28,8 @@ def _write(path):
         aus = out.add_stream("libmp3lame", rate=RATE, layout="mono")
         aus.codec_context.bit_rate = 64000
         res = av.AudioResampler(format=aus.codec_context.format.name, layout="mono", rate=RATE)
-        frames, done = [], 0
-        while done < RATE * 5:  # a chirp: no two moments sound alike
-            t = (done + np.arange(1152)) / RATE
-            f = av.AudioFrame.from_ndarray(
-                (0.3 * np.sin(2 * np.pi * (200 * t + 15 * t * t))).astype(np.float32)[None],
-                format="fltp", layout="mono")
-            f.sample_rate, f.time_base, f.pts = RATE, Fraction(1, RATE), done
-            frames.append(f)
-            done += 1152
-        ai = 0
-        for i in range(150):
-            fr = av.VideoFrame.from_ndarray(render_frame(shots, i, 160, 90), "rgb24")
-            fr.pts, fr.time_base = i, Fraction(1, 30)
-            out.mux(vs.encode(fr))
-            while ai < len(frames) and frames[ai].pts / RATE <= (i + 1) / 30:
-                for g in res.resample(frames[ai]):
-                    out.mux(aus.encode(g))
-                ai += 1
-        out.mux(vs.encode(None))
-        for f in frames[ai:]:
-            for g in res.resample(f):
-                out.mux(aus.encode(g))
-        out.mux(aus.encode(None))
+        mux_with_audio(out, vs, aus, shots, 150, tone_frames(RATE, 5, 1152, chirp=True),
+                       resampler=res)
 
 
 def _placed(src):

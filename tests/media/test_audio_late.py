@@ -5,16 +5,13 @@ is an empty sequence`)."""
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 import av
-import numpy as np
 import pytest
 
 from clipfactory.config import CutConfig
 from clipfactory.media.cut import cut_clips
 from clipfactory.records import Span
-from clipfactory.testing.synth import ShotSpec, render_frame
+from clipfactory.testing.synth import ShotSpec, mux_with_audio, tone_frames
 
 LATE_S = 0.1
 
@@ -26,28 +23,7 @@ def _write(path):
         vs.width, vs.height, vs.pix_fmt = 160, 90, "yuv420p"
         vs.set_display_rotation(90)  # exact mode re-encodes a rotated source in full
         aus = out.add_stream("libopus", rate=48000, layout="mono")
-        frames, done = [], 0
-        while done < 48000 * 5:
-            t = (done + np.arange(960)) / 48000
-            f = av.AudioFrame.from_ndarray(
-                (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None], format="fltp",
-                layout="mono")
-            f.sample_rate, f.time_base = 48000, Fraction(1, 48000)
-            f.pts = round(LATE_S * 48000) + done
-            frames.append(f)
-            done += 960
-        ai = 0
-        for i in range(150):
-            fr = av.VideoFrame.from_ndarray(render_frame(shots, i, 160, 90), "rgb24")
-            fr.pts, fr.time_base = i, Fraction(1, 30)
-            out.mux(vs.encode(fr))
-            while ai < len(frames) and frames[ai].pts / 48000 <= (i + 1) / 30:
-                out.mux(aus.encode(frames[ai]))
-                ai += 1
-        out.mux(vs.encode(None))
-        for f in frames[ai:]:
-            out.mux(aus.encode(f))
-        out.mux(aus.encode(None))
+        mux_with_audio(out, vs, aus, shots, 150, tone_frames(48000, 5, 960, start_s=LATE_S))
 
 
 def _audio_s(path):

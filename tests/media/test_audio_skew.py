@@ -5,17 +5,14 @@ past its cap the clip says its audio was cut short."""
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 import av
-import numpy as np
 import pytest
 
 from clipfactory.config import CutConfig
 from clipfactory.media.audio import AUDIO_CUT_SHORT, MuxLag
 from clipfactory.media.cut import cut_clips
 from clipfactory.records import Span
-from clipfactory.testing.synth import ShotSpec, render_frame
+from clipfactory.testing.synth import ShotSpec, mux_with_audio, tone_frames
 
 
 def _write(path, rotation=0):
@@ -27,21 +24,7 @@ def _write(path, rotation=0):
         if rotation:
             vs.set_display_rotation(rotation)
         aus = out.add_stream("aac", rate=48000, layout="mono")
-        done = 0
-        for i in range(270):
-            fr = av.VideoFrame.from_ndarray(render_frame(shots, i, 160, 90), "rgb24")
-            fr.pts, fr.time_base = i, Fraction(1, 30)
-            out.mux(vs.encode(fr))
-            while done < (i + 1) / 30 * 48000:
-                t = (done + np.arange(1024)) / 48000
-                a = av.AudioFrame.from_ndarray(
-                    (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None],
-                    format="fltp", layout="mono")
-                a.sample_rate, a.pts, a.time_base = 48000, done, Fraction(1, 48000)
-                out.mux(aus.encode(a))
-                done += 1024
-        out.mux(vs.encode(None))
-        out.mux(aus.encode(None))
+        mux_with_audio(out, vs, aus, shots, 270, tone_frames(48000, 9, 1024))
 
 
 def _skew(src, dst, seconds):

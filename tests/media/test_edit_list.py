@@ -16,7 +16,7 @@ import pytest
 from clipfactory.config import CutConfig
 from clipfactory.media.cut import cut_clips
 from clipfactory.records import Span
-from clipfactory.testing.synth import ShotSpec, render_frame
+from clipfactory.testing.synth import ShotSpec, mux_with_audio, tone_frames
 
 SHOTS = [ShotSpec(90, seed=1510), ShotSpec(90, seed=1511), ShotSpec(90, seed=1512)]
 
@@ -28,21 +28,7 @@ def _write(path):
         vs.codec_context.gop_size = 30
         vs.codec_context.time_base = vs.time_base = Fraction(1, 90000)
         aus = out.add_stream("aac", rate=48000, layout="mono")
-        done = 0
-        for i in range(270):
-            fr = av.VideoFrame.from_ndarray(render_frame(SHOTS, i, 160, 90), "rgb24")
-            fr.pts, fr.time_base = i * 3000, Fraction(1, 90000)
-            out.mux(vs.encode(fr))
-            while done < (i + 1) / 30 * 48000:
-                t = (done + np.arange(1024)) / 48000
-                a = av.AudioFrame.from_ndarray(
-                    (0.3 * np.sin(2 * np.pi * (200 * t + 15 * t * t))).astype(np.float32)[None],
-                    format="fltp", layout="mono")
-                a.sample_rate, a.pts, a.time_base = 48000, done, Fraction(1, 48000)
-                out.mux(aus.encode(a))
-                done += 1024
-        out.mux(vs.encode(None))
-        out.mux(aus.encode(None))
+        mux_with_audio(out, vs, aus, SHOTS, 270, tone_frames(48000, 9, 1024, chirp=True))
 
 
 def _boxes(b, start, end):
