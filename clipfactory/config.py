@@ -172,8 +172,9 @@ class ShotConfig(_Section):
     proposal_residual: NonNegFloat = 0.25  # hybrid: how close to a pure mix the middle must be
     sure_cut: NonNegFloat = 2.3  # hybrid: built-in cuts scoring below this x threshold are verified
     model_veto: Share = 0.2  # hybrid: ... and dropped when the model's peak there is below this
-    slow_step: Annotated[int, Field(ge=1, le=8)] = 2  # hybrid: a region where the model finds nothing is read again at
-    # every slow_step-th frame (a 1-2 s dissolve, or any at 50-60 fps); 1: no second look
+    # hybrid: a region where the model finds nothing is read again at every slow_step-th
+    # frame (a 1-2 s dissolve, or any at 50-60 fps); 1: no second look
+    slow_step: Annotated[int, Field(ge=1, le=8)] = 2
 
 
 class ClipConfig(_Section):
