@@ -16,8 +16,9 @@ from typing import Any, Protocol
 
 from clipfactory.atomic import write_atomic
 
-__all__ = ["FetchError", "FetchResult", "Fetcher", "discard_partial", "partial_paths",
-           "read_partial_meta", "url_key", "write_partial_meta"]
+__all__ = ["FetchError", "FetchResult", "Fetcher", "discard_partial", "marker_path",
+           "partial_paths", "read_partial_meta", "sources_dir", "sources_dirs", "url_key",
+           "write_partial_meta"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,23 @@ class Fetcher(Protocol):
 def url_key(url: str) -> str:
     """A stable, file-name-safe key for a URL (names its partial and final files)."""
     return hashlib.sha256(url.encode("utf-8")).hexdigest()[:24]
+
+
+def sources_dir(out: Path, configured: str | None) -> Path:
+    """Where a run puts its downloads: ``fetch.sources_dir`` when set, else
+    ``OUTPUT/sources``."""
+    return Path(configured) if configured else Path(out) / "sources"
+
+
+def sources_dirs(out: Path, configured: str | None) -> list[Path]:
+    """Where an output's downloads may be, for its readers (a takedown, the report):
+    ``OUTPUT/sources`` and the configured ``fetch.sources_dir``."""
+    return list(dict.fromkeys([Path(out) / "sources", sources_dir(out, configured)]))
+
+
+def marker_path(dest_dir: Path, url: str) -> Path:
+    """The JSON beside a complete download of ``url`` that names its file (and bytes)."""
+    return Path(dest_dir) / f"{url_key(url)}.fetch.json"
 
 
 def partial_paths(dest_dir: Path, url: str) -> tuple[Path, Path]:

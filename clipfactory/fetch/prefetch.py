@@ -38,7 +38,7 @@ from typing import Any
 
 from clipfactory.config import FetchConfig
 from clipfactory.errors import storage_refused
-from clipfactory.fetch.base import FetchError, FetchResult, url_key
+from clipfactory.fetch.base import FetchError, FetchResult, marker_path, url_key
 from clipfactory.fetch.gate import ConsentMode
 from clipfactory.fetch.polite import HostPause, Politeness
 from clipfactory.fetch.router import Router, needs_fetch
@@ -301,7 +301,7 @@ class Prefetcher:
         return res
 
     def _marker(self, url: str) -> Path:
-        return self.dir / f"{url_key(url)}.fetch.json"
+        return marker_path(self.dir, url)
 
     def _reuse(self, url: str, expected_sha256: str | None = None) -> FetchResult | None:
         """A complete earlier download of ``url`` in the sources folder, if there is one (and

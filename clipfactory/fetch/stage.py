@@ -20,6 +20,7 @@ from typing import Any
 from clipfactory.config import Config
 from clipfactory.consent.store import record_consent
 from clipfactory.errors import StorageRefused, storage_refusal
+from clipfactory.fetch.base import sources_dir
 from clipfactory.fetch.prefetch import STORAGE_REFUSED, FetchFailure, Prefetcher
 from clipfactory.fetch.router import needs_fetch
 from clipfactory.ledger import Ledger
@@ -49,7 +50,7 @@ class FetchStage:
     def __init__(self, cfg: Config, out: Path, ledger: Ledger,
                  on_failure: Callable[[VideoResult], None] | None = None) -> None:
         self.cfg = cfg
-        self.dir = Path(cfg.fetch.sources_dir) if cfg.fetch.sources_dir else out / "sources"
+        self.dir = sources_dir(out, cfg.fetch.sources_dir)
         self.ledger = ledger
         self.on_failure = on_failure
         self.prefetcher: Prefetcher | None = None

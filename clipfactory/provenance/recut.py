@@ -107,6 +107,7 @@ def _cut_from(path: str, row: Any, clips: list[ClipRecord], out: Path, cfg: Conf
 
 def recut_orphans(out: str | Path, cfg: Config, ledger: Ledger) -> dict[str, int]:
     """Cut the marked duplicates again (module docstring); returns counts by outcome."""
+    from clipfactory.fetch.base import sources_dir
     from clipfactory.fetch.prefetch import FetchFailure, Prefetcher
     from clipfactory.fetch.router import needs_fetch
 
@@ -133,8 +134,8 @@ def recut_orphans(out: str | Path, cfg: Config, ledger: Ledger) -> dict[str, int
             for c in cs:
                 _lose(c, "source_unavailable", f"{row['source']} is not there any more")
     if remote:
-        sources = Path(cfg.fetch.sources_dir) if cfg.fetch.sources_dir else out / "sources"
-        pre = Prefetcher(cfg.fetch, sources, consent=cfg.policy.consent)
+        pre = Prefetcher(cfg.fetch, sources_dir(out, cfg.fetch.sources_dir),
+                         consent=cfg.policy.consent)
         failed: list[FetchFailure] = []
         try:
             for item in pre.items(remote, on_failure=failed.append):

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clipfactory.fetch.base import url_key
+from clipfactory.fetch.base import sources_dirs, url_key
 from clipfactory.fetch.router import needs_fetch
 from clipfactory.ledger import Ledger, query_in
 from clipfactory.provenance.recut import ORPHAN_REASON, mark_orphans
@@ -105,14 +105,6 @@ def _video_entry(row: Mapping[str, Any], why: str) -> dict[str, Any]:
             "source_sha256": row["source_sha256"], "matched": redact_text(why)}
 
 
-def _sources_dirs(out: Path, ledger: Ledger) -> list[Path]:
-    """Where downloads go: ``OUTPUT/sources`` and the configured ``fetch.sources_dir``."""
-    cfg = ledger.get_meta("config") or {}
-    configured = (cfg.get("fetch") or {}).get("sources_dir") if isinstance(cfg, dict) else None
-    dirs = [out / "sources"] + ([Path(configured)] if configured else [])
-    return list(dict.fromkeys(dirs))
-
-
 def _purge_downloads(out: Path, ledger: Ledger, rows: Sequence[sqlite3.Row]) -> int:
     """Delete what was downloaded of the removed inputs' URLs: the complete file and its
     marker (kept by ``keep_sources``), the partial transfer and its JSON (kept for ``retry``).
@@ -124,10 +116,12 @@ def _purge_downloads(out: Path, ledger: Ledger, rows: Sequence[sqlite3.Row]) -> 
     kept = {r["source"] for r in query_in(
         ledger.db, "SELECT item_key, source FROM videos WHERE state != 'removed' AND source IN"
         " ({})", sorted(urls)) if r["item_key"] not in removed}
+    cfg = ledger.get_meta("config") or {}
+    dirs = sources_dirs(out, (cfg.get("fetch") or {}).get("sources_dir"))
     deleted = 0
     for url in sorted(urls - kept):
         key = url_key(url)  # hex digits: no glob metacharacters
-        for d in _sources_dirs(out, ledger):
+        for d in dirs:
             for folder in (d, d / ".partial"):
                 for p in folder.glob(f"{key}.*") if folder.is_dir() else ():
                     if p.is_file():

@@ -132,28 +132,27 @@ def kept_downloads(out: Path, urls: list[str]) -> dict[str, str]:
     """The fetched copy that ``fetch.keep_sources`` kept of each URL that has one (its
     ``.fetch.json`` marker names it, in ``OUTPUT/sources`` or the configured
     ``fetch.sources_dir``): a dropped clip of a remote source is shown from it."""
-    from clipfactory.fetch.base import url_key
+    from clipfactory.fetch.base import marker_path, sources_dirs
 
     if not urls:
         return {}
-    dirs = [out / "sources"]
+    configured = None
     db = _connect(out / "ledger.sqlite")
     if db is not None:
         try:
             row = db.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()
             configured = ((json.loads(row[0]) or {}).get("fetch") or {}).get("sources_dir") \
                 if row else None
-            if configured:
-                dirs.append(Path(configured))
         except (sqlite3.Error, ValueError, AttributeError):
             pass
         finally:
             db.close()
+    dirs = sources_dirs(out, configured)
     found: dict[str, str] = {}
     for url in urls:
         for d in dirs:
             try:
-                name = Path(json.loads((d / f"{url_key(url)}.fetch.json").read_text(
+                name = Path(json.loads(marker_path(d, url).read_text(
                     encoding="utf-8"))["path"]).name
             except (OSError, ValueError, KeyError, TypeError):
                 continue
