@@ -315,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     interrupted = False
     try:
         if getattr(a, "no_wait", False):  # take the output's lock now, or say who holds it
-            from clipfactory.lock import LOCK_FILE, OutputLocked, output_lock
+            from clipfactory.lock import OutputLocked, output_lock, remove_if_only_lock
 
             fresh = a.command == "run" and not os.path.lexists(a.output)
             try:
@@ -326,10 +326,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             finally:  # refused before any work (a missing input, a bad config): no folder
                 # of only a lock file is left behind, as without --no-wait
-                if fresh and Path(a.output).is_dir() and \
-                        [p.name for p in Path(a.output).iterdir()] == [LOCK_FILE]:
-                    (Path(a.output) / LOCK_FILE).unlink()
-                    Path(a.output).rmdir()
+                if fresh:
+                    remove_if_only_lock(Path(a.output))
         else:
             status = handlers[a.command](a)
         sys.stdout.flush()  # a reader that has gone is found here, not at the exit

@@ -29,7 +29,8 @@ from typing import Any, TypeVar
 from clipfactory.errors import OutputError
 from clipfactory.exec.pool import refuse_while_starting
 
-__all__ = ["LOCK_FILE", "OutputLocked", "holds_output_lock", "make_output", "output_lock"]
+__all__ = ["LOCK_FILE", "OutputLocked", "holds_output_lock", "make_output", "output_lock",
+           "remove_if_only_lock"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -142,7 +143,9 @@ def output_lock(out: str | Path, what: str, *, wait: bool = True, create: bool =
         fh.close()
 
 
-def _remove_if_only_lock(out: Path) -> None:
+def remove_if_only_lock(out: Path) -> None:
+    """Delete ``out`` if it holds nothing but the lock file: a new output refused before
+    any work leaves no folder behind."""
     with contextlib.suppress(OSError):
         if out.is_dir() and {p.name for p in out.iterdir()} <= {LOCK_FILE}:
             (out / LOCK_FILE).unlink(missing_ok=True)
@@ -166,6 +169,6 @@ def holds_output_lock(what: str, arg: str = "out", *, create: bool = False
                     return fn(*args, **kwargs)
             finally:  # refused before any work (a bad model, a config error): no folder of
                 if fresh:  # only a lock file is left behind
-                    _remove_if_only_lock(Path(out))
+                    remove_if_only_lock(Path(out))
         return wrapper  # type: ignore[return-value]
     return deco

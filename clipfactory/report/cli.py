@@ -7,6 +7,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from clipfactory.cliargs import count
+
 __all__ = ["COMMANDS", "add_commands"]
 
 
@@ -14,31 +16,18 @@ def add_commands(sub: Any) -> None:
     """Register the subcommand on the main parser's subparsers."""
     r = sub.add_parser("report", help="write OUT/report.html (thumbnails, charts, licenses)")
     r.add_argument("output")
-    r.add_argument("--per-reason", type=_count(0), default=8, metavar="N",
+    r.add_argument("--per-reason", type=count(0), default=8, metavar="N",
                    help="thumbnails per drop reason (a fixed sample)")
-    r.add_argument("--kept", type=_count(0), default=24, metavar="N", help="kept clips shown")
-    r.add_argument("--groups", type=_count(0), default=8, metavar="N",
+    r.add_argument("--kept", type=count(0), default=24, metavar="N", help="kept clips shown")
+    r.add_argument("--groups", type=count(0), default=8, metavar="N",
                    help="dedup groups shown")
     r.add_argument("--no-cache", action="store_true", help="remake every thumbnail")
-    r.add_argument("--max-rows", type=_count(1), default=200_000, metavar="N",
+    r.add_argument("--max-rows", type=count(1), default=200_000, metavar="N",
                    help="past N rows, read a fixed sample of the index and rejected parts")
     r.add_argument("--no-wait", action="store_true",
                    help="fail at once if another clipfactory process is writing the output "
                    "(by default the report waits for it: a takedown, a run)")
 
-
-def _count(low: int) -> Callable[[str], int]:
-    """An argparse type: a whole number of at least ``low`` (``--kept -1`` showed all but one
-    clip)."""
-    def parse(text: str) -> int:
-        try:
-            n = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-        if n < low:
-            raise argparse.ArgumentTypeError(f"{n} is below {low}")
-        return n
-    return parse
 
 
 def _cmd_report(a: argparse.Namespace) -> int:

@@ -179,8 +179,7 @@ def kept_section(s: Samples, total: int, thumbs: dict[str, Thumb]) -> str:
         if r.get("license"):
             extra.append(f'<div class="meta">license {escape(r["license"])}</div>')
         if r.get("caption"):
-            cap = r["caption"] if len(r["caption"]) <= 160 else r["caption"][:159] + "…"
-            extra.append(f'<div class="caption">{escape(cap)}</div>')
+            extra.append(f'<div class="caption">{escape(_cut(r["caption"], 160))}</div>')
         parts.append(clip_card(r, thumbs.get(r["clip_id"]), extra=extra))
     parts.append("</div></section>")
     return "".join(parts)
