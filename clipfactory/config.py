@@ -7,7 +7,7 @@ flags. Every field has a default, so an empty YAML file is a valid config.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -41,6 +41,7 @@ __all__ = [
     "ShotConfig",
     "describe_errors",
     "load_config",
+    "stored_config",
 ]
 
 
@@ -593,6 +594,44 @@ class Config(_Section):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def stored_config(data: dict[str, Any] | None) -> Config:
+    """The config an output's ledger holds (the last run's), for the commands that read an
+    output back (takedown, audit, revalidate, retry, caption, mix, compact). A setting that
+    a later version refuses (``dedup.phash_frames: 0``, ``ray_address`` without
+    ``executor: ray``...) takes its default, with a warning: the output stays one that can be
+    taken down and audited, where the whole command stopped with a validation traceback."""
+    import copy
+    import logging
+
+    data = copy.deepcopy(data or {})
+    dropped: list[str] = []
+    for _ in range(32):  # a few settings at most; each pass drops the ones refused
+        try:
+            cfg = Config.model_validate(data)
+        except ValidationError as e:
+            progress = False
+            for problem in e.errors():
+                loc = [str(x) for x in problem["loc"]]
+                if not loc and "ray_address" in data:  # the one check across sections
+                    loc = ["ray_address"]
+                node: Any = data
+                for k in loc[:-1]:
+                    node = node.get(k) if isinstance(node, dict) else None
+                if loc and isinstance(node, dict) and loc[-1] in node:
+                    del node[loc[-1]]
+                    dropped.append(".".join(loc))
+                    progress = True
+            if not progress:
+                raise
+            continue
+        if dropped:
+            logging.getLogger("clipfactory").warning(
+                "this output's stored config holds settings this version refuses; they take "
+                "their defaults here: %s", ", ".join(dict.fromkeys(dropped)))
+        return cfg
+    raise ValueError("the output's stored config cannot be read")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -326,3 +326,31 @@ def test_a_transcode_target_the_encoder_cannot_take_stops_before_any_work(folder
     err = _refused_before_work(folder, tmp_path, capsys,
                                "cut: {mode: transcode, codec: vp9, pix_fmt: yuv420p10le}")
     assert "cut.pix_fmt: libvpx-vp9 (for cut.codec 'vp9') cannot encode yuv420p10le" in err
+
+
+def test_an_output_whose_stored_config_a_later_version_refuses_is_still_served(folder, tmp_path,
+                                                                                capsys):
+    """Settings this version refuses (phash_frames 0, ray_address without executor ray, a
+    preset typo) in an older output's stored config: takedown and audit stopped with a
+    validation traceback. They take their defaults there, with a warning."""
+    import sqlite3
+
+    out = tmp_path / "out"
+    assert main(["run", "--input", str(folder), "--output", str(out), "--quiet"]) == 0
+    db = sqlite3.connect(out / "ledger.sqlite")
+    stored = json.loads(db.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()[0])
+    stored["dedup"]["phash_frames"] = 0
+    stored["ray_address"] = "10.0.0.1:6379"
+    stored["cut"]["preset"] = "veryfst"
+    db.execute("UPDATE meta SET value = ? WHERE key = 'config'", (json.dumps(stored),))
+    db.commit()
+    db.close()
+    capsys.readouterr()
+    assert main(["takedown", str(out), "--video-id", "nobody", "--reason", "request"]) == 0
+    assert main(["audit", str(out)]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    from clipfactory.config import stored_config
+
+    cfg = stored_config(stored)
+    assert (cfg.dedup.phash_frames, cfg.ray_address, cfg.cut.preset) == (5, None, "veryfast")
+    assert cfg.dedup.max_hamming == stored["dedup"]["max_hamming"]  # the rest as stored

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from clipfactory.config import CaptionConfig, Config
+from clipfactory.config import CaptionConfig, stored_config
 from clipfactory.lock import holds_output_lock
 from clipfactory.provenance.takedown import open_output
 from clipfactory.stages import check_stages
@@ -33,7 +33,7 @@ def caption_dataset(out: str | Path, captions: CaptionConfig | None = None, *,
     out = Path(out)
     ledger = open_output(out)
     try:
-        cfg = Config.model_validate(ledger.get_meta("config") or {})
+        cfg = stored_config(ledger.get_meta("config"))
         if captions is not None:
             cfg.annotate.captions = captions
         if not cfg.annotate.captions.backend:

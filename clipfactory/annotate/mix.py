@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 import xxhash
 
 from clipfactory.atomic import temp_path, write_atomic
-from clipfactory.config import Config
+from clipfactory.config import stored_config
 from clipfactory.ledger import Ledger
 from clipfactory.lock import LOCK_FILE, holds_output_lock, output_lock
 from clipfactory.records import ClipRecord
@@ -189,7 +189,7 @@ def _write(src: Path, dst: Path, sl: Ledger, chosen: list[ClipRecord],
         _copy_shards(src, dst, dl, chosen)
         _copy_embeddings(src, sl, dl, dst, chosen)
         dl.set_meta("mix", meta)
-        cfg = Config.model_validate(dl.get_meta("config") or {})
+        cfg = stored_config(dl.get_meta("config"))
         cfg.skip = sorted(set(cfg.skip) | {"dedup"})  # SRC's decisions stand
         return finalize(dst, cfg, dl)
     finally:
@@ -241,7 +241,7 @@ def _copy_shards(src: Path, dst: Path, dl: Ledger, chosen: list[ClipRecord]) -> 
     by_shard: dict[str, dict[str, ClipRecord]] = {}
     for c in chosen:
         by_shard.setdefault(c.shard or "", {})[c.key] = c
-    cfg = Config.model_validate(dl.get_meta("config") or {})
+    cfg = stored_config(dl.get_meta("config"))
     bucketing = cfg.shards.bucketing()
     placed: list[ClipRecord] = []
     with BucketedShardWriter(dst / "shards", max_count=cfg.shards.max_count,

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from clipfactory.config import Config
+from clipfactory.config import Config, stored_config
 from clipfactory.ledger import Ledger
 from clipfactory.lock import holds_output_lock
 
@@ -79,7 +79,7 @@ def retry(output: str | Path, *, now: bool = False, all_failures: bool = False,
     finally:
         ledger.close()
     if cfg is None:
-        cfg = Config.model_validate(stored) if stored else Config()
+        cfg = stored_config(stored)
     if allow_private_network:
         cfg.fetch.allow_private_network = True
     summary = run(None, out, cfg, quiet=quiet) if keys else {}

@@ -50,7 +50,7 @@ from typing import Any
 import pyarrow as pa
 
 from clipfactory.annotate.mix import UNFINISHED as UNFINISHED_MIX
-from clipfactory.config import Config
+from clipfactory.config import Config, stored_config
 from clipfactory.lock import holds_output_lock
 from clipfactory.policy.optout import OptOutList
 from clipfactory.provenance.audit_embeddings import check_embeddings
@@ -153,7 +153,7 @@ def _check_staging(out: Path, ledger: Any, report: AuditReport) -> None:
 
 def _policy(ledger: Any, report: AuditReport) -> Config:
     """The dataset's config; a missing opt-out list is a problem, and is left out."""
-    cfg = Config.model_validate(ledger.get_meta("config") or {})
+    cfg = stored_config(ledger.get_meta("config"))
     oo = cfg.policy.opt_out_file
     if oo and not Path(oo).is_file():
         report.add("opt_out_file_missing", f"the dataset's opt-out list {oo} is missing; "

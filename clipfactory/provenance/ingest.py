@@ -21,7 +21,7 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from clipfactory.config import Config, PolicyConfig
+from clipfactory.config import Config, PolicyConfig, stored_config
 from clipfactory.consent.store import unfinished_purges
 from clipfactory.ledger import Ledger, query_in
 from clipfactory.policy.gate import Gate
@@ -204,7 +204,7 @@ def finish_takedowns(ledger: Ledger, out: str | Path, by: str) -> int:
     dataset that a kept rule matches go, as :func:`gate_inputs` does for a run. For commands
     other than a run, which re-check the dataset only when its rules or policy change.
     Returns the inputs removed."""
-    cfg = Config.model_validate(ledger.get_meta("config") or {})
+    cfg = stored_config(ledger.get_meta("config"))
     gate = build_gate(ledger, cfg.policy)
     if not gate.takedowns.rules and not gate.removed_hashes:
         return 0

@@ -32,7 +32,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from clipfactory import __version__
-from clipfactory.config import Config, FetchConfig
+from clipfactory.config import FetchConfig, stored_config
 from clipfactory.consent.store import ensure_consent, write_consent
 from clipfactory.fetch.base import FetchError
 from clipfactory.fetch.gate import FetchGate
@@ -263,7 +263,7 @@ def revalidate(out: str | Path, *, purge: bool = False, rate: float = 1.0,
     report = RevalidateReport()
     ledger = open_output(out)
     try:
-        cfg = Config.model_validate(ledger.get_meta("config") or {})
+        cfg = stored_config(ledger.get_meta("config"))
         report.consent_mode = cfg.policy.consent
         if purge:  # a purge this command began before and did not finish goes first,
             finish_consent_purges(ledger, out, "revalidate")  # also where the site came back

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
-from clipfactory.config import Config
+from clipfactory.config import stored_config
 from clipfactory.ledger import Ledger, query_in
 from clipfactory.lock import holds_output_lock
 from clipfactory.policy.optout import OptOutList, Rule, facts_of_row, parse_rule
@@ -53,7 +53,7 @@ def refresh_outputs(out: str | Path, ledger: Ledger) -> dict:
     """Rewrite index, rejected, summary and card from the ledger (the run's own config)."""
     from clipfactory.pipeline import finalize
 
-    cfg = Config.model_validate(ledger.get_meta("config") or {})
+    cfg = stored_config(ledger.get_meta("config"))
     return finalize(out, cfg, ledger)
 
 

@@ -27,13 +27,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 @holds_output_lock("dedup")
 def rededup_output(out: str | Path) -> dict[str, Any]:
     """Rebuild the persistent dedup index and dedup every kept clip again, then finalize."""
-    from clipfactory.config import Config
+    from clipfactory.config import stored_config
     from clipfactory.finalize import full_rededup
     from clipfactory.provenance.takedown import open_output
 
     ledger = open_output(out)
     try:
-        cfg = Config.model_validate(ledger.get_meta("config") or {})
+        cfg = stored_config(ledger.get_meta("config"))
         return full_rededup(out, cfg, ledger)
     finally:
         ledger.close()
